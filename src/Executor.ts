@@ -1,0 +1,386 @@
+/**
+ * The executor: runs a pipeline's nodes in topological order, independent nodes in parallel
+ * within per-resource-class limits, consulting the node cache before running anything.
+ *
+ * For each node:
+ *   1. wait for its inputs; compute its key from (stage, version, source fingerprint, params,
+ *      input digests, engine fingerprints)
+ *   2. a verified hit in the node index -> reuse the output (a corrupt object is quarantined
+ *      and the node recomputed)
+ *   3. otherwise take the key's lock (one computation per key across processes), look again,
+ *      run the stage under its resource limit and retry Schedule, store the output bytes
+ *      atomically, then index them
+ *
+ * Descendants see inputs by content digest, so a node that re-ran with byte-identical output
+ * leaves them cached (early cutoff). A failed node fails its descendants (skipped) while
+ * independent branches finish, unless `failFast`.
+ */
+import { availableParallelism } from "node:os"
+import { Cause, Context, Data, Deferred, Effect, Exit, Schema, Semaphore } from "effect"
+import {
+  ArtifactStore,
+  BlobRef,
+  type CorruptObject,
+  type KeyComponents,
+  type MissingObject,
+  type NodeEntry,
+  type StoreError
+} from "./ArtifactStore.ts"
+import { canonicalJson, containsSecret } from "./Canonical.ts"
+import * as CacheKey from "./CacheKey.ts"
+import { fingerprintFile } from "./Fingerprint.ts"
+import { seeded } from "./internal/random.ts"
+import type { Pipeline, PipelineNode } from "./Pipeline.ts"
+import * as Retry from "./Retry.ts"
+import * as RunLog from "./RunLog.ts"
+import type { MemoOptions, StageContext } from "./Stage.ts"
+
+/** How a run goes. All optional. */
+export interface RunOptions {
+  /** Continue this run (its directory is reused) instead of starting a new one. */
+  readonly runId?: string
+  /** The resolved config to freeze in the run directory (secrets are masked). */
+  readonly config?: unknown
+  /** Max nodes in flight per resource class. Defaults: cpu = cores, policy = 1, judge = 8, others 4. */
+  readonly concurrency?: Readonly<Record<string, number>>
+  /** Stop everything at the first failure instead of letting independent branches finish. */
+  readonly failFast?: boolean
+  /** Node ids to re-execute even when cached. */
+  readonly force?: ReadonlyArray<string>
+  /** Called with the open run log before anything runs (to attach a progress view). */
+  readonly onStart?: (log: RunLog.RunLog) => Effect.Effect<void>
+}
+
+/** What happened to a node in this run. */
+export type NodeStatus = "executed" | "cached" | "failed" | "skipped"
+
+/** A finished run. */
+export interface RunResult {
+  readonly runId: string
+  readonly dir: string
+  readonly outputs: Readonly<Record<string, unknown>>
+  readonly nodes: Readonly<Record<string, { readonly status: NodeStatus; readonly key?: string; readonly object?: string }>>
+  readonly executed: number
+  readonly cached: number
+}
+
+/** One node's failure. */
+export interface NodeFailure {
+  readonly node: string
+  readonly stage: string
+  readonly error: string
+}
+
+/** A run that did not succeed: which nodes failed, why, and where the log is. */
+export class RunFailed extends Data.TaggedError("RunFailed")<{
+  readonly runId: string
+  readonly failures: ReadonlyArray<NodeFailure>
+  readonly skipped: number
+  readonly logFile: string
+}> {
+  override get message() {
+    const lines = this.failures.map((f) => `  node "${f.node}" (stage ${f.stage}) failed: ${f.error}`)
+    const skipped = this.skipped > 0 ? `\n  ${this.skipped} downstream node(s) skipped` : ""
+    return `run ${this.runId} failed:\n${lines.join("\n")}${skipped}\n  log: ${this.logFile}`
+  }
+}
+
+/** A stage produced an output that cannot be stored (a secret in it, a schema mismatch). */
+export class OutputError extends Data.TaggedError("OutputError")<{ readonly node: string; readonly reason: string }> {
+  override get message() {
+    return `output of node "${this.node}": ${this.reason}`
+  }
+}
+
+/** An upstream node failed, so this one cannot run. */
+class UpstreamFailed extends Data.TaggedError("UpstreamFailed")<{ readonly node: string }> {}
+
+interface NodeValue {
+  readonly digest: string
+  readonly value: unknown
+}
+
+const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, judge: 8 }
+
+const jsonCodecs = new WeakMap<object, Schema.Codec<any, any>>()
+const jsonCodec = (schema: Schema.Codec<any, any>): Schema.Codec<any, any> => {
+  let codec = jsonCodecs.get(schema)
+  if (codec === undefined) {
+    codec = Schema.toCodecJson(schema) as Schema.Codec<any, any>
+    jsonCodecs.set(schema, codec)
+  }
+  return codec
+}
+
+const describe = (error: unknown): string => {
+  if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
+    const e = error as { _tag?: string; message?: unknown }
+    const message = String(e.message ?? "")
+    return e._tag !== undefined && !message.includes(e._tag) ? `${e._tag}: ${message}` : message
+  }
+  return typeof error === "string" ? error : JSON.stringify(error)
+}
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const reason = cause.reasons[0]
+  if (reason === undefined) return "unknown failure"
+  if (reason._tag === "Fail") return describe(reason.error)
+  if (reason._tag === "Die") return `defect: ${describe(reason.defect)}`
+  return "interrupted"
+}
+
+/** Bytes of an output: canonical JSON of its Schema encoding. Secrets are refused. */
+const encodeOutput = (node: PipelineNode, value: unknown) =>
+  Effect.gen(function*() {
+    if (containsSecret(value)) return yield* new OutputError({ node: node.id, reason: "contains a Redacted secret; secrets are never stored" })
+    const json = yield* Schema.encodeUnknownEffect(jsonCodec(node.stage.output))(value).pipe(
+      Effect.mapError((e) => new OutputError({ node: node.id, reason: `does not match the stage's output schema: ${e.message}` }))
+    )
+    return new TextEncoder().encode(canonicalJson(json, "reject"))
+  })
+
+const decodeBytes = (schema: Schema.Codec<any, any>, bytes: Uint8Array) =>
+  Effect.try({ try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown, catch: (e) => e }).pipe(
+    Effect.flatMap((json) => Schema.decodeUnknownEffect(jsonCodec(schema))(json)),
+    Effect.option
+  )
+
+/**
+ * Runs a pipeline against the ArtifactStore in context. Fails with RunFailed naming every failed
+ * node, its cause and the log file.
+ *
+ * @example
+ * const result = yield* Executor.run(pipeline, { config: recipe })
+ * console.log(result.outputs.report, result.executed, result.cached)
+ */
+export const run = <R>(
+  pipeline: Pipeline<R>,
+  options: RunOptions = {}
+): Effect.Effect<RunResult, RunFailed | StoreError, R | ArtifactStore> =>
+  Effect.gen(function*() {
+    const store = yield* ArtifactStore
+    const config = options.config ?? { pipeline: pipeline.name }
+    const runId = options.runId ?? RunLog.newRunId(config)
+    const log = yield* RunLog.open(store.paths, runId, config)
+    if (options.onStart) yield* options.onStart(log)
+    const started = Date.now()
+    yield* log.emit({ type: "run_started", pipeline: pipeline.name, nodes: pipeline.nodes.length, resumed: log.resumed })
+
+    const limits = { ...DEFAULT_LIMITS, ...options.concurrency }
+    const semaphores = new Map<string, Semaphore.Semaphore>()
+    const semaphoreOf = (resource: string) => {
+      let s = semaphores.get(resource)
+      if (s === undefined) {
+        s = Semaphore.makeUnsafe(limits[resource] ?? 4)
+        semaphores.set(resource, s)
+      }
+      return s
+    }
+    const fingerprints = new Map<string, string>()
+    const force = new Set(options.force ?? [])
+    const deferreds = new Map<string, Deferred.Deferred<NodeValue, UpstreamFailed>>()
+    for (const node of pipeline.nodes) deferreds.set(node.id, Deferred.makeUnsafe())
+    const statuses: Record<string, { status: NodeStatus; key?: string; object?: string }> = {}
+    const failures: Array<NodeFailure> = []
+    const manifestNodes: Record<string, RunLog.ManifestNode> = Object.fromEntries(
+      pipeline.nodes.map((n) => [n.id, { stage: n.stage.name, status: "pending" as const }])
+    )
+    let lastManifest = 0
+    const writeManifest = (status: RunLog.Manifest["status"], always: boolean) =>
+      Effect.suspend(() => {
+        if (!always && Date.now() - lastManifest < 1000) return Effect.void
+        lastManifest = Date.now()
+        return log.writeManifest({ runId, pipeline: pipeline.name, status, nodes: manifestNodes, outputs: pipeline.outputs })
+      })
+
+    /** Reuses an indexed output if its object verifies; reports and quarantines it if not. */
+    const loadEntry = (node: PipelineNode, entry: NodeEntry) =>
+      store.get(entry.object).pipe(
+        Effect.flatMap((bytes) => decodeBytes(node.stage.output, bytes)),
+        Effect.map((value) => (value._tag === "Some" ? { digest: entry.object, value: value.value } : undefined)),
+        Effect.catchTags({
+          CorruptObject: (e: CorruptObject) =>
+            log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(
+              Effect.andThen(store.quarantine(e.digest)),
+              Effect.as(undefined)
+            ),
+          MissingObject: (e: MissingObject) =>
+            log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(Effect.as(undefined))
+        })
+      )
+
+    const contextFor = (node: PipelineNode, key: string, memoKeys: Set<string>, metrics: Array<Record<string, any>>): StageContext => ({
+      nodeId: node.id,
+      key,
+      memo: <A, I, E, R2>(namespace: string, itemKey: unknown, schema: Schema.Codec<A, I>, compute: Effect.Effect<A, E, R2>, memoOptions?: MemoOptions<A>) => {
+        const mkey = CacheKey.memoKey(node.stage.name, node.stage.version, namespace, itemKey)
+        const lookup = Effect.gen(function*() {
+          const entry = yield* store.readMemo(mkey)
+          if (entry === undefined) return undefined
+          const bytes = yield* store.get(entry.object).pipe(
+            Effect.catchTags({
+              CorruptObject: (e: CorruptObject) =>
+                log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(
+                  Effect.andThen(store.quarantine(e.digest)),
+                  Effect.as(undefined)
+                ),
+              MissingObject: () => Effect.succeed(undefined)
+            })
+          )
+          if (bytes === undefined) return undefined
+          const value = yield* decodeBytes(schema, bytes)
+          return value._tag === "Some" ? { value: value.value as A } : undefined
+        })
+        const hit = (found: { value: A }) =>
+          Effect.as(Effect.andThen(Effect.sync(() => memoKeys.add(mkey)), log.emit({ type: "memo_hit", node: node.id, key: mkey })), found.value)
+        const computeAndStore = Effect.gen(function*() {
+          const value = yield* compute
+          if (memoOptions?.persistIf !== undefined && !memoOptions.persistIf(value)) {
+            yield* log.emit({ type: "memo_unstored", node: node.id, key: mkey })
+            return value
+          }
+          const json = yield* Schema.encodeUnknownEffect(jsonCodec(schema))(value)
+          const object = yield* store.put(new TextEncoder().encode(canonicalJson(json, "reject")))
+          yield* store.writeMemo({ key: mkey, object, createdAt: new Date().toISOString() })
+          memoKeys.add(mkey)
+          yield* log.emit({ type: "memo_stored", node: node.id, key: mkey, object })
+          return value
+        })
+        // Store failures inside a memo are defects of the stage body: the node fails, the run reports it.
+        return Effect.orDie(lookup).pipe(
+          Effect.flatMap((found) =>
+            found !== undefined
+              ? hit(found)
+              : store.withLock(mkey, Effect.flatMap(Effect.orDie(lookup), (again) => (again !== undefined ? hit(again) : Effect.orDie(computeAndStore)))).pipe(
+                Effect.catchTag("LockError", (e) => Effect.die(e))
+              ) as Effect.Effect<A, E, R2>
+          )
+        ) as Effect.Effect<A, E, R2>
+      },
+      progress: (done, total) => log.emit({ type: "progress", node: node.id, done, total }),
+      metric: (values) =>
+        Effect.andThen(Effect.sync(() => metrics.push({ ...values })), log.metric(node.id, key, values)),
+      random: (index) => seeded(`${key}:${index}`),
+      putBlob: (bytes) => Effect.orDie(Effect.map(store.put(bytes), (digest): BlobRef => ({ $blob: digest, bytes: bytes.byteLength }))),
+      getBlob: (ref) => Effect.orDie(store.get(ref.$blob)),
+      log: (message) => log.emit({ type: "log", node: node.id, message })
+    })
+
+    /** Executes the stage body and stores its output. Called holding the key's lock. */
+    const execute = (node: PipelineNode, key: string, components: KeyComponents, inputs: Record<string, unknown>) =>
+      Effect.gen(function*() {
+        const memoKeys = new Set<string>()
+        const metrics: Array<Record<string, any>> = []
+        const ctx = contextFor(node, key, memoKeys, metrics)
+        yield* log.emit({ type: "node_started", node: node.id, stage: node.stage.name, key })
+        const t0 = Date.now()
+        const body = Retry.transient(
+          Effect.suspend(() => node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>),
+          node.stage.retry,
+          (error, attempt) => Retry.isTransient(error) ? log.emit({ type: "node_retry", node: node.id, attempt, error: describe(error) }) : Effect.void
+        )
+        const value = yield* semaphoreOf(node.stage.resource).withPermits(1)(body)
+        const bytes = yield* encodeOutput(node, value)
+        const object = yield* store.put(bytes)
+        const durationMs = Date.now() - t0
+        yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
+        yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs })
+        return { digest: object, value } satisfies NodeValue
+      })
+
+    const runNode = (node: PipelineNode) =>
+      Effect.gen(function*() {
+        const inputs: Record<string, unknown> = {}
+        const inputDigests: Record<string, string> = {}
+        for (const [name, from] of Object.entries(node.inputs)) {
+          const upstream = yield* Deferred.await(deferreds.get(from)!).pipe(Effect.mapError(() => new UpstreamFailed({ node: from })))
+          inputs[name] = upstream.value
+          inputDigests[name] = upstream.digest
+        }
+        const services = yield* Effect.context<never>()
+        const engines: Record<string, string> = {}
+        for (const engine of node.stage.engines) engines[engine.key] = Context.getOrUndefined(services, engine)?.fingerprint ?? "<missing>"
+        const components = CacheKey.components({
+          stage: node.stage.name,
+          version: node.stage.version,
+          source: fingerprintFile(node.stage.source, fingerprints),
+          params: node.params,
+          inputs: inputDigests,
+          engines
+        })
+        const key = CacheKey.nodeKey(components)
+        const cachedValue = Effect.gen(function*() {
+          if (force.has(node.id)) return undefined
+          const entry = yield* store.readNode(key)
+          return entry === undefined ? undefined : yield* loadEntry(node, entry)
+        })
+        const reuse = (found: NodeValue) =>
+          Effect.gen(function*() {
+            yield* log.emit({ type: "node_cached", node: node.id, key, object: found.digest })
+            if (log.doneBefore.get(node.id) !== key) {
+              const entry = yield* store.readNode(key)
+              for (const m of entry?.metrics ?? []) yield* log.metric(node.id, key, m)
+            }
+            return { ...found, status: "cached" as NodeStatus }
+          })
+        const hit = yield* cachedValue
+        const result = hit !== undefined
+          ? yield* reuse(hit)
+          : yield* store.withLock(
+            key,
+            Effect.flatMap(cachedValue, (again) =>
+              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputs), (v) => ({ ...v, status: "executed" as NodeStatus }))),
+            {
+              onWait: (holder) => log.emit({ type: "lock_wait", node: node.id, key, holder }),
+              onBreak: (holder) => log.emit({ type: "lock_broken", node: node.id, key, holder })
+            }
+          )
+        return { key, ...result }
+      })
+
+    const settle = (node: PipelineNode) =>
+      Effect.gen(function*() {
+        const deferred = deferreds.get(node.id)!
+        const exit = yield* Effect.exit(runNode(node))
+        if (Exit.isSuccess(exit)) {
+          const { key, digest, value, status } = exit.value
+          statuses[node.id] = { status, key, object: digest }
+          manifestNodes[node.id] = { stage: node.stage.name, key, object: digest, status }
+          yield* Deferred.succeed(deferred, { digest, value })
+          yield* writeManifest("running", false)
+          return
+        }
+        const reason = exit.cause.reasons[0]
+        if (reason?._tag === "Fail" && reason.error instanceof UpstreamFailed) {
+          statuses[node.id] = { status: "skipped" }
+          manifestNodes[node.id] = { stage: node.stage.name, status: "skipped" }
+          yield* log.emit({ type: "node_skipped", node: node.id, because: reason.error.node })
+        } else {
+          const error = describeCause(exit.cause)
+          statuses[node.id] = { status: "failed" }
+          manifestNodes[node.id] = { stage: node.stage.name, status: "failed" }
+          failures.push({ node: node.id, stage: node.stage.name, error })
+          yield* log.emit({ type: "node_failed", node: node.id, error })
+        }
+        yield* Deferred.fail(deferred, new UpstreamFailed({ node: node.id }))
+        if (options.failFast && !(reason?._tag === "Fail" && reason.error instanceof UpstreamFailed)) {
+          return yield* Effect.fail(new UpstreamFailed({ node: node.id }))
+        }
+      })
+
+    yield* Effect.forEach(pipeline.nodes, settle, { concurrency: "unbounded", discard: true }).pipe(Effect.ignore)
+
+    const executed = Object.values(statuses).filter((s) => s.status === "executed").length
+    const cached = Object.values(statuses).filter((s) => s.status === "cached").length
+    const ok = failures.length === 0 && Object.keys(statuses).length === pipeline.nodes.length
+    yield* log.emit({ type: "run_finished", status: ok ? "succeeded" : "failed", executed, cached, failed: failures.length, durationMs: Date.now() - started })
+    yield* writeManifest(ok ? "succeeded" : "failed", true)
+    yield* log.close
+    if (!ok) {
+      const skipped = pipeline.nodes.length - executed - cached - failures.length
+      return yield* new RunFailed({ runId, failures, skipped, logFile: log.eventsFile })
+    }
+    const outputs: Record<string, unknown> = {}
+    for (const [name, id] of Object.entries(pipeline.outputs)) outputs[name] = (yield* Deferred.await(deferreds.get(id)!)).value
+    return { runId, dir: log.dir, outputs, nodes: statuses, executed, cached }
+  }) as Effect.Effect<RunResult, RunFailed | StoreError, R | ArtifactStore>

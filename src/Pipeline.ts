@@ -1,0 +1,181 @@
+/**
+ * Pipelines: DAGs of stage nodes with typed edges, written in TypeScript.
+ *
+ * A node's inputs are references to other nodes' outputs; wiring an output into an input of
+ * another type does not compile. The graph is acyclic by construction (a reference exists only
+ * after its node). Training steps use {@link Builder.loop}, which unrolls into one sub-DAG per
+ * step, carrying state from step to step, so every step's nodes cache on their own.
+ *
+ * The pipeline's type records the services its stages need, so running it without providing
+ * them (say, a Judge) is a compile error too.
+ *
+ * @example
+ * const pipeline = Pipeline.make("words", (b) => {
+ *   const texts = b.node(readTexts, { id: "read", params: { dir: "examples" } })
+ *   const counts = b.node(countWords, { id: "count", inputs: { texts }, params: { minLength: 1 } })
+ *   return { counts }
+ * })
+ */
+import { Schema } from "effect"
+import type { AnyStage, InputSchemas, Stage } from "./Stage.ts"
+
+declare const OutputType: unique symbol
+declare const Requirements: unique symbol
+
+/** A typed reference to a node's output; `O` is the output type, `R` the services upstream needs. */
+export interface NodeRef<out O, out R = never> {
+  readonly id: string
+  readonly [OutputType]: () => O
+  readonly [Requirements]: () => R
+}
+
+/** The services a reference (or a record of references) needs. */
+export type RequirementsOf<T> = T extends NodeRef<any, infer R> ? R
+  : T extends Readonly<Record<string, NodeRef<any, any>>> ? { [K in keyof T]: RequirementsOf<T[K]> }[keyof T]
+  : never
+
+/** One node of a built pipeline. */
+export interface PipelineNode {
+  readonly id: string
+  readonly stage: AnyStage
+  readonly params: unknown
+  /** input name -> id of the node feeding it */
+  readonly inputs: Readonly<Record<string, string>>
+}
+
+/** A built pipeline: nodes in a topological order, and its named outputs. */
+export interface Pipeline<out R = never> {
+  readonly _tag: "Pipeline"
+  readonly name: string
+  readonly nodes: ReadonlyArray<PipelineNode>
+  readonly outputs: Readonly<Record<string, string>>
+  readonly [Requirements]: () => R
+}
+
+/** A pipeline that could not be built (duplicate id, bad params, unreachable node...). */
+export class PipelineError extends Error {
+  override readonly name = "PipelineError"
+}
+
+type RefsFor<Inputs extends InputSchemas> = { readonly [K in keyof Inputs]: NodeRef<Inputs[K]["Type"], any> }
+
+type ParamsField<P> = {} extends P ? { readonly params?: P } : { readonly params: P }
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+const checkParams = (stage: AnyStage, id: string, params: unknown): unknown => {
+  const exit = Schema.decodeUnknownExit(Schema.toType(stage.params))(params ?? {})
+  if (exit._tag === "Failure") {
+    const cause = exit.cause.reasons[0]
+    const message = cause && cause._tag === "Fail" ? String(cause.error) : "invalid"
+    throw new PipelineError(`node "${id}" (stage ${stage.name}): bad params: ${message}`)
+  }
+  return exit.value
+}
+
+/** Adds nodes to a pipeline under construction. Ids are prefixed inside loops and scopes. */
+export class Builder {
+  /** @internal */
+  constructor(
+    private readonly prefix: string,
+    private readonly nodes: Array<PipelineNode>,
+    private readonly ids: Set<string>
+  ) {}
+
+  /**
+   * Adds a node running `stage` on the outputs of other nodes. `id` must be unique in its
+   * scope; it names the node in logs, `status` and `explain`.
+   */
+  node<Inputs extends InputSchemas, Out, Params, E, R, Refs extends RefsFor<Inputs>>(
+    stage: Stage<Inputs, Out, Params, E, R>,
+    spec: { readonly id: string; readonly inputs: Refs } & ParamsField<Params>
+  ): NodeRef<Out, R | RequirementsOf<Refs>>
+  node<Out, Params, E, R>(
+    stage: Stage<{}, Out, Params, E, R>,
+    spec: { readonly id: string; readonly inputs?: {} } & ParamsField<Params>
+  ): NodeRef<Out, R>
+  node(stage: AnyStage, spec: { readonly id: string; readonly inputs?: Record<string, NodeRef<any, any>>; readonly params?: unknown }): NodeRef<any, any> {
+    if (!ID.test(spec.id)) throw new PipelineError(`node id "${spec.id}" must be letters, digits, '.', '_' or '-'`)
+    const id = this.prefix + spec.id
+    if (this.ids.has(id)) throw new PipelineError(`duplicate node id "${id}"`)
+    const inputs: Record<string, string> = {}
+    for (const name of Object.keys(stage.inputs)) {
+      const ref = spec.inputs?.[name]
+      if (ref === undefined) throw new PipelineError(`node "${id}" (stage ${stage.name}): input "${name}" is not wired`)
+      if (!this.ids.has(ref.id)) throw new PipelineError(`node "${id}": input "${name}" refers to unknown node "${ref.id}"`)
+      inputs[name] = ref.id
+    }
+    for (const name of Object.keys(spec.inputs ?? {})) {
+      if (!(name in stage.inputs)) {
+        throw new PipelineError(`node "${id}" (stage ${stage.name}): unknown input "${name}"; it takes ${Object.keys(stage.inputs).join(", ") || "no inputs"}`)
+      }
+    }
+    this.nodes.push({ id, stage, params: checkParams(stage, id, spec.params), inputs })
+    this.ids.add(id)
+    return { id } as NodeRef<any, any>
+  }
+
+  /** A builder whose node ids are prefixed with `id/`. */
+  scope(id: string): Builder {
+    if (!ID.test(id)) throw new PipelineError(`scope id "${id}" must be letters, digits, '.', '_' or '-'`)
+    return new Builder(`${this.prefix}${id}/`, this.nodes, this.ids)
+  }
+
+  /**
+   * Unrolls `steps` training steps. Step k's nodes live under `id/step-<k>/`, receive the state
+   * produced by step k-1 (or `init`) and return the next state. Returns the final state.
+   *
+   * @example
+   * const final = b.loop("train", { steps: 160, init: policy0, body: (s, policy, k) => {
+   *   const batch = s.node(sample, { id: "batch", inputs: { sampler }, params: { step: k } })
+   *   return s.node(update, { id: "update", inputs: { policy, batch } })
+   * } })
+   */
+  loop<S, R0, R1>(
+    id: string,
+    options: {
+      readonly steps: number
+      readonly init: NodeRef<S, R0>
+      readonly body: (step: Builder, state: NodeRef<S, R0 | R1>, index: number) => NodeRef<S, R1>
+    }
+  ): NodeRef<S, R0 | R1> {
+    const scope = this.scope(id)
+    const width = Math.max(3, String(Math.max(0, options.steps - 1)).length)
+    let state: NodeRef<S, R0 | R1> = options.init
+    for (let k = 0; k < options.steps; k++) {
+      state = options.body(scope.scope(`step-${String(k).padStart(width, "0")}`), state, k)
+    }
+    return state
+  }
+}
+
+/**
+ * Builds a pipeline. `build` adds nodes and returns the named outputs; every node must be an
+ * ancestor of an output (so the pipeline's type knows every service it needs).
+ */
+export const make = <const Outputs extends Readonly<Record<string, NodeRef<any, any>>>>(
+  name: string,
+  build: (b: Builder) => Outputs
+): Pipeline<RequirementsOf<Outputs>> => {
+  const nodes: Array<PipelineNode> = []
+  const b = new Builder("", nodes, new Set())
+  const outputs = build(b)
+  const byId = new Map(nodes.map((n) => [n.id, n]))
+  const needed = new Set<string>()
+  const visit = (id: string) => {
+    if (needed.has(id)) return
+    needed.add(id)
+    for (const dep of Object.values(byId.get(id)?.inputs ?? {})) visit(dep)
+  }
+  for (const ref of Object.values(outputs)) visit(ref.id)
+  const orphans = nodes.filter((n) => !needed.has(n.id)).map((n) => n.id)
+  if (orphans.length > 0) {
+    throw new PipelineError(`pipeline "${name}": nodes ${orphans.join(", ")} feed no output; return them from the builder`)
+  }
+  return {
+    _tag: "Pipeline",
+    name,
+    nodes,
+    outputs: Object.fromEntries(Object.entries(outputs).map(([k, ref]) => [k, ref.id]))
+  } as unknown as Pipeline<RequirementsOf<Outputs>>
+}

@@ -1,0 +1,71 @@
+/** File primitives the store is built on: atomic writes and tolerant reads. */
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import { dirname, join } from "node:path"
+
+const madeDirs = new Set<string>()
+
+/** mkdir -p, remembered per process so the hot path does not repeat it. */
+export const ensureDir = async (dir: string): Promise<void> => {
+  if (madeDirs.has(dir)) return
+  await fs.mkdir(dir, { recursive: true })
+  madeDirs.add(dir)
+}
+
+/** A temp name unique across processes and fibers. */
+export const tempName = (tmpDir: string): string => join(tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}.tmp`)
+
+/**
+ * Writes `bytes` to `dest` so that a reader sees either the old file or the whole new one,
+ * even across a crash: temp file, fsync, rename, fsync of the directory.
+ */
+export const atomicWrite = async (
+  tmpDir: string,
+  dest: string,
+  bytes: Uint8Array | string,
+  options: { readonly mode?: number; readonly durable?: boolean } = {}
+): Promise<void> => {
+  await ensureDir(tmpDir)
+  const tmp = tempName(tmpDir)
+  const handle = await fs.open(tmp, "wx", options.mode ?? 0o644)
+  try {
+    await handle.writeFile(bytes)
+    if (options.durable !== false) await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  const dir = dirname(dest)
+  await ensureDir(dir)
+  await fs.rename(tmp, dest)
+  if (options.durable !== false) await syncDir(dir)
+}
+
+/** fsync of a directory, so a rename in it survives power loss. */
+export const syncDir = async (dir: string): Promise<void> => {
+  const handle = await fs.open(dir, "r")
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Reads a file, or undefined when it does not exist. */
+export const readIfExists = async (path: string): Promise<Buffer | undefined> => {
+  try {
+    return await fs.readFile(path)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
+    throw e
+  }
+}
+
+/** True when a process with this pid exists on this host. */
+export const processAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}

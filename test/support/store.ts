@@ -1,0 +1,30 @@
+/** Test helpers: a fresh store in a temp directory, and the run of a pipeline against it. */
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { ArtifactStore, Executor, type Pipeline } from "polaris"
+
+export const tempDir = (prefix = "polaris-test-") => mkdtempSync(join(tmpdir(), prefix))
+
+/** Runs `pipeline` on the store at `root`, as a promise of its Exit. */
+export const runOn = <R>(root: string, pipeline: Pipeline.Pipeline<R>, options: Executor.RunOptions = {}) =>
+  Effect.runPromiseExit(Executor.run(pipeline as Pipeline.Pipeline<never>, options).pipe(Effect.provide(ArtifactStore.layer(root))))
+
+/** Runs `pipeline` and returns its result, failing the test on a failed run. */
+export const runOk = async <R>(root: string, pipeline: Pipeline.Pipeline<R>, options: Executor.RunOptions = {}) => {
+  const exit = await runOn(root, pipeline, options)
+  if (exit._tag === "Failure") throw new Error(`run failed: ${String(exit.cause)}`)
+  return exit.value
+}
+
+/** Every file under `dir`, recursively. */
+export const allFiles = (dir: string): Array<string> =>
+  readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name)
+    return statSync(path).isDirectory() ? allFiles(path) : [path]
+  })
+
+/** True when any file under `dir` contains `needle`. */
+export const anyFileContains = (dir: string, needle: string) =>
+  allFiles(dir).some((f) => readFileSync(f).includes(needle))
