@@ -32,7 +32,7 @@ const HOST = hostname()
 
 /** Settings of the lock protocol. */
 export interface LockOptions {
-  /** Locks of other hosts, or empty lock files, count as stale after this long (default 10 min). */
+  /** Locks of other hosts count as stale after this long (default 10 min). */
   readonly staleAfterMs?: number
   /** Called once when the lock is found held (for a `lock_wait` event). */
   readonly onWait?: (holder: string) => Effect.Effect<void>
@@ -53,24 +53,29 @@ const isStale = async (path: string, holder: Holder | undefined, staleAfterMs: n
   if (holder !== undefined && holder.host === HOST) return !processAlive(holder.pid)
   try {
     const stat = await fs.stat(path)
-    return Date.now() - stat.mtimeMs > staleAfterMs
+    // An unreadable lock was not written by this protocol (locks are created whole): give it seconds, not minutes.
+    return Date.now() - stat.mtimeMs > (holder === undefined ? 5_000 : staleAfterMs)
   } catch {
     return false
   }
 }
 
+/**
+ * Creates the lock with its content in one step: the holder is written to a private temp file
+ * which is then hard-linked to the lock name (link fails if the name exists). A kill can never
+ * leave an empty lock file behind.
+ */
 const tryCreate = async (path: string, me: Holder): Promise<boolean> => {
+  const tmp = `${path}.${me.nonce}.tmp`
+  await fs.writeFile(tmp, JSON.stringify(me))
   try {
-    const handle = await fs.open(path, "wx")
-    try {
-      await handle.writeFile(JSON.stringify(me))
-    } finally {
-      await handle.close()
-    }
+    await fs.link(tmp, path)
     return true
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
     throw e
+  } finally {
+    await fs.unlink(tmp).catch(() => undefined)
   }
 }
 

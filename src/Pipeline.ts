@@ -136,14 +136,15 @@ export class Builder {
     options: {
       readonly steps: number
       readonly init: NodeRef<S, R0>
-      readonly body: (step: Builder, state: NodeRef<S, R0 | R1>, index: number) => NodeRef<S, R1>
+      readonly body: (step: Builder, state: NodeRef<S, R0>, index: number) => NodeRef<S, R1>
     }
   ): NodeRef<S, R0 | R1> {
     const scope = this.scope(id)
     const width = Math.max(3, String(Math.max(0, options.steps - 1)).length)
     let state: NodeRef<S, R0 | R1> = options.init
     for (let k = 0; k < options.steps; k++) {
-      state = options.body(scope.scope(`step-${String(k).padStart(width, "0")}`), state, k)
+      // Each step's state carries the requirements of all steps before it; the return type says so.
+      state = options.body(scope.scope(`step-${String(k).padStart(width, "0")}`), state as NodeRef<S, R0>, k)
     }
     return state
   }
