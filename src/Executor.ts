@@ -193,8 +193,11 @@ export const run = <R>(
         return log.writeManifest({ runId, pipeline: pipeline.name, status, nodes: manifestNodes, outputs: pipeline.outputs })
       })
 
-    /** Reuses an indexed output if its object verifies; reports and quarantines it if not. */
-    const loadEntry = (node: PipelineNode, entry: NodeEntry) =>
+    /**
+     * Reuses an indexed output if its object verifies; reports and quarantines it if not. A
+     * missing object is reported unless this node just quarantined it itself.
+     */
+    const loadEntry = (node: PipelineNode, entry: NodeEntry, quarantined: Set<string>) =>
       store.get(entry.object).pipe(
         Effect.flatMap((bytes) => decodeBytes(node.stage.output, bytes)),
         Effect.map((value) => (value._tag === "Some" ? { digest: entry.object, value: value.value } : undefined)),
@@ -202,10 +205,13 @@ export const run = <R>(
           CorruptObject: (e: CorruptObject) =>
             log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(
               Effect.andThen(store.quarantine(e.digest)),
+              Effect.andThen(Effect.sync(() => quarantined.add(e.digest))),
               Effect.as(undefined)
             ),
           MissingObject: (e: MissingObject) =>
-            log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(Effect.as(undefined))
+            (quarantined.has(e.digest) ? Effect.void : log.emit({ type: "missing_object", node: node.id, object: e.digest, detail: e.message })).pipe(
+              Effect.as(undefined)
+            )
         })
       )
 
@@ -309,10 +315,11 @@ export const run = <R>(
           engines
         })
         const key = CacheKey.nodeKey(components)
+        const quarantined = new Set<string>()
         const cachedValue = Effect.gen(function*() {
           if (force.has(node.id)) return undefined
           const entry = yield* store.readNode(key)
-          return entry === undefined ? undefined : yield* loadEntry(node, entry)
+          return entry === undefined ? undefined : yield* loadEntry(node, entry, quarantined)
         })
         const reuse = (found: NodeValue) =>
           Effect.gen(function*() {

@@ -30,6 +30,7 @@ export type RunEvent =
   | { readonly type: "node_skipped"; readonly node: string; readonly because: string }
   | { readonly type: "node_retry"; readonly node: string; readonly attempt: number; readonly error: string }
   | { readonly type: "corrupt_object"; readonly node: string; readonly object: string; readonly detail: string }
+  | { readonly type: "missing_object"; readonly node: string; readonly object: string; readonly detail: string }
   | { readonly type: "lock_wait"; readonly node: string; readonly key: string; readonly holder: string }
   | { readonly type: "lock_broken"; readonly node: string; readonly key: string; readonly holder: string }
   | { readonly type: "memo_hit"; readonly node: string; readonly key: string }
