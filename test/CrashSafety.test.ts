@@ -42,8 +42,10 @@ describe("crash safety", () => {
     let tempsBefore = 0
     for (let attempt = 0; attempt < KILLS; attempt++) {
       const run = startFixture(store, side, String(attempt), { POLARIS_RUN_ID: "crashy" })
-      const delay = 350 + random() * 1100
-      const timer = setTimeout(() => run.child.kill("SIGKILL"), delay)
+      // A random moment in the run: after start-up, up to 0.4 s in (an uninterrupted run takes ~4 s).
+      const delay = random() * 400
+      let timer: NodeJS.Timeout | undefined
+      void run.ready.then(() => (timer = setTimeout(() => run.child.kill("SIGKILL"), delay)))
       const result = await run.done
       clearTimeout(timer)
       if (result.signal === "SIGKILL") killedMidRun++
@@ -62,7 +64,7 @@ describe("crash safety", () => {
     console.log(`crash test: ${killedMidRun}/${KILLS} kills interrupted the run, ${killedMidWrite} inside a write; ` +
       `${records().filter((r) => r.kind === "memo").length} memo executions for ${48 * 5} items`)
     // Most kills must have interrupted real work, or the test proves little.
-    expect(killedMidRun).toBeGreaterThanOrEqual(10)
+    expect(killedMidRun).toBeGreaterThanOrEqual(15)
 
     // Byte-identical: every node's output object is the same digest as in the uninterrupted run,
     // and that object's bytes hash to it.

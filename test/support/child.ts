@@ -7,6 +7,8 @@ export const FIXTURE = join(import.meta.dirname, "..", "fixtures", "crash-pipeli
 
 export interface ChildRun {
   readonly child: ChildProcess
+  /** Resolves when the child has loaded and its run has started. */
+  readonly ready: Promise<void>
   readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>
 }
 
@@ -19,12 +21,24 @@ export const startFixture = (store: string, side: string, label: string, env: Re
   })
   let stdout = ""
   let stderr = ""
-  child.stdout!.on("data", (d) => (stdout += d))
+  let onReady = () => {}
+  const ready = new Promise<void>((resolve) => (onReady = resolve))
+  child.stdout!.on("data", (d) => {
+    stdout += d
+    if (stdout.startsWith("ready\n")) onReady()
+  })
   child.stderr!.on("data", (d) => (stderr += d))
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
     child.on("exit", (code, signal) => resolve({ code, signal, stdout, stderr }))
   )
-  return { child, done }
+  return { child, ready, done }
+}
+
+/** The JSON result line a fixture printed. */
+export const resultOf = (stdout: string): Record<string, any> => {
+  const line = stdout.split("\n").find((l) => l.startsWith("result "))
+  if (line === undefined) throw new Error(`no result in output: ${stdout}`)
+  return JSON.parse(line.slice("result ".length))
 }
 
 /** The side-channel records. */
