@@ -160,7 +160,7 @@ export const run = <R>(
   Effect.gen(function*() {
     const store = yield* ArtifactStore
     const config = options.config ?? { pipeline: pipeline.name }
-    const runId = options.runId ?? RunLog.newRunId(config)
+    const runId = options.runId ?? RunLog.newRunId()
     const log = yield* RunLog.open(store.paths, runId, config)
     if (options.onStart) yield* options.onStart(log)
     const started = Date.now()

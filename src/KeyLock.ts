@@ -96,6 +96,23 @@ const breakStale = async (path: string, judged: Holder | undefined): Promise<voi
   await fs.unlink(aside).catch(() => undefined)
 }
 
+/**
+ * Removes the lock at `path` when its owner is a dead process of this host (for `cache gc`);
+ * true when it did. Locks of other hosts are left alone: their pid cannot be checked here.
+ */
+export const removeIfDead = async (path: string): Promise<boolean> => {
+  const holder = parseHolder(await readIfExists(path))
+  if (!deadHolder(holder)) return false
+  await breakStale(path, holder)
+  return true
+}
+
+/** True when the lock at `path` belongs to a dead process of this host (a dry run of removeIfDead). */
+export const isDead = async (path: string): Promise<boolean> => deadHolder(parseHolder(await readIfExists(path)))
+
+const deadHolder = (holder: Holder | undefined): holder is Holder =>
+  holder !== undefined && holder.host === HOST && !processAlive(holder.pid)
+
 const acquire = (path: string, options: LockOptions) =>
   Effect.gen(function*() {
     const me: Holder = { pid: process.pid, host: HOST, nonce: randomBytes(8).toString("hex") }

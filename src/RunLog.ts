@@ -11,12 +11,13 @@
  * A crash can cut the last line of a JSONL file short; readers skip such a line and the next
  * writer starts on a fresh line.
  */
+import { randomBytes } from "node:crypto"
 import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { StoreError, type StorePaths } from "./ArtifactStore.ts"
-import { canonicalJson, digest } from "./Canonical.ts"
+import { canonicalJson } from "./Canonical.ts"
 import { atomicWrite, ensureDir, readIfExists } from "./internal/files.ts"
 
 /** Everything the event log records. `node` is a node id; `key` a node or memo key. */
@@ -87,10 +88,13 @@ const openAppend = (path: string): number => {
   return fd
 }
 
-/** A run id: time of creation plus a digest of the config, e.g. `20261123-190512-3fa9c2d1`. */
-export const newRunId = (config: unknown, now = new Date()): string => {
+/**
+ * A new run id: time of creation plus random hex, e.g. `20261123-190512-3fa9c2d1`. Sorts by
+ * time; two runs started in the same second (two processes, say) never share a directory.
+ */
+export const newRunId = (now = new Date()): string => {
   const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15)
-  return `${stamp}-${digest(config).slice(0, 8)}`
+  return `${stamp}-${randomBytes(4).toString("hex")}`
 }
 
 /** An open run directory. */

@@ -1,0 +1,63 @@
+/** The `polaris` command: exit codes, summaries, resume, cache commands, no stack traces. */
+import { spawnSync } from "node:child_process"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { tempDir } from "./support/store.ts"
+
+const ROOT = join(import.meta.dirname, "..")
+const FIXTURE = "test/fixtures/cli-pipeline.ts"
+
+const polaris = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const r = spawnSync(process.execPath, [join(ROOT, "bin", "polaris.js"), ...args], { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8" })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe("polaris CLI", () => {
+  it("runs a pipeline file, then reuses everything; --json reports it", () => {
+    const store = tempDir()
+    const first = polaris(["run", FIXTURE, "--store", store, "--json"])
+    expect(first.code, first.stderr).toBe(0)
+    expect(JSON.parse(first.stdout)).toMatchObject({ executed: 3, cached: 0 })
+    const second = polaris(["run", FIXTURE, "--store", store, "--progress", "plain"])
+    expect(second.code).toBe(0)
+    expect(second.stdout).toMatch(/0 executed, 3 cached/)
+    expect(second.stderr).toMatch(/words cached/)
+  })
+
+  it("exits 1 on a failed run, naming node, cause and log; resume continues the same run", () => {
+    const store = tempDir()
+    const failed = polaris(["run", FIXTURE, "--store", store, "--progress", "none"], { POLARIS_TEST_FAIL: "1" })
+    expect(failed.code).toBe(1)
+    expect(failed.stderr).toContain(`node "check" (stage check) failed: PermanentError: the check was told to fail`)
+    expect(failed.stderr).toMatch(/log: .*events\.jsonl/)
+    expect(failed.stderr).not.toMatch(/\n\s+at /) // no stack trace
+    const runId = /run (\S+) failed/.exec(failed.stderr)![1]!
+    const status = polaris(["status", runId, "--store", store, "--json"])
+    expect(JSON.parse(status.stdout)).toMatchObject({ run: runId, status: "failed", failures: [{ node: "check" }] })
+    const resumed = polaris(["resume", runId, "--store", store, "--json"])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ runId, executed: 1, cached: 2 })
+  })
+
+  it("exits 2 on usage errors and unloadable pipelines", () => {
+    const store = tempDir()
+    expect(polaris(["run", "--bogus"]).code).toBe(2)
+    const missing = polaris(["run", "does-not-exist.ts", "--store", store])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain("does-not-exist.ts")
+    const notAPipeline = polaris(["run", "test/support/store.ts", "--store", store])
+    expect(notAPipeline.code).toBe(2)
+    expect(notAPipeline.stderr).toContain("exports no pipeline")
+  })
+
+  it("cache ls, verify and gc (a dry run by default)", () => {
+    const store = tempDir()
+    polaris(["run", FIXTURE, "--store", store, "--progress", "none"])
+    const ls = polaris(["cache", "ls", "--store", store, "--json"])
+    expect(JSON.parse(ls.stdout)).toMatchObject({ nodes: 3, memo: 8 })
+    const verify = polaris(["cache", "verify", "--store", store, "--json"])
+    expect(JSON.parse(verify.stdout)).toMatchObject({ corrupt: [] })
+    const gc = polaris(["cache", "gc", "--store", store])
+    expect(gc.stdout).toContain("dry run: nothing was deleted")
+  })
+})
