@@ -1,0 +1,171 @@
+/** Scheduling limits, memo semantics, loops, run records and stale locks. */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { Effect, Schema } from "effect"
+import { describe, expect, it } from "vitest"
+import { ArtifactStore, Pipeline, Retry, RunLog, Stage } from "polaris"
+import { runOk, runOn, tempDir } from "./support/store.ts"
+
+/** Records how many bodies of each resource class run at once. */
+const gauge = () => {
+  const inFlight = new Map<string, number>()
+  const peak = new Map<string, number>()
+  const enter = (r: string) => {
+    const n = (inFlight.get(r) ?? 0) + 1
+    inFlight.set(r, n)
+    peak.set(r, Math.max(peak.get(r) ?? 0, n))
+  }
+  const leave = (r: string) => inFlight.set(r, (inFlight.get(r) ?? 1) - 1)
+  return { peak, timed: (r: string) => Effect.acquireUseRelease(Effect.sync(() => enter(r)), () => Effect.sleep(20), () => Effect.sync(() => leave(r))) }
+}
+
+describe("scheduling", () => {
+  it("runs independent nodes in parallel within each resource class's limit", async () => {
+    const g = gauge()
+    const work = (resource: string) =>
+      Stage.make({ name: `work-${resource}`, version: "1", resource, output: Schema.Number, params: Schema.Struct({ i: Schema.Number }), run: (_, { i }) => Effect.as(g.timed(resource), i) })
+    const judge = work("judge")
+    const policy = work("policy")
+    const pipeline = Pipeline.make("limits", (b) => {
+      const out: Record<string, Pipeline.NodeRef<number>> = {}
+      for (let i = 0; i < 12; i++) out[`j${i}`] = b.node(judge, { id: `judge-${i}`, params: { i } })
+      for (let i = 0; i < 4; i++) out[`p${i}`] = b.node(policy, { id: `update-${i}`, params: { i } })
+      return out
+    })
+    const result = await runOk(tempDir(), pipeline, { concurrency: { judge: 3 } })
+    expect(result.executed).toBe(16)
+    expect(g.peak.get("judge")).toBe(3)
+    expect(g.peak.get("policy")).toBe(1)
+  })
+})
+
+describe("memo", () => {
+  const Item = Schema.Struct({ n: Schema.Number, ok: Schema.Boolean })
+  const calls: Array<number> = []
+  const flaky = new Set<number>()
+  const scoreAll = Stage.make({
+    name: "score-all",
+    version: "1",
+    output: Schema.Array(Item),
+    params: Schema.Struct({ items: Schema.Array(Schema.Number) }),
+    run: ({}, { items }, ctx) =>
+      Effect.forEach(items, (n) =>
+        ctx.memo("score", n, Item, Effect.suspend(() => {
+          calls.push(n)
+          if (flaky.has(n)) return Effect.fail(new Retry.PermanentError({ message: `item ${n} failed` }))
+          return Effect.succeed({ n, ok: n % 5 !== 0 })
+        }), { persistIf: (v) => v.ok }))
+  })
+  const pipeline = (items: ReadonlyArray<number>) => Pipeline.make("memo", (b) => ({ out: b.node(scoreAll, { id: "score", params: { items } }) }))
+
+  it("never stores a failure, nor a value persistIf rejects, and reuses items across nodes", async () => {
+    const root = tempDir()
+    flaky.add(3)
+    calls.length = 0
+    const failed = await runOn(root, pipeline([1, 2, 3, 4]))
+    expect(failed._tag).toBe("Failure")
+    flaky.clear()
+    calls.length = 0
+    await runOk(root, pipeline([1, 2, 3, 4]))
+    // Items run in order: 1 and 2 were stored, 3 failed (not stored), 4 never started.
+    expect(calls).toEqual([3, 4])
+    calls.length = 0
+    // A different node (other params) asks for 1..5: only 5 is new; 5 is rejected by persistIf...
+    await runOk(root, pipeline([1, 2, 3, 4, 5]))
+    expect(calls).toEqual([5])
+    calls.length = 0
+    // ...so it is asked again next time, while 10 joins it.
+    await runOk(root, pipeline([5, 10, 1]))
+    expect(calls).toEqual([5, 10])
+  })
+})
+
+describe("loops", () => {
+  const State = Schema.Struct({ step: Schema.Number, value: Schema.Number })
+  const init = Stage.make({ name: "init", version: "1", output: State, run: () => Effect.succeed({ step: 0, value: 1 }) })
+  const step = Stage.make({
+    name: "step",
+    version: "1",
+    inputs: { state: State },
+    output: State,
+    params: Schema.Struct({ lr: Schema.Number }),
+    run: ({ state }, { lr }, ctx) =>
+      Effect.as(ctx.metric({ step: state.step + 1, value: state.value * lr }), { step: state.step + 1, value: state.value * lr })
+  })
+  const training = (steps: number, lr: number) =>
+    Pipeline.make("train", (b) => ({
+      final: b.loop("train", { steps, init: b.node(init, { id: "init" }), body: (s, state) => s.node(step, { id: "update", inputs: { state }, params: { lr } }) })
+    }))
+
+  it("unrolls one sub-DAG per step, carrying state; more steps reuse the earlier ones", async () => {
+    const root = tempDir()
+    const three = await runOk(root, training(3, 2))
+    expect(three.outputs.final).toEqual({ step: 3, value: 8 })
+    expect(Object.keys(three.nodes)).toEqual(["init", "train/step-000/update", "train/step-001/update", "train/step-002/update"])
+    const five = await runOk(root, training(5, 2))
+    expect(five.outputs.final).toEqual({ step: 5, value: 32 })
+    expect(five.executed).toBe(2)
+    expect(five.cached).toBe(4)
+  })
+
+  it("writes the run record: frozen config, manifest, events, and metrics replayed for cached steps", async () => {
+    const root = tempDir()
+    await runOk(root, training(2, 3))
+    const result = await runOk(root, training(3, 3), { config: { grpo: { steps: 3, lr: 3 } } })
+    const config = JSON.parse(readFileSync(join(result.dir, "config.json"), "utf8"))
+    expect(config).toEqual({ grpo: { lr: 3, steps: 3 } })
+    const manifest = JSON.parse(readFileSync(join(result.dir, "manifest.json"), "utf8")) as RunLog.Manifest
+    expect(manifest.status).toBe("succeeded")
+    expect(manifest.nodes["train/step-002/update"]).toMatchObject({ status: "executed", stage: "step", key: result.nodes["train/step-002/update"]!.key })
+    expect(manifest.nodes["train/step-000/update"]!.status).toBe("cached")
+    const metrics = await RunLog.readJsonl(join(result.dir, "metrics.jsonl"))
+    expect(metrics.map((m) => [m.node, m.value])).toEqual([
+      ["train/step-000/update", 3],
+      ["train/step-001/update", 9],
+      ["train/step-002/update", 27]
+    ])
+    const events = await RunLog.readJsonl(join(result.dir, "events.jsonl"))
+    expect(events[0]).toMatchObject({ type: "run_started", pipeline: "train", nodes: 4, resumed: false })
+    expect(events.at(-1)).toMatchObject({ type: "run_finished", status: "succeeded", executed: 1, cached: 3 })
+  })
+
+  it("a resumed run continues in the same directory and does not repeat its metrics", async () => {
+    const root = tempDir()
+    const first = await runOk(root, training(2, 2), { runId: "r1" })
+    const again = await runOk(root, training(2, 2), { runId: "r1" })
+    expect(again.dir).toBe(first.dir)
+    const metrics = await RunLog.readJsonl(join(first.dir, "metrics.jsonl"))
+    expect(metrics).toHaveLength(2)
+    const events = await RunLog.readJsonl(join(first.dir, "events.jsonl"))
+    expect(events.filter((e) => e.type === "run_started").map((e) => e.resumed)).toEqual([false, true])
+  })
+})
+
+describe("locks", () => {
+  it("breaks a stale lock left by a dead process and computes the node", async () => {
+    const root = tempDir()
+    const leaf = Stage.make({ name: "leaf", version: "1", output: Schema.String, run: () => Effect.succeed("done") })
+    const pipeline = Pipeline.make("stale", (b) => ({ out: b.node(leaf, { id: "leaf" }) }))
+    // Learn the node's key, then forget the result and plant a lock held by a pid that is not alive.
+    const first = await runOk(root, pipeline)
+    const key = first.nodes["leaf"]!.key!
+    const paths = ArtifactStore.pathsOf(root)
+    writeFileSync(ArtifactStore.nodeEntryPath(paths, key), "")
+    mkdirSync(paths.locks, { recursive: true })
+    const { hostname } = await import("node:os")
+    writeFileSync(join(paths.locks, `${key}.lock`), JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname(), nonce: "dead" }))
+    const second = await runOk(root, pipeline)
+    expect(second.nodes["leaf"]!.status).toBe("executed")
+    const events = await RunLog.readJsonl(join(second.dir, "events.jsonl"))
+    expect(events.some((e) => e.type === "lock_broken" && e.key === key)).toBe(true)
+  })
+})
+
+describe("pipeline construction", () => {
+  const leaf = Stage.make({ name: "leaf", version: "1", output: Schema.Number, params: Schema.Struct({ n: Schema.Number }), run: (_, { n }) => Effect.succeed(n) })
+  it("reports duplicate ids, bad params and nodes that feed no output", () => {
+    expect(() => Pipeline.make("dup", (b) => ({ a: b.node(leaf, { id: "x", params: { n: 1 } }), b: b.node(leaf, { id: "x", params: { n: 2 } }) }))).toThrow(/duplicate node id "x"/)
+    expect(() => Pipeline.make("bad", (b) => ({ a: b.node(leaf, { id: "x", params: { n: "one" as unknown as number } }) }))).toThrow(/node "x" \(stage leaf\): bad params/)
+    expect(() => Pipeline.make("orphan", (b) => (b.node(leaf, { id: "lost", params: { n: 1 } }), { a: b.node(leaf, { id: "x", params: { n: 1 } }) }))).toThrow(/lost feed no output/)
+  })
+})
