@@ -32,11 +32,17 @@ export const components = (parts: {
 export const nodeKey = (c: KeyComponents): string => digest({ kind: "node", ...c })
 
 /**
- * The key of one memoized item: `(stage, version, namespace, item key)`. It does not depend on
- * the node, so a judge call made under one node is reused by any other that asks the same.
+ * The key of one memoized item: `(stage, version, namespace, item key, engine fingerprints)`.
+ * It does not depend on the node, so a judge call made under one node is reused by any other
+ * that asks the same of the same judge; another judge model or rubric is another key.
  */
-export const memoKey = (stage: string, version: string, namespace: string, key: unknown): string =>
-  digest({ kind: "memo", stage, version, namespace, key })
+export const memoKey = (
+  stage: string,
+  version: string,
+  namespace: string,
+  key: unknown,
+  engines: Readonly<Record<string, string>> = {}
+): string => digest({ kind: "memo", stage, version, namespace, key, engines })
 
 /** One difference between two keys' components. */
 export interface KeyChange {

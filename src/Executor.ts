@@ -54,11 +54,11 @@ export interface RunOptions {
 /** What happened to a node in this run. */
 export type NodeStatus = "executed" | "cached" | "failed" | "skipped"
 
-/** A finished run. */
-export interface RunResult {
+/** A finished run; `O` is the pipeline's output types. */
+export interface RunResult<O = Readonly<Record<string, unknown>>> {
   readonly runId: string
   readonly dir: string
-  readonly outputs: Readonly<Record<string, unknown>>
+  readonly outputs: O
   readonly nodes: Readonly<Record<string, { readonly status: NodeStatus; readonly key?: string; readonly object?: string }>>
   readonly executed: number
   readonly cached: number
@@ -89,6 +89,13 @@ export class RunFailed extends Data.TaggedError("RunFailed")<{
 export class OutputError extends Data.TaggedError("OutputError")<{ readonly node: string; readonly reason: string }> {
   override get message() {
     return `output of node "${this.node}": ${this.reason}`
+  }
+}
+
+/** A node's inputs or engines are not what its stage declares. */
+export class InputError extends Data.TaggedError("InputError")<{ readonly node: string; readonly reason: string }> {
+  override get message() {
+    return this.reason
   }
 }
 
@@ -129,14 +136,22 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
   return "interrupted"
 }
 
-/** Bytes of an output: canonical JSON of its Schema encoding. Secrets are refused. */
-const encodeOutput = (node: PipelineNode, value: unknown) =>
+/**
+ * Bytes of an output (canonical JSON of its Schema encoding), and the value decoded back from
+ * them: descendants see exactly what they would see on a cached run. Secrets are refused.
+ */
+const encodeOutput = (node: PipelineNode, produced: unknown) =>
   Effect.gen(function*() {
-    if (containsSecret(value)) return yield* new OutputError({ node: node.id, reason: "contains a Redacted secret; secrets are never stored" })
-    const json = yield* Schema.encodeUnknownEffect(jsonCodec(node.stage.output))(value).pipe(
+    if (containsSecret(produced)) return yield* new OutputError({ node: node.id, reason: "contains a Redacted secret; secrets are never stored" })
+    const codec = jsonCodec(node.stage.output)
+    const json = yield* Schema.encodeUnknownEffect(codec)(produced).pipe(
       Effect.mapError((e) => new OutputError({ node: node.id, reason: `does not match the stage's output schema: ${e.message}` }))
     )
-    return new TextEncoder().encode(canonicalJson(json, "reject"))
+    const text = canonicalJson(json, "reject")
+    const value = yield* Schema.decodeUnknownEffect(codec)(JSON.parse(text)).pipe(
+      Effect.mapError((e) => new OutputError({ node: node.id, reason: `does not survive a round trip through its schema: ${e.message}` }))
+    )
+    return { bytes: new TextEncoder().encode(text), value }
   })
 
 const decodeBytes = (schema: Schema.Codec<any, any>, bytes: Uint8Array) =>
@@ -153,10 +168,10 @@ const decodeBytes = (schema: Schema.Codec<any, any>, bytes: Uint8Array) =>
  * const result = yield* Executor.run(pipeline, { config: recipe })
  * console.log(result.outputs.report, result.executed, result.cached)
  */
-export const run = <R>(
-  pipeline: Pipeline<R>,
+export const run = <R, O>(
+  pipeline: Pipeline<R, O>,
   options: RunOptions = {}
-): Effect.Effect<RunResult, RunFailed | StoreError, R | ArtifactStore> =>
+): Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore> =>
   Effect.gen(function*() {
     const store = yield* ArtifactStore
     const config = options.config ?? { pipeline: pipeline.name }
@@ -178,6 +193,7 @@ export const run = <R>(
     }
     const fingerprints = new Map<string, string>()
     const force = new Set(options.force ?? [])
+    const producers = new Map(pipeline.nodes.map((n) => [n.id, n]))
     const deferreds = new Map<string, Deferred.Deferred<NodeValue, UpstreamFailed>>()
     for (const node of pipeline.nodes) deferreds.set(node.id, Deferred.makeUnsafe())
     const statuses: Record<string, { status: NodeStatus; key?: string; object?: string }> = {}
@@ -215,11 +231,17 @@ export const run = <R>(
         })
       )
 
-    const contextFor = (node: PipelineNode, key: string, memoKeys: Set<string>, metrics: Array<Record<string, any>>): StageContext => ({
+    const contextFor = (
+      node: PipelineNode,
+      key: string,
+      engines: Readonly<Record<string, string>>,
+      memoKeys: Set<string>,
+      metrics: Array<Record<string, any>>
+    ): StageContext => ({
       nodeId: node.id,
       key,
       memo: <A, I, E, R2>(namespace: string, itemKey: unknown, schema: Schema.Codec<A, I>, compute: Effect.Effect<A, E, R2>, memoOptions?: MemoOptions<A>) => {
-        const mkey = CacheKey.memoKey(node.stage.name, node.stage.version, namespace, itemKey)
+        const mkey = CacheKey.memoKey(node.stage.name, node.stage.version, namespace, itemKey, engines)
         const lookup = Effect.gen(function*() {
           const entry = yield* store.readMemo(mkey)
           if (entry === undefined) return undefined
@@ -277,16 +299,16 @@ export const run = <R>(
       Effect.gen(function*() {
         const memoKeys = new Set<string>()
         const metrics: Array<Record<string, any>> = []
-        const ctx = contextFor(node, key, memoKeys, metrics)
+        const ctx = contextFor(node, key, components.engines, memoKeys, metrics)
         yield* log.emit({ type: "node_started", node: node.id, stage: node.stage.name, key })
         const t0 = Date.now()
-        const body = Retry.transient(
-          Effect.suspend(() => node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>),
-          node.stage.retry,
-          (error, attempt) => Retry.isTransient(error) ? log.emit({ type: "node_retry", node: node.id, attempt, error: describe(error) }) : Effect.void
+        // The permit is held per attempt, not across back-off sleeps.
+        const attempt = semaphoreOf(node.stage.resource).withPermits(1)(
+          Effect.suspend(() => node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>)
         )
-        const value = yield* semaphoreOf(node.stage.resource).withPermits(1)(body)
-        const bytes = yield* encodeOutput(node, value)
+        const produced = yield* Retry.transient(attempt, node.stage.retry, (error, failed) =>
+          log.emit({ type: "node_retry", node: node.id, attempt: failed, error: describe(error) }))
+        const { bytes, value } = yield* encodeOutput(node, produced)
         const object = yield* store.put(bytes)
         const durationMs = Date.now() - t0
         yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
@@ -300,12 +322,25 @@ export const run = <R>(
         const inputDigests: Record<string, string> = {}
         for (const [name, from] of Object.entries(node.inputs)) {
           const upstream = yield* Deferred.await(deferreds.get(from)!).pipe(Effect.mapError(() => new UpstreamFailed({ node: from })))
+          const expected = (node.stage.inputs as Record<string, Schema.Codec<any, any>>)[name]!
+          // Where producer and consumer declare different schemas (a custom stage meeting a built-in
+          // one), check the value at the junction, so a mismatch names both ends.
+          if (expected !== producers.get(from)?.stage.output) {
+            const checked = Schema.decodeUnknownExit(Schema.toType(expected))(upstream.value)
+            if (checked._tag === "Failure") {
+              return yield* new InputError({ node: node.id, reason: `input "${name}" from node "${from}" does not match its schema: ${describeCause(checked.cause)}` })
+            }
+          }
           inputs[name] = upstream.value
           inputDigests[name] = upstream.digest
         }
         const services = yield* Effect.context<never>()
         const engines: Record<string, string> = {}
-        for (const engine of node.stage.engines) engines[engine.key] = Context.getOrUndefined(services, engine)?.fingerprint ?? "<missing>"
+        for (const engine of node.stage.engines) {
+          const service = Context.getOrUndefined(services, engine)
+          if (service === undefined) return yield* new InputError({ node: node.id, reason: `stage ${node.stage.name} needs engine "${engine.key}", which was not provided` })
+          engines[engine.key] = service.fingerprint
+        }
         const components = CacheKey.components({
           stage: node.stage.name,
           version: node.stage.version,
@@ -389,5 +424,5 @@ export const run = <R>(
     }
     const outputs: Record<string, unknown> = {}
     for (const [name, id] of Object.entries(pipeline.outputs)) outputs[name] = (yield* Deferred.await(deferreds.get(id)!)).value
-    return { runId, dir: log.dir, outputs, nodes: statuses, executed, cached }
-  }) as Effect.Effect<RunResult, RunFailed | StoreError, R | ArtifactStore>
+    return { runId, dir: log.dir, outputs: outputs as O, nodes: statuses, executed, cached }
+  }) as Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore>

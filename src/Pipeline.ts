@@ -16,11 +16,12 @@
  *   return { counts }
  * })
  */
-import { Schema } from "effect"
-import type { AnyStage, InputSchemas, Stage } from "./Stage.ts"
+import { Data, Schema } from "effect"
+import { type AnyStage, type InputSchemas, NoParams, type Stage } from "./Stage.ts"
 
 declare const OutputType: unique symbol
 declare const Requirements: unique symbol
+declare const OutputTypes: unique symbol
 
 /** A typed reference to a node's output; `O` is the output type, `R` the services upstream needs. */
 export interface NodeRef<out O, out R = never> {
@@ -43,19 +44,24 @@ export interface PipelineNode {
   readonly inputs: Readonly<Record<string, string>>
 }
 
-/** A built pipeline: nodes in a topological order, and its named outputs. */
-export interface Pipeline<out R = never> {
+/** The value types of a record of references. */
+export type OutputsOf<T> = { readonly [K in keyof T]: T[K] extends NodeRef<infer O, any> ? O : never }
+
+/**
+ * A built pipeline: nodes in a topological order, and its named outputs (output name -> node
+ * id). `R` is the services its stages need, `O` the types of its outputs.
+ */
+export interface Pipeline<out R = never, out O = Readonly<Record<string, unknown>>> {
   readonly _tag: "Pipeline"
   readonly name: string
   readonly nodes: ReadonlyArray<PipelineNode>
   readonly outputs: Readonly<Record<string, string>>
   readonly [Requirements]: () => R
+  readonly [OutputTypes]: () => O
 }
 
-/** A pipeline that could not be built (duplicate id, bad params, unreachable node...). */
-export class PipelineError extends Error {
-  override readonly name = "PipelineError"
-}
+/** A pipeline that could not be built (duplicate id, bad params, unreachable node...). Thrown by `make`. */
+export class PipelineError extends Data.TaggedError("PipelineError")<{ readonly message: string }> {}
 
 type RefsFor<Inputs extends InputSchemas> = { readonly [K in keyof Inputs]: NodeRef<Inputs[K]["Type"], any> }
 
@@ -64,11 +70,16 @@ type ParamsField<P> = {} extends P ? { readonly params?: P } : { readonly params
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 
 const checkParams = (stage: AnyStage, id: string, params: unknown): unknown => {
-  const exit = Schema.decodeUnknownExit(Schema.toType(stage.params))(params ?? {})
+  // Unknown keys are errors: a typo must not silently change a key or vanish. (An empty Struct
+  // does not report excess keys itself, hence the first check.)
+  if (stage.params === NoParams && typeof params === "object" && params !== null && Object.keys(params).length > 0) {
+    throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): bad params: it takes none, got ${Object.keys(params).join(", ")}` })
+  }
+  const exit = Schema.decodeUnknownExit(Schema.toType(stage.params), { onExcessProperty: "error" })(params ?? {})
   if (exit._tag === "Failure") {
     const cause = exit.cause.reasons[0]
-    const message = cause && cause._tag === "Fail" ? String(cause.error) : "invalid"
-    throw new PipelineError(`node "${id}" (stage ${stage.name}): bad params: ${message}`)
+    const message = cause && cause._tag === "Fail" ? (cause.error as { message: string }).message : "invalid"
+    throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): bad params: ${message}` })
   }
   return exit.value
 }
@@ -86,29 +97,33 @@ export class Builder {
    * Adds a node running `stage` on the outputs of other nodes. `id` must be unique in its
    * scope; it names the node in logs, `status` and `explain`.
    */
-  node<Inputs extends InputSchemas, Out, Params, E, R, Refs extends RefsFor<Inputs>>(
-    stage: Stage<Inputs, Out, Params, E, R>,
-    spec: { readonly id: string; readonly inputs: Refs } & ParamsField<Params>
-  ): NodeRef<Out, R | RequirementsOf<Refs>>
   node<Out, Params, E, R>(
     stage: Stage<{}, Out, Params, E, R>,
     spec: { readonly id: string; readonly inputs?: {} } & ParamsField<Params>
   ): NodeRef<Out, R>
+  node<Inputs extends InputSchemas, Out, Params, E, R, Refs extends RefsFor<Inputs>>(
+    stage: Stage<Inputs, Out, Params, E, R>,
+    spec: { readonly id: string; readonly inputs: Refs } & ParamsField<Params>
+  ): NodeRef<Out, R | RequirementsOf<Refs>>
   node(stage: AnyStage, spec: { readonly id: string; readonly inputs?: Record<string, NodeRef<any, any>>; readonly params?: unknown }): NodeRef<any, any> {
-    if (!ID.test(spec.id)) throw new PipelineError(`node id "${spec.id}" must be letters, digits, '.', '_' or '-'`)
+    if (!ID.test(spec.id)) throw new PipelineError({ message: `node id "${spec.id}" must be letters, digits, '.', '_' or '-'` })
     const id = this.prefix + spec.id
-    if (this.ids.has(id)) throw new PipelineError(`duplicate node id "${id}"`)
+    if (this.ids.has(id)) throw new PipelineError({ message: `duplicate node id "${id}"` })
     const inputs: Record<string, string> = {}
     for (const name of Object.keys(stage.inputs)) {
       const ref = spec.inputs?.[name]
-      if (ref === undefined) throw new PipelineError(`node "${id}" (stage ${stage.name}): input "${name}" is not wired`)
-      if (!this.ids.has(ref.id)) throw new PipelineError(`node "${id}": input "${name}" refers to unknown node "${ref.id}"`)
+      if (ref === undefined) throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): input "${name}" is not wired` })
+      if (!this.ids.has(ref.id)) throw new PipelineError({ message: `node "${id}": input "${name}" refers to unknown node "${ref.id}"` })
       inputs[name] = ref.id
     }
     for (const name of Object.keys(spec.inputs ?? {})) {
       if (!(name in stage.inputs)) {
-        throw new PipelineError(`node "${id}" (stage ${stage.name}): unknown input "${name}"; it takes ${Object.keys(stage.inputs).join(", ") || "no inputs"}`)
+        throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): unknown input "${name}"; it takes ${Object.keys(stage.inputs).join(", ") || "no inputs"}` })
       }
+    }
+    const namesake = this.nodes.find((n) => n.stage.name === stage.name && n.stage !== stage)
+    if (namesake !== undefined) {
+      throw new PipelineError({ message: `node "${id}": another stage is also named "${stage.name}" (node "${namesake.id}"); stage names must be unique, they key the cache` })
     }
     this.nodes.push({ id, stage, params: checkParams(stage, id, spec.params), inputs })
     this.ids.add(id)
@@ -117,7 +132,7 @@ export class Builder {
 
   /** A builder whose node ids are prefixed with `id/`. */
   scope(id: string): Builder {
-    if (!ID.test(id)) throw new PipelineError(`scope id "${id}" must be letters, digits, '.', '_' or '-'`)
+    if (!ID.test(id)) throw new PipelineError({ message: `scope id "${id}" must be letters, digits, '.', '_' or '-'` })
     return new Builder(`${this.prefix}${id}/`, this.nodes, this.ids)
   }
 
@@ -157,7 +172,7 @@ export class Builder {
 export const make = <const Outputs extends Readonly<Record<string, NodeRef<any, any>>>>(
   name: string,
   build: (b: Builder) => Outputs
-): Pipeline<RequirementsOf<Outputs>> => {
+): Pipeline<RequirementsOf<Outputs>, OutputsOf<Outputs>> => {
   const nodes: Array<PipelineNode> = []
   const b = new Builder("", nodes, new Set())
   const outputs = build(b)
@@ -171,12 +186,12 @@ export const make = <const Outputs extends Readonly<Record<string, NodeRef<any, 
   for (const ref of Object.values(outputs)) visit(ref.id)
   const orphans = nodes.filter((n) => !needed.has(n.id)).map((n) => n.id)
   if (orphans.length > 0) {
-    throw new PipelineError(`pipeline "${name}": nodes ${orphans.join(", ")} feed no output; return them from the builder`)
+    throw new PipelineError({ message: `pipeline "${name}": nodes ${orphans.join(", ")} feed no output; return them from the builder` })
   }
   return {
     _tag: "Pipeline",
     name,
     nodes,
     outputs: Object.fromEntries(Object.entries(outputs).map(([k, ref]) => [k, ref.id]))
-  } as unknown as Pipeline<RequirementsOf<Outputs>>
+  } as unknown as Pipeline<RequirementsOf<Outputs>, OutputsOf<Outputs>>
 }

@@ -74,17 +74,20 @@ export const never: Schedule.Schedule<unknown, unknown> = Schedule.recurs(0)
 
 /**
  * Runs `effect`, retrying transient failures on `schedule`; permanent ones fail at once.
- * `onRetry` sees each transient failure that will be retried or not (for the event log).
+ * `onRetry` is called as each retry starts, with the failure that caused it and the number of
+ * the attempt that failed (for the event log).
  */
 export const transient = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   schedule: Schedule.Schedule<unknown, unknown>,
-  onFailure?: (error: E, attempt: number) => Effect.Effect<void>
+  onRetry?: (error: E, failedAttempt: number) => Effect.Effect<void>
 ): Effect.Effect<A, E, R> => {
   let attempt = 0
+  let lastError: E | undefined
   const once = Effect.suspend(() => {
     attempt++
-    return onFailure === undefined ? effect : Effect.tapError(effect, (e) => onFailure(e, attempt))
+    const announce = attempt > 1 && onRetry !== undefined ? onRetry(lastError as E, attempt - 1) : Effect.void
+    return Effect.andThen(announce, Effect.tapError(effect, (e) => Effect.sync(() => (lastError = e))))
   })
   return Effect.retry(once, { schedule, while: isTransient })
 }

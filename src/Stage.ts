@@ -98,7 +98,8 @@ export type AnyStage = Stage<any, any, any, any, any>
 /** The output type of a stage. */
 export type OutputOf<S> = S extends Stage<any, infer O, any, any, any> ? O : never
 
-const EmptyParams = Schema.Struct({})
+/** The params Schema of a stage that takes none. */
+export const NoParams = Schema.Struct({})
 const THIS_FILE = fileURLToPath(import.meta.url)
 
 /**
@@ -134,7 +135,7 @@ export const make = <
     version: definition.version,
     inputs: (definition.inputs ?? {}) as Inputs,
     output: definition.output,
-    params: (definition.params ?? EmptyParams) as unknown as Schema.Codec<Params, any>,
+    params: (definition.params ?? NoParams) as unknown as Schema.Codec<Params, any>,
     resource: definition.resource ?? "cpu",
     retry: definition.retry ?? Retry.never,
     engines: definition.engines ?? [],

@@ -169,3 +169,63 @@ describe("pipeline construction", () => {
     expect(() => Pipeline.make("orphan", (b) => (b.node(leaf, { id: "lost", params: { n: 1 } }), { a: b.node(leaf, { id: "x", params: { n: 1 } }) }))).toThrow(/lost feed no output/)
   })
 })
+
+describe("junctions and engines", () => {
+  it("descendants see the stored value, fresh or cached (fields outside the schema are dropped)", async () => {
+    const Narrow = Schema.Struct({ x: Schema.Number })
+    const wide = Stage.make({ name: "wide", version: "1", output: Narrow, run: () => Effect.succeed({ x: 1, extra: "hidden" } as { x: number }) })
+    const seen: Array<unknown> = []
+    const look = Stage.make({ name: "look", version: "1", inputs: { v: Narrow }, output: Schema.Number, run: ({ v }) => Effect.sync(() => (seen.push(v), v.x)) })
+    const pipeline = Pipeline.make("narrow", (b) => ({ out: b.node(look, { id: "look", inputs: { v: b.node(wide, { id: "wide" }) } }) }))
+    await runOk(tempDir(), pipeline)
+    expect(seen).toEqual([{ x: 1 }])
+  })
+
+  it("checks a value at a junction whose schemas differ, naming both ends", async () => {
+    const producer = Stage.make({ name: "producer", version: "1", output: Schema.Array(Schema.Number), run: () => Effect.succeed([1, -2]) })
+    const Positive = Schema.Array(Schema.Number.check(Schema.isGreaterThan(0)))
+    const consumer = Stage.make({ name: "consumer", version: "1", inputs: { xs: Positive }, output: Schema.Number, run: ({ xs }) => Effect.succeed(xs.length) })
+    const exit = await runOn(tempDir(), Pipeline.make("junction", (b) => ({ out: b.node(consumer, { id: "consumer", inputs: { xs: b.node(producer, { id: "producer" }) } }) })))
+    expect(exit._tag).toBe("Failure")
+    expect(String(exit._tag === "Failure" ? exit.cause : "")).toMatch(/input "xs" from node "producer" does not match its schema/)
+  })
+
+  it("puts engine fingerprints in node and memo keys, and fails clearly when an engine is missing", async () => {
+    const { Context, Layer } = await import("effect")
+    class Judge extends Context.Service<Judge, { readonly fingerprint: string; readonly score: (s: string) => number }>()("test/Judge") {}
+    const calls: Array<string> = []
+    const judged = Stage.make({
+      name: "judged",
+      version: "1",
+      engines: [Judge],
+      output: Schema.Number,
+      run: (_, __, ctx) =>
+        Effect.gen(function*() {
+          const judge = yield* Judge
+          return yield* ctx.memo("score", "story", Schema.Number, Effect.sync(() => (calls.push(judge.fingerprint), judge.score("story"))))
+        })
+    })
+    const pipeline = Pipeline.make("judged", (b) => ({ out: b.node(judged, { id: "judge" }) }))
+    const root = tempDir()
+    const withJudge = (fingerprint: string) => Layer.succeed(Judge, { fingerprint, score: (s: string) => s.length })
+    const { ArtifactStore: AS, Executor } = await import("polaris")
+    const runWith = (fingerprint: string) =>
+      Effect.runPromise(Executor.run(pipeline, {}).pipe(Effect.provide(Layer.merge(AS.layer(root), withJudge(fingerprint)))))
+    const a = await runWith("model-a@rubric-1")
+    const again = await runWith("model-a@rubric-1")
+    const b = await runWith("model-b@rubric-1")
+    expect(calls).toEqual(["model-a@rubric-1", "model-b@rubric-1"])
+    expect(again.nodes["judge"]!.status).toBe("cached")
+    expect(a.nodes["judge"]!.key).not.toBe(b.nodes["judge"]!.key)
+
+    const missing = await Effect.runPromiseExit(Executor.run(pipeline as unknown as Pipeline.Pipeline<never>, {}).pipe(Effect.provide(AS.layer(root))))
+    expect(String(missing._tag === "Failure" ? missing.cause : "")).toMatch(/needs engine "test\/Judge", which was not provided/)
+  })
+
+  it("rejects unknown params and two different stages sharing a name", () => {
+    const leaf = Stage.make({ name: "leaf", version: "1", output: Schema.Number, run: () => Effect.succeed(1) })
+    const other = Stage.make({ name: "leaf", version: "1", output: Schema.Number, run: () => Effect.succeed(2) })
+    expect(() => Pipeline.make("typo", (b) => ({ a: b.node(leaf, { id: "a", params: { typo: 1 } as {} }) }))).toThrow(/bad params/)
+    expect(() => Pipeline.make("twins", (b) => ({ a: b.node(leaf, { id: "a" }), b: b.node(other, { id: "b" }) }))).toThrow(/another stage is also named "leaf"/)
+  })
+})

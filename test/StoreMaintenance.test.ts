@@ -5,7 +5,7 @@ import { hostname } from "node:os"
 import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { ArtifactStore, Pipeline, RunLog, Stage, StoreMaintenance } from "polaris"
+import { ArtifactStore, type Executor, Pipeline, RunLog, Stage, StoreMaintenance } from "polaris"
 import { allFiles, runOk, tempDir } from "./support/store.ts"
 
 /** Counts stage body executions (and memo computations) by name: the side channel. */
@@ -64,7 +64,7 @@ const pipeline = (name: string, offset: number, label: string) =>
 const alpha = () => pipeline("alpha", 0, "a")
 const beta = () => pipeline("beta", 10, "b")
 
-type Run = Awaited<ReturnType<typeof runOk>>
+type Run = Executor.RunResult
 const nodeKeys = (r: Run) => new Set(Object.values(r.nodes).map((n) => n.key!))
 const nodeObjects = (r: Run) => new Set(Object.values(r.nodes).map((n) => n.object!))
 const blobOf = (r: Run) => (r.outputs["weights"] as { weights: ArtifactStore.BlobRef }).weights.$blob

@@ -8,11 +8,11 @@ import { ArtifactStore, Executor, type Pipeline } from "polaris"
 export const tempDir = (prefix = "polaris-test-") => mkdtempSync(join(tmpdir(), prefix))
 
 /** Runs `pipeline` on the store at `root`, as a promise of its Exit. */
-export const runOn = <R>(root: string, pipeline: Pipeline.Pipeline<R>, options: Executor.RunOptions = {}) =>
-  Effect.runPromiseExit(Executor.run(pipeline as Pipeline.Pipeline<never>, options).pipe(Effect.provide(ArtifactStore.layer(root))))
+export const runOn = <R, O>(root: string, pipeline: Pipeline.Pipeline<R, O>, options: Executor.RunOptions = {}) =>
+  Effect.runPromiseExit(Executor.run(pipeline as Pipeline.Pipeline<never, O>, options).pipe(Effect.provide(ArtifactStore.layer(root))))
 
 /** Runs `pipeline` and returns its result, failing the test on a failed run. */
-export const runOk = async <R>(root: string, pipeline: Pipeline.Pipeline<R>, options: Executor.RunOptions = {}) => {
+export const runOk = async <R, O>(root: string, pipeline: Pipeline.Pipeline<R, O>, options: Executor.RunOptions = {}) => {
   const exit = await runOn(root, pipeline, options)
   if (exit._tag === "Failure") throw new Error(`run failed: ${String(exit.cause)}`)
   return exit.value
