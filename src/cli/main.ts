@@ -39,7 +39,14 @@ const execute = (
       onStart: (log) => Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress }))
     }).pipe(Effect.provide(Layer.merge(ArtifactStore.layer(options.store), loaded.layer)))
     if (options.json) yield* Console.log(JSON.stringify({ runId: result.runId, dir: result.dir, executed: result.executed, cached: result.cached, nodes: result.nodes }))
-    else yield* Console.log(`run ${result.runId}: ${result.executed} executed, ${result.cached} cached\n  ${result.dir}`)
+    else {
+      // Outputs meant for people (text, small records) are shown; big ones stay in the store.
+      for (const [name, value] of Object.entries(result.outputs as Record<string, unknown>)) {
+        const text = typeof value === "string" ? value : JSON.stringify(value)
+        if (text.length <= 4000) yield* Console.log(`${name}:\n${text}\n`)
+      }
+      yield* Console.log(`run ${result.runId}: ${result.executed} executed, ${result.cached} cached\n  ${result.dir}`)
+    }
   })
 
 const runCommand = Command.make(
