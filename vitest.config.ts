@@ -5,6 +5,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    pool: "forks"
+    pool: "forks",
+    // The JSON report lets CI print a plain "N passed, N failed" line.
+    reporters: ["default", "json"],
+    outputFile: { json: "test-artifacts/vitest.json" }
   }
 })
