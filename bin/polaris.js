@@ -1,5 +1,10 @@
 #!/usr/bin/env node
 // The polaris command. TypeScript (the CLI, user pipelines and stages) loads through tsx, no build step.
+// Effect's JavaScript is imported first, before tsx's loader hooks exist: hundreds of modules then
+// load at plain-node speed instead of each one crossing the hooks (measured: ~2x faster start).
+import "effect"
+import "effect/cli"
+import "@effect/platform-node"
 import { register } from "tsx/esm/api"
 
 register()

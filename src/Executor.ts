@@ -354,16 +354,16 @@ export const run = <R, O>(
         const cachedValue = Effect.gen(function*() {
           if (force.has(node.id)) return undefined
           const entry = yield* store.readNode(key)
-          return entry === undefined ? undefined : yield* loadEntry(node, entry, quarantined)
+          if (entry === undefined) return undefined
+          const found = yield* loadEntry(node, entry, quarantined)
+          return found === undefined ? undefined : { ...found, entry }
         })
-        const reuse = (found: NodeValue) =>
+        const reuse = (found: NodeValue & { readonly entry: NodeEntry }) =>
           Effect.gen(function*() {
             yield* log.emit({ type: "node_cached", node: node.id, key, object: found.digest })
-            if (log.doneBefore.get(node.id) !== key) {
-              const entry = yield* store.readNode(key)
-              for (const m of entry?.metrics ?? []) yield* log.metric(node.id, key, m)
-            }
-            return { ...found, status: "cached" as NodeStatus }
+            // A resumed run already holds the metrics of the nodes it finished before.
+            if (log.doneBefore.get(node.id) !== key) for (const m of found.entry.metrics) yield* log.metric(node.id, key, m)
+            return { digest: found.digest, value: found.value, status: "cached" as NodeStatus }
           })
         const hit = yield* cachedValue
         const result = hit !== undefined

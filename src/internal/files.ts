@@ -1,5 +1,6 @@
 /** File primitives the store is built on: atomic writes and tolerant reads. */
 import { randomBytes } from "node:crypto"
+import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
 
@@ -50,14 +51,32 @@ export const syncDir = async (dir: string): Promise<void> => {
   }
 }
 
-/** Reads a file, or undefined when it does not exist. */
+/** Files up to this size are read synchronously (see readIfExists). */
+const SYNC_READ_MAX = 4 * 1024 * 1024
+
+/**
+ * Reads a file, or undefined when it does not exist. Small files (index entries, most
+ * outputs) are read synchronously: an async read is four thread-pool round trips (open, stat,
+ * read, close), which cost more than the read itself and dominated cached runs. Large files
+ * (weights) are read asynchronously so other fibers keep going.
+ */
 export const readIfExists = async (path: string): Promise<Buffer | undefined> => {
-  try {
-    return await fs.readFile(path)
-  } catch (e) {
+  const missing = (e: unknown) => {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
     throw e
   }
+  let fd: number
+  try {
+    fd = fsSync.openSync(path, "r")
+  } catch (e) {
+    return missing(e)
+  }
+  try {
+    if (fsSync.fstatSync(fd).size <= SYNC_READ_MAX) return fsSync.readFileSync(fd)
+  } finally {
+    fsSync.closeSync(fd)
+  }
+  return fs.readFile(path).catch(missing)
 }
 
 /** True when a process with this pid exists on this host. */
