@@ -14,7 +14,7 @@ export interface ChildRun {
 
 /** Starts the fixture pipeline on `store`, recording executions in `side` under `label`. */
 export const startFixture = (store: string, side: string, label: string, env: Record<string, string> = {}): ChildRun => {
-  const child = spawn(process.execPath, ["--import", "tsx", FIXTURE, store, side, label], {
+  const child = spawn(process.execPath, ["--import", "effect", "--import", "tsx", FIXTURE, store, side, label], {
     cwd: join(import.meta.dirname, "..", ".."),
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
