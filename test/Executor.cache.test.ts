@@ -3,13 +3,10 @@ import { join } from "node:path"
 import { Effect, Redacted, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { Pipeline, Stage } from "polaris"
+import { makeCounter } from "./support/counter.ts"
 import { anyFileContains, runOk, tempDir } from "./support/store.ts"
 
-/** Counts stage body executions per stage name (the side channel). */
-const counts = new Map<string, number>()
-const count = (name: string) => counts.set(name, (counts.get(name) ?? 0) + 1)
-const ran = () => Object.fromEntries([...counts].sort())
-const reset = () => counts.clear()
+const { count, ran, reset } = makeCounter()
 
 const source = Stage.make({
   name: "source",

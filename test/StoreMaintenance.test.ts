@@ -7,11 +7,10 @@ import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { ArtifactStore, type Executor, Pipeline, RunLog, Stage, StoreMaintenance } from "polaris"
 import { allFiles, runOk, tempDir } from "./support/store.ts"
+import { makeCounter } from "./support/counter.ts"
 
-/** Counts stage body executions (and memo computations) by name: the side channel. */
-const counts = new Map<string, number>()
-const count = (name: string) => counts.set(name, (counts.get(name) ?? 0) + 1)
-const ran = () => Object.fromEntries([...counts].sort())
+/** Stage body executions (and memo computations) by name: the side channel. */
+const { count, ran, reset } = makeCounter()
 
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 const memoPath = (root: string, key: string) => join(root, "memo", key.slice(0, 2), `${key}.json`)
@@ -83,7 +82,7 @@ const snapshot = (root: string) =>
 const setup = async () => {
   const root = tempDir()
   const paths = ArtifactStore.pathsOf(root)
-  counts.clear()
+  reset()
   const a = await runOk(root, alpha(), { runId: "run-a" })
   const b = await runOk(root, beta(), { runId: "run-b" })
   return { root, paths, a, b, memoA: await memoStored(root, "run-a"), memoB: await memoStored(root, "run-b") }
@@ -150,7 +149,7 @@ describe("StoreMaintenance.gc", () => {
     expect(result.kept.memo.count).toBe(3)
 
     // A re-run of A finds everything cached: no stage body runs.
-    counts.clear()
+    reset()
     const again = await runOk(root, alpha(), { runId: "run-a2" })
     expect(ran()).toEqual({})
     expect(again.cached).toBe(3)
@@ -239,7 +238,7 @@ describe("StoreMaintenance.verify", () => {
     expect(readFileSync(join(paths.corrupt, moved[0]!))).toEqual(bytes)
 
     expect((await run(StoreMaintenance.verify(paths))).corrupt).toEqual([])
-    counts.clear()
+    reset()
     const rerun = await runOk(root, alpha(), { runId: "run-a2" })
     expect(ran()).toEqual({ source: 1 }) // same bytes again: its descendants stay cached
     expect(rerun.nodes["source"]!.object).toBe(target)
