@@ -16,24 +16,17 @@
  * independent branches finish, unless `failFast`.
  */
 import { availableParallelism } from "node:os"
-import { Cause, Context, Data, Deferred, Effect, Exit, Schema, Semaphore } from "effect"
-import {
-  ArtifactStore,
-  BlobRef,
-  type CorruptObject,
-  type KeyComponents,
-  type MissingObject,
-  type NodeEntry,
-  type StoreError
-} from "./ArtifactStore.ts"
-import { canonicalJson, containsSecret } from "./Canonical.ts"
+import { Cause, Context, Data, Deferred, Effect, Exit, Option, Schema, Semaphore } from "effect"
+import { ArtifactStore, type BlobRef, type KeyComponents, type NodeEntry, type StoreError } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
 import { fingerprintFile } from "./Fingerprint.ts"
 import { seeded } from "./internal/random.ts"
+import * as Memo from "./Memo.ts"
 import type { Pipeline, PipelineNode } from "./Pipeline.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
-import type { MemoOptions, StageContext } from "./Stage.ts"
+import type { StageContext } from "./Stage.ts"
+import * as StoredValue from "./StoredValue.ts"
 
 /** How a run goes. All optional. */
 export interface RunOptions {
@@ -109,16 +102,6 @@ interface NodeValue {
 
 const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, judge: 8 }
 
-const jsonCodecs = new WeakMap<object, Schema.Codec<any, any>>()
-const jsonCodec = (schema: Schema.Codec<any, any>): Schema.Codec<any, any> => {
-  let codec = jsonCodecs.get(schema)
-  if (codec === undefined) {
-    codec = Schema.toCodecJson(schema) as Schema.Codec<any, any>
-    jsonCodecs.set(schema, codec)
-  }
-  return codec
-}
-
 const describe = (error: unknown): string => {
   if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
     const e = error as { _tag?: string; message?: unknown }
@@ -135,30 +118,6 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
   if (reason._tag === "Die") return `defect: ${describe(reason.defect)}`
   return "interrupted"
 }
-
-/**
- * Bytes of an output (canonical JSON of its Schema encoding), and the value decoded back from
- * them: descendants see exactly what they would see on a cached run. Secrets are refused.
- */
-const encodeOutput = (node: PipelineNode, produced: unknown) =>
-  Effect.gen(function*() {
-    if (containsSecret(produced)) return yield* new OutputError({ node: node.id, reason: "contains a Redacted secret; secrets are never stored" })
-    const codec = jsonCodec(node.stage.output)
-    const json = yield* Schema.encodeUnknownEffect(codec)(produced).pipe(
-      Effect.mapError((e) => new OutputError({ node: node.id, reason: `does not match the stage's output schema: ${e.message}` }))
-    )
-    const text = canonicalJson(json, "reject")
-    const value = yield* Schema.decodeUnknownEffect(codec)(JSON.parse(text)).pipe(
-      Effect.mapError((e) => new OutputError({ node: node.id, reason: `does not survive a round trip through its schema: ${e.message}` }))
-    )
-    return { bytes: new TextEncoder().encode(text), value }
-  })
-
-const decodeBytes = (schema: Schema.Codec<any, any>, bytes: Uint8Array) =>
-  Effect.try({ try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown, catch: (e) => e }).pipe(
-    Effect.flatMap((json) => Schema.decodeUnknownEffect(jsonCodec(schema))(json)),
-    Effect.option
-  )
 
 /**
  * Runs a pipeline against the ArtifactStore in context. Fails with RunFailed naming every failed
@@ -209,28 +168,6 @@ export const run = <R, O>(
         return log.writeManifest({ runId, pipeline: pipeline.name, status, nodes: manifestNodes, outputs: pipeline.outputs })
       })
 
-    /**
-     * Reuses an indexed output if its object verifies; reports and quarantines it if not. A
-     * missing object is reported unless this node just quarantined it itself.
-     */
-    const loadEntry = (node: PipelineNode, entry: NodeEntry, quarantined: Set<string>) =>
-      store.get(entry.object).pipe(
-        Effect.flatMap((bytes) => decodeBytes(node.stage.output, bytes)),
-        Effect.map((value) => (value._tag === "Some" ? { digest: entry.object, value: value.value } : undefined)),
-        Effect.catchTags({
-          CorruptObject: (e: CorruptObject) =>
-            log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(
-              Effect.andThen(store.quarantine(e.digest)),
-              Effect.andThen(Effect.sync(() => quarantined.add(e.digest))),
-              Effect.as(undefined)
-            ),
-          MissingObject: (e: MissingObject) =>
-            (quarantined.has(e.digest) ? Effect.void : log.emit({ type: "missing_object", node: node.id, object: e.digest, detail: e.message })).pipe(
-              Effect.as(undefined)
-            )
-        })
-      )
-
     const contextFor = (
       node: PipelineNode,
       key: string,
@@ -240,51 +177,7 @@ export const run = <R, O>(
     ): StageContext => ({
       nodeId: node.id,
       key,
-      memo: <A, I, E, R2>(namespace: string, itemKey: unknown, schema: Schema.Codec<A, I>, compute: Effect.Effect<A, E, R2>, memoOptions?: MemoOptions<A>) => {
-        const mkey = CacheKey.memoKey(node.stage.name, node.stage.version, namespace, itemKey, engines)
-        const lookup = Effect.gen(function*() {
-          const entry = yield* store.readMemo(mkey)
-          if (entry === undefined) return undefined
-          const bytes = yield* store.get(entry.object).pipe(
-            Effect.catchTags({
-              CorruptObject: (e: CorruptObject) =>
-                log.emit({ type: "corrupt_object", node: node.id, object: e.digest, detail: e.message }).pipe(
-                  Effect.andThen(store.quarantine(e.digest)),
-                  Effect.as(undefined)
-                ),
-              MissingObject: () => Effect.succeed(undefined)
-            })
-          )
-          if (bytes === undefined) return undefined
-          const value = yield* decodeBytes(schema, bytes)
-          return value._tag === "Some" ? { value: value.value as A } : undefined
-        })
-        const hit = (found: { value: A }) =>
-          Effect.as(Effect.andThen(Effect.sync(() => memoKeys.add(mkey)), log.emit({ type: "memo_hit", node: node.id, key: mkey })), found.value)
-        const computeAndStore = Effect.gen(function*() {
-          const value = yield* compute
-          if (memoOptions?.persistIf !== undefined && !memoOptions.persistIf(value)) {
-            yield* log.emit({ type: "memo_unstored", node: node.id, key: mkey })
-            return value
-          }
-          const json = yield* Schema.encodeUnknownEffect(jsonCodec(schema))(value)
-          const object = yield* store.put(new TextEncoder().encode(canonicalJson(json, "reject")))
-          yield* store.writeMemo({ key: mkey, object, createdAt: new Date().toISOString() })
-          memoKeys.add(mkey)
-          yield* log.emit({ type: "memo_stored", node: node.id, key: mkey, object })
-          return value
-        })
-        // Store failures inside a memo are defects of the stage body: the node fails, the run reports it.
-        return Effect.orDie(lookup).pipe(
-          Effect.flatMap((found) =>
-            found !== undefined
-              ? hit(found)
-              : store.withLock(mkey, Effect.flatMap(Effect.orDie(lookup), (again) => (again !== undefined ? hit(again) : Effect.orDie(computeAndStore)))).pipe(
-                Effect.catchTag("LockError", (e) => Effect.die(e))
-              ) as Effect.Effect<A, E, R2>
-          )
-        ) as Effect.Effect<A, E, R2>
-      },
+      memo: Memo.make({ log, node: node.id, stage: node.stage.name, version: node.stage.version, engines, used: memoKeys }, store),
       progress: (done, total) => log.emit({ type: "progress", node: node.id, done, total }),
       metric: (values) =>
         Effect.andThen(Effect.sync(() => metrics.push({ ...values })), log.metric(node.id, key, values)),
@@ -308,7 +201,9 @@ export const run = <R, O>(
         )
         const produced = yield* Retry.transient(attempt, node.stage.retry, (error, failed) =>
           log.emit({ type: "node_retry", node: node.id, attempt: failed, error: describe(error) }))
-        const { bytes, value } = yield* encodeOutput(node, produced)
+        const { bytes, value } = yield* StoredValue.encode(node.stage.output, produced).pipe(
+          Effect.mapError((e) => new OutputError({ node: node.id, reason: e.reason }))
+        )
         const object = yield* store.put(bytes)
         const durationMs = Date.now() - t0
         yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
@@ -355,8 +250,8 @@ export const run = <R, O>(
           if (force.has(node.id)) return undefined
           const entry = yield* store.readNode(key)
           if (entry === undefined) return undefined
-          const found = yield* loadEntry(node, entry, quarantined)
-          return found === undefined ? undefined : { ...found, entry }
+          const value = yield* StoredValue.read(log, node.id, entry.object, node.stage.output, quarantined)
+          return Option.isSome(value) ? { digest: entry.object, value: value.value, entry } : undefined
         })
         const reuse = (found: NodeValue & { readonly entry: NodeEntry }) =>
           Effect.gen(function*() {
