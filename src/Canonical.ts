@@ -33,7 +33,10 @@ const normalise = (value: unknown, path: string, secrets: SecretPolicy): unknown
   }
   if (Redacted.isRedacted(value)) {
     if (secrets === "reject") throw new UnhashableValue({ path, reason: "a Redacted secret cannot be stored" })
-    return secrets === "mask" ? MASK : undefined
+    // A masked secret that came from `${VAR}` is written back as `${VAR}`, so a frozen config
+    // can be resumed by reading the environment again.
+    if (secrets === "mask") return value.label !== undefined ? `\${${value.label}}` : MASK
+    return undefined
   }
   if (Array.isArray(value)) {
     return value.map((v, i) => {

@@ -16,7 +16,7 @@
  * independent branches finish, unless `failFast`.
  */
 import { availableParallelism } from "node:os"
-import { Cause, Context, Data, Deferred, Effect, Exit, Option, Schema, Semaphore } from "effect"
+import { Cause, Context, Data, Deferred, Effect, Exit, Option, type Schedule, Schema, Semaphore } from "effect"
 import { ArtifactStore, type BlobRef, type KeyComponents, type NodeEntry, type StoreError } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
 import { fingerprintFile } from "./Fingerprint.ts"
@@ -36,6 +36,8 @@ export interface RunOptions {
   readonly config?: unknown
   /** Max nodes in flight per resource class. Defaults: cpu = cores, policy = 1, judge = 8, others 4. */
   readonly concurrency?: Readonly<Record<string, number>>
+  /** Retry Schedule per resource class, replacing the stages' own (a recipe's `retries:`). */
+  readonly retries?: Readonly<Record<string, Schedule.Schedule<unknown, unknown>>>
   /** Stop everything at the first failure instead of letting independent branches finish. */
   readonly failFast?: boolean
   /** Node ids to re-execute even when cached. */
@@ -199,7 +201,8 @@ export const run = <R, O>(
         const attempt = semaphoreOf(node.stage.resource).withPermits(1)(
           Effect.suspend(() => node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>)
         )
-        const produced = yield* Retry.transient(attempt, node.stage.retry, (error, failed) =>
+        const schedule = options.retries?.[node.stage.resource] ?? node.stage.retry
+        const produced = yield* Retry.transient(attempt, schedule, (error, failed) =>
           log.emit({ type: "node_retry", node: node.id, attempt: failed, error: describe(error) }))
         const { bytes, value } = yield* StoredValue.encode(node.stage.output, produced).pipe(
           Effect.mapError((e) => new OutputError({ node: node.id, reason: e.reason }))

@@ -9,7 +9,8 @@ import { sha256 } from "./Canonical.ts"
 /** Normalises a `file://` URL or a path to an absolute path. */
 export const toPath = (source: string): string => (source.startsWith("file:") ? fileURLToPath(source) : source)
 
-const FRAME = /\(?((?:file:\/\/)?\/[^():]+\.[cm]?[jt]sx?):\d+:\d+\)?\s*$/
+// A stack frame's file, without the query string watch mode adds to re-import a changed module.
+const FRAME = /\(?((?:file:\/\/)?\/[^():?]+\.[cm]?[jt]sx?)(?:\?[^:)]*)?:\d+:\d+\)?\s*$/
 
 /**
  * The file of the first stack frame outside `exclude`: where `Stage.make` was called from.

@@ -84,13 +84,28 @@ const checkParams = (stage: AnyStage, id: string, params: unknown): unknown => {
   return exit.value
 }
 
+/**
+ * A stage inserted after a node of a pipeline (a recipe's `stages:` entry): it takes that node's
+ * output as its only input, and that node's consumers get its output instead.
+ */
+export interface Insertion {
+  /** The node it follows: a full id (`train/step-003/judge`) or a local one (`judge`, every step). */
+  readonly after: string
+  readonly stage: AnyStage
+  /** Its node id, local to the scope of the node it follows. */
+  readonly id: string
+  readonly params?: unknown
+}
+
 /** Adds nodes to a pipeline under construction. Ids are prefixed inside loops and scopes. */
 export class Builder {
   /** @internal */
   constructor(
     private readonly prefix: string,
     private readonly nodes: Array<PipelineNode>,
-    private readonly ids: Set<string>
+    private readonly ids: Set<string>,
+    private readonly insertions: ReadonlyArray<Insertion> = [],
+    private readonly used: Set<Insertion> = new Set()
   ) {}
 
   /**
@@ -127,13 +142,23 @@ export class Builder {
     }
     this.nodes.push({ id, stage, params: checkParams(stage, id, spec.params), inputs })
     this.ids.add(id)
-    return { id } as NodeRef<any, any>
+    let ref = { id } as NodeRef<any, any>
+    for (const insertion of this.insertions) {
+      if (insertion.after !== id && insertion.after !== spec.id) continue
+      const names = Object.keys(insertion.stage.inputs)
+      if (names.length !== 1) {
+        throw new PipelineError({ message: `stage ${insertion.stage.name} inserted after "${id}" must take exactly one input; it takes ${names.length}` })
+      }
+      this.used.add(insertion)
+      ref = this.node(insertion.stage as Stage<any, any, any, any, any>, { id: insertion.id, inputs: { [names[0]!]: ref }, params: insertion.params } as any)
+    }
+    return ref
   }
 
   /** A builder whose node ids are prefixed with `id/`. */
   scope(id: string): Builder {
     if (!ID.test(id)) throw new PipelineError({ message: `scope id "${id}" must be letters, digits, '.', '_' or '-'` })
-    return new Builder(`${this.prefix}${id}/`, this.nodes, this.ids)
+    return new Builder(`${this.prefix}${id}/`, this.nodes, this.ids, this.insertions, this.used)
   }
 
   /**
@@ -171,11 +196,18 @@ export class Builder {
  */
 export const make = <const Outputs extends Readonly<Record<string, NodeRef<any, any>>>>(
   name: string,
-  build: (b: Builder) => Outputs
+  build: (b: Builder) => Outputs,
+  options: { readonly insertions?: ReadonlyArray<Insertion> } = {}
 ): Pipeline<RequirementsOf<Outputs>, OutputsOf<Outputs>> => {
   const nodes: Array<PipelineNode> = []
-  const b = new Builder("", nodes, new Set())
+  const used = new Set<Insertion>()
+  const b = new Builder("", nodes, new Set(), options.insertions ?? [], used)
   const outputs = build(b)
+  const unused = (options.insertions ?? []).filter((i) => !used.has(i))
+  if (unused.length > 0) {
+    const some = nodes.slice(0, 12).map((n) => n.id).join(", ") + (nodes.length > 12 ? ", ..." : "")
+    throw new PipelineError({ message: `pipeline "${name}" has no node ${unused.map((i) => `"${i.after}"`).join(", ")} to insert ${unused.map((i) => i.stage.name).join(", ")} after; its nodes: ${some}` })
+  }
   const byId = new Map(nodes.map((n) => [n.id, n]))
   const needed = new Set<string>()
   const visit = (id: string) => {

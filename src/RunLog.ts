@@ -89,11 +89,12 @@ const openAppend = (path: string): number => {
 }
 
 /**
- * A new run id: time of creation plus random hex, e.g. `20261123-190512-3fa9c2d1`. Sorts by
- * time; two runs started in the same second (two processes, say) never share a directory.
+ * A new run id: time of creation (to the millisecond) plus random hex, e.g.
+ * `20261123-190512.347-3fa9c2d1`. Sorts by time; two runs started at once (two processes, say)
+ * never share a directory.
  */
 export const newRunId = (now = new Date()): string => {
-  const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15)
+  const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 19)
   return `${stamp}-${randomBytes(4).toString("hex")}`
 }
 

@@ -2,7 +2,8 @@
  * word-stats: five stages over three paragraphs of public-domain fiction, showing polaris'
  * features at toy scale. Run it twice: the second run executes nothing.
  *
- *   npx polaris run examples/word-stats/pipeline.ts          (the CLI: progress, status, resume)
+ *   npx polaris run examples/word-stats/recipe.yaml          (a recipe choosing this pipeline)
+ *   npx polaris run examples/word-stats/pipeline.ts          (the pipeline with its defaults)
  *   npx tsx examples/word-stats/pipeline.ts [store-dir]      (standalone; store-dir defaults to .polaris)
  *
  * Nodes: count -> rate; count -> seed -> grow/step-000 .. step-002 (a loop); all -> report.
@@ -11,7 +12,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Effect, Schema } from "effect"
-import { ArtifactStore, Executor, Pipeline, Progress, Retry, Stage } from "polaris"
+import { ArtifactStore, Executor, Pipeline, PipelineModule, Progress, Retry, Stage } from "polaris"
 
 const Text = Schema.Struct({ name: Schema.String, text: Schema.String })
 const TextStats = Schema.Struct({ name: Schema.String, words: Schema.Number, counts: Schema.Record(Schema.String, Schema.Number) })
@@ -47,7 +48,11 @@ const countWords = Stage.make({
 
 let rateCalls = 0 // calls to the pretend remote service in this process
 
-/** Stands in for a remote judge: its first call fails with a 503, and the Schedule retries it. */
+/**
+ * Stands in for a remote judge: its first call fails with a 503, and the Schedule retries it.
+ * With RATER_DOWN=1 in the environment every call fails: the run fails, and `polaris resume`
+ * (without it) finishes the run, reusing every node that had finished.
+ */
 const rateTexts = Stage.make({
   name: "rate-texts",
   version: "1",
@@ -57,7 +62,7 @@ const rateTexts = Stage.make({
   output: Schema.Array(Rating),
   run: ({ stats }) =>
     Effect.suspend(() =>
-      ++rateCalls === 1
+      ++rateCalls === 1 || process.env.RATER_DOWN === "1"
         ? Effect.fail(new Retry.TransientError({ message: "503 Service Unavailable from the rating service" }))
         : Effect.succeed(stats.map((s) => ({ name: s.name, variety: Object.keys(s.counts).length / s.words }))))
 })
@@ -106,21 +111,35 @@ const report = Stage.make({
     ].join("\n"))
 })
 
-const textDir = join(import.meta.dirname, "texts")
-const texts = readdirSync(textDir).filter((f) => f.endsWith(".txt")).sort()
-  .map((f) => ({ name: f.slice(0, -4), text: readFileSync(join(textDir, f), "utf8") }))
+/** What a recipe may set under `params:` (see recipe.yaml beside this file). */
+const Params = Schema.Struct({
+  texts: Schema.optionalKey(Schema.String), // folder of .txt files, relative to this module
+  grow_steps: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  add_per_step: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThan(0)))
+})
 
-/** The pipeline: `polaris run` takes the default export. */
-const pipeline = Pipeline.make("word-stats", (b) => {
+const readTexts = (dir: string) =>
+  readdirSync(dir).filter((f) => f.endsWith(".txt")).sort()
+    .map((f) => ({ name: f.slice(0, -4), text: readFileSync(join(dir, f), "utf8") }))
+
+/** The graph, from its parameters. */
+const build = (b: Pipeline.Builder, params: typeof Params.Type) => {
+  const texts = readTexts(join(import.meta.dirname, params.texts ?? "texts"))
   const stats = b.node(countWords, { id: "count", params: { texts } })
   const ratings = b.node(rateTexts, { id: "rate", inputs: { stats } })
   const vocabulary = b.loop("grow", {
-    steps: 3,
+    steps: params.grow_steps ?? 3,
     init: b.node(seedVocabulary, { id: "seed", inputs: { stats }, params: { words: ["the", "and"] } }),
-    body: (step, vocabulary) => step.node(growVocabulary, { id: "grow", inputs: { vocabulary, stats }, params: { add: 4 } })
+    body: (step, vocabulary) => step.node(growVocabulary, { id: "grow", inputs: { vocabulary, stats }, params: { add: params.add_per_step ?? 4 } })
   })
   return { report: b.node(report, { id: "report", inputs: { stats, ratings, vocabulary } }) }
-})
+}
+
+/** For recipes (`pipeline: ./pipeline.ts`): `polaris run` takes the default export. */
+export default PipelineModule.define("word-stats", (b, recipe) => build(b, Schema.decodeUnknownSync(Params)(recipe.params ?? {})))
+
+/** The same pipeline with its defaults, for code. */
+const pipeline = Pipeline.make("word-stats", (b) => build(b, {}))
 
 const program = Effect.gen(function*() {
   const result = yield* Executor.run(pipeline, {
@@ -130,8 +149,6 @@ const program = Effect.gen(function*() {
   console.log(result.outputs.report)
   console.log(`nodes: ${pipeline.nodes.length}, executed: ${result.executed}, cached: ${result.cached} (run ${result.runId})`)
 })
-
-export default pipeline
 
 // Run standalone only when executed directly, not when `polaris run` imports the module.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {

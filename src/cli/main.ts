@@ -10,12 +10,27 @@ import * as Executor from "../Executor.ts"
 import * as Progress from "../Progress.ts"
 import * as RunLog from "../RunLog.ts"
 import * as StoreMaintenance from "../StoreMaintenance.ts"
-import { loadPipeline, PipelineLoadError } from "./loadPipeline.ts"
+import * as Dag from "../Dag.ts"
+import * as Explain from "../Explain.ts"
+import { ModuleError } from "../PipelineModule.ts"
+import * as RecipeLoader from "../recipe/RecipeLoader.ts"
+import { resolveTarget, type Target, targetOfRun } from "./target.ts"
+import { watch } from "./watch.ts"
 
 const store = Flag.String("store").pipe(
   Flag.withDescription("Artifact store directory (runs, cache, memo)"),
   Flag.withDefault(".polaris")
 )
+/** For commands with a recipe, the store defaults to the recipe's `store:`. */
+const storeOverride = Flag.String("store").pipe(
+  Flag.withDescription("Artifact store directory (default: the recipe's `store:`, else .polaris)"),
+  Flag.optional
+)
+const sets = Flag.String("set").pipe(
+  Flag.withDescription("Override a recipe value, e.g. --set grpo.steps=20 (repeatable)"),
+  Flag.atLeast(0)
+)
+const target = Argument.String("recipe").pipe(Argument.withDescription("A recipe (.yaml), or a .ts pipeline file"))
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print machine-readable JSON on stdout"), Flag.withDefault(false))
 const progress = Flag.Literals("progress", ["auto", "tty", "plain", "none"]).pipe(
   Flag.withDescription("Progress view: live on a terminal (auto), or plain log lines"),
@@ -24,20 +39,21 @@ const progress = Flag.Literals("progress", ["auto", "tty", "plain", "none"]).pip
 const force = Flag.String("force").pipe(Flag.withDescription("Re-execute this node even if cached (repeatable)"), Flag.atLeast(0))
 const failFast = Flag.Boolean("fail-fast").pipe(Flag.withDescription("Stop all nodes at the first failure"), Flag.withDefault(false))
 
-/** Runs a loaded pipeline with a progress view; prints a summary or JSON. */
+/** Runs a target with a progress view; prints a summary or JSON. */
 const execute = (
-  file: string,
-  options: { store: string; runId?: string; force: ReadonlyArray<string>; failFast: boolean; progress: Progress.Mode; json: boolean }
+  t: Target,
+  options: { runId?: string; force: ReadonlyArray<string>; failFast: boolean; progress: Progress.Mode; json: boolean }
 ) =>
   Effect.gen(function*() {
-    const loaded = yield* loadPipeline(file)
-    const result = yield* Executor.run(loaded.pipeline, {
+    const result = yield* Executor.run(t.pipeline, {
       ...(options.runId !== undefined ? { runId: options.runId } : {}),
-      config: { pipelineFile: loaded.file },
+      config: t.config,
+      concurrency: t.concurrency,
+      retries: t.retries,
       force: options.force,
       failFast: options.failFast,
       onStart: (log) => Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress }))
-    }).pipe(Effect.provide(Layer.merge(ArtifactStore.layer(options.store), loaded.layer)))
+    }).pipe(Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer)))
     if (options.json) yield* Console.log(JSON.stringify({ runId: result.runId, dir: result.dir, executed: result.executed, cached: result.cached, nodes: result.nodes }))
     else {
       // Outputs meant for people (text, small records) are shown; big ones stay in the store.
@@ -51,13 +67,17 @@ const execute = (
 
 const runCommand = Command.make(
   "run",
-  { pipeline: Argument.String("pipeline").pipe(Argument.withDescription("A .ts file exporting a pipeline")), store, force, failFast, progress, json },
-  (a) => execute(a.pipeline, { store: a.store, force: a.force, failFast: a.failFast, progress: a.progress, json: a.json })
+  { target, sets, store: storeOverride, force, failFast, progress, json },
+  (a) =>
+    Effect.flatMap(resolveTarget(a.target, { sets: a.sets, store: Option.getOrUndefined(a.store) }), (t) =>
+      execute(t, { force: a.force, failFast: a.failFast, progress: a.progress, json: a.json }))
 ).pipe(
-  Command.withDescription("Run a pipeline; cached nodes are reused, finished memo items are never repeated"),
+  Command.withDescription("Run a recipe (or a .ts pipeline); cached nodes are reused, finished memo items are never repeated"),
   Command.withExamples([
+    { command: "polaris run examples/word-stats/recipe.yaml", description: "Run a recipe" },
+    { command: "polaris run examples/word-stats/recipe.yaml --set params.grow_steps=5", description: "Change a value for this run" },
     { command: "polaris run examples/word-stats/pipeline.ts", description: "Run a pipeline written in code" },
-    { command: "polaris run pipeline.ts --force train/step-003/judge", description: "Re-execute one node" }
+    { command: "polaris run recipe.yaml --force train/step-003/judge", description: "Re-execute one node" }
   ])
 )
 
@@ -65,14 +85,11 @@ const resumeCommand = Command.make(
   "resume",
   { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`)")), store, failFast, progress, json },
   (a) =>
-    Effect.gen(function*() {
-      const config = (yield* RunLog.readConfig(ArtifactStore.pathsOf(a.store), a.run)) as { pipelineFile?: string }
-      if (typeof config.pipelineFile !== "string") return yield* new PipelineLoadError({ file: a.run, reason: "run has no pipeline file in its config" })
-      yield* execute(config.pipelineFile, { store: a.store, runId: a.run, force: [], failFast: a.failFast, progress: a.progress, json: a.json })
-    })
+    Effect.flatMap(targetOfRun(a.store, a.run), (t) =>
+      execute({ ...t, store: a.store }, { runId: a.run, force: [], failFast: a.failFast, progress: a.progress, json: a.json }))
 ).pipe(
   Command.withDescription("Continue a run where it stopped; finished nodes and memo items are reused"),
-  Command.withExamples([{ command: "polaris resume 20261123-190512-3fa9c2d1", description: "Resume after a crash" }])
+  Command.withExamples([{ command: "polaris resume 20261123-190512.347-3fa9c2d1", description: "Resume after a crash" }])
 )
 
 const statusCommand = Command.make(
@@ -141,6 +158,61 @@ const cacheGc = Command.make(
     })
 ).pipe(Command.withDescription("Delete what kept runs cannot reach (dry run unless --apply)"))
 
+const validateCommand = Command.make("validate", { target, sets, json }, (a) =>
+  Effect.gen(function*() {
+    const t = yield* resolveTarget(a.target, { sets: a.sets })
+    if (a.json) return yield* Console.log(JSON.stringify({ ok: true, pipeline: t.pipeline.name, nodes: t.pipeline.nodes.length }))
+    yield* Console.log(`ok: pipeline ${t.pipeline.name}, ${t.pipeline.nodes.length} nodes`)
+  })).pipe(
+    Command.withDescription("Check a recipe (syntax, schema, env vars, pipeline, custom stages) without running anything"),
+    Command.withExamples([{ command: "polaris validate recipes/polaris-qwen3.5-9b.yaml", description: "Errors come as file:line:col: key: message" }])
+  )
+
+const schemaCommand = Command.make("schema", {}, () => Console.log(JSON.stringify(RecipeLoader.jsonSchema(), null, 2))).pipe(
+  Command.withDescription("Print the recipe JSON Schema (for editors with the YAML language server)"),
+  Command.withExamples([{ command: "polaris schema > recipe.schema.json", description: "Then add `# yaml-language-server: $schema=recipe.schema.json` to a recipe" }])
+)
+
+const dagCommand = Command.make(
+  "dag",
+  { target, sets, format: Flag.Literals("format", ["text", "mermaid", "dot"]).pipe(Flag.withDescription("Output format"), Flag.withDefault("text" as const)) },
+  (a) => Effect.flatMap(resolveTarget(a.target, { sets: a.sets }), (t) => Console.log(Dag.render(t.pipeline, a.format)))
+).pipe(
+  Command.withDescription("Show the pipeline a recipe builds"),
+  Command.withExamples([{ command: "polaris dag recipe.yaml --format mermaid", description: "A Mermaid flowchart" }])
+)
+
+const explainCommand = Command.make(
+  "explain",
+  {
+    target,
+    node: Argument.String("node").pipe(Argument.withDescription("Node id, e.g. train/step-003/judge")),
+    sets,
+    store: storeOverride,
+    run: Flag.String("run").pipe(Flag.withDescription("The run to explain (default: the latest with this node)"), Flag.optional),
+    json
+  },
+  (a) =>
+    Effect.gen(function*() {
+      const t = yield* resolveTarget(a.target, { sets: a.sets, store: Option.getOrUndefined(a.store) })
+      const run = Option.getOrUndefined(a.run)
+      const e = yield* Explain.explain(ArtifactStore.pathsOf(t.store), a.node, run !== undefined ? { run } : {})
+      yield* Console.log(a.json ? JSON.stringify(e) : Explain.formatExplanation(e))
+    })
+).pipe(
+  Command.withDescription("Why a node re-ran: which part of its cache key changed since the previous run"),
+  Command.withExamples([{ command: "polaris explain recipe.yaml train/step-003/judge", description: "e.g. params.salt changed, or an input from a node that re-ran" }])
+)
+
+const watchCommand = Command.make(
+  "watch",
+  { target, sets, store: storeOverride, progress, json },
+  (a) => watch(a.target, { sets: a.sets, store: Option.getOrUndefined(a.store), progress: a.progress, json: a.json })
+).pipe(
+  Command.withDescription("Re-run a recipe whenever it, the files it extends, its stage modules or its data change; only stale nodes run"),
+  Command.withExamples([{ command: "polaris watch examples/word-stats/recipe.yaml", description: "Edit the recipe in another window and watch it re-run" }])
+)
+
 class StoreCorrupt extends Error {
   constructor(readonly props: { count: number }) {
     super(`${props.count} corrupt object(s); run with --repair`)
@@ -154,13 +226,13 @@ const cacheCommand = Command.make("cache").pipe(
 
 const polaris = Command.make("polaris").pipe(
   Command.withDescription("POLARIS pipelines: cached, resumable GRPO for long-form story writing"),
-  Command.withSubcommands([runCommand, resumeCommand, statusCommand, cacheCommand])
+  Command.withSubcommands([runCommand, resumeCommand, statusCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand])
 )
 
 const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
   const reason = cause.reasons[0]
   const error = reason?._tag === "Fail" ? reason.error : undefined
-  if (CliError.isCliError(error) || error instanceof PipelineLoadError) return 2
+  if (CliError.isCliError(error) || error instanceof ModuleError || error instanceof RecipeLoader.RecipeErrors) return 2
   return 1
 }
 
@@ -171,6 +243,7 @@ Effect.runPromiseExit(program).then((exit) => {
   const reason = exit.cause.reasons[0]
   const error = reason?._tag === "Fail" ? reason.error : reason?._tag === "Die" ? reason.defect : undefined
   // The CLI module already printed its own usage errors; everything else gets one clear line, no stack.
-  if (!CliError.isCliError(error)) process.stderr.write(`polaris: ${error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? (error as Error).message : String(error)}\n`)
+  if (error instanceof RecipeLoader.RecipeErrors) process.stderr.write(`${error.message}\n`)
+  else if (!CliError.isCliError(error)) process.stderr.write(`polaris: ${error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? (error as Error).message : String(error)}\n`)
   process.exitCode = exitCodeOf(exit.cause)
 })

@@ -1,0 +1,123 @@
+/**
+ * Pipelines chosen by a recipe: a built-in name (`pipelines/`) or a `.ts` file, built with the
+ * recipe's values, with the recipe's custom stages (`uses: ./file.ts#export`) inserted.
+ * TypeScript is imported at run time (the `polaris` command loads through tsx): no build step.
+ *
+ * A pipeline module's default export is a {@link Definition} (from {@link define}), or a plain
+ * Pipeline that takes no recipe values. Its optional `layer` export (a Layer, or a function of
+ * the recipe returning one) provides the services its stages need.
+ *
+ * @example
+ * // my-pipeline.ts
+ * export default PipelineModule.define("word-stats", (b, recipe) => {
+ *   const texts = b.node(readTexts, { id: "read", params: { dir: String(recipe.params?.dir ?? "texts") } })
+ *   return { counts: b.node(countWords, { id: "count", inputs: { texts } }) }
+ * })
+ */
+import { statSync } from "node:fs"
+import { dirname, isAbsolute, resolve } from "node:path"
+import { pathToFileURL } from "node:url"
+import { Data, Effect, Layer } from "effect"
+import * as Pipeline from "./Pipeline.ts"
+import type { Recipe } from "./recipe/Recipe.ts"
+import type { AnyStage } from "./Stage.ts"
+
+/** A pipeline or stage module that cannot be used, said with the file and the reason. */
+export class ModuleError extends Data.TaggedError("ModuleError")<{ readonly file: string; readonly reason: string }> {
+  override get message() {
+    return `${this.file}: ${this.reason}`
+  }
+}
+
+/** A pipeline built from a recipe's values. */
+export interface Definition {
+  readonly _tag: "PipelineDefinition"
+  readonly name: string
+  readonly build: (b: Pipeline.Builder, recipe: Recipe) => Readonly<Record<string, Pipeline.NodeRef<any, any>>>
+}
+
+/** Defines a pipeline whose shape and params come from a recipe. */
+export const define = (name: string, build: Definition["build"]): Definition => ({ _tag: "PipelineDefinition", name, build })
+
+/** Built-in pipelines, by name: each a module whose default export is a Definition. */
+const BUILTINS: Readonly<Record<string, string>> = {}
+
+/** A loaded pipeline: built, with the services its stages need. */
+export interface Loaded {
+  readonly pipeline: Pipeline.Pipeline<any, any>
+  readonly layer: Layer.Layer<any, any, never>
+  /** The source files involved (the pipeline module, custom stage modules), for watch mode. */
+  readonly files: ReadonlyArray<string>
+}
+
+const isPipeline = (u: unknown): u is Pipeline.Pipeline<any, any> => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Pipeline"
+const isDefinition = (u: unknown): u is Definition => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "PipelineDefinition"
+const isStage = (u: unknown): u is AnyStage => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Stage"
+
+/**
+ * Imports a module, again when its file changed since the last import (watch mode): the URL
+ * carries the file's modification time, and a new URL is a new module instance.
+ */
+const importFile = (file: string) =>
+  Effect.tryPromise({
+    try: () => {
+      const version = statSync(file, { throwIfNoEntry: false })?.mtimeMs
+      return import(`${pathToFileURL(file).href}${version === undefined ? "" : `?v=${version}`}`) as Promise<Record<string, unknown>>
+    },
+    catch: (e) => new ModuleError({ file, reason: e instanceof Error ? e.message.split("\n")[0]! : String(e) })
+  })
+
+/** Where the recipe's `pipeline` points: a built-in module or a `.ts` file next to the recipe. */
+const pipelineFile = (name: string, recipeDir: string) => {
+  if (name.endsWith(".ts")) return Effect.succeed(isAbsolute(name) ? name : resolve(recipeDir, name))
+  const builtin = BUILTINS[name]
+  if (builtin !== undefined) return Effect.succeed(builtin)
+  const known = Object.keys(BUILTINS)
+  return Effect.fail(new ModuleError({ file: name, reason: `no built-in pipeline "${name}"${known.length > 0 ? ` (built-ins: ${known.join(", ")})` : ""}; or give a path to a .ts pipeline file` }))
+}
+
+/** A recipe's custom stages, imported and checked. */
+const insertionsOf = (recipe: Recipe, recipeDir: string) =>
+  Effect.forEach(recipe.stages ?? [], (entry) =>
+    Effect.gen(function*() {
+      const [path, name] = entry.uses.split("#") as [string, string]
+      const file = resolve(recipeDir, path)
+      const module = yield* importFile(file)
+      const stage = module[name]
+      if (!isStage(stage)) {
+        const stages = Object.entries(module).filter(([, v]) => isStage(v)).map(([k]) => k)
+        return yield* new ModuleError({ file, reason: `exports no stage "${name}"${stages.length > 0 ? `; its stages: ${stages.join(", ")}` : ""}` })
+      }
+      const insertion: Pipeline.Insertion = { after: entry.after, stage, id: entry.id ?? name, ...(entry.params !== undefined ? { params: entry.params } : {}) }
+      return { insertion, file }
+    }))
+
+/**
+ * Builds the pipeline a recipe selects, relative to the recipe's directory, with its custom
+ * stages inserted. Build errors (unknown node to insert after, bad params) are ModuleErrors.
+ */
+export const load = (recipe: Recipe, recipeFile: string): Effect.Effect<Loaded, ModuleError> =>
+  Effect.gen(function*() {
+    const recipeDir = dirname(recipeFile)
+    const file = yield* pipelineFile(recipe.pipeline, recipeDir)
+    const module = yield* importFile(file)
+    const custom = yield* insertionsOf(recipe, recipeDir)
+    const exported = module.default ?? module.pipeline
+    const pipeline = yield* Effect.try({
+      try: () => {
+        if (isDefinition(exported)) {
+          return Pipeline.make(exported.name, (b) => exported.build(b, recipe), { insertions: custom.map((c) => c.insertion) })
+        }
+        if (isPipeline(exported)) {
+          if (custom.length > 0) throw new Error("exports a finished Pipeline, so stages cannot be inserted; export PipelineModule.define(...) instead")
+          return exported
+        }
+        throw new Error("exports no pipeline (export default PipelineModule.define(...) or Pipeline.make(...))")
+      },
+      catch: (e) => new ModuleError({ file, reason: e instanceof Error ? e.message : String(e) })
+    })
+    const layerExport = module.layer
+    const layer = (typeof layerExport === "function" ? (layerExport as (r: Recipe) => unknown)(recipe) : layerExport ?? Layer.empty) as Layer.Layer<any, any, never>
+    if (!Layer.isLayer(layer)) return yield* new ModuleError({ file, reason: "its `layer` export is not a Layer (nor a function of the recipe returning one)" })
+    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)] }
+  })

@@ -1,0 +1,89 @@
+/**
+ * What `polaris run` (and `resume`, `validate`, `dag`, `watch`) runs: a YAML recipe, or a `.ts`
+ * pipeline file given directly. Either way: the pipeline, the services it needs, the config to
+ * freeze in the run directory, and the run settings the recipe carries.
+ */
+import { resolve } from "node:path"
+import { Effect, type Layer, type Schedule } from "effect"
+import * as ArtifactStore from "../ArtifactStore.ts"
+import type { Pipeline } from "../Pipeline.ts"
+import * as PipelineModule from "../PipelineModule.ts"
+import * as Retry from "../Retry.ts"
+import type { Recipe } from "../recipe/Recipe.ts"
+import * as RunLog from "../RunLog.ts"
+import * as RecipeLoader from "../recipe/RecipeLoader.ts"
+
+/** A resolved run target. */
+export interface Target {
+  readonly pipeline: Pipeline<any, any>
+  readonly layer: Layer.Layer<any, any, never>
+  /** Frozen in the run directory; `resume` reads it back. Secrets appear as `${VAR}`. */
+  readonly config: Readonly<Record<string, unknown>>
+  readonly store: string
+  readonly concurrency: Readonly<Record<string, number>>
+  readonly retries: Readonly<Record<string, Schedule.Schedule<unknown, unknown>>>
+  /** Every file whose change makes the target stale (recipes, pipeline and stage modules). */
+  readonly files: ReadonlyArray<string>
+  readonly recipe?: Recipe
+}
+
+/** How a target is asked for on the command line. */
+export interface TargetOptions {
+  readonly sets?: ReadonlyArray<string>
+  /** `--store`, which wins over the recipe's `store:`. */
+  readonly store?: string | undefined
+}
+
+export const isRecipeFile = (file: string) => /\.ya?ml$/i.test(file)
+
+const retriesOf = (recipe: Recipe) =>
+  Object.fromEntries(
+    Object.entries(recipe.retries ?? {}).map(([resource, r]) => [
+      resource,
+      Retry.backoff({
+        ...(r.attempts !== undefined ? { attempts: r.attempts } : {}),
+        ...(r.base_ms !== undefined ? { base: r.base_ms } : {}),
+        ...(r.cap_ms !== undefined ? { cap: r.cap_ms } : {})
+      })
+    ])
+  )
+
+/** Resolves `file` (a recipe or a pipeline module) into a runnable target. */
+export const resolveTarget = (file: string, options: TargetOptions = {}) =>
+  Effect.gen(function*() {
+    const path = resolve(file)
+    if (!isRecipeFile(path)) {
+      if ((options.sets ?? []).length > 0) return yield* new PipelineModule.ModuleError({ file: path, reason: "--set applies to recipes (.yaml); this is a pipeline file" })
+      const loaded = yield* PipelineModule.load({ pipeline: path }, path)
+      return {
+        pipeline: loaded.pipeline,
+        layer: loaded.layer,
+        config: { pipelineFile: path },
+        store: options.store ?? ".polaris",
+        concurrency: {},
+        retries: {},
+        files: loaded.files
+      } satisfies Target
+    }
+    const loaded = yield* RecipeLoader.load(path, { sets: options.sets ?? [], env: process.env })
+    const built = yield* PipelineModule.load(loaded.recipe, path)
+    return {
+      pipeline: built.pipeline,
+      layer: built.layer,
+      config: { recipeFile: path, sets: options.sets ?? [], recipe: loaded.frozen },
+      store: options.store ?? loaded.recipe.store ?? ".polaris",
+      concurrency: loaded.recipe.concurrency ?? {},
+      retries: retriesOf(loaded.recipe),
+      files: [...loaded.files, ...built.files],
+      recipe: loaded.recipe
+    } satisfies Target
+  })
+
+/** The target a run was started with, from its frozen config (the files are read again). */
+export const targetOfRun = (store: string, runId: string) =>
+  Effect.gen(function*() {
+    const config = (yield* RunLog.readConfig(ArtifactStore.pathsOf(store), runId)) as { recipeFile?: string; sets?: ReadonlyArray<string>; pipelineFile?: string }
+    const file = config.recipeFile ?? config.pipelineFile
+    if (typeof file !== "string") return yield* new PipelineModule.ModuleError({ file: runId, reason: "the run's config names no recipe or pipeline file" })
+    return yield* resolveTarget(file, { sets: config.sets ?? [], store })
+  })

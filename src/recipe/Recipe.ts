@@ -1,0 +1,157 @@
+/**
+ * The recipe: a YAML file that selects a pipeline and fills its parameters, engines, retries
+ * and concurrency. This Schema is the contract; `polaris schema` exports it as JSON Schema for
+ * editors, and every recipe is validated against it with errors at `file:line:col`.
+ *
+ * Keys are snake_case, as in the paper's and TRL's configs. Every section but `pipeline` is
+ * optional here; a pipeline checks that the sections it needs are present.
+ */
+import { Schema } from "effect"
+
+const doc = <S extends Schema.Top>(schema: S, description: string): S => schema.annotate({ description }) as S
+
+const Int = Schema.Int
+const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
+const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const Probability = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
+
+/** A secret: written as `${ENV_VAR}` in the recipe, held as a Redacted value, never stored. */
+export const Secret = doc(Schema.Redacted(Schema.String), "A secret; write it as ${ENV_VAR}, never inline")
+
+const field = <S extends Schema.Top>(schema: S, description: string) => Schema.optionalKey(doc(schema, description))
+
+/** Which documents feed the dataset and how prompts are derived from them. */
+export const Data = Schema.Struct({
+  anthologies: field(Schema.Array(Schema.String), "Anthology files or folders (Gutenberg .txt, one-story-per-file folders, .jsonl, .epub)"),
+  min_words: field(PositiveInt, "Drop stories shorter than this"),
+  max_words: field(PositiveInt, "Drop stories longer than this"),
+  heldout_fraction: field(Probability, "Share of stories held out for evaluation, chosen by id hash"),
+  prompt: field(Schema.Struct({
+    mode: field(Schema.Literals(["full", "excerpt"]), "full: the whole story; excerpt: its opening, cut at a paragraph boundary"),
+    round_to: field(PositiveInt, "Requested words are rounded to this step")
+  }), "Prompt derivation"),
+  writer: field(Schema.Struct({
+    backend: doc(Schema.Literals(["extractive", "gemini", "openai"]), "Who writes premises"),
+    model: field(Schema.String, "Model name for an LLM writer"),
+    base_url: field(Schema.String, "Endpoint of an OpenAI-compatible writer"),
+    api_key: field(Secret, "API key")
+  }), "Premise writer"),
+  buckets: field(Schema.Struct({
+    edges: doc(Schema.Array(NonNegative), "Requested-word bucket edges, increasing"),
+    weights: field(Schema.Array(NonNegative), "Sampling weight per bucket")
+  }), "Length-stratified sampling")
+})
+
+/** The policy engine: where sampling and updates run. */
+export const Policy = Schema.Struct({
+  backend: doc(Schema.Literals(["embedded", "tinker", "vllm"]), "embedded: the small onnxruntime model; tinker: a Tinker-compatible service; vllm: sampling on vLLM"),
+  model: doc(Schema.String, "Model: a local model directory, or the served model name"),
+  base_url: field(Schema.String, "Tinker-compatible service URL"),
+  sampler_urls: field(Schema.Array(Schema.String), "vLLM server URLs, load-balanced"),
+  api_key: field(Secret, "API key"),
+  lora_rank: field(PositiveInt, "LoRA rank on remote trainers")
+})
+
+/** Sampling settings for rollouts; never left to server defaults. */
+export const Sampling = Schema.Struct({
+  temperature: field(NonNegative, "Sampling temperature"),
+  top_p: field(Probability, "Nucleus sampling mass"),
+  top_k: field(Int, "Top-k (0 or -1: off)"),
+  repetition_penalty: field(NonNegative, "Repetition penalty (1.0: off); not with presence_penalty"),
+  presence_penalty: field(Schema.Finite, "Presence penalty (0: off); not with repetition_penalty"),
+  max_tokens: field(PositiveInt, "Most new tokens per rollout"),
+  thinking: field(Schema.Boolean, "Enable the chat template's thinking mode")
+})
+
+/** The judge: who scores stories, on which rubric, at what rate and price. */
+export const Judge = Schema.Struct({
+  backend: doc(Schema.Literals(["proxy", "gemini", "openai"]), "proxy: measurable text statistics, no network"),
+  model: field(Schema.String, "Judge model"),
+  rubric: field(Schema.String, "Rubric id or YAML file"),
+  base_url: field(Schema.String, "OpenAI-compatible endpoint"),
+  api_key: field(Secret, "API key"),
+  temperature: field(NonNegative, "Judge temperature"),
+  thinking_level: field(Schema.String, "Judge thinking level"),
+  requests_per_minute: field(PositiveInt, "Rate limit: requests per minute"),
+  tokens_per_minute: field(PositiveInt, "Rate limit: tokens per minute"),
+  max_in_flight: field(PositiveInt, "Most judge calls in flight"),
+  price_per_million: field(Schema.Struct({ input: NonNegative, output: NonNegative }), "USD per million tokens, for cost accounting")
+})
+
+/** How rewards are made from judge scores and lengths. */
+export const Reward = Schema.Struct({
+  length_factor: field(Schema.Literals(["longwriter", "none"]), "Length factor L in r = Q_norm * L"),
+  reference: field(Schema.Struct({
+    mode: doc(Schema.Literals(["judge", "fixed", "max_of_group_plus"]), "Reward of the injected human reference"),
+    value: field(Schema.Finite, "The fixed reward, or the margin over the group's best")
+  }), "Reference reward")
+})
+
+/** GRPO with human-reference injection (ARCHITECTURE.md §7). */
+export const Grpo = Schema.Struct({
+  steps: field(PositiveInt, "Training steps"),
+  groups_per_step: field(PositiveInt, "Prompts (groups) per step"),
+  group_size: field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(2)), "Members per group: group_size - 1 rollouts + 1 reference"),
+  loss_type: field(Schema.Literals(["grpo", "bnpo", "dapo", "dr_grpo"]), "Token-loss aggregation, as TRL defines it"),
+  scale_rewards: field(Schema.Literals(["group", "batch", "none"]), "Advantage scaling"),
+  reference_in_stats: field(Schema.Boolean, "Count the reference in group mean/std"),
+  reference_loss: field(Schema.Literals(["on_policy", "luffy", "sft"]), "Token loss of the reference"),
+  luffy_gamma: field(Schema.Finite.check(Schema.isGreaterThan(0)), "gamma of f(p) = p / (p + gamma)"),
+  epsilon_low: field(NonNegative, "PPO clip, low side"),
+  epsilon_high: field(NonNegative, "PPO clip, high side"),
+  beta: field(NonNegative, "KL (k3) coefficient to the initial policy"),
+  learning_rate: field(Schema.Finite.check(Schema.isGreaterThan(0)), "AdamW learning rate"),
+  weight_decay: field(NonNegative, "AdamW weight decay"),
+  max_grad_norm: field(Schema.Finite.check(Schema.isGreaterThan(0)), "Gradient clipping"),
+  inner_iterations: field(PositiveInt, "Optimizer passes per step"),
+  mismatch_correction: field(Schema.Literals(["none", "token", "sequence_geometric"]), "Sampler/trainer mismatch correction"),
+  truncated: field(Schema.Literals(["mask", "penalize", "keep"]), "What to do with truncated completions")
+})
+
+/** Evaluation by requested length. */
+export const Eval = Schema.Struct({
+  buckets: field(Schema.Array(Schema.Struct({
+    name: Schema.String,
+    min_words: NonNegative,
+    max_words: NonNegative
+  })), "Requested-length buckets (paper: 1-4k, 4-8k, 8-12k)"),
+  prompts_per_bucket: field(PositiveInt, "Held-out prompts per bucket"),
+  pairwise: field(Schema.Boolean, "Dual-position pairwise judging"),
+  bootstrap: field(PositiveInt, "Bootstrap resamples for CIs")
+})
+
+/** Retry policy of one resource class. */
+export const RetryPolicy = Schema.Struct({
+  attempts: field(PositiveInt, "Total attempts, the first included"),
+  base_ms: field(NonNegative, "First back-off delay"),
+  cap_ms: field(NonNegative, "Longest back-off delay")
+})
+
+/** A custom stage from a TypeScript file, inserted after a node of the pipeline. */
+export const CustomStage = Schema.Struct({
+  uses: doc(Schema.String.check(Schema.isPattern(/^[^#]+\.ts#[A-Za-z_$][\w$]*$/)), "FILE.ts#exportName, relative to the recipe"),
+  after: doc(Schema.String, "Node id it follows; it takes that node's output and feeds that node's consumers"),
+  id: field(Schema.String, "Node id (default: the export name)"),
+  params: field(Schema.Record(Schema.String, Schema.Unknown), "The stage's params")
+})
+
+/** A whole recipe. */
+export const Recipe = Schema.Struct({
+  $schema: field(Schema.String, "JSON Schema of recipes (for editors)"),
+  extends: field(Schema.String, "A recipe this one builds on (deep merge; lists replaced)"),
+  pipeline: doc(Schema.String, "A built-in pipeline name, or a path to a .ts pipeline file"),
+  seed: field(Int, "Seed of all randomness"),
+  store: field(Schema.String, "Artifact store directory (default .polaris)"),
+  data: field(Data, "Dataset"),
+  policy: field(Policy, "Policy engine"),
+  sampling: field(Sampling, "Rollout sampling"),
+  judge: field(Judge, "Judge"),
+  reward: field(Reward, "Reward"),
+  grpo: field(Grpo, "GRPO"),
+  eval: field(Eval, "Evaluation"),
+  retries: field(Schema.Record(Schema.String, RetryPolicy), "Retry policy per resource class (cpu, policy, judge...)"),
+  concurrency: field(Schema.Record(Schema.String, PositiveInt), "Most nodes in flight per resource class"),
+  stages: field(Schema.Array(CustomStage), "Custom stages inserted into the pipeline"),
+  params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline")
+})
+export type Recipe = typeof Recipe.Type

@@ -1,0 +1,171 @@
+/**
+ * Recipe loading: a recipe file, the files it `extends`, `--set` overrides and the environment,
+ * turned into a validated {@link Recipe}, or into every problem found, each at `file:line:col`.
+ *
+ * Steps, in order; all problems of a step are reported together:
+ * 1. YAML syntax of each file, and a mapping at its top level.
+ * 2. `extends: base.yaml` (relative to the extending file, chains allowed): mappings are
+ *    deep-merged, lists and scalars replaced, the extending file winning.
+ * 3. `--set grpo.steps=20` overrides; the value is YAML, so `20` is a number and `[a,b]` a list.
+ * 4. `${ENV_VAR}` values become Redacted secrets labelled with the variable's name.
+ * 5. Validation against the Recipe Schema, every issue at the node that was written: unknown
+ *    keys with a did-you-mean, wrong values with the value found.
+ *
+ * Only secrets come from the environment, and `frozen` keeps them as `${VAR}`: written to a run
+ * directory as JSON (which is YAML), it can be loaded again on resume with a fresh environment.
+ *
+ * @example
+ * const { recipe, files } = yield* RecipeLoader.load("recipes/grpo.yaml", {
+ *   sets: ["grpo.steps=20", "judge.backend=proxy"],
+ *   env: process.env
+ * })
+ * // on failure: RecipeErrors, whose message reads
+ * // recipes/grpo.yaml:12:3: grpo.stepz: unknown key "stepz"; did you mean "steps"?
+ */
+import { statSync } from "node:fs"
+import { dirname, isAbsolute, relative, resolve } from "node:path"
+import { Data, Effect, Schema } from "effect"
+import { toProblems } from "./internal/issues.ts"
+import { editorSchema } from "./internal/jsonSchema.ts"
+import { applySet } from "./internal/overrides.ts"
+import { resolveSecrets } from "./internal/secrets.ts"
+import { formatPath, kindOf, type Location, merge, type Path, type Problem, type Tree } from "./internal/tree.ts"
+import { readYamlFile } from "./internal/yamlFile.ts"
+import { Recipe } from "./Recipe.ts"
+
+/** One problem with a recipe: where (`file:line:col`, or `--set ...`), the key path, and what. */
+export interface RecipeError {
+  readonly origin: string
+  readonly path: string
+  readonly message: string
+}
+
+/** Everything wrong with a recipe, sorted by file, line and column (`--set` problems last). */
+export class RecipeErrors extends Data.TaggedError("RecipeErrors")<{ readonly errors: ReadonlyArray<RecipeError> }> {
+  override get message() {
+    return this.errors.map(formatError).join("\n")
+  }
+}
+
+/** A loaded recipe. */
+export interface Loaded {
+  /** The validated recipe; secrets are Redacted, labelled with their variable's name. */
+  readonly recipe: Recipe
+  /** The recipe file and every file it extends, absolute, the recipe first (for watch mode). */
+  readonly files: ReadonlyArray<string>
+  /** The merged plain value, `--set`s applied, secrets still `${VAR}`: safe to store. */
+  readonly frozen: unknown
+}
+
+export interface LoadOptions {
+  /** `--set` overrides, as `path.to.key=value`, applied in order after `extends`. */
+  readonly sets?: ReadonlyArray<string> | undefined
+  /** Where `${VAR}` secrets are read (default: `process.env`). */
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined
+}
+
+/**
+ * Loads and validates a recipe.
+ *
+ * @example
+ * const loaded = yield* RecipeLoader.load("recipe.yaml", { sets: ["seed=7"] })
+ * loaded.recipe.seed // 7
+ */
+export const load = (file: string, options: LoadOptions = {}): Effect.Effect<Loaded, RecipeErrors> =>
+  Effect.suspend(() => {
+    const result = loadNow(resolve(file), options.sets ?? [], options.env ?? process.env)
+    return "problems" in result ? Effect.fail(toErrors(result.problems, options.sets ?? [])) : Effect.succeed(result)
+  })
+
+/**
+ * The recipe's JSON Schema (draft 2020-12), for editors: objects are closed, and secrets are
+ * strings of the form `${ENV_VAR}`. `recipes/recipe.schema.json` holds a copy.
+ *
+ * @example
+ * // first line of a recipe, for the YAML language server:
+ * // # yaml-language-server: $schema=./recipe.schema.json
+ */
+export const jsonSchema = (): object =>
+  editorSchema(Recipe, "polaris recipe", "A polaris recipe: a pipeline and its parameters, engines, retries and concurrency.")
+
+/** `file:line:col: path: message`, the file relative to the working directory when inside it. */
+export const formatError = (error: RecipeError): string =>
+  `${displayOrigin(error.origin)}: ${error.path === "" ? "" : `${error.path}: `}${error.message}`
+
+const displayOrigin = (origin: string): string => {
+  if (origin.startsWith("--set ")) return origin
+  const [, file = origin, position = ""] = /^(.*?)((?::\d+){2})?$/.exec(origin) ?? []
+  const rel = relative(process.cwd(), file)
+  return `${rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : file}${position}`
+}
+
+const originOf = (where: Location): string =>
+  "set" in where ? `--set ${where.set}` : "line" in where ? `${where.file}:${where.line}:${where.col}` : where.file
+
+/** File problems by file, line and column; `--set` problems after them, in argument order. */
+const toErrors = (problems: ReadonlyArray<Problem>, sets: ReadonlyArray<string>): RecipeErrors => {
+  const rank = (w: Location): [number, string, number, number] =>
+    "set" in w ? [1, "", sets.indexOf(w.set), 0] : "line" in w ? [0, w.file, w.line, w.col] : [0, w.file, 0, 0]
+  const sorted = [...problems].sort((a, b) => {
+    const [x, y] = [rank(a.where), rank(b.where)]
+    return x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0) || x[2] - y[2] || x[3] - y[3]
+  })
+  return new RecipeErrors({
+    errors: sorted.map((p) => ({ origin: originOf(p.where), path: formatPath(p.path), message: p.message }))
+  })
+}
+
+type Chain = { readonly tree: Tree; readonly files: ReadonlyArray<string> } | { readonly problems: ReadonlyArray<Problem> }
+
+/** `file` merged over the files it extends; `stack` holds the files extending it. */
+const readChain = (file: string, stack: ReadonlyArray<string>): Chain => {
+  const own = readYamlFile(file)
+  if (own.tree === undefined) return { problems: own.problems }
+  if (own.extends === undefined) return { tree: own.tree, files: [file] }
+
+  const { value, origin } = own.extends
+  const fail = (message: string): Chain => ({ problems: [{ where: origin.value, path: ["extends"], message }] })
+  if (typeof value !== "string" || value === "") return fail(`Expected a file path relative to this recipe, got ${kindOf(value)}`)
+  const target = resolve(dirname(file), value)
+  const chain = [...stack, file]
+  if (chain.includes(target)) {
+    const root = dirname(chain[0]!)
+    return fail(`cycle: ${[...chain.slice(chain.indexOf(target)), target].map((f) => relative(root, f)).join(" -> ")}`)
+  }
+  const stat = statSync(target, { throwIfNoEntry: false })
+  if (stat === undefined) return fail(`cannot extend "${value}": no such file`)
+  if (!stat.isFile()) return fail(`cannot extend "${value}": not a file`)
+  const base = readChain(target, chain)
+  return "problems" in base ? base : { tree: merge(base.tree, own.tree), files: [file, ...base.files] }
+}
+
+const standard = Schema.toStandardSchemaV1(Recipe, { parseOptions: { errors: "all", onExcessProperty: "error" } })["~standard"]
+
+const loadNow = (
+  file: string,
+  sets: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>>
+): Loaded | { readonly problems: ReadonlyArray<Problem> } => {
+  const chain = readChain(file, [])
+  if ("problems" in chain) return chain
+  const { tree, files } = chain
+
+  const problems: Array<Problem> = []
+  for (const set of sets) {
+    const problem = applySet(tree, set)
+    if (problem !== undefined) problems.push(problem)
+  }
+  const secrets = resolveSecrets(tree, env)
+  problems.push(...secrets.problems)
+
+  const result = standard.validate(secrets.value)
+  if (result instanceof Promise) throw new Error("the Recipe Schema must validate synchronously")
+  // A value already reported (an unset variable, say) is not reported again by the Schema.
+  const reported = secrets.problems.map((p) => p.path)
+  const within = (path: Path, prefix: Path) => prefix.every((p, i) => String(path[i]) === String(p))
+  for (const problem of toProblems(result.issues ?? [], tree, secrets.value, Recipe.ast)) {
+    if (!reported.some((r) => within(problem.path, r))) problems.push(problem)
+  }
+  if (problems.length > 0 || result.issues !== undefined) return { problems }
+  return { recipe: result.value, files, frozen: tree.value }
+}
