@@ -10,6 +10,8 @@ import { sha256 } from "./Canonical.ts"
 export const toPath = (source: string): string => (source.startsWith("file:") ? fileURLToPath(source) : source)
 
 // A stack frame's file, without the query string watch mode adds to re-import a changed module.
+const THIS_FILE = fileURLToPath(import.meta.url)
+
 const FRAME = /\(?((?:file:\/\/)?\/[^():?]+\.[cm]?[jt]sx?)(?:\?[^:)]*)?:\d+:\d+\)?\s*$/
 
 /**
@@ -22,7 +24,7 @@ export const callerFile = (exclude: ReadonlyArray<string>): string | undefined =
     const m = FRAME.exec(line)
     if (m === null) continue
     const file = toPath(m[1]!)
-    if (exclude.some((e) => file === e) || file.includes("/node_modules/")) continue
+    if (file === THIS_FILE || exclude.includes(file) || file.includes("/node_modules/")) continue
     return file
   }
   return undefined

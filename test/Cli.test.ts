@@ -1,5 +1,6 @@
 /** The `polaris` command: exit codes, summaries, resume, cache commands, no stack traces. */
 import { spawnSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { tempDir } from "./support/store.ts"
@@ -59,5 +60,29 @@ describe("polaris CLI", () => {
     expect(JSON.parse(verify.stdout)).toMatchObject({ corrupt: [] })
     const gc = polaris(["cache", "gc", "--store", store])
     expect(gc.stdout).toContain("dry run: nothing was deleted")
+  })
+})
+
+describe("polaris CLI with recipes", () => {
+  it("validate: ok, or positioned errors and exit 2", () => {
+    const ok = polaris(["validate", "examples/word-stats/with-custom-stage.yaml"])
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(ok.stdout).toContain("ok: pipeline word-stats, 8 nodes")
+    const bad = polaris(["validate", "examples/word-stats/recipe.yaml", "--set", "params=3", "--set", "seed=x"])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain("--set seed=x: seed: Expected an integer")
+  })
+
+  it("schema prints the shipped JSON Schema", () => {
+    const r = polaris(["schema"])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual(JSON.parse(readFileSync(join(ROOT, "recipes", "recipe.schema.json"), "utf8")))
+  })
+
+  it("dag renders the recipe's graph, custom stage included, as mermaid", () => {
+    const r = polaris(["dag", "examples/word-stats/with-custom-stage.yaml", "--format", "mermaid"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.startsWith("flowchart TD")).toBe(true)
+    expect(r.stdout).toContain("count -->|stats| dropShortWords")
   })
 })

@@ -155,3 +155,10 @@ describe("typed edges", () => {
     expect(build).not.toThrow()
   })
 })
+
+describe("source fingerprints", () => {
+  it("take the file that defines the stage", () => {
+    expect(source.source).toBe(import.meta.filename)
+    expect(scale.source).toBe(import.meta.filename)
+  })
+})

@@ -1,5 +1,5 @@
 /** Test helpers: a fresh store in a temp directory, and the run of a pipeline against it. */
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
@@ -28,3 +28,13 @@ export const allFiles = (dir: string): Array<string> =>
 /** True when any file under `dir` contains `needle`. */
 export const anyFileContains = (dir: string, needle: string) =>
   allFiles(dir).some((f) => readFileSync(f).includes(needle))
+
+/**
+ * A temp directory inside the repository (under the git-ignored test-artifacts/), for `.ts`
+ * files that import "polaris": the package resolves itself only from files within it.
+ */
+export const tempDirInRepo = (prefix = "tmp-") => {
+  const base = join(import.meta.dirname, "..", "..", "test-artifacts")
+  mkdirSync(base, { recursive: true })
+  return mkdtempSync(join(base, prefix))
+}
