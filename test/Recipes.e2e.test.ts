@@ -4,7 +4,7 @@
  * exactly the stale nodes and debounces bursts of writes.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { tempDirInRepo } from "./support/store.ts"
@@ -92,29 +92,61 @@ describe("recipes with custom stages", () => {
   })
 })
 
+/** Starts `polaris watch` and collects its JSON cycle lines. */
+const startWatch = (recipe: string, store: string) => {
+  const child = spawn(process.execPath, [BIN, "watch", recipe, "--store", store, "--json"], { cwd: ROOT })
+  const cycles: Array<Record<string, any>> = []
+  let buffer = ""
+  child.stdout.on("data", (d) => {
+    buffer += d
+    const lines = buffer.split("\n")
+    buffer = lines.pop()!
+    for (const line of lines) if (line.startsWith("{")) cycles.push(JSON.parse(line))
+  })
+  const until = async (status: string, n: number, ms = 30_000) => {
+    const t0 = Date.now()
+    while (cycles.filter((c) => c.status === status).length < n) {
+      if (Date.now() - t0 > ms) throw new Error(`waited for ${n} x ${status}; got ${JSON.stringify(cycles.map((c) => c.status))}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    return cycles.filter((c) => c.status === status)[n - 1]!
+  }
+  return { child, cycles, until }
+}
+
 describe("polaris watch", () => {
+  it("interrupts a run that became stale, cleanly, and runs the new version", async () => {
+    const dir = tempDirInRepo("watch-slow-")
+    const recipe = join(dir, "recipe.yaml")
+    const side = join(dir, "side.log")
+    const write = (label: string) =>
+      writeFileSync(recipe, `pipeline: ${join(ROOT, "test", "fixtures", "slow-pipeline.ts")}\nparams:\n  label: ${label}\n  sleep_ms: 3000\n  side: ${side}\n`)
+    write("first")
+    const w = startWatch(recipe, join(dir, "store"))
+    try {
+      const t0 = Date.now()
+      while (!existsSync(side) || !readFileSync(side, "utf8").includes("start first")) {
+        if (Date.now() - t0 > 20_000) throw new Error("the slow stage never started")
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      write("second")
+      await w.until("interrupted", 1)
+      const done = await w.until("succeeded", 1)
+      expect(done.executed).toBe(2)
+      expect(readFileSync(side, "utf8")).toBe("start first\nstart second\nfinish second\n")
+      expect(readdirSync(join(dir, "store", "locks"))).toEqual([])
+    } finally {
+      w.child.kill("SIGTERM")
+    }
+  }, 60_000)
+
   it("re-runs exactly the stale nodes on an edit, and once for a burst of writes", async () => {
     const dir = tempDirInRepo("watch-")
     const recipe = join(dir, "recipe.yaml")
     const write = (steps: number) => writeFileSync(recipe, `pipeline: ${PIPELINE}\nparams:\n  grow_steps: ${steps}\n`)
     write(3)
-    const child = spawn(process.execPath, [BIN, "watch", recipe, "--store", join(dir, "store"), "--json"], { cwd: ROOT })
-    const cycles: Array<Record<string, any>> = []
-    let buffer = ""
-    child.stdout.on("data", (d) => {
-      buffer += d
-      const lines = buffer.split("\n")
-      buffer = lines.pop()!
-      for (const line of lines) if (line.startsWith("{")) cycles.push(JSON.parse(line))
-    })
-    const until = async (n: number, ms = 30_000) => {
-      const t0 = Date.now()
-      while (cycles.filter((c) => c.status === "succeeded").length < n) {
-        if (Date.now() - t0 > ms) throw new Error(`waited for ${n} runs; got ${JSON.stringify(cycles.map((c) => c.status))}`)
-        await new Promise((r) => setTimeout(r, 50))
-      }
-      return cycles.filter((c) => c.status === "succeeded")[n - 1]!
-    }
+    const { child, cycles, until: untilStatus } = startWatch(recipe, join(dir, "store"))
+    const until = (n: number) => untilStatus("succeeded", n)
     try {
       const first = await until(1)
       expect(first.executed).toBe(7)

@@ -114,7 +114,10 @@ const statusCommand = Command.make(
       for (const [k, v] of Object.entries(counts)) yield* Console.log(`  ${k.padEnd(9)} ${v}`)
       for (const f of failures) yield* Console.log(`  failed ${f.node}: ${f.error}`)
     })
-).pipe(Command.withDescription("Show a run's state (default: the latest run)"))
+).pipe(
+  Command.withDescription("Show a run's state (default: the latest run)"),
+  Command.withExamples([{ command: "polaris status --json", description: "Node counts and failures of the latest run" }])
+)
 
 const cacheLs = Command.make("ls", { store, json }, (a) =>
   Effect.gen(function*() {
@@ -122,7 +125,10 @@ const cacheLs = Command.make("ls", { store, json }, (a) =>
     if (a.json) return yield* Console.log(JSON.stringify(s))
     yield* Console.log(`${s.objects.count} objects (${(s.objects.bytes / 1e6).toFixed(1)} MB), ${s.nodes} node entries, ${s.memo} memo entries`)
     for (const r of s.runs) yield* Console.log(`  ${r.id}  ${r.status.padEnd(10)} ${r.nodes} nodes  ${r.createdAt}`)
-  })).pipe(Command.withDescription("List runs and what the store holds"))
+  })).pipe(
+  Command.withDescription("List runs and what the store holds"),
+  Command.withExamples([{ command: "polaris cache ls --store .polaris", description: "Runs, objects, node and memo entries" }])
+)
 
 const cacheVerify = Command.make(
   "verify",
@@ -137,7 +143,10 @@ const cacheVerify = Command.make(
       }
       if (r.corrupt.length > 0 && !a.repair) return yield* Effect.fail(new StoreCorrupt({ count: r.corrupt.length }))
     })
-).pipe(Command.withDescription("Re-hash every object; with --repair, corrupt ones are recomputed on the next run"))
+).pipe(
+  Command.withDescription("Re-hash every object; with --repair, corrupt ones are recomputed on the next run"),
+  Command.withExamples([{ command: "polaris cache verify --repair", description: "Move corrupt objects aside (exit 1 without --repair if any)" }])
+)
 
 const cacheGc = Command.make(
   "gc",
@@ -156,7 +165,13 @@ const cacheGc = Command.make(
       yield* Console.log(`kept: ${r.keptRuns.length} runs, ${r.kept.objects.count} objects (${(r.kept.objects.bytes / 1e6).toFixed(1)} MB)`)
       if (r.dryRun) yield* Console.log("dry run: nothing was deleted; pass --apply to delete")
     })
-).pipe(Command.withDescription("Delete what kept runs cannot reach (dry run unless --apply)"))
+).pipe(
+  Command.withDescription("Delete what kept runs cannot reach (dry run unless --apply)"),
+  Command.withExamples([
+    { command: "polaris cache gc", description: "Show what would be deleted" },
+    { command: "polaris cache gc --keep RUN_ID --apply", description: "Keep one run's artifacts, delete the rest" }
+  ])
+)
 
 const validateCommand = Command.make("validate", { target, sets, json }, (a) =>
   Effect.gen(function*() {
