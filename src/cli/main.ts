@@ -17,14 +17,19 @@ import * as RecipeLoader from "../recipe/RecipeLoader.ts"
 import { resolveTarget, type Target, targetOfRun } from "./target.ts"
 import { watch } from "./watch.ts"
 
+function defaultStore() {
+  return process.env.POLARIS_STORE ?? ".polaris"
+}
+
 const store = Flag.String("store").pipe(
-  Flag.withDescription("Artifact store directory (runs, cache, memo)"),
-  Flag.withDefault(".polaris")
+  Flag.withDescription("Artifact store directory (runs, cache, memo); default $POLARIS_STORE, else .polaris"),
+  Flag.withDefault(defaultStore())
 )
-/** For commands with a recipe, the store defaults to the recipe's `store:`. */
+/** For commands with a recipe, the store defaults to $POLARIS_STORE, then the recipe's `store:`. */
 const storeOverride = Flag.String("store").pipe(
-  Flag.withDescription("Artifact store directory (default: the recipe's `store:`, else .polaris)"),
-  Flag.optional
+  Flag.withDescription("Artifact store directory (default: $POLARIS_STORE, else the recipe's `store:`, else .polaris)"),
+  Flag.optional,
+  Flag.map((flag) => Option.orElse(flag, () => Option.fromNullishOr(process.env.POLARIS_STORE)))
 )
 const sets = Flag.String("set").pipe(
   Flag.withDescription("Override a recipe value, e.g. --set grpo.steps=20 (repeatable)"),
@@ -81,15 +86,28 @@ const runCommand = Command.make(
   ])
 )
 
+/** The run named, or the latest run in the store. */
+const runOrLatest = (storeDir: string, run: Option.Option<string>) =>
+  Option.isSome(run)
+    ? Effect.succeed(run.value)
+    : Effect.flatMap(RunLog.list(ArtifactStore.pathsOf(storeDir)), (runs) =>
+      runs.length > 0 ? Effect.succeed(runs.at(-1)!) : Effect.fail(new ModuleError({ file: storeDir, reason: "no runs in this store" })))
+
 const resumeCommand = Command.make(
   "resume",
-  { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`)")), store, failFast, progress, json },
+  { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`); default: the latest run"), Argument.optional), store, failFast, progress, json },
   (a) =>
-    Effect.flatMap(targetOfRun(a.store, a.run), (t) =>
-      execute({ ...t, store: a.store }, { runId: a.run, force: [], failFast: a.failFast, progress: a.progress, json: a.json }))
+    Effect.gen(function*() {
+      const runId = yield* runOrLatest(a.store, a.run)
+      const t = yield* targetOfRun(a.store, runId)
+      yield* execute({ ...t, store: a.store }, { runId, force: [], failFast: a.failFast, progress: a.progress, json: a.json })
+    })
 ).pipe(
   Command.withDescription("Continue a run where it stopped; finished nodes and memo items are reused"),
-  Command.withExamples([{ command: "polaris resume 20261123-190512.347-3fa9c2d1", description: "Resume after a crash" }])
+  Command.withExamples([
+    { command: "polaris resume", description: "Resume the latest run after a crash or a failure" },
+    { command: "polaris resume 20261123-190512.347-3fa9c2d1", description: "Resume a given run" }
+  ])
 )
 
 const statusCommand = Command.make(
