@@ -1,0 +1,23 @@
+import { describe, expect, it } from "vitest"
+import { countWords, words } from "../src/text/WordCount.ts"
+
+describe("word counter", () => {
+  it.each([
+    ["", 0],
+    ["One dollar and eighty-seven cents.", 5],
+    ["Don't stop—it's twenty-one o'clock!", 5],
+    ["“Well,” said he, ‘it’s 1895.’", 5],
+    ["a - b -- c", 3],
+    ["trailing- -leading 'quoted'", 3],
+    ["Ça va? Été, naïve café.", 5],
+    ["  \n\n  ", 0],
+    ["3.14 and 2,000", 5]
+  ])("%j has %d words", (text, n) => {
+    expect(countWords(text)).toBe(n)
+    expect(words(text)).toHaveLength(n)
+  })
+
+  it("keeps inner apostrophes and hyphens in the word", () => {
+    expect(words("Don't stop—it's twenty-one")).toEqual(["Don't", "stop", "it's", "twenty-one"])
+  })
+})
