@@ -17,6 +17,7 @@
  * })
  */
 import { Data, Schema } from "effect"
+import { didYouMean } from "./internal/suggest.ts"
 import { type AnyStage, type InputSchemas, NoParams, type Stage } from "./Stage.ts"
 
 declare const OutputType: unique symbol
@@ -205,8 +206,14 @@ export const make = <const Outputs extends Readonly<Record<string, NodeRef<any, 
   const outputs = build(b)
   const unused = (options.insertions ?? []).filter((i) => !used.has(i))
   if (unused.length > 0) {
-    const some = nodes.slice(0, 12).map((n) => n.id).join(", ") + (nodes.length > 12 ? ", ..." : "")
-    throw new PipelineError({ message: `pipeline "${name}" has no node ${unused.map((i) => `"${i.after}"`).join(", ")} to insert ${unused.map((i) => i.stage.name).join(", ")} after; its nodes: ${some}` })
+    const ids = nodes.map((n) => n.id)
+    const hint = (after: string) => {
+      const close = didYouMean(after, ids) ?? didYouMean(after, ids.map((id) => id.split("/").at(-1)!))
+      return close !== undefined ? ` (did you mean "${close}"?)` : ""
+    }
+    throw new PipelineError({
+      message: unused.map((i) => `pipeline "${name}" has no node "${i.after}"${hint(i.after)} to insert ${i.stage.name} after`).join("; ")
+    })
   }
   const byId = new Map(nodes.map((n) => [n.id, n]))
   const needed = new Set<string>()

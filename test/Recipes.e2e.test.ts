@@ -87,7 +87,7 @@ describe("recipes with custom stages", () => {
     writeFileSync(join(dir, "b.yaml"), `pipeline: ${PIPELINE}\nstages:\n  - uses: ./stages.ts#keepLong\n    after: cuont\n`)
     const nowhere = polaris(["validate", join(dir, "b.yaml")])
     expect(nowhere.code).toBe(2)
-    expect(nowhere.stderr).toContain(`has no node "cuont" to insert keep-long after`)
+    expect(nowhere.stderr).toContain(`has no node "cuont" (did you mean "count"?) to insert keep-long after`)
     expect(nowhere.stderr).not.toMatch(/\n\s+at /)
   })
 })
