@@ -27,8 +27,19 @@ export const decodeText = (bytes: Uint8Array): string => {
   try {
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(body)
   } catch {
-    return new TextDecoder("windows-1252").decode(body)
+    return decodeWindows1252(body)
   }
+}
+
+/** windows-1252 characters for bytes 0x80-0x9F (latin-1 has C1 controls there). */
+const CP1252_HIGH = "€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ"
+
+/** Bytes -> string as windows-1252 (ISO-8859-1 plus printable characters at 0x80-0x9F).
+ *  Done by table, since Node builds without full ICU decode the label as plain latin-1. */
+const decodeWindows1252 = (bytes: Uint8Array): string => {
+  let out = ""
+  for (const b of bytes) out += b >= 0x80 && b <= 0x9f ? (CP1252_HIGH[b - 0x80] ?? "") : String.fromCharCode(b)
+  return out
 }
 
 /** CRLF and lone CR -> LF; a leading U+FEFF (a BOM that survived decoding) is dropped. */
