@@ -7,5 +7,11 @@ import "effect/cli"
 import "@effect/platform-node"
 import { register } from "tsx/esm/api"
 
+// `polaris ... | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on("error", (e) => {
+  if (e.code === "EPIPE") process.exit(0)
+  throw e
+})
+
 register()
 await import("../src/cli/main.ts")

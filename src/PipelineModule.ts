@@ -117,7 +117,10 @@ export const load = (recipe: Recipe, recipeFile: string): Effect.Effect<Loaded, 
       catch: (e) => new ModuleError({ file, reason: e instanceof Error ? e.message : String(e) })
     })
     const layerExport = module.layer
-    const layer = (typeof layerExport === "function" ? (layerExport as (r: Recipe) => unknown)(recipe) : layerExport ?? Layer.empty) as Layer.Layer<any, any, never>
+    const layer = (yield* Effect.try({
+      try: () => (typeof layerExport === "function" ? (layerExport as (r: Recipe) => unknown)(recipe) : layerExport ?? Layer.empty),
+      catch: (e) => new ModuleError({ file, reason: `its layer function failed: ${e instanceof Error ? e.message : String(e)}` })
+    })) as Layer.Layer<any, any, never>
     if (!Layer.isLayer(layer)) return yield* new ModuleError({ file, reason: "its `layer` export is not a Layer (nor a function of the recipe returning one)" })
     return { pipeline, layer, files: [file, ...custom.map((c) => c.file)] }
   })

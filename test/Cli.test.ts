@@ -86,3 +86,18 @@ describe("polaris CLI with recipes", () => {
     expect(r.stdout).toContain("count -->|stats| dropShortWords")
   })
 })
+
+describe("polaris data split", () => {
+  it("lists the stories of an anthology file, as text or JSON", () => {
+    const text = polaris(["data", "split", "examples/anthologies/pg2776-ohenry-the-four-million.txt"])
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toContain("25 stories")
+    expect(text.stdout).toContain("THE GIFT OF THE MAGI")
+    const json = JSON.parse(polaris(["data", "split", "examples/anthologies/pg710-london-love-of-life.txt", "--json"]).stdout)
+    expect(json).toHaveLength(8)
+    expect(json[0]).toMatchObject({ anthology: "pg710-london-love-of-life", title: expect.any(String), words: expect.any(Number) })
+    const missing = polaris(["data", "split", "nope.txt"])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain("nope.txt")
+  })
+})

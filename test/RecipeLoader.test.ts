@@ -4,7 +4,7 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { dirname, join, sep } from "node:path"
+import { dirname, join, resolve, sep } from "node:path"
 import { Effect, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
 import * as RecipeLoader from "../src/recipe/RecipeLoader.ts"
@@ -246,11 +246,11 @@ describe("RecipeLoader: extends", () => {
       "recipe.yaml": "extends: base.yaml\ndata:\n  anthologies: [c.txt]\ngrpo:\n  steps: 20\n"
     })
     expect(recipe.seed).toBe(1)
-    expect(recipe.data).toEqual({ anthologies: ["c.txt"], min_words: 100 })
+    expect(recipe.data).toEqual({ anthologies: [join(dir, "c.txt")], min_words: 100 })
     expect(recipe.grpo).toEqual({ steps: 20, beta: 0.04 })
     expect(files).toEqual([join(dir, "recipe.yaml"), join(dir, "base.yaml")])
     expect(frozen).not.toHaveProperty("extends")
-    expect(frozen).toEqual({ pipeline: "grpo", seed: 1, data: { anthologies: ["c.txt"], min_words: 100 }, grpo: { steps: 20, beta: 0.04 } })
+    expect(frozen).toEqual({ pipeline: "grpo", seed: 1, data: { anthologies: [join(dir, "c.txt")], min_words: 100 }, grpo: { steps: 20, beta: 0.04 } })
   })
 
   it("follows a chain, each path relative to the file that extends", async () => {
@@ -295,9 +295,19 @@ describe("RecipeLoader: --set", () => {
     })
     expect(recipe.grpo?.steps).toBe(20)
     expect(recipe.judge?.backend).toBe("proxy")
-    expect(recipe.data?.anthologies).toEqual(["a", "b"])
+    expect(recipe.data?.anthologies).toEqual([resolve("a"), resolve("b")]) // paths from --set are relative to the working directory
     expect(recipe.sampling).toEqual({ thinking: true, top_p: 0.9 })
     expect(frozen).toMatchObject({ grpo: { steps: 20 }, judge: { backend: "proxy" } })
+  })
+
+  it("resolves file paths against the file that wrote them, across folders", async () => {
+    const { recipe } = await loadOk({
+      "shared/base.yaml": "pipeline: ./pipe.ts\nstages:\n  - { uses: ./stages.ts#x, after: a }\ndata:\n  anthologies: [books]\n",
+      "recipe.yaml": "extends: shared/base.yaml\n"
+    })
+    expect(recipe.pipeline).toMatch(/\/shared\/pipe\.ts$/)
+    expect(recipe.stages?.[0]?.uses).toMatch(/\/shared\/stages\.ts#x$/)
+    expect(recipe.data?.anthologies?.[0]).toMatch(/\/shared\/books$/)
   })
 
   it("applies after extends, in order, and can address list items by index", async () => {
@@ -306,7 +316,7 @@ describe("RecipeLoader: --set", () => {
       "recipe.yaml": "extends: base.yaml\nseed: 2\n"
     }, { sets: ["seed=3", "seed=4", "stages.0.id=my-score"] })
     expect(recipe.seed).toBe(4)
-    expect(recipe.stages).toEqual([{ uses: "./s.ts#score", after: "judge", id: "my-score" }])
+    expect(recipe.stages).toEqual([{ uses: expect.stringMatching(/^\/.*\/s\.ts#score$/), after: "judge", id: "my-score" }])
   })
 
   it("can give a secret as ${VAR}", async () => {

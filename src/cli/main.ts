@@ -12,9 +12,11 @@ import * as RunLog from "../RunLog.ts"
 import * as StoreMaintenance from "../StoreMaintenance.ts"
 import * as Dag from "../Dag.ts"
 import * as Explain from "../Explain.ts"
+import { IngestError } from "../data/Ingest.ts"
 import { ModuleError } from "../PipelineModule.ts"
 import * as RecipeLoader from "../recipe/RecipeLoader.ts"
 import { resolveTarget, type Target, targetOfRun } from "./target.ts"
+import { dataCommand } from "./data.ts"
 import { watch } from "./watch.ts"
 
 function defaultStore() {
@@ -119,6 +121,7 @@ const statusCommand = Command.make(
       const summary = yield* StoreMaintenance.list(paths)
       const id = Option.getOrUndefined(a.run) ?? summary.runs.at(-1)?.id
       if (id === undefined) return yield* Console.log("no runs in " + a.store)
+      if (!summary.runs.some((r) => r.id === id)) return yield* new ModuleError({ file: a.store, reason: `no run "${id}" in this store` })
       const events = yield* Effect.promise(() => RunLog.readJsonl(`${paths.runs}/${id}/events.jsonl`))
       const last = new Map<string, Record<string, unknown>>()
       for (const e of events) if (typeof e.node === "string" && String(e.type).startsWith("node_")) last.set(e.node, e)
@@ -259,13 +262,13 @@ const cacheCommand = Command.make("cache").pipe(
 
 const polaris = Command.make("polaris").pipe(
   Command.withDescription("POLARIS pipelines: cached, resumable GRPO for long-form story writing"),
-  Command.withSubcommands([runCommand, resumeCommand, statusCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand])
+  Command.withSubcommands([runCommand, resumeCommand, statusCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand])
 )
 
 const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
   const reason = cause.reasons[0]
   const error = reason?._tag === "Fail" ? reason.error : undefined
-  if (CliError.isCliError(error) || error instanceof ModuleError || error instanceof RecipeLoader.RecipeErrors) return 2
+  if (CliError.isCliError(error) || error instanceof ModuleError || error instanceof RecipeLoader.RecipeErrors || error instanceof IngestError) return 2
   return 1
 }
 

@@ -9,7 +9,7 @@ import { watch as chokidar } from "chokidar"
 import { Console, Deferred, Effect, Fiber, Layer } from "effect"
 import * as ArtifactStore from "../ArtifactStore.ts"
 import * as Executor from "../Executor.ts"
-import type * as Progress from "../Progress.ts"
+import * as Progress from "../Progress.ts"
 import { resolveTarget, type Target, type TargetOptions } from "./target.ts"
 
 /** Settings of a watch session. */
@@ -25,7 +25,7 @@ export interface WatchOptions extends TargetOptions {
 const watchedPaths = (file: string, t: Target | undefined): ReadonlyArray<string> => {
   const paths = new Set<string>([resolve(file)])
   for (const f of t?.files ?? []) paths.add(f)
-  for (const d of t?.recipe?.data?.anthologies ?? []) paths.add(resolve(d))
+  for (const d of t?.recipe?.data?.anthologies ?? []) paths.add(d) // absolute: the loader anchors recipe paths
   return [...paths]
 }
 
@@ -59,7 +59,12 @@ export const watch = (file: string, options: WatchOptions) =>
       watching = new Set([...watching, ...paths])
       const run = t === undefined
         ? report({ status: "invalid", error: String((target as { failure: { message: string } }).failure.message) }, String((target as { failure: { message: string } }).failure.message))
-        : Executor.run(t.pipeline, { config: t.config, concurrency: t.concurrency, retries: t.retries }).pipe(
+        : Executor.run(t.pipeline, {
+          config: t.config,
+          concurrency: t.concurrency,
+          retries: t.retries,
+          onStart: (log) => Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress }))
+        }).pipe(
           Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer)),
           Effect.matchEffect({
             onSuccess: (r) => report({ status: "succeeded", runId: r.runId, executed: r.executed, cached: r.cached, nodes: r.nodes }, `run ${r.runId}: ${r.executed} executed, ${r.cached} cached`),

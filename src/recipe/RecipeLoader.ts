@@ -29,7 +29,7 @@ import { toProblems } from "./internal/issues.ts"
 import { editorSchema } from "./internal/jsonSchema.ts"
 import { applySet } from "./internal/overrides.ts"
 import { resolveSecrets } from "./internal/secrets.ts"
-import { formatPath, kindOf, type Location, merge, type Path, type Problem, type Tree } from "./internal/tree.ts"
+import { formatPath, kindOf, type Location, type Mapping, merge, type Path, pathKey, type Problem, type Tree } from "./internal/tree.ts"
 import { readYamlFile } from "./internal/yamlFile.ts"
 import { Recipe } from "./Recipe.ts"
 
@@ -139,6 +139,40 @@ const readChain = (file: string, stack: ReadonlyArray<string>): Chain => {
   return "problems" in base ? base : { tree: merge(base.tree, own.tree), files: [file, ...base.files] }
 }
 
+/**
+ * File paths in a recipe are relative to the file that wrote them (a `--set`: to the working
+ * directory), so a recipe can extend one in another folder. They are made absolute here, which
+ * also makes a frozen config independent of where `resume` runs.
+ */
+const anchorPaths = (tree: Tree) => {
+  const anchor = (path: Path, value: string, isPath: (v: string) => boolean, rewrite: (abs: (p: string) => string) => string) => {
+    if (!isPath(value)) return
+    const where = tree.origins.get(pathKey(path))?.value
+    const base = where !== undefined && "file" in where ? dirname(where.file) : process.cwd()
+    setAt(tree.value, path, rewrite((p) => (isAbsolute(p) ? p : resolve(base, p))))
+  }
+  const value = tree.value
+  if (typeof value.pipeline === "string") anchor(["pipeline"], value.pipeline, (v) => v.endsWith(".ts"), (abs) => abs(value.pipeline as string))
+  const stages = Array.isArray(value.stages) ? value.stages : []
+  stages.forEach((stage, i) => {
+    const uses = (stage as Mapping | null)?.uses
+    if (typeof uses === "string" && uses.includes("#")) {
+      anchor(["stages", i, "uses"], uses, () => true, (abs) => `${abs(uses.slice(0, uses.lastIndexOf("#")))}${uses.slice(uses.lastIndexOf("#"))}`)
+    }
+  })
+  const data = value.data as Mapping | undefined
+  const anthologies = Array.isArray(data?.anthologies) ? data.anthologies : []
+  anthologies.forEach((a, i) => {
+    if (typeof a === "string") anchor(["data", "anthologies", i], a, () => true, (abs) => abs(a))
+  })
+}
+
+const setAt = (root: Mapping, path: Path, value: unknown) => {
+  let node: any = root
+  for (const key of path.slice(0, -1)) node = node[key]
+  node[path.at(-1)!] = value
+}
+
 const standard = Schema.toStandardSchemaV1(Recipe, { parseOptions: { errors: "all", onExcessProperty: "error" } })["~standard"]
 
 const loadNow = (
@@ -155,6 +189,7 @@ const loadNow = (
     const problem = applySet(tree, set)
     if (problem !== undefined) problems.push(problem)
   }
+  anchorPaths(tree)
   const secrets = resolveSecrets(tree, env)
   problems.push(...secrets.problems)
 
