@@ -39,8 +39,10 @@ export interface Definition {
 /** Defines a pipeline whose shape and params come from a recipe. */
 export const define = (name: string, build: Definition["build"]): Definition => ({ _tag: "PipelineDefinition", name, build })
 
-/** Built-in pipelines, by name: each a module whose default export is a Definition. */
-const BUILTINS: Readonly<Record<string, string>> = {}
+/** Built-in pipelines, by name: each a module (in `pipelines/`) whose default export is a Definition. */
+const BUILTINS: Readonly<Record<string, string>> = {
+  "polaris-data": resolve(import.meta.dirname, "..", "pipelines", "polarisData.ts")
+}
 
 /** A loaded pipeline: built, with the services its stages need. */
 export interface Loaded {
@@ -54,15 +56,20 @@ const isPipeline = (u: unknown): u is Pipeline.Pipeline<any, any> => typeof u ==
 const isDefinition = (u: unknown): u is Definition => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "PipelineDefinition"
 const isStage = (u: unknown): u is AnyStage => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Stage"
 
+/** Modification time of each module when it was first imported by this process. */
+const importedAt = new Map<string, number | undefined>()
+
 /**
- * Imports a module, again when its file changed since the last import (watch mode): the URL
- * carries the file's modification time, and a new URL is a new module instance.
+ * Imports a module, again when its file changed since this process first imported it (watch
+ * mode): the URL then carries the file's modification time, and a new URL is a new instance.
  */
 const importFile = (file: string) =>
   Effect.tryPromise({
     try: () => {
-      const version = statSync(file, { throwIfNoEntry: false })?.mtimeMs
-      return import(`${pathToFileURL(file).href}${version === undefined ? "" : `?v=${version}`}`) as Promise<Record<string, unknown>>
+      const mtime = statSync(file, { throwIfNoEntry: false })?.mtimeMs
+      if (!importedAt.has(file)) importedAt.set(file, mtime)
+      const changed = mtime !== undefined && importedAt.get(file) !== mtime
+      return import(`${pathToFileURL(file).href}${changed ? `?v=${Math.round(mtime)}` : ""}`) as Promise<Record<string, unknown>>
     },
     catch: (e) => new ModuleError({ file, reason: e instanceof Error ? e.message.split("\n")[0]! : String(e) })
   })

@@ -101,3 +101,13 @@ describe("polaris data split", () => {
     expect(missing.stderr).toContain("nope.txt")
   })
 })
+
+describe("shipped recipes", () => {
+  it("validate, and render the POLARIS data graph as mermaid", () => {
+    const ok = polaris(["validate", "recipes/polaris-data.yaml"])
+    expect(ok.code, ok.stderr).toBe(0)
+    const dag = polaris(["dag", "recipes/polaris-data.yaml", "--format", "mermaid"])
+    expect(dag.stdout).toContain("split_stories -->|stories| dataset")
+    expect(dag.stdout).toContain("train -->|stories| derive_prompts")
+  })
+})

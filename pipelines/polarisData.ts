@@ -1,0 +1,66 @@
+/**
+ * `polaris-data`: the data half of the POLARIS pipeline, as a built-in pipeline.
+ *
+ *   split-stories -> dataset -> derive-prompts (train) / derive-prompts (held out)
+ *
+ * Recipe keys: `data.anthologies` (default: the bundled corpus), `data.min_words`,
+ * `data.max_words`, `data.heldout_fraction`, `data.prompt.{mode,round_to}`, `data.writer`.
+ */
+import { createHash } from "node:crypto"
+import { readdirSync, readFileSync, statSync } from "node:fs"
+import { join } from "node:path"
+import type { Layer } from "effect"
+import { Writer } from "../src/engines/Writer.ts"
+import { define } from "../src/PipelineModule.ts"
+import type { Recipe } from "../src/recipe/Recipe.ts"
+import { dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
+import { derivePrompts } from "../stages/derivePrompts.ts"
+import { splitStories } from "../stages/splitStories.ts"
+
+/** The corpus that ships with polaris. */
+export const BUNDLED_CORPUS = join(import.meta.dirname, "..", "examples", "anthologies")
+
+/** sha256 of a file, or of a folder's files (names and bytes, sorted; not recursive). */
+const sourceDigest = (path: string): string => {
+  const hash = createHash("sha256")
+  const files = statSync(path).isDirectory()
+    ? readdirSync(path).sort().map((f) => join(path, f)).filter((f) => statSync(f).isFile())
+    : [path]
+  for (const f of files) hash.update(f.slice(path.length)).update("\0").update(readFileSync(f))
+  return hash.digest("hex")
+}
+
+export default define("polaris-data", (b, recipe) => {
+  const data = recipe.data ?? {}
+  const sources = (data.anthologies ?? [BUNDLED_CORPUS]).map((path) => ({ path, digest: sourceDigest(path) }))
+  const stories = b.node(splitStories, { id: "split-stories", params: { sources } })
+  const split = b.node(dataset, {
+    id: "dataset",
+    inputs: { stories },
+    params: {
+      ...(data.min_words !== undefined ? { min_words: data.min_words } : {}),
+      ...(data.max_words !== undefined ? { max_words: data.max_words } : {}),
+      ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
+    }
+  })
+  const promptParams = { round_to: data.prompt?.round_to ?? 100, mode: data.prompt?.mode ?? "full" } as const
+  return {
+    dataset: split,
+    prompts: b.node(derivePrompts, { id: "derive-prompts", inputs: { stories: b.node(trainOf, { id: "train", inputs: { dataset: split } }) }, params: promptParams }),
+    heldoutPrompts: b.node(derivePrompts, { id: "derive-heldout-prompts", inputs: { stories: b.node(heldoutOf, { id: "heldout", inputs: { dataset: split } }) }, params: promptParams })
+  }
+})
+
+/** The Writer the recipe chooses (extractive unless `data.writer` says otherwise). */
+export const layer = (recipe: Recipe): Layer.Layer<Writer> => {
+  const writer = recipe.data?.writer
+  if (writer === undefined || writer.backend === "extractive") return Writer.extractive
+  if (writer.model === undefined) throw new Error(`data.writer.model is required for the ${writer.backend} writer`)
+  if (writer.backend === "gemini") {
+    if (writer.api_key === undefined) throw new Error("data.writer.api_key is required for the gemini writer (write ${GEMINI_API_KEY})")
+    return Writer.gemini({ apiKey: writer.api_key, model: writer.model, ...(writer.base_url !== undefined ? { baseUrl: writer.base_url } : {}) })
+  }
+  if (writer.base_url === undefined) throw new Error("data.writer.base_url is required for the openai writer")
+  return Writer.openai({ baseUrl: writer.base_url, model: writer.model, ...(writer.api_key !== undefined ? { apiKey: writer.api_key } : {}) })
+}
+

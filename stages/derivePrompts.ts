@@ -1,0 +1,49 @@
+/**
+ * `derive-prompts`: one prompt per story, `Write a N-word story about <premise>.`, with N the
+ * story's length rounded to `round_to`. The premise comes from the Writer engine (extractive in
+ * the embedded default, an LLM at real scale), memoized per story so no paid call repeats.
+ * In `excerpt` mode the reference is the story's opening, cut at a paragraph boundary to fit
+ * `max_words`, and the prompt asks for that length.
+ */
+import { Effect, Schema } from "effect"
+import { excerpt, Prompt, requestedWords } from "../src/data/Prompts.ts"
+import { Story } from "../src/data/Story.ts"
+import { Writer } from "../src/engines/Writer.ts"
+import * as Stage from "../src/Stage.ts"
+import { countWords } from "../src/text/WordCount.ts"
+
+/** A prompt with the reference text it was derived from (the human story of HRI). */
+export const PromptWithReference = Schema.Struct({ ...Prompt.fields, reference: Schema.String })
+
+export const derivePrompts = Stage.make({
+  name: "derive-prompts",
+  version: "1",
+  resource: "writer",
+  engines: [Writer],
+  inputs: { stories: Schema.Array(Story) },
+  params: Schema.Struct({
+    round_to: Schema.Int.check(Schema.isGreaterThan(0)),
+    mode: Schema.Literals(["full", "excerpt"]),
+    max_words: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThan(0)))
+  }),
+  output: Schema.Array(PromptWithReference),
+  run: ({ stories }, { round_to, mode, max_words }, ctx) =>
+    Effect.gen(function*() {
+      const writer = yield* Writer
+      let done = 0
+      return yield* Effect.forEach(stories, (story) =>
+        Effect.gen(function*() {
+          const reference = mode === "excerpt" && max_words !== undefined ? excerpt(story.text, max_words) : story.text
+          const premise = yield* ctx.memo("premise", { story: story.id, reference_words: countWords(reference) }, Schema.String,
+            writer.premise({ title: story.title, text: reference }))
+          yield* ctx.progress(++done, stories.length)
+          return {
+            id: `${story.id}-${mode}`,
+            story_id: story.id,
+            premise,
+            requested_words: requestedWords(countWords(reference), round_to),
+            reference
+          }
+        }), { concurrency: 4 })
+    })
+})
