@@ -1,10 +1,12 @@
 /**
  * `polaris-data`: the data half of the POLARIS pipeline, as a built-in pipeline.
  *
- *   split-stories -> dataset -> derive-prompts (train) / derive-prompts (held out)
+ *   split-stories -> dataset -> derive-prompts (train) -> stratify
+ *                            -> derive-prompts (held out)
  *
  * Recipe keys: `data.anthologies` (default: the bundled corpus), `data.min_words`,
- * `data.max_words`, `data.heldout_fraction`, `data.prompt.{mode,round_to}`, `data.writer`.
+ * `data.max_words`, `data.heldout_fraction`, `data.prompt.{mode,round_to,max_words}`,
+ * `data.buckets.{edges,weights}`, `data.writer`.
  */
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync, statSync } from "node:fs"
@@ -16,6 +18,10 @@ import type { Recipe } from "../src/recipe/Recipe.ts"
 import { dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
 import { derivePrompts } from "../stages/derivePrompts.ts"
 import { splitStories } from "../stages/splitStories.ts"
+import { stratify } from "../stages/stratify.ts"
+
+/** Requested-length bucket edges when the recipe gives none (the paper's ID range, in 1k steps). */
+const DEFAULT_EDGES = [0, 1000, 2000, 3000, 4000, 12000]
 
 /** The corpus that ships with polaris. */
 export const BUNDLED_CORPUS = join(import.meta.dirname, "..", "examples", "anthologies")
@@ -43,10 +49,17 @@ export default define("polaris-data", (b, recipe) => {
       ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
     }
   })
-  const promptParams = { round_to: data.prompt?.round_to ?? 100, mode: data.prompt?.mode ?? "full" } as const
+  const promptParams = {
+    round_to: data.prompt?.round_to ?? 100,
+    mode: data.prompt?.mode ?? "full",
+    ...(data.prompt?.max_words !== undefined ? { max_words: data.prompt.max_words } : {})
+  } as const
+  const prompts = b.node(derivePrompts, { id: "derive-prompts", inputs: { stories: b.node(trainOf, { id: "train", inputs: { dataset: split } }) }, params: promptParams })
+  const buckets = data.buckets ?? { edges: DEFAULT_EDGES }
   return {
     dataset: split,
-    prompts: b.node(derivePrompts, { id: "derive-prompts", inputs: { stories: b.node(trainOf, { id: "train", inputs: { dataset: split } }) }, params: promptParams }),
+    prompts,
+    strata: b.node(stratify, { id: "stratify", inputs: { prompts }, params: { edges: buckets.edges, ...(buckets.weights !== undefined ? { weights: buckets.weights } : {}) } }),
     heldoutPrompts: b.node(derivePrompts, { id: "derive-heldout-prompts", inputs: { stories: b.node(heldoutOf, { id: "heldout", inputs: { dataset: split } }) }, params: promptParams })
   }
 })

@@ -111,3 +111,21 @@ describe("shipped recipes", () => {
     expect(dag.stdout).toContain("train -->|stories| derive_prompts")
   })
 })
+
+describe("polaris data stats", () => {
+  it("summarises a recipe's dataset: anthologies, buckets, sample prompts", () => {
+    const store = tempDir()
+    const r = polaris(["data", "stats", "recipes/polaris-data.yaml", "--store", store])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/stories: \d+ train, \d+ held out/)
+    expect(r.stdout).toContain("pg2814-joyce-dubliners")
+    expect(r.stdout).toMatch(/1000-2000\s+\d+\s+weight 1/)
+    expect(r.stdout).toMatch(/Write a \d+-word story about /)
+    const json = JSON.parse(polaris(["data", "stats", "recipes/polaris-data.yaml", "--store", store, "--json"]).stdout)
+    expect(json.report.input).toBe(231)
+    expect(json.anthologies).toHaveLength(12)
+    const notData = polaris(["data", "stats", "examples/word-stats/recipe.yaml", "--store", store])
+    expect(notData.code).toBe(2)
+    expect(notData.stderr).toContain(`has no "dataset" output`)
+  }, 60_000)
+})

@@ -21,7 +21,7 @@ describe("polaris-data", () => {
   it("turns the bundled corpus into a split dataset and prompts, cached, re-running only what a change touches", async () => {
     const store = tempDir()
     const first = await runRecipe(store)
-    expect(first.executed).toBe(6)
+    expect(first.executed).toBe(7)
     const { dataset, prompts, heldoutPrompts } = first.outputs as any
     expect(dataset.report.input).toBe(231)
     expect(dataset.train.length + dataset.heldout.length).toBe(231 - dataset.report.too_long - dataset.report.too_short)

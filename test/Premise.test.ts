@@ -74,3 +74,10 @@ describe("titleCase", () => {
     expect(titleCase("The Lady with the Dog")).toBe("The Lady with the Dog")
   })
 })
+
+describe("premise titles", () => {
+  it("quotes a title that is itself a quotation once", async () => {
+    const { premise } = await import("../src/data/Premise.ts")
+    expect(premise({ title: '"MINISTERS OF GRACE"', text: "Belturbet walked in. Belturbet sat down at once." })).toMatch(/^"Ministers of Grace"/)
+  })
+})

@@ -259,7 +259,8 @@ export const premise = (story: PremiseSource): string => {
   if (characters.length > 0) parts.push(characters.join(" and "))
   if (where !== undefined) parts.push(where)
   if (situation !== undefined) parts.push(`where ${situation}`)
-  const title = titleCase(story.title)
+  // A title that is itself a quotation ("Ministers of Grace") is quoted once, not twice.
+  const title = titleCase(story.title).replace(/^["“”'‘’]+|["“”'‘’]+$/g, "").trim()
   const head = title === "" ? "" : `"${title}"`
   if (parts.length === 0) return head === "" ? "an untitled story" : head
   return head === "" ? parts.join(", ") : `${head}: ${parts.join(", ")}`

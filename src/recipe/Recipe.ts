@@ -28,7 +28,8 @@ export const Data = Schema.Struct({
   heldout_fraction: field(Probability, "Share of stories held out for evaluation, chosen by id hash"),
   prompt: field(Schema.Struct({
     mode: field(Schema.Literals(["full", "excerpt"]), "full: the whole story; excerpt: its opening, cut at a paragraph boundary"),
-    round_to: field(PositiveInt, "Requested words are rounded to this step")
+    round_to: field(PositiveInt, "Requested words are rounded to this step"),
+    max_words: field(PositiveInt, "excerpt mode: the longest reference, cut at a paragraph boundary")
   }), "Prompt derivation"),
   writer: field(Schema.Struct({
     backend: doc(Schema.Literals(["extractive", "gemini", "openai"]), "Who writes premises"),

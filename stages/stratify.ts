@@ -1,0 +1,33 @@
+/**
+ * `stratify`: prompts into requested-length buckets, the sampler's input. Each prompt gets its
+ * bucket's name (`1000-2000`); prompts outside every bucket are left out and counted.
+ */
+import { Effect, Schema } from "effect"
+import { Prompt } from "../src/data/Prompts.ts"
+import { bucketOf, stratify as byBucket } from "../src/data/Sampler.ts"
+import * as Stage from "../src/Stage.ts"
+
+export const Strata = Schema.Struct({
+  edges: Schema.Array(Schema.Number),
+  weights: Schema.Array(Schema.Number),
+  names: Schema.Array(Schema.String),
+  /** Prompt ids per bucket, sorted. */
+  buckets: Schema.Array(Schema.Array(Schema.String)),
+  outside: Schema.Number
+})
+export type Strata = typeof Strata.Type
+
+export const stratify = Stage.make({
+  name: "stratify",
+  version: "1",
+  inputs: { prompts: Schema.Array(Prompt) },
+  params: Schema.Struct({ edges: Schema.Array(Schema.Number), weights: Schema.optionalKey(Schema.Array(Schema.Number)) }),
+  output: Strata,
+  run: ({ prompts }, { edges, weights }) => {
+    const candidates = prompts.map((p) => ({ id: p.id, requestedWords: p.requested_words }))
+    const buckets = byBucket(candidates, edges)
+    const names = edges.slice(0, -1).map((lo, i) => `${lo}-${edges[i + 1]}`)
+    const outside = candidates.filter((c) => bucketOf(edges, c.requestedWords) < 0).length
+    return Effect.succeed({ edges, weights: weights ?? names.map(() => 1), names, buckets, outside })
+  }
+})
