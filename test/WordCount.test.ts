@@ -21,3 +21,15 @@ describe("word counter", () => {
     expect(words("Don't stop—it's twenty-one")).toEqual(["Don't", "stop", "it's", "twenty-one"])
   })
 })
+
+describe("firstWords and wordSpans", () => {
+  it("cut at a word boundary and keep no state between calls", async () => {
+    const { firstWords, wordSpans } = await import("../src/text/WordCount.ts")
+    const text = "One dollar and eighty-seven cents. That was all."
+    expect(firstWords(text, 3)).toBe("One dollar and ")
+    expect(firstWords(text, 100)).toBe(text)
+    // A call that stopped early must not shift the next one.
+    expect(wordSpans(text).map((w) => w.word)).toEqual(["One", "dollar", "and", "eighty-seven", "cents", "That", "was", "all"])
+    expect(wordSpans(text)[3]).toEqual({ word: "eighty-seven", index: 15 })
+  })
+})

@@ -23,6 +23,7 @@
  * // "\"The Gift of the Magi\": Della and Jim, where one dollar and eighty-seven cents ..."
  * ```
  */
+import { countWords, firstWords, wordSpans } from "../text/WordCount.ts"
 import { sentences } from "./Prompts.ts"
 
 /** The story fields a premise is built from. */
@@ -76,19 +77,17 @@ interface Token {
   readonly next: string | undefined
 }
 
-const WORD = /[\p{L}\p{N}]+(?:['’\-][\p{L}\p{N}]+)*/gu
-
 const tokenize = (text: string): Array<Token> => {
   const raw: Array<{ word: string; index: number; initial: boolean }> = []
   let last = 0
   let prevWord: string | undefined
-  for (let m = WORD.exec(text); m !== null; m = WORD.exec(text)) {
+  for (const m of wordSpans(text)) {
     const gap = text.slice(last, m.index)
     const ended = /[.!?:;]/.test(gap) && !(gap.trimStart().startsWith(".") && prevWord !== undefined && ABBREVIATIONS.has(prevWord))
     const initial = prevWord === undefined || ended || /\n\s*\n/.test(gap) || /["“‘(—]\s*$/.test(gap) || /--\s*$/.test(gap)
-    raw.push({ word: m[0], index: m.index, initial })
-    prevWord = m[0]
-    last = m.index + m[0].length
+    raw.push({ word: m.word, index: m.index, initial })
+    prevWord = m.word
+    last = m.index + m.word.length
   }
   return raw.map((t, i) => ({ ...t, prev: raw[i - 1]?.word, next: raw[i + 1]?.word }))
 }
@@ -137,7 +136,7 @@ const TIME =
 
 /** The opening's first place ("in Paris", "at Yalta") and first time phrase, joined. */
 export const setting = (text: string, characters: ReadonlyArray<string> = []): string | undefined => {
-  const opening = firstWordsOf(text, OPENING_WORDS)
+  const opening = firstWords(text, OPENING_WORDS)
   const tokens = tokenize(opening)
   let place: string | undefined
   for (let i = 0; i < tokens.length && place === undefined; i++) {
@@ -153,23 +152,10 @@ export const setting = (text: string, characters: ReadonlyArray<string> = []): s
     const name = parts.join(" ")
     if (parts.length > 0 && !characters.includes(stripPossessive(parts[0]!)) && !NOT_NAMES.has(name)) place = `${prep} ${name}`
   }
-  const time = TIME.exec(firstWordsOf(text, TIME_WORDS))?.[0].replace(/\s+/g, " ")
+  const time = TIME.exec(firstWords(text, TIME_WORDS))?.[0].replace(/\s+/g, " ")
   const when = time === undefined ? undefined : lowerFirst(time)
   const cues = [place, when].filter((c): c is string => c !== undefined)
   return cues.length > 0 ? cues.join(", ") : undefined
-}
-
-const firstWordsOf = (text: string, n: number): string => {
-  const re = new RegExp(WORD.source, "gu")
-  let count = 0
-  let end = text.length
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    if (++count > n) {
-      end = m.index
-      break
-    }
-  }
-  return text.slice(0, end)
 }
 
 const lowerFirst = (s: string): string => s.charAt(0).toLowerCase() + s.slice(1)
@@ -212,21 +198,12 @@ const uncapitalise = (s: string, text: string, characters: ReadonlyArray<string>
   return keep ? s : lowerFirst(s)
 }
 
-const countTokens = (s: string): number => s.match(WORD)?.length ?? 0
+const countTokens = countWords
 
 /** At most `max` words: cut at the last clause boundary (, ; : —) that keeps >= 12 words, else at a word. */
 const trimToClause = (s: string, max: number): string => {
   if (countTokens(s) <= max) return s
-  const re = new RegExp(WORD.source, "gu")
-  let count = 0
-  let cut = s.length
-  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    if (++count > max) {
-      cut = m.index
-      break
-    }
-  }
-  const head = s.slice(0, cut)
+  const head = firstWords(s, max)
   const boundary = Math.max(head.lastIndexOf(","), head.lastIndexOf(";"), head.lastIndexOf(":"), head.lastIndexOf("—"), head.lastIndexOf(" --"))
   if (boundary > 0 && countTokens(head.slice(0, boundary)) >= 12) return head.slice(0, boundary)
   return head.replace(/(?:\s+(?:a|an|the|of|in|on|at|to|and|but|or|for|with|by|from|that|which|who))+\s*$/iu, "")
