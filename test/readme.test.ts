@@ -19,7 +19,7 @@ const walkthroughCommands = () => {
 describe("README walkthrough", () => {
   it("runs exactly as written", () => {
     const commands = walkthroughCommands()
-    expect(commands.length).toBeGreaterThanOrEqual(9)
+    expect(commands.length).toBeGreaterThanOrEqual(12)
     const env = { ...process.env, POLARIS_STORE: join(tempDir(), "store") }
     const outputs: Array<string> = []
     for (const command of commands) {
@@ -34,6 +34,8 @@ describe("README walkthrough", () => {
     expect(at("npx polaris run examples/word-stats/recipe.yaml --set params.grow_steps=5")).toMatch(/3 executed, 6 cached/)
     expect(at("npx polaris explain")).toMatch(/inputs\.vocabulary: .* \(from node grow\/step-004\/grow, which re-ran\)/)
     expect(at("npx polaris run examples/word-stats/with-custom-stage.yaml")).toMatch(/executed/)
+    expect(at("npx polaris data stats recipes/polaris-data.yaml")).toMatch(/stories: \d+ train, \d+ held out/)
+    expect(at("npx polaris dag examples/polaris-data-filter/recipe.yaml")).toMatch(/drop-dialogue-openings .* <- stories: split-stories/)
     expect(at("npx polaris status")).toMatch(/failed rate: TransientError: 503/)
     expect(at("npx polaris resume")).toMatch(/2 executed, [0-9]+ cached/)
   }, 120_000)
