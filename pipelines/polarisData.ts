@@ -49,6 +49,9 @@ export default define("polaris-data", (b, recipe) => {
       ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
     }
   })
+  if (data.prompt?.mode === "excerpt" && data.prompt.max_words === undefined) {
+    throw new Error("data.prompt.mode is excerpt: set data.prompt.max_words (the longest reference)")
+  }
   const promptParams = {
     round_to: data.prompt?.round_to ?? 100,
     mode: data.prompt?.mode ?? "full",

@@ -162,3 +162,18 @@ describe("source fingerprints", () => {
     expect(scale.source).toBe(import.meta.filename)
   })
 })
+
+describe("source fingerprints of imported helpers", () => {
+  it("change when a module the stage imports changes, not when the framework does", async () => {
+    const { tempDirInRepo } = await import("./support/store.ts")
+    const { fingerprintFile } = await import("../src/Fingerprint.ts")
+    const dir = tempDirInRepo("fp-")
+    const stage = join(dir, "stage.ts")
+    writeFileSync(join(dir, "helper.ts"), "export const k = 1\n")
+    writeFileSync(stage, 'import { k } from "./helper.ts"\nimport { Stage } from "../../src/index.ts"\nexport const x = [k, Stage]\n')
+    const before = fingerprintFile(stage, new Map())
+    expect(fingerprintFile(stage, new Map())).toBe(before)
+    writeFileSync(join(dir, "helper.ts"), "export const k = 2\n")
+    expect(fingerprintFile(stage, new Map())).not.toBe(before)
+  })
+})

@@ -43,3 +43,11 @@ describe("polaris-data", () => {
     expect((changed.outputs as any).dataset.heldout.length).toBeGreaterThan(dataset.heldout.length)
   }, 60_000)
 })
+
+describe("stratify", () => {
+  it("refuses bucket edges that do not increase, and weights that do not match the buckets", async () => {
+    const store = tempDir()
+    await expect(runRecipe(store, ["data.buckets.edges=[0,2000,1000]"])).rejects.toThrow(/bucket edges must be at least two increasing numbers/)
+    await expect(runRecipe(store, ["data.buckets.edges=[0,1000,2000]", "data.buckets.weights=[1]"])).rejects.toThrow(/2 buckets need 2 weights, got 1/)
+  }, 60_000)
+})

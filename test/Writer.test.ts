@@ -104,14 +104,15 @@ const use = <A, E>(f: (w: WriterShape) => Effect.Effect<A, E>): Effect.Effect<A,
     return yield* f(yield* Writer)
   })
 
-const gemini = (extra: { timeout?: Duration.Input; attempts?: number } = {}) =>
+const gemini = (extra: { timeout?: Duration.Input; attempts?: number; temperature?: number } = {}) =>
   Writer.gemini({
     apiKey: Redacted.make(KEY),
     model: "gemini-3-flash-preview",
     baseUrl: base,
     backoff: { base: "10 millis", jitter: false },
     timeout: extra.timeout ?? "2 seconds",
-    attempts: extra.attempts ?? 4
+    attempts: extra.attempts ?? 4,
+    ...(extra.temperature !== undefined ? { temperature: extra.temperature } : {})
   })
 
 const run = (layer: ReturnType<typeof gemini>) =>
@@ -149,10 +150,13 @@ describe("Writer.gemini", () => {
     expect(req.body.generationConfig.responseSchema).toBeUndefined()
   })
 
-  it("fingerprints the model, never the key", async () => {
-    const fp = await Effect.runPromise(Effect.provide(use((w) => Effect.succeed(w.fingerprint)), gemini()))
-    expect(fp).toBe("gemini:gemini-3-flash-preview")
+  it("fingerprints the model and the settings that shape a premise, never the key", async () => {
+    const fingerprintOf = (layer: ReturnType<typeof gemini>) => Effect.runPromise(Effect.provide(use((w) => Effect.succeed(w.fingerprint)), layer))
+    const fp = await fingerprintOf(gemini())
+    expect(fp).toMatch(/^gemini:gemini-3-flash-preview@[0-9a-f]{12}$/)
     expect(fp).not.toContain(KEY)
+    expect(await fingerprintOf(gemini())).toBe(fp)
+    expect(await fingerprintOf(gemini({ temperature: 0.9 }))).not.toBe(fp)
   })
 
   it("429 with RetryInfo retryDelay 0.2s: waits at least 200 ms, then succeeds", async () => {
@@ -274,7 +278,7 @@ describe("Writer.openai", () => {
     expect(req.body.response_format).toEqual({ type: "json_object" })
     expect(req.body.messages[0].role).toBe("user")
     const fp = await Effect.runPromise(Effect.provide(use((w) => Effect.succeed(w.fingerprint)), openai()))
-    expect(fp).toBe("openai:Qwen/Qwen3-8B")
+    expect(fp).toMatch(/^openai:Qwen\/Qwen3-8B@[0-9a-f]{12}$/)
   })
 
   it("500 then success", async () => {

@@ -15,7 +15,7 @@
 import { Schema } from "effect"
 import { countWords } from "../text/WordCount.ts"
 
-/** One prompt derived from one story. `bucket` is filled in by stratification. */
+/** One prompt derived from one story (`bucket`: optional, for records that carry theirs). */
 export const Prompt = Schema.Struct({
   id: Schema.String,
   story_id: Schema.String,

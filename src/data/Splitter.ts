@@ -33,7 +33,7 @@
  * import { readFileSync } from "node:fs"
  * import { gutenbergBody } from "./Gutenberg.ts"
  * const stories = splitStories(gutenbergBody(readFileSync("examples/anthologies/pg2776-ohenry-the-four-million.txt")))
- * stories[1] // { title: "THE GIFT OF THE MAGI", text: "One dollar and eighty-seven cents. ...", words: 2062 }
+ * stories[1] // { title: "THE GIFT OF THE MAGI", text: "One dollar and eighty-seven cents. ...", words: 2077 }
  * ```
  */
 import { countWords } from "../text/WordCount.ts"

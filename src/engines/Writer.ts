@@ -22,6 +22,7 @@
  * Effect.runPromise(Effect.provide(program, Writer.gemini({ apiKey: Redacted.make(key), model: "gemini-3-flash-preview" })))
  * ```
  */
+import { digest } from "../Canonical.ts"
 import { Cause, Context, Data, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
 import { premise as extractivePremise, type PremiseSource } from "../data/Premise.ts"
@@ -296,7 +297,7 @@ const geminiMake = (options: GeminiOptions) =>
       responseJsonSchema: premiseJsonSchema
     }
     return Writer.of({
-      fingerprint: `gemini:${model}`,
+      fingerprint: settingsFingerprint("gemini", model, { instruction, temperature: options.temperature ?? null, maxWords }),
       premise: (story) =>
         post({
           url,
@@ -328,6 +329,14 @@ const readChat = (origin: string, text: string): Effect.Effect<string, WriterErr
   return readPremiseJson(origin, first.message.content ?? "", first.finish_reason ?? undefined)
 }
 
+/**
+ * `backend:model@settings`: everything that shapes a premise (the instruction, temperature, the
+ * story length sent, the endpoint of an OpenAI-compatible server) is in the fingerprint, so a
+ * change of any of them is a new memo key; the API key never is.
+ */
+const settingsFingerprint = (backend: string, model: string, settings: Record<string, unknown>) =>
+  `${backend}:${model}@${digest(settings).slice(0, 12)}`
+
 const openaiMake = (options: OpenAIOptions) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
@@ -336,7 +345,7 @@ const openaiMake = (options: OpenAIOptions) =>
     const maxWords = options.maxStoryWords ?? 3000
     const apiKey = options.apiKey
     return Writer.of({
-      fingerprint: `openai:${options.model}`,
+      fingerprint: settingsFingerprint("openai", options.model, { instruction, temperature: options.temperature ?? null, maxWords, url }),
       premise: (story) =>
         post({
           url,
