@@ -1,0 +1,60 @@
+/**
+ * The chat layout of the embedded story model, as a Jinja chat template (rendered with
+ * `@huggingface/jinja`, the way real models' `chat_template` is), and the token ids of its two
+ * halves. Sampling feeds `promptIds` and generates until `<|end|>`; teacher forcing scores
+ * `completionIds`; both come from the same template and the same loader, so
+ * `promptIds(p) ++ completionIds(c)` equals the ids of the whole rendered conversation.
+ *
+ * Layout: `<|user|>{prompt}<|end|><|assistant|>` then `{completion}<|end|>`.
+ *
+ * @example
+ * ```ts
+ * const prompt = promptIds(tok, "Write a story about a lighthouse.")
+ * const target = completionIds(tok, "The keeper had not slept in three nights.")
+ * // sampling: engine.sample(prompt, ...); teacher forcing: engine.logprobs(prompt, target)
+ * ```
+ */
+import { Template } from "@huggingface/jinja"
+import type { Tokenizer } from "./Tokenizer.ts"
+
+/** The embedded model's chat template (also written into tokenizer_config.json). */
+export const CHAT_TEMPLATE =
+  "{% for message in messages %}" +
+  "{% if message['role'] == 'user' %}{{ '<|user|>' + message['content'] + '<|end|>' }}" +
+  "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>' + message['content'] + '<|end|>' }}" +
+  "{% endif %}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+
+export interface ChatMessage {
+  readonly role: "user" | "assistant"
+  readonly content: string
+}
+
+const compiled = new Map<string, Template>()
+
+/** Renders messages with a chat template (the tokenizer's own `chat_template` if it has one). */
+export const renderChat = (
+  tokenizer: Tokenizer,
+  messages: ReadonlyArray<ChatMessage>,
+  addGenerationPrompt: boolean
+): string => {
+  const source = typeof tokenizer.config.chat_template === "string" ? tokenizer.config.chat_template : CHAT_TEMPLATE
+  let template = compiled.get(source)
+  if (template === undefined) compiled.set(source, (template = new Template(source)))
+  return template.render({ messages: messages.map((m) => ({ ...m })), add_generation_prompt: addGenerationPrompt })
+}
+
+/** Ids of `<|user|>{prompt}<|end|><|assistant|>`: what sampling starts from. */
+export const promptIds = (tokenizer: Tokenizer, prompt: string): Array<number> =>
+  tokenizer.encode(renderChat(tokenizer, [{ role: "user", content: prompt }], true))
+
+/**
+ * Ids of `{completion}<|end|>`: the tokens teacher forcing scores after `promptIds`. The prompt
+ * ends in a special token, which the loader never merges across, so these ids do not depend on
+ * the prompt: `encode(renderChat([user, assistant]))` is `promptIds ++ completionIds`.
+ */
+export const completionIds = (tokenizer: Tokenizer, completion: string): Array<number> =>
+  tokenizer.encode(`${completion}${END_TOKEN}`)
+
+/** The token that ends a turn; sampling stops on its id. */
+export const END_TOKEN = "<|end|>"
