@@ -103,8 +103,10 @@ export const rules: Partial<Record<OpType, Rule>> = {
     const pads = new Array<number>(2 * r).fill(0)
     const { starts = [], ends = [], axes = [] } = n.attrs
     axes.forEach((a, k) => {
+      const d = x.shape[a]
+      if (typeof d !== "number") throw new GraphError("Unsupported", n.name, `Slice gradient needs a static size on axis ${a}`)
       pads[a] = starts[k]!
-      pads[a + r] = (x.shape[a] as number) - ends[k]!
+      pads[a + r] = d - ends[k]!
     })
     return [g.pad(dy, pads)]
   },

@@ -274,7 +274,11 @@ export class Graph {
     return this.addNode("Concat", xs, first.dtype, shape, { axis: ax })
   }
 
-  /** x[starts:ends] on `axes`, step 1; the sliced axes must have static sizes. */
+  /**
+   * x[starts:ends] on `axes`, step 1 (ONNX semantics: negative indices count from the end). On an
+   * axis of symbolic size the indices are passed through and the result gets a new symbolic size;
+   * such a slice has no gradient (its rule needs static sizes), which inference graphs do not need.
+   */
   slice(x: Value, starts: ReadonlyArray<number>, ends: ReadonlyArray<number>, axes: ReadonlyArray<number>): Value {
     const ax = axes.map((a) => normAxis(a, x.shape.length))
     const st: Array<number> = []
@@ -282,7 +286,12 @@ export class Graph {
     const shape = [...x.shape]
     ax.forEach((a, k) => {
       const d = x.shape[a]
-      if (typeof d !== "number") throw new GraphError("Unsupported", "Slice", `axis ${a} must have a static size`)
+      if (typeof d !== "number") {
+        st.push(starts[k]!)
+        en.push(ends[k]!)
+        shape[a] = `${d}_slice${this.values.length}`
+        return
+      }
       const clamp = (v: number): number => Math.min(Math.max(v < 0 ? v + d : v, 0), d)
       const s = clamp(starts[k]!)
       const e = Math.max(clamp(ends[k]!), s)

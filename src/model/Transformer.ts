@@ -1,0 +1,299 @@
+/**
+ * The embedded story model, defined once: a decoder-only transformer (Llama layout: RMSNorm,
+ * rotary position embeddings, causal multi-head attention, SwiGLU MLP, LM head tied to the token
+ * embedding). Every graph the engine runs is built from the same `layer` function below:
+ *
+ * - `scoreGraph`:   teacher forcing; per-token logprobs of the targets and entropies.
+ * - `trainGraph`:   the same forward pass, a per-token loss head, and the backward pass to every weight.
+ * - `prefillGraph`: a prompt batch; the keys and values of every position and the last logits.
+ * - `decodeGraph`:  one new token per row against a key/value cache; logits and the new keys/values.
+ *
+ * Weights are graph inputs named as in `paramShapes`, so an optimizer step needs no rebuild.
+ * Linear weights are stored [in, out] (x @ W). Tensor layout is [batch B, heads H, time T, head dim D].
+ *
+ * @example
+ * const config = { ...defaultConfig, vocabSize: tok.vocabSize }
+ * const weights = initWeights(config, "seed")
+ * const run = await Onnx.load(trainGraph(config))
+ */
+import { Schema } from "effect"
+import { gradients } from "./graph/Autodiff.ts"
+import { Graph, type DType, type Value } from "./graph/Graph.ts"
+import { seeded } from "../internal/random.ts"
+
+/** Hyper-parameters; stored as `config.json` next to the weights. */
+export const ModelConfig = Schema.Struct({
+  architecture: Schema.Literal("polaris-llama"),
+  vocabSize: Schema.Int,
+  dModel: Schema.Int,
+  nLayers: Schema.Int,
+  nHeads: Schema.Int,
+  dFF: Schema.Int,
+  maxContext: Schema.Int,
+  ropeTheta: Schema.Number,
+  normEps: Schema.Number
+})
+export type ModelConfig = typeof ModelConfig.Type
+
+export const defaultConfig: ModelConfig = {
+  architecture: "polaris-llama",
+  vocabSize: 4096,
+  dModel: 128,
+  nLayers: 4,
+  nHeads: 4,
+  dFF: 352,
+  maxContext: 2048,
+  ropeTheta: 10000,
+  normEps: 1e-5
+}
+
+/** Masked attention logits; exp(-1e9 - max) is exactly 0 in float32 and float64. */
+export const MASKED = -1e9
+
+export const headDim = (c: ModelConfig): number => c.dModel / c.nHeads
+
+/** Every weight, in a fixed order: name and shape. */
+export const paramShapes = (c: ModelConfig): Array<readonly [string, ReadonlyArray<number>]> => {
+  const d = c.dModel
+  const out: Array<readonly [string, ReadonlyArray<number>]> = [["embed", [c.vocabSize, d]]]
+  for (let l = 0; l < c.nLayers; l++) {
+    out.push(
+      [`layers.${l}.attn_norm`, [d]],
+      [`layers.${l}.wq`, [d, d]],
+      [`layers.${l}.wk`, [d, d]],
+      [`layers.${l}.wv`, [d, d]],
+      [`layers.${l}.wo`, [d, d]],
+      [`layers.${l}.mlp_norm`, [d]],
+      [`layers.${l}.w_gate`, [d, c.dFF]],
+      [`layers.${l}.w_up`, [d, c.dFF]],
+      [`layers.${l}.w_down`, [c.dFF, d]]
+    )
+  }
+  out.push(["norm", [d]])
+  return out
+}
+
+export const paramCount = (c: ModelConfig): number =>
+  paramShapes(c).reduce((n, [, s]) => n + s.reduce((p, q) => p * q, 1), 0)
+
+/** Norm gains take no weight decay (as in GPT-2/Llama training recipes). */
+export const decays = (name: string): boolean => !name.endsWith("_norm") && name !== "norm"
+
+/**
+ * GPT-2 initialisation: N(0, 0.02); the two projections that write into the residual stream are
+ * scaled by 1/sqrt(2 * layers) so the stream's variance does not grow with depth; norm gains 1.
+ */
+export const initWeights = (c: ModelConfig, seed: string): Map<string, Float32Array> => {
+  const u = seeded(`init:${seed}`)
+  const normal = (): number => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u())
+  const weights = new Map<string, Float32Array>()
+  for (const [name, shape] of paramShapes(c)) {
+    const a = new Float32Array(shape.reduce((p, q) => p * q, 1))
+    if (!decays(name)) a.fill(1)
+    else {
+      const std = name.endsWith(".wo") || name.endsWith(".w_down") ? 0.02 / Math.sqrt(2 * c.nLayers) : 0.02
+      for (let i = 0; i < a.length; i++) a[i] = std * normal()
+    }
+    weights.set(name, a)
+  }
+  return weights
+}
+
+// ---- the model ------------------------------------------------------------------------------
+
+type Weights = Readonly<Record<string, Value>>
+
+const weightInputs = (g: Graph, c: ModelConfig, dtype: DType): Weights =>
+  Object.fromEntries(paramShapes(c).map(([name, shape]) => [name, g.input(name, dtype, shape)]))
+
+/** x / sqrt(mean(x²) + eps) * gain, over the last axis. */
+const rmsNorm = (g: Graph, c: ModelConfig, x: Value, gain: Value): Value =>
+  g.mul(g.div(x, g.sqrt(g.add(g.reduceMean(g.mul(x, x), [-1], true), g.scalar(x, c.normEps)))), gain)
+
+const silu = (g: Graph, x: Value): Value => g.mul(x, g.sigmoid(x))
+
+/**
+ * Rotary embeddings (the rotate-half form of GPT-NeoX/Llama): angle_i = pos * theta^(-2i/D) for
+ * i < D/2, cos/sin tables computed in the graph from float positions ([T], or [B, T] per row).
+ */
+const rotary = (g: Graph, c: ModelConfig, positions: Value) => {
+  const D = headDim(c)
+  const invFreq = Array.from({ length: D / 2 }, (_, i) => Math.pow(c.ropeTheta, (-2 * i) / D))
+  const angles = g.mul(g.unsqueeze(positions, [-1]), g.constant(invFreq, positions.dtype, [D / 2]))
+  let emb = g.concat([angles, angles], -1) // [.., T, D]
+  if (positions.shape.length === 2) emb = g.unsqueeze(emb, [1]) // [B, 1, T, D] to broadcast over heads
+  const cos = g.cos(emb)
+  const sin = g.sin(emb)
+  const rotateHalf = (x: Value): Value =>
+    g.concat([g.neg(g.slice(x, [D / 2], [D], [-1])), g.slice(x, [0], [D / 2], [-1])], -1)
+  return (x: Value): Value => g.add(g.mul(x, cos), g.mul(rotateHalf(x), sin))
+}
+
+/** [B, T, d] -> [B, H, T, D] and back. */
+const splitHeads = (g: Graph, c: ModelConfig, x: Value): Value =>
+  g.transpose(g.reshape(x, [0, 0, c.nHeads, headDim(c)]), [0, 2, 1, 3])
+const mergeHeads = (g: Graph, c: ModelConfig, x: Value): Value =>
+  g.reshape(g.transpose(x, [0, 2, 1, 3]), [0, 0, c.dModel])
+
+/** Attention over already-rotated q, k and v ([B, H, T, D]); returns [B, H, T, D]. */
+type Attend = (q: Value, k: Value, v: Value) => Value
+
+/** One transformer block: x + attn(norm(x)), then x + mlp(norm(x)). */
+const layer = (g: Graph, c: ModelConfig, w: Weights, l: number, x: Value, rope: (x: Value) => Value, attend: Attend): Value => {
+  const p = (name: string): Value => w[`layers.${l}.${name}`]!
+  const h = rmsNorm(g, c, x, p("attn_norm"))
+  const q = rope(splitHeads(g, c, g.matmul(h, p("wq"))))
+  const k = rope(splitHeads(g, c, g.matmul(h, p("wk"))))
+  const v = splitHeads(g, c, g.matmul(h, p("wv")))
+  x = g.add(x, g.matmul(mergeHeads(g, c, attend(q, k, v)), p("wo")))
+  const h2 = rmsNorm(g, c, x, p("mlp_norm"))
+  const mlp = g.matmul(g.mul(silu(g, g.matmul(h2, p("w_gate"))), g.matmul(h2, p("w_up"))), p("w_down"))
+  return g.add(x, mlp)
+}
+
+/** softmax(q kᵀ / sqrt(D) + mask) v, the mask additive ([T, T] causal, 0 or MASKED). */
+const causalAttention = (g: Graph, c: ModelConfig, mask: Value, keys: Array<Value>, values: Array<Value>): Attend =>
+  (q, k, v) => {
+    keys.push(k)
+    values.push(v)
+    const scores = g.add(g.mul(g.matmul(q, g.transposeLast2(k)), g.scalar(q, 1 / Math.sqrt(headDim(c)))), mask)
+    return g.matmul(g.softmax(scores), v)
+  }
+
+/** The model up to the final norm: [B, T] tokens -> [B, T, d] hidden states, keys and values per layer. */
+const backbone = (g: Graph, c: ModelConfig, w: Weights, tokens: Value, positions: Value, mask: Value) => {
+  const rope = rotary(g, c, positions)
+  const keys: Array<Value> = []
+  const values: Array<Value> = []
+  let x = g.gather(w["embed"]!, tokens)
+  for (let l = 0; l < c.nLayers; l++) x = layer(g, c, w, l, x, rope, causalAttention(g, c, mask, keys, values))
+  return { hidden: rmsNorm(g, c, x, w["norm"]!), keys, values }
+}
+
+/** Tied LM head: hidden @ embedᵀ. */
+const logitsOf = (g: Graph, w: Weights, hidden: Value): Value => g.matmul(hidden, g.transposeLast2(w["embed"]!))
+
+/** Inputs shared by the teacher-forced graphs: tokens [B, T], positions [T], mask [T, T]. */
+const sequenceInputs = (g: Graph, dtype: DType) => ({
+  tokens: g.input("tokens", "int64", ["B", "T"]),
+  positions: g.input("positions", dtype, ["T"]),
+  mask: g.input("mask", dtype, ["T", "T"]),
+  // Flat index (b*T + t)*V + target into the [B*T*V] log-softmax: a gather that has a gradient rule.
+  targets: g.input("target_index", "int64", ["B", "T"])
+})
+
+const targetLogprobs = (g: Graph, c: ModelConfig, w: Weights, inputs: ReturnType<typeof sequenceInputs>) => {
+  const { hidden } = backbone(g, c, w, inputs.tokens, inputs.positions, inputs.mask)
+  const logp = g.logSoftmax(logitsOf(g, w, hidden)) // [B, T, V]
+  return { logp, lp: g.gather(g.reshape(logp, [-1]), inputs.targets) }
+}
+
+/** Teacher forcing: `logprobs` [B, T] of the targets and `entropy` [B, T] of each next-token distribution. */
+export const scoreGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
+  const g = new Graph()
+  const w = weightInputs(g, c, dtype)
+  const { logp, lp } = targetLogprobs(g, c, w, sequenceInputs(g, dtype))
+  g.output("logprobs", lp)
+  g.output("entropy", g.neg(g.reduceSum(g.mul(g.exp(logp), logp), [-1])))
+  return g
+}
+
+/**
+ * The training graph. Every engine loss is a sum over tokens of a function of the token's logprob
+ * lp, so one loss head covers all three (Tinker's definitions, ratio r = exp(lp - lp_old)):
+ *
+ *   ℓ = -w·lp - min(r·A, clip(r, lo, hi)·A)
+ *
+ * cross_entropy is A = 0; importance_sampling is lo = 0, hi = ∞; ppo uses the ratio bounds.
+ * dℓ/dlp = -w - [r·A ≤ clip(r)·A]·r·A is computed in the graph from lp and fed as the seed of the
+ * backward pass of Σ seed·lp, so the backward pass itself never depends on the loss.
+ *
+ * Outputs: `logprobs` [B, T], `loss` [B, T], `clipped` [B, T] (1 where the clipped term is taken
+ * and passes no gradient), and `grad.<name>` for every weight.
+ */
+export const trainGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
+  const g = new Graph()
+  const w = weightInputs(g, c, dtype)
+  const inputs = sequenceInputs(g, dtype)
+  const weight = g.input("weights", dtype, ["B", "T"])
+  const oldLp = g.input("old_logprobs", dtype, ["B", "T"])
+  const adv = g.input("advantages", dtype, ["B", "T"])
+  const lo = g.input("clip_low", dtype, [])
+  const hi = g.input("clip_high", dtype, [])
+  const { lp } = targetLogprobs(g, c, w, inputs)
+
+  const r = g.exp(g.sub(lp, oldLp))
+  const clip = (x: Value): Value => {
+    const above = g.where(g.greater(x, hi), hi, x)
+    return g.where(g.less(above, lo), lo, above)
+  }
+  const unclipped = g.mul(r, adv)
+  const clipped = g.mul(clip(r), adv)
+  const active = g.less(clipped, unclipped) // the clipped (constant) term is the min: no gradient
+  const zero = g.scalar(lp, 0)
+  const surrogate = g.where(active, clipped, unclipped)
+  g.output("loss", g.neg(g.add(g.mul(weight, lp), surrogate)))
+  g.output("clipped", g.cast(active, dtype))
+  g.output("logprobs", lp)
+
+  const seed = g.neg(g.add(weight, g.where(active, zero, unclipped)))
+  const grads = gradients(g, { output: lp, seed, wrt: paramShapes(c).map(([name]) => w[name]!) })
+  paramShapes(c).forEach(([name], i) => g.output(`grad.${name}`, grads[i]!))
+  return g
+}
+
+/**
+ * Prefill: a right-padded prompt batch tokens [B, T] with positions [T] and the causal mask;
+ * `last_index` [B] is b*T + (length_b - 1). Outputs `logits` [B, V] at each row's last prompt
+ * token, and per layer `key.l` [B, H, D, T] (transposed: the cache keeps keys as Kᵀ so decoding
+ * multiplies without a transpose) and `value.l` [B, H, T, D].
+ */
+export const prefillGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
+  const g = new Graph()
+  const w = weightInputs(g, c, dtype)
+  const tokens = g.input("tokens", "int64", ["B", "T"])
+  const positions = g.input("positions", dtype, ["T"])
+  const mask = g.input("mask", dtype, ["T", "T"])
+  const last = g.input("last_index", "int64", ["B"])
+  const { hidden, keys, values } = backbone(g, c, w, tokens, positions, mask)
+  g.output("logits", logitsOf(g, w, g.gather(g.reshape(hidden, [-1, c.dModel]), last)))
+  keys.forEach((k, l) => g.output(`key.${l}`, g.transposeLast2(k)))
+  values.forEach((v, l) => g.output(`value.${l}`, v))
+  return g
+}
+
+/**
+ * One decoding step for B rows: `tokens` [B, 1] at `positions` [B, 1], attending to the cache
+ * `past_key.l` [B, H, D, C] and `past_value.l` [B, H, C, D] under `mask` [B, 1, 1, C] (0 where a
+ * cache slot holds a real earlier token of that row, MASKED elsewhere), plus the token itself.
+ * The cache is passed in, never copied through the graph: only the new `key.l` / `value.l`
+ * [B, H, 1, D] come out, and the caller writes them into its cache buffers.
+ */
+export const decodeGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
+  const g = new Graph()
+  const w = weightInputs(g, c, dtype)
+  const D = headDim(c)
+  const tokens = g.input("tokens", "int64", ["B", 1])
+  const positions = g.input("positions", dtype, ["B", 1])
+  const mask = g.input("mask", dtype, ["B", 1, 1, "C"])
+  const scale = 1 / Math.sqrt(D)
+  const rope = rotary(g, c, positions)
+  let x = g.gather(w["embed"]!, tokens)
+  for (let l = 0; l < c.nLayers; l++) {
+    const pastK = g.input(`past_key.${l}`, dtype, ["B", c.nHeads, D, "C"])
+    const pastV = g.input(`past_value.${l}`, dtype, ["B", c.nHeads, "C", D])
+    x = layer(g, c, w, l, x, rope, (q, k, v) => {
+      g.output(`key.${l}`, k)
+      g.output(`value.${l}`, v)
+      const sPast = g.add(g.mul(g.matmul(q, pastK), g.scalar(q, scale)), mask) // [B, H, 1, C]
+      const sNew = g.mul(g.reduceSum(g.mul(q, k), [-1], true), g.scalar(q, scale)) // [B, H, 1, 1]
+      const p = g.softmax(g.concat([sPast, sNew], -1))
+      const pPast = g.slice(p, [0], [-1], [-1])
+      const pNew = g.slice(p, [-1], [Number.MAX_SAFE_INTEGER], [-1])
+      return g.add(g.matmul(pPast, pastV), g.mul(pNew, v))
+    })
+  }
+  const hidden = rmsNorm(g, c, x, w["norm"]!)
+  g.output("logits", logitsOf(g, w, g.reshape(hidden, [-1, c.dModel])))
+  return g
+}
