@@ -36,10 +36,12 @@ const sourceDigest = (path: string): string => {
   return hash.digest("hex")
 }
 
+/** The split-stories sources of a recipe: each path with the digest of its content. */
+export const sourcesOf = (paths: ReadonlyArray<string>) => paths.map((path) => ({ path, digest: sourceDigest(path) }))
+
 export default define("polaris-data", (b, recipe) => {
   const data = recipe.data ?? {}
-  const sources = (data.anthologies ?? [BUNDLED_CORPUS]).map((path) => ({ path, digest: sourceDigest(path) }))
-  const stories = b.node(splitStories, { id: "split-stories", params: { sources } })
+  const stories = b.node(splitStories, { id: "split-stories", params: { sources: sourcesOf(data.anthologies ?? [BUNDLED_CORPUS]) } })
   const split = b.node(dataset, {
     id: "dataset",
     inputs: { stories },

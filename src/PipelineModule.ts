@@ -33,7 +33,8 @@ export class ModuleError extends Data.TaggedError("ModuleError")<{ readonly file
 export interface Definition {
   readonly _tag: "PipelineDefinition"
   readonly name: string
-  readonly build: (b: Pipeline.Builder, recipe: Recipe) => Readonly<Record<string, Pipeline.NodeRef<any, any>>>
+  /** `recipeFile`: the recipe's absolute path (for provenance; its paths are already anchored). */
+  readonly build: (b: Pipeline.Builder, recipe: Recipe, recipeFile: string) => Readonly<Record<string, Pipeline.NodeRef<any, any>>>
 }
 
 /** Defines a pipeline whose shape and params come from a recipe. */
@@ -41,7 +42,8 @@ export const define = (name: string, build: Definition["build"]): Definition => 
 
 /** Built-in pipelines, by name: each a module (in `pipelines/`) whose default export is a Definition. */
 const BUILTINS: Readonly<Record<string, string>> = {
-  "polaris-data": resolve(import.meta.dirname, "..", "pipelines", "polarisData.ts")
+  "polaris-data": resolve(import.meta.dirname, "..", "pipelines", "polarisData.ts"),
+  pretrain: resolve(import.meta.dirname, "..", "pipelines", "pretrain.ts")
 }
 
 /** A loaded pipeline: built, with the services its stages need. */
@@ -113,7 +115,7 @@ export const load = (recipe: Recipe, recipeFile: string): Effect.Effect<Loaded, 
     const pipeline = yield* Effect.try({
       try: () => {
         if (isDefinition(exported)) {
-          return Pipeline.make(exported.name, (b) => exported.build(b, recipe), { insertions: custom.map((c) => c.insertion) })
+          return Pipeline.make(exported.name, (b) => exported.build(b, recipe, recipeFile), { insertions: custom.map((c) => c.insertion) })
         }
         if (isPipeline(exported)) {
           if (custom.length > 0) throw new Error("exports a finished Pipeline, so stages cannot be inserted; export PipelineModule.define(...) instead")

@@ -150,6 +150,33 @@ describe("top-p", () => {
     expect(kept(processLogits(f32(0, 2, 1), params({ topP: 0 }), fresh(3)))).toEqual([1])
   })
 
+  it("keeps the same set as a sort-based reference on a 4096-token vocab (with ties)", () => {
+    const random = seeded("topp-ref")
+    const n = 4096
+    for (let trial = 0; trial < 30; trial++) {
+      // Rounded values create many ties; a few -Infinity mimic masked tokens; the spread varies
+      // so nuclei range from one token to most of the vocab.
+      const spread = [0.5, 4, 20, 60][trial % 4]!
+      const logits = Float32Array.from({ length: n }, () =>
+        random() < 0.01 ? -Infinity : Math.round((random() - 0.5) * spread * 8) / 8)
+      const topP = [0.1, 0.5, 0.9, 0.95, 0.99, 0.999][trial % 6]!
+      // Reference: sort (value desc, id asc), keep while the mass before the token is < p.
+      const order = Array.from({ length: n }, (_, i) => i).filter((i) => logits[i] !== -Infinity)
+        .sort((a, b) => logits[b]! - logits[a]! || a - b)
+      const max = logits[order[0]!]!
+      const z = order.reduce((s, i) => s + Math.exp(logits[i]! - max), 0)
+      const expected: Array<number> = []
+      let before = 0
+      for (const i of order) {
+        if (expected.length > 0 && before / z >= topP) break
+        expected.push(i)
+        before += Math.exp(logits[i]! - max)
+      }
+      const lp = processLogits(logits, params({ topP }), fresh(n))
+      expect(kept(lp)).toEqual(expected.sort((a, b) => a - b))
+    }
+  })
+
   it("sorts by probability, not by id, and renormalizes the kept tokens", () => {
     // ids hold probs [0.2, 0.5, 0.3]. Sorted: 0.5 (id 1), 0.3 (id 2), 0.2 (id 0).
     const logits = f32(Math.log(0.2), Math.log(0.5), Math.log(0.3))

@@ -168,16 +168,16 @@ export class SequenceState {
   }
 }
 
-// Scratch buffers reused across calls (JS is single-threaded, and every call fully overwrites the
-// part it uses), so the hot path allocates nothing but its result.
-let selectScratch = new Float64Array(0)
-let orderScratch = new Uint32Array(0)
-const scratchFor = (n: number): { values: Float64Array; order: Uint32Array } => {
-  if (selectScratch.length < n) {
-    selectScratch = new Float64Array(n)
-    orderScratch = new Uint32Array(n)
+// Scratch buffers reused across calls (JS is single-threaded, and every call overwrites the part
+// it uses), so the hot path allocates nothing but its result.
+let scratch = new Float64Array(0)
+let weights = new Float64Array(0)
+const scratchFor = (n: number): Float64Array => {
+  if (scratch.length < n) {
+    scratch = new Float64Array(n)
+    weights = new Float64Array(n)
   }
-  return { values: selectScratch, order: orderScratch }
+  return scratch
 }
 
 /** In-place log-softmax over `x`; -Infinity stays -Infinity. Max-subtracted, so huge logits are fine. */
@@ -193,12 +193,13 @@ const logSoftmaxInPlace = (x: Float64Array): void => {
 }
 
 /**
- * The k-th largest value of x[0..n) (1-based k), by Hoare-partition quickselect on a scratch copy:
+ * The k-th largest value of x (1-based k), by Hoare-partition quickselect on a scratch copy:
  * O(n) on average instead of a full sort, and duplicate-heavy inputs (many -Infinity) stay balanced.
  */
-const kthLargest = (x: Float64Array, n: number, k: number): number => {
-  const a = scratchFor(n).values
-  a.set(x.subarray(0, n))
+const kthLargest = (x: Float64Array, k: number): number => {
+  const n = x.length
+  const a = scratchFor(n)
+  a.set(x)
   const target = n - k // index in ascending order
   let lo = 0
   let hi = n - 1
@@ -225,10 +226,12 @@ const kthLargest = (x: Float64Array, n: number, k: number): number => {
   return a[target]!
 }
 
-/** Masks all but exactly the k largest (ties at the k-th value: lower id first) to -Infinity. */
-const applyTopK = (x: Float64Array, k: number): void => {
+/**
+ * Masks to -Infinity all but exactly `k` tokens: those above `threshold` (the k-th largest value),
+ * plus as many tokens equal to it as needed, lower id first, so ties are deterministic.
+ */
+const keepTop = (x: Float64Array, k: number, threshold: number): void => {
   const n = x.length
-  const threshold = kthLargest(x, n, k)
   let above = 0
   for (let i = 0; i < n; i++) if (x[i]! > threshold) above++
   let ties = k - above
@@ -247,26 +250,82 @@ const applyTopK = (x: Float64Array, k: number): void => {
  * Keeps the smallest most-likely-first prefix whose probability reaches p (the token that crosses
  * p is kept; at least one token always is), as vLLM: it masks sorted tokens whose ascending
  * cumulative mass is <= 1 - p, which is the same as dropping tokens whose preceding mass is >= p.
- * Only finite (not yet masked) tokens are sorted, so after top-k just k values get sorted.
+ *
+ * Instead of sorting, a weighted quickselect finds the crossing value in O(n) on average: a
+ * three-way partition (greater / equal / less than a pivot, values and weights moved together)
+ * tells whether the cut lies above, at or below the pivot. Tied values add the same mass in any
+ * order, so `keepTop` then picks exactly the kept tokens with top-k's lower-id-first tie rule.
  */
 const applyTopP = (x: Float64Array, p: number): void => {
   const n = x.length
-  const order = scratchFor(n).order
+  const v = scratchFor(n)
+  const w = weights
+  let max = -Infinity
+  for (let i = 0; i < n; i++) if (x[i]! > max) max = x[i]!
   let m = 0
-  for (let i = 0; i < n; i++) if (x[i]! !== -Infinity) order[m++] = i
-  const live = order.subarray(0, m)
-  // Descending by value, then ascending id, so ties are deterministic.
-  live.sort((a, b) => x[b]! - x[a]! || a - b)
-  const max = x[live[0]!]!
   let z = 0
-  for (let r = 0; r < m; r++) z += Math.exp(x[live[r]!]! - max)
-  let before = 0
-  let r = 0
-  for (; r < m; r++) {
-    if (r > 0 && before / z >= p) break
-    before += Math.exp(x[live[r]!]! - max)
+  for (let i = 0; i < n; i++) {
+    const xi = x[i]!
+    if (xi === -Infinity) continue
+    const e = Math.exp(xi - max)
+    v[m] = xi
+    w[m] = e
+    z += e
+    m++
   }
-  for (; r < m; r++) x[live[r]!] = -Infinity
+  const target = p * z
+  let mass = 0 // mass of the tokens known to rank above v[lo..hi)
+  let kept = 0 // how many of them
+  let lowestKept = Infinity // smallest value kept so far
+  let lo = 0
+  let hi = m
+  while (lo < hi) {
+    const pivot = v[(lo + hi) >>> 1]!
+    // [lo, gtEnd) > pivot, [gtEnd, i) == pivot, [ltStart, hi) < pivot.
+    let gtEnd = lo
+    let i = lo
+    let ltStart = hi
+    while (i < ltStart) {
+      const vi = v[i]!
+      if (vi > pivot) {
+        swap(v, w, gtEnd++, i++)
+      } else if (vi < pivot) {
+        swap(v, w, i, --ltStart)
+      } else {
+        i++
+      }
+    }
+    let greaterMass = 0
+    for (let j = lo; j < gtEnd; j++) greaterMass += w[j]!
+    if (gtEnd > lo && mass + greaterMass >= target) {
+      hi = gtEnd // the cut is among the greater ones: everything from the pivot down is dropped
+      continue
+    }
+    mass += greaterMass
+    kept += gtEnd - lo
+    for (let j = gtEnd; j < ltStart; j++) {
+      if (kept > 0 && mass >= target) {
+        keepTop(x, kept, pivot)
+        return
+      }
+      mass += w[j]!
+      kept++
+    }
+    lowestKept = pivot
+    lo = ltStart
+  }
+  // The range ran out with every token in it kept: the cut falls right after the smallest kept
+  // value (e.g. the crossing token was the last of a "greater" part whose lower parts were dropped).
+  if (kept < m) keepTop(x, kept, lowestKept)
+}
+
+const swap = (v: Float64Array, w: Float64Array, i: number, j: number): void => {
+  const tv = v[i]!
+  v[i] = v[j]!
+  v[j] = tv
+  const tw = w[i]!
+  w[i] = w[j]!
+  w[j] = tw
 }
 
 /**
@@ -315,7 +374,7 @@ export const processLogits = (
     const temperature = params.temperature
     if (temperature !== 1) for (let i = 0; i < n; i++) x[i] = x[i]! / temperature
     const k = params.topK
-    if (k > 0 && k < n) applyTopK(x, k)
+    if (k > 0 && k < n) keepTop(x, k, kthLargest(x, k))
     if (params.topP < 1) applyTopP(x, params.topP)
   }
   logSoftmaxInPlace(x)

@@ -64,6 +64,29 @@ export const Sampling = Schema.Struct({
   thinking: field(Schema.Boolean, "Enable the chat template's thinking mode")
 })
 
+/** Pretraining the embedded story model from scratch (the `pretrain` pipeline). */
+export const Pretrain = Schema.Struct({
+  model: field(Schema.Struct({
+    d_model: field(PositiveInt, "Residual width"),
+    n_layers: field(PositiveInt, "Transformer blocks"),
+    n_heads: field(PositiveInt, "Attention heads (d_model must divide evenly)"),
+    d_ff: field(PositiveInt, "SwiGLU hidden width"),
+    max_context: field(PositiveInt, "Longest sequence the model accepts (RoPE positions)")
+  }), "Architecture"),
+  vocab_size: field(PositiveInt, "Byte-level BPE vocabulary size"),
+  seq_len: field(PositiveInt, "Tokens per training window"),
+  batch_size: field(PositiveInt, "Windows per step"),
+  steps: field(PositiveInt, "Optimizer steps"),
+  segment_steps: field(PositiveInt, "Steps per cached segment: a crash loses at most one segment"),
+  learning_rate: field(NonNegative, "Peak learning rate"),
+  warmup_steps: field(Int, "Linear warmup steps"),
+  min_lr_ratio: field(Probability, "Cosine decay floor, as a fraction of the peak"),
+  weight_decay: field(NonNegative, "AdamW decoupled weight decay (not on norm gains)"),
+  grad_clip: field(NonNegative, "Global gradient-norm clip (0: off)"),
+  chat_max_words: field(PositiveInt, "Chat examples: story openings of up to 1/4, 1/2 and all of this many words after their prompt"),
+  output: field(Schema.String, "Folder the trained checkpoint is written to")
+})
+
 /** The judge: who scores stories, on which rubric, at what rate and price. */
 export const Judge = Schema.Struct({
   backend: doc(Schema.Literals(["proxy", "gemini", "openai"]), "proxy: measurable text statistics, no network"),
@@ -145,6 +168,7 @@ export const Recipe = Schema.Struct({
   store: field(Schema.String, "Artifact store directory (default .polaris)"),
   data: field(Data, "Dataset"),
   policy: field(Policy, "Policy engine"),
+  pretrain: field(Pretrain, "Pretraining of the embedded model"),
   sampling: field(Sampling, "Rollout sampling"),
   judge: field(Judge, "Judge"),
   reward: field(Reward, "Reward"),

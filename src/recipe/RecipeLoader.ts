@@ -160,6 +160,11 @@ const anchorPaths = (tree: Tree) => {
       anchor(["stages", i, "uses"], uses, () => true, (abs) => `${abs(uses.slice(0, uses.lastIndexOf("#")))}${uses.slice(uses.lastIndexOf("#"))}`)
     }
   })
+  const policy = value.policy as Mapping | undefined
+  const model = policy?.model
+  if (policy?.backend === "embedded" && typeof model === "string") anchor(["policy", "model"], model, () => true, (abs) => abs(model))
+  const output = (value.pretrain as Mapping | undefined)?.output
+  if (typeof output === "string") anchor(["pretrain", "output"], output, () => true, (abs) => abs(output))
   const data = value.data as Mapping | undefined
   const anthologies = Array.isArray(data?.anthologies) ? data.anthologies : []
   anthologies.forEach((a, i) => {

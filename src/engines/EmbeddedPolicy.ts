@@ -1,0 +1,188 @@
+/**
+ * The `embedded` PolicyEngine: the story model of src/model in onnxruntime-node on this machine's
+ * CPU. It keeps two weight sets, as Tinker does: the trainer's (changed by `optimStep`) and the
+ * sampler's (what `sample` and `logprobs` use), which `publish()` refreshes with a copy.
+ *
+ * @example
+ * ```ts
+ * const layer = EmbeddedPolicy.layer({ checkpoint: "models/story-1m", checkpointDir: "out/ckpt" })
+ * ```
+ */
+import { Effect, Layer, Semaphore } from "effect"
+import { join, resolve } from "node:path"
+import { sha256 } from "../Canonical.ts"
+import { AdamW, type AdamParams } from "../model/AdamW.ts"
+import * as Checkpoint from "../model/Checkpoint.ts"
+import { validate, type SamplingParams } from "../model/Sampling.ts"
+import { StoryModel, type TrainItem } from "../model/StoryModel.ts"
+import { END_TOKEN, promptIds } from "../model/tokenizer/ChatTemplate.ts"
+import { decays } from "../model/Transformer.ts"
+import {
+  PolicyEngine,
+  PolicyError,
+  type CheckpointRef,
+  type Datum,
+  type LossFn,
+  type PolicyEngineShape,
+  type PolicyErrorReason
+} from "./PolicyEngine.ts"
+
+export interface EmbeddedOptions {
+  /** The checkpoint folder to start from (see Checkpoint.ts). */
+  readonly checkpoint: string
+  /** Where `save(name)` writes `name/`; default `.polaris/checkpoints` under the working directory. */
+  readonly checkpointDir?: string
+  /** onnxruntime threads; default the machine's cores. */
+  readonly threads?: number
+  /** Tokens per micro-batch in teacher-forced runs; default 4096. */
+  readonly tokenBudget?: number
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+const fail = (reason: PolicyErrorReason, message: string, cause?: unknown) =>
+  new PolicyError({ reason, message, retryable: false, ...(cause !== undefined ? { cause } : {}) })
+
+/** Wraps a model call; a context overflow is named as such, anything else is a backend failure. */
+const attempt = <A>(what: string, f: () => Promise<A>): Effect.Effect<A, PolicyError> =>
+  Effect.tryPromise({
+    try: f,
+    catch: (e) => {
+      const message = e instanceof Error ? e.message : String(e)
+      if (e instanceof PolicyError) return e
+      if (/exceeds the model's context/.test(message)) return fail("ContextOverflow", `${what}: ${message}`, e)
+      if (e instanceof Checkpoint.CheckpointError) return fail("Checkpoint", `${what}: ${message}`, e)
+      return fail("Backend", `${what}: ${message}`, e)
+    }
+  })
+
+const copy = (w: ReadonlyMap<string, Float32Array>) => new Map([...w].map(([n, a]) => [n, a.slice()]))
+
+/** The per-token arrays one loss reads; the others are zeros, so one training graph serves all. */
+const trainItem = (d: Datum, loss: LossFn, index: number): TrainItem => {
+  const n = d.modelInput.length
+  if (d.targetTokens.length !== n) throw fail("BadInput", `datum ${index}: targetTokens has ${d.targetTokens.length} entries, modelInput ${n}`)
+  const pick = (name: "weights" | "logprobs" | "advantages", used: boolean): ArrayLike<number> => {
+    const a = d[name]
+    if (!used) return new Float32Array(n)
+    if (a === undefined) throw fail("BadInput", `datum ${index}: loss ${loss.name} needs ${name}`)
+    if (a.length !== n) throw fail("BadInput", `datum ${index}: ${name} has ${a.length} entries, modelInput ${n}`)
+    return a
+  }
+  const ce = loss.name === "cross_entropy"
+  return {
+    input: d.modelInput,
+    targets: d.targetTokens,
+    weights: pick("weights", ce),
+    oldLogprobs: pick("logprobs", !ce),
+    advantages: pick("advantages", !ce)
+  }
+}
+
+/** Ratio bounds per loss: importance_sampling is ppo with bounds that never bind. */
+const clipOf = (loss: LossFn) =>
+  loss.name === "ppo" ? { low: loss.clipLow, high: loss.clipHigh } : { low: 0, high: 1e30 }
+
+export const make = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
+  Effect.gen(function*() {
+    const ckpt = yield* attempt("load checkpoint", () => Checkpoint.read(options.checkpoint))
+    const config = ckpt.config
+    const tokenizer = Checkpoint.tokenizerOf(ckpt)
+    const endToken = tokenizer.tokenId(END_TOKEN)
+    const model = StoryModel.create(config, {
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(options.tokenBudget !== undefined ? { tokenBudget: options.tokenBudget } : {})
+    })
+    const sizes = new Map([...ckpt.weights].map(([n, a]) => [n, a.length]))
+    const checkpointDir = resolve(options.checkpointDir ?? join(".polaris", "checkpoints"))
+
+    let weights = copy(ckpt.weights)
+    let published = copy(ckpt.weights)
+    let optimizer = ckpt.optimizer !== undefined ? AdamW.fromState(sizes, ckpt.optimizer, { decay: decays }) : new AdamW(sizes, { decay: decays })
+    const grads = new Map([...sizes].map(([n, size]) => [n, new Float32Array(size)]))
+    // Training calls share the gradient accumulators and the weights: one at a time.
+    const trainer = Semaphore.makeUnsafe(1)
+    const serial = <A, E>(e: Effect.Effect<A, E>) => trainer.withPermits(1)(e)
+
+    const engine: PolicyEngineShape = {
+      // The base weights' content, not the folder path: the same model anywhere keys the same cache.
+      fingerprint: `embedded:${sha256(Checkpoint.encodeWeights(config, ckpt.weights)).slice(0, 16)}`,
+      tokenizer,
+      endToken,
+      maxContext: config.maxContext,
+      promptIds: (prompt) => promptIds(tokenizer, prompt),
+
+      sample: (prompts, n, params: SamplingParams) =>
+        Effect.gen(function*() {
+          yield* Effect.try({ try: () => validate(params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
+          if (!Number.isInteger(n) || n < 1) return yield* fail("BadInput", `n must be a positive integer, got ${n}`)
+          const rows = prompts.flatMap((p) => Array.from({ length: n }, () => p))
+          const out = yield* attempt("sample", () => model.generate(published, rows, params, [endToken]))
+          return prompts.map((_, i) => out.slice(i * n, (i + 1) * n))
+        }),
+
+      logprobs: (items) =>
+        attempt("logprobs", async () => {
+          const scored = await model.score(published, items.map(({ prompt, completion }) => {
+            if (prompt.length === 0) throw fail("BadInput", "logprobs: a prompt needs at least one token")
+            const full = [...prompt, ...completion]
+            return { input: full.slice(0, -1), targets: full.slice(1) }
+          }))
+          return scored.map((s, i) => s.logprobs.slice(items[i]!.prompt.length - 1))
+        }),
+
+      forwardBackward: (datums, loss) =>
+        serial(attempt("forward_backward", async () => {
+          const items = datums.map((d, i) => trainItem(d, loss, i))
+          const outs = await model.forwardBackward(weights, items, clipOf(loss), grads)
+          let lossSum = 0
+          let clipped = 0
+          let tokens = 0
+          outs.forEach((o, i) => {
+            const it = items[i]!
+            for (let t = 0; t < o.loss.length; t++) {
+              lossSum += o.loss[t]!
+              if (it.weights[t] !== 0 || it.advantages[t] !== 0) {
+                tokens++
+                clipped += o.clipped[t]!
+              }
+            }
+          })
+          return { logprobs: outs.map((o) => o.logprobs), metrics: { "loss:sum": lossSum, "tokens:sum": tokens, "clipped:sum": clipped } }
+        })),
+
+      optimStep: (params: AdamParams) =>
+        serial(attempt("optim_step", async () => {
+          const r = optimizer.step(weights, grads, params)
+          for (const g of grads.values()) g.fill(0)
+          return r
+        })),
+
+      save: (name) =>
+        serial(attempt("save", async () => {
+          if (!NAME.test(name)) throw fail("BadInput", `checkpoint name ${JSON.stringify(name)}: letters, digits, '.', '_' or '-'`)
+          const path = join(checkpointDir, name)
+          await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state() })
+          return { path } satisfies CheckpointRef
+        })),
+
+      load: (ref) =>
+        serial(attempt("load", async () => {
+          const next = await Checkpoint.read(ref.path)
+          if (JSON.stringify(next.config) !== JSON.stringify(config)) {
+            throw fail("Checkpoint", `${ref.path}: a different architecture than the engine's model`)
+          }
+          weights = copy(next.weights)
+          published = copy(next.weights)
+          optimizer = next.optimizer !== undefined ? AdamW.fromState(sizes, next.optimizer, { decay: decays }) : new AdamW(sizes, { decay: decays })
+          for (const g of grads.values()) g.fill(0)
+        })),
+
+      publish: () => serial(Effect.sync(() => void (published = copy(weights))))
+    }
+    return engine
+  })
+
+/** The embedded engine as a PolicyEngine layer. */
+export const layer = (options: EmbeddedOptions): Layer.Layer<PolicyEngine, PolicyError> =>
+  Layer.effect(PolicyEngine, make(options))

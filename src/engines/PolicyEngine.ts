@@ -1,0 +1,147 @@
+/**
+ * The PolicyEngine: the model being trained, behind a Tinker-shaped interface (ARCHITECTURE.md §6,
+ * protocols.md §1) so the embedded ONNX model and remote GPU engines slot into the same stages.
+ *
+ * - `sample(prompts, n, params)`: n continuations per prompt, with per-token sampler logprobs.
+ * - `logprobs(items)`: teacher-forced logprobs of a completion after a prompt (for HRI references).
+ * - `forwardBackward(datums, loss)`: gradients of a SUM loss accumulate until `optimStep`.
+ * - `optimStep(adam)`, `save(name)` / `load(path)` (weights and optimizer state), `publish()`
+ *   (the trained weights become the ones `sample` and `logprobs` use).
+ *
+ * Datums follow Tinker's alignment: `modelInput = full[:-1]`, `targetTokens = full[1:]`, every
+ * per-token array the length of `modelInput`; position i scores `targetTokens[i]`.
+ *
+ * @example
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const policy = yield* PolicyEngine
+ *   const [[seq]] = yield* policy.sample([policy.promptIds("Write a 300-word story about a fox.")], 1, params)
+ *   yield* policy.forwardBackward([datum], { name: "ppo", clipLow: 0.8, clipHigh: 1.2 })
+ *   yield* policy.optimStep({ ...defaultAdamParams, learningRate: 1e-5 })
+ *   yield* policy.publish()
+ * })
+ * Effect.runPromise(Effect.provide(program, EmbeddedPolicy.layer({ checkpoint: "models/story-1m" })))
+ * ```
+ */
+import { Context, Data, type Effect, Schema } from "effect"
+import type { AdamParams } from "../model/AdamW.ts"
+import type { SamplingParams } from "../model/Sampling.ts"
+import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
+import type { Fingerprinted } from "../Engine.ts"
+
+/** The engine losses (Tinker's names); each a SUM over tokens, normalization is the caller's. */
+export const LossFn = Schema.Union([
+  /** ℓ = -weights·lp */
+  Schema.Struct({ name: Schema.Literal("cross_entropy") }),
+  /** ℓ = -r·A, r = exp(lp - logprobs) */
+  Schema.Struct({ name: Schema.Literal("importance_sampling") }),
+  /** ℓ = -min(r·A, clip(r, clipLow, clipHigh)·A); the bounds are ratio bounds (Tinker: 0.8 / 1.2), not ε */
+  Schema.Struct({ name: Schema.Literal("ppo"), clipLow: Schema.Number, clipHigh: Schema.Number })
+])
+export type LossFn = typeof LossFn.Type
+
+/** One training sequence. */
+export interface Datum {
+  readonly modelInput: ReadonlyArray<number>
+  readonly targetTokens: ReadonlyArray<number>
+  /** cross_entropy per-token weights. */
+  readonly weights?: ArrayLike<number>
+  /** Sampler logprobs (importance_sampling, ppo); 0 on prompt positions. */
+  readonly logprobs?: ArrayLike<number>
+  /** Per-token advantages (importance_sampling, ppo); 0 on prompt positions. */
+  readonly advantages?: ArrayLike<number>
+}
+
+export interface SampledSequence {
+  readonly tokens: ReadonlyArray<number>
+  /** log q(token) under the sampler's raw distribution (as vLLM's default raw logprobs). */
+  readonly logprobs: ReadonlyArray<number>
+  readonly stopReason: "stop" | "length"
+}
+
+export interface ForwardBackwardResult {
+  /** Learner logprobs per datum, `modelInput`'s length. */
+  readonly logprobs: ReadonlyArray<Float32Array>
+  /** Tinker-style `name:reduction` metrics: `loss:sum`, `tokens:sum`, `clipped:sum`. */
+  readonly metrics: Readonly<Record<string, number>>
+}
+
+export interface OptimStepResult {
+  /** Global gradient L2 norm before clipping. */
+  readonly gradNorm: number
+  readonly clipScale: number
+  /** Optimizer steps taken so far. */
+  readonly step: number
+}
+
+/** Where a checkpoint went: a folder path (embedded) or a `tinker://` path. */
+export interface CheckpointRef {
+  readonly path: string
+}
+
+export type PolicyErrorReason =
+  | "BadInput" // a datum or parameter the engine cannot use (not retryable)
+  | "ContextOverflow" // a sequence longer than the model's context
+  | "Checkpoint" // save/load failed or the checkpoint is invalid
+  | "Backend" // the engine itself failed
+  | "Unavailable" // a remote engine is down or rate-limited (retryable)
+
+export class PolicyError extends Data.TaggedError("PolicyError")<{
+  readonly reason: PolicyErrorReason
+  readonly message: string
+  readonly retryable: boolean
+  readonly cause?: unknown
+}> {}
+
+export interface PolicyEngineShape extends Fingerprinted {
+  readonly tokenizer: Tokenizer
+  /** The id that ends a turn; sampling always stops on it. */
+  readonly endToken: number
+  readonly maxContext: number
+  /** Chat-formatted prompt ids (`promptIds` of the chat template). */
+  readonly promptIds: (prompt: string) => Array<number>
+  readonly sample: (
+    prompts: ReadonlyArray<ReadonlyArray<number>>,
+    n: number,
+    params: SamplingParams
+  ) => Effect.Effect<Array<Array<SampledSequence>>, PolicyError>
+  readonly logprobs: (
+    items: ReadonlyArray<{ readonly prompt: ReadonlyArray<number>; readonly completion: ReadonlyArray<number> }>
+  ) => Effect.Effect<Array<Float32Array>, PolicyError>
+  readonly forwardBackward: (
+    datums: ReadonlyArray<Datum>,
+    loss: LossFn
+  ) => Effect.Effect<ForwardBackwardResult, PolicyError>
+  readonly optimStep: (params: AdamParams) => Effect.Effect<OptimStepResult, PolicyError>
+  readonly save: (name: string) => Effect.Effect<CheckpointRef, PolicyError>
+  readonly load: (ref: CheckpointRef) => Effect.Effect<void, PolicyError>
+  readonly publish: () => Effect.Effect<void, PolicyError>
+}
+
+export class PolicyEngine extends Context.Service<PolicyEngine, PolicyEngineShape>()("polaris/PolicyEngine") {}
+
+/** The datum for "prompt then completion", Tinker-aligned, with per-completion-token arrays. */
+export const datumOf = (
+  prompt: ReadonlyArray<number>,
+  completion: ReadonlyArray<number>,
+  perToken: { readonly weights?: ArrayLike<number>; readonly logprobs?: ArrayLike<number>; readonly advantages?: ArrayLike<number> } = {}
+): Datum => {
+  const full = [...prompt, ...completion]
+  const pad = (a: ArrayLike<number> | undefined) => {
+    if (a === undefined) return undefined
+    if (a.length !== completion.length) throw new Error(`per-token arrays need ${completion.length} entries, got ${a.length}`)
+    const out = new Float32Array(full.length - 1)
+    out.set(Array.from(a), prompt.length - 1)
+    return out
+  }
+  const weights = pad(perToken.weights)
+  const logprobs = pad(perToken.logprobs)
+  const advantages = pad(perToken.advantages)
+  return {
+    modelInput: full.slice(0, -1),
+    targetTokens: full.slice(1),
+    ...(weights !== undefined ? { weights } : {}),
+    ...(logprobs !== undefined ? { logprobs } : {}),
+    ...(advantages !== undefined ? { advantages } : {})
+  }
+}

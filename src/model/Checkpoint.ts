@@ -1,0 +1,114 @@
+/**
+ * A model checkpoint as a folder, laid out like a Hugging Face model repository so other tools
+ * can read it: `config.json` (ModelConfig), `model.safetensors` (weights), `tokenizer.json` and
+ * `tokenizer_config.json`, and optionally `optimizer.safetensors` (AdamW moments and step) so
+ * training resumes exactly.
+ *
+ * @example
+ * const ckpt = await Checkpoint.read("models/story-1m")
+ * await Checkpoint.write("out/step-10", { ...ckpt, weights: trained })
+ */
+import { Schema } from "effect"
+import { existsSync } from "node:fs"
+import { mkdir, readFile } from "node:fs/promises"
+import { join } from "node:path"
+import { atomicWrite } from "../internal/files.ts"
+import * as Safetensors from "./Safetensors.ts"
+import { Tokenizer } from "./tokenizer/Tokenizer.ts"
+import { ModelConfig, paramShapes } from "./Transformer.ts"
+
+export interface Checkpoint {
+  readonly config: ModelConfig
+  readonly weights: ReadonlyMap<string, Float32Array>
+  /** The two tokenizer files, verbatim. */
+  readonly tokenizer: { readonly json: string; readonly config: string }
+  /** AdamW state (`AdamW.state()`), when the checkpoint can resume training. */
+  readonly optimizer?: { readonly tensors: Record<string, Safetensors.Tensor>; readonly metadata: Record<string, string> }
+}
+
+export const FILES = {
+  config: "config.json",
+  weights: "model.safetensors",
+  optimizer: "optimizer.safetensors",
+  tokenizer: "tokenizer.json",
+  tokenizerConfig: "tokenizer_config.json"
+} as const
+
+/** Raised for a folder that is not a usable checkpoint; names the file and what is wrong. */
+export class CheckpointError extends Error {
+  override readonly name = "CheckpointError"
+}
+
+const decodeConfig = Schema.decodeUnknownSync(Schema.fromJsonString(ModelConfig))
+
+/** Weights as safetensors bytes (shapes from the config). */
+export const encodeWeights = (config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): Uint8Array =>
+  Safetensors.encode(
+    Object.fromEntries(paramShapes(config).map(([name, shape]) => {
+      const data = weights.get(name)
+      if (data === undefined) throw new CheckpointError(`weights: missing ${name}`)
+      return [name, { dtype: "F32", shape, data }]
+    })),
+    { format: "pt", producer: "polaris" }
+  )
+
+/** Weights from safetensors bytes, checked against the config: every name present, shapes equal, no extras. */
+export const decodeWeights = (config: ModelConfig, bytes: Uint8Array, where: string = FILES.weights): Map<string, Float32Array> => {
+  const { tensors } = Safetensors.decode(bytes)
+  const expected = paramShapes(config)
+  const out = new Map<string, Float32Array>()
+  for (const [name, shape] of expected) {
+    const t = tensors[name]
+    if (t === undefined) throw new CheckpointError(`${where}: missing tensor ${name}`)
+    if (t.dtype !== "F32" || t.shape.join(",") !== shape.join(",")) {
+      throw new CheckpointError(`${where}: ${name} is ${t.dtype}[${t.shape.join(",")}], the config needs F32[${shape.join(",")}]`)
+    }
+    out.set(name, t.data as Float32Array)
+  }
+  const extra = Object.keys(tensors).filter((n) => !out.has(n))
+  if (extra.length > 0) throw new CheckpointError(`${where}: unexpected tensors ${extra.slice(0, 5).join(", ")}`)
+  return out
+}
+
+/** Writes the folder; each file atomically. */
+export const write = async (dir: string, ckpt: Checkpoint): Promise<void> => {
+  await mkdir(dir, { recursive: true })
+  const put = (name: string, bytes: Uint8Array | string) =>
+    atomicWrite(dir, join(dir, name), typeof bytes === "string" ? Buffer.from(bytes) : bytes)
+  await put(FILES.config, `${JSON.stringify(ckpt.config, null, 2)}\n`)
+  await put(FILES.weights, encodeWeights(ckpt.config, ckpt.weights))
+  await put(FILES.tokenizer, ckpt.tokenizer.json)
+  await put(FILES.tokenizerConfig, ckpt.tokenizer.config)
+  if (ckpt.optimizer !== undefined) await put(FILES.optimizer, Safetensors.encode(ckpt.optimizer.tensors, ckpt.optimizer.metadata))
+}
+
+/** Reads and validates a checkpoint folder (the optimizer state when present). */
+export const read = async (dir: string): Promise<Checkpoint> => {
+  const file = async (name: string): Promise<Buffer> => {
+    try {
+      return await readFile(join(dir, name))
+    } catch (e) {
+      throw new CheckpointError(`${join(dir, name)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
+    }
+  }
+  let config: ModelConfig
+  try {
+    config = decodeConfig((await file(FILES.config)).toString("utf8"))
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e
+    throw new CheckpointError(`${join(dir, FILES.config)}: not a polaris model config (${String(e).split("\n")[0]})`)
+  }
+  const weights = decodeWeights(config, await file(FILES.weights), join(dir, FILES.weights))
+  const tokenizer = {
+    json: (await file(FILES.tokenizer)).toString("utf8"),
+    config: existsSync(join(dir, FILES.tokenizerConfig)) ? (await file(FILES.tokenizerConfig)).toString("utf8") : "{}"
+  }
+  const vocab = Tokenizer.fromJson(JSON.parse(tokenizer.json), JSON.parse(tokenizer.config)).vocabSize
+  if (vocab > config.vocabSize) throw new CheckpointError(`${dir}: the tokenizer has ${vocab} ids, the model ${config.vocabSize}`)
+  const optimizer = existsSync(join(dir, FILES.optimizer)) ? Safetensors.decode(await file(FILES.optimizer)) : undefined
+  return { config, weights, tokenizer, ...(optimizer !== undefined ? { optimizer } : {}) }
+}
+
+/** The checkpoint's tokenizer through THE loader. */
+export const tokenizerOf = (ckpt: Checkpoint): Tokenizer =>
+  Tokenizer.fromJson(JSON.parse(ckpt.tokenizer.json), JSON.parse(ckpt.tokenizer.config))
