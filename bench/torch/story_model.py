@@ -16,6 +16,7 @@ Every mode prints one JSON object on stdout.
 import argparse
 import json
 import math
+import os
 import struct
 import sys
 import time
@@ -213,6 +214,13 @@ class StoryModel:
 # ---- modes ------------------------------------------------------------------------------------
 
 
+def runtime_info():
+    """What the timings depend on besides the model: the BLAS actually loaded and the thread env."""
+    blas = sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.lower() and ".so" in l})
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS") if k in os.environ}
+    return {"torch_version": torch.__version__, "threads": torch.get_num_threads(), "blas": blas, "env": env}
+
+
 def set_threads(n):
     torch.set_num_threads(n)
     try:
@@ -267,7 +275,7 @@ def cmd_train(a):
         "mode": "train", "batch": B, "seq": T, "steps": a.steps, "warmup": a.warmup,
         "tokens_per_s": B * T * a.steps / dt, "ms_per_step": 1000 * dt / max(a.steps, 1),
         "last_loss_per_token": loss / (B * T) if loss is not None else None,
-        "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        **runtime_info(),
     }
 
 
@@ -315,7 +323,7 @@ def cmd_sample(a):
         "tokens_per_s": B * N / total, "ms_per_step": 1000 * decode_s / max(N - 1, 1),
         "prefill_ms": 1000 * prefill_s, "total_ms": 1000 * total,
         "first_row_head": out[0, :8].tolist(),
-        "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        **runtime_info(),
     }
 
 

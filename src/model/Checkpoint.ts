@@ -2,7 +2,7 @@
  * A model checkpoint as a folder, laid out like a Hugging Face model repository so other tools
  * can read it: `config.json` (ModelConfig), `model.safetensors` (weights), `tokenizer.json` and
  * `tokenizer_config.json`, and optionally `optimizer.safetensors` (AdamW moments and step) so
- * training resumes exactly.
+ * training resumes exactly. `exportOnnx` writes it as a standard ONNX decoder export instead.
  *
  * @example
  * const ckpt = await Checkpoint.read("models/story-1m")
@@ -15,7 +15,8 @@ import { join } from "node:path"
 import { atomicWrite } from "../internal/files.ts"
 import * as Safetensors from "./Safetensors.ts"
 import { Tokenizer } from "./tokenizer/Tokenizer.ts"
-import { ModelConfig, paramShapes } from "./Transformer.ts"
+import { ModelConfig, paramShapes, standardDecoderGraph } from "./Transformer.ts"
+import * as Onnx from "./graph/Onnx.ts"
 
 export interface Checkpoint {
   readonly config: ModelConfig
@@ -112,3 +113,31 @@ export const read = async (dir: string): Promise<Checkpoint> => {
 /** The checkpoint's tokenizer through THE loader. */
 export const tokenizerOf = (ckpt: Checkpoint): Tokenizer =>
   Tokenizer.fromJson(JSON.parse(ckpt.tokenizer.json), JSON.parse(ckpt.tokenizer.config))
+
+/**
+ * Writes the checkpoint as a standard decoder-only ONNX export (`model.onnx` with the weights
+ * inside, Optimum's `text-generation-with-past` layout) plus its tokenizer and a Hugging Face
+ * style `config.json`: what ExternalModel.ts and other ONNX runtimes load.
+ */
+export const exportOnnx = async (dir: string, ckpt: Checkpoint): Promise<void> => {
+  const c = ckpt.config
+  await mkdir(dir, { recursive: true })
+  await atomicWrite(dir, join(dir, "model.onnx"), Onnx.toModelProto(standardDecoderGraph(c), ckpt.weights))
+  await atomicWrite(dir, join(dir, FILES.tokenizer), ckpt.tokenizer.json)
+  await atomicWrite(dir, join(dir, FILES.tokenizerConfig), ckpt.tokenizer.config)
+  const hf = {
+    architectures: ["PolarisLlamaForCausalLM"],
+    model_type: "polaris-llama",
+    vocab_size: c.vocabSize,
+    hidden_size: c.dModel,
+    intermediate_size: c.dFF,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nHeads,
+    max_position_embeddings: c.maxContext,
+    rope_theta: c.ropeTheta,
+    rms_norm_eps: c.normEps,
+    tie_word_embeddings: true
+  }
+  await atomicWrite(dir, join(dir, FILES.config), `${JSON.stringify(hf, null, 2)}\n`)
+}

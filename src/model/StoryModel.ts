@@ -13,7 +13,8 @@ import * as ort from "onnxruntime-node"
 import { availableParallelism } from "node:os"
 import * as Onnx from "./graph/Onnx.ts"
 import type { Graph } from "./graph/Graph.ts"
-import { draw, processLogits, rawLogprob, rowRandom, SequenceState, type SamplingParams } from "./Sampling.ts"
+import { generate, type Decoder, type Generated } from "./Generate.ts"
+import type { SamplingParams } from "./Sampling.ts"
 import { decodeGraph, headDim, MASKED, paramShapes, prefillGraph, scoreGraph, trainGraph, type ModelConfig } from "./Transformer.ts"
 
 /** One teacher-forced sequence, Tinker-aligned: position i scores `targets[i]` after `input[0..i]`. */
@@ -33,13 +34,6 @@ export interface TrainOutput {
   readonly logprobs: Float32Array
   readonly loss: Float32Array
   readonly clipped: Float32Array
-}
-
-export interface Generated {
-  readonly tokens: Array<number>
-  /** log p(token) under the raw model distribution (before penalties, temperature, top-k/p). */
-  readonly logprobs: Array<number>
-  readonly stopReason: "stop" | "length"
 }
 
 export interface StoryModelOptions {
@@ -238,145 +232,130 @@ export class StoryModel {
   }
 
   /**
-   * Samples one continuation per row (`prompts[r]`), seeded per row. Identical prompts are
-   * prefilled once. Stops a row at a token in `stop`, at `maxTokens`, or at the context limit.
+   * Samples one continuation per row (`prompts[r]`), seeded per row (see Generate.ts). Identical
+   * prompts are prefilled once.
    */
-  async generate(
+  generate(
     weights: ReadonlyMap<string, Float32Array>,
     prompts: ReadonlyArray<ReadonlyArray<number>>,
     params: SamplingParams,
     stop: ReadonlyArray<number>
   ): Promise<Array<Generated>> {
-    const { nLayers: L, nHeads: H, vocabSize: V } = this.config
+    const { vocabSize, maxContext } = this.config
+    return generate(this.decoder(weights), prompts, params, { stop, vocabSize, maxContext })
+  }
+
+  /**
+   * A Decoder over the prefill and decode graphs. The cache holds keys as Kᵀ [slots, H, D, C] and
+   * values [slots, H, C, D]; `filled[r]` slots of row r hold its tokens so far. Finished rows keep
+   * their slot (fed a dummy token) until a quarter of the slots are dead, then the cache is
+   * compacted; it grows CACHE_CHUNK slots at a time.
+   */
+  private decoder(weights: ReadonlyMap<string, Float32Array>): Decoder {
+    const { nLayers: L, nHeads: H, vocabSize: V, maxContext } = this.config
     const D = headDim(this.config)
-    const R = prompts.length
-    if (R === 0) return []
-    for (const p of prompts) {
-      if (p.length === 0) throw new Error("a prompt needs at least one token")
-      this.checkLength(p.length)
-    }
     const wf = this.weightFeeds(weights)
-    const stopSet = new Set([...stop, ...params.stop])
-
-    // Prefill each distinct prompt once, right-padded to the longest.
-    const keyOf = (p: ReadonlyArray<number>) => p.join(",")
-    const unique = [...new Map(prompts.map((p) => [keyOf(p), p])).values()]
-    const uniqueIndex = new Map(unique.map((p, i) => [keyOf(p), i]))
-    const Tp = Math.max(...unique.map((p) => p.length))
-    const prefill = await (await this.session("prefill"))({
-      ...wf,
-      tokens: i64(unique.flatMap((p) => Array.from({ length: Tp }, (_, t) => p[t] ?? 0)), [unique.length, Tp]),
-      positions: f32(Float32Array.from({ length: Tp }, (_, i) => i), [Tp]),
-      mask: f32(this.mask(Tp), [Tp, Tp]),
-      last_index: i64(unique.map((p, u) => u * Tp + p.length - 1), [unique.length])
-    })
-
-    // Row state. The cache holds keys as Kᵀ [rows, H, D, C] and values [rows, H, C, D].
-    const rows = prompts.map((p, r) => ({
-      id: r,
-      length: p.length, // filled cache slots; the pending token goes to slot (and position) `length`
-      state: new SequenceState(V, p),
-      random: rowRandom(params.seed, r),
-      out: { tokens: [] as Array<number>, logprobs: [] as Array<number>, stopReason: "length" as Generated["stopReason"] }
-    }))
-    let active = rows.slice()
+    let slots: Array<number> = [] // row id per cache slot
+    let filled: Array<number> = []
     let capacity = 0
     let keys: Array<Float32Array> = []
     let values: Array<Float32Array> = []
+    const chunked = (n: number) => Math.min(Math.ceil(n / CACHE_CHUNK) * CACHE_CHUNK, maxContext)
 
-    /** Re-lays the cache for `next` rows (a subset of `active`, in order) with room for `cap` slots. */
-    const relayout = (next: typeof rows, cap: number, fromPrefill: boolean) => {
-      const newKeys = Array.from({ length: L }, () => new Float32Array(next.length * H * D * cap))
-      const newValues = Array.from({ length: L }, () => new Float32Array(next.length * H * cap * D))
-      next.forEach((row, i) => {
-        const srcRow = fromPrefill ? uniqueIndex.get(keyOf(prompts[row.id]!))! : active.indexOf(row)
-        const srcCap = fromPrefill ? Tp : capacity
-        const n = row.length // slots already filled
+    /** Copies the filled part of each of `rows` (source slot `from(row)`) into a new cache of `cap` slots. */
+    const relayout = (rows: ReadonlyArray<number>, cap: number, src: { keys: ReadonlyArray<Float32Array>; values: ReadonlyArray<Float32Array>; cap: number; slot: (row: number) => number }) => {
+      const newKeys = Array.from({ length: L }, () => new Float32Array(rows.length * H * D * cap))
+      const newValues = Array.from({ length: L }, () => new Float32Array(rows.length * H * cap * D))
+      rows.forEach((row, i) => {
+        const from = src.slot(row)
+        const n = filled[row]!
         for (let l = 0; l < L; l++) {
-          const srcK = fromPrefill ? (prefill[`key.${l}`]!.data as Float32Array) : keys[l]!
-          const srcV = fromPrefill ? (prefill[`value.${l}`]!.data as Float32Array) : values[l]!
           for (let h = 0; h < H; h++) {
             for (let d = 0; d < D; d++) {
-              const s = ((srcRow * H + h) * D + d) * srcCap
-              newKeys[l]!.set(srcK.subarray(s, s + n), ((i * H + h) * D + d) * cap)
+              const k = ((from * H + h) * D + d) * src.cap
+              newKeys[l]!.set(src.keys[l]!.subarray(k, k + n), ((i * H + h) * D + d) * cap)
             }
-            const s = (srcRow * H + h) * srcCap * D
-            newValues[l]!.set(srcV.subarray(s, s + n * D), (i * H + h) * cap * D)
+            const v = (from * H + h) * src.cap * D
+            newValues[l]!.set(src.values[l]!.subarray(v, v + n * D), (i * H + h) * cap * D)
           }
         }
       })
+      const old = slots
       keys = newKeys
       values = newValues
       capacity = cap
-      active = next
+      slots = [...rows]
+      return old
     }
 
-    const maxContext = this.config.maxContext
-    const finish = (row: (typeof rows)[number], token: number, logits: Float32Array, offset: number) => {
-      const rowLogits = logits.subarray(offset, offset + V)
-      row.out.tokens.push(token)
-      row.out.logprobs.push(rawLogprob(rowLogits, token))
-      row.state.observe(token)
-      if (stopSet.has(token)) {
-        row.out.stopReason = "stop"
-        return true
-      }
-      return row.out.tokens.length >= params.maxTokens || row.length >= maxContext
-    }
-    const pick = (row: (typeof rows)[number], logits: Float32Array, offset: number): number =>
-      draw(processLogits(logits.subarray(offset, offset + V), params, row.state), row.random(), params)
+    return {
+      start: async (prompts) => {
+        for (const p of prompts) this.checkLength(p.length)
+        const keyOf = (p: ReadonlyArray<number>) => p.join(",")
+        const unique = [...new Map(prompts.map((p) => [keyOf(p), p])).values()]
+        const index = new Map(unique.map((p, i) => [keyOf(p), i]))
+        const Tp = Math.max(...unique.map((p) => p.length))
+        const res = await (await this.session("prefill"))({
+          ...wf,
+          tokens: i64(unique.flatMap((p) => Array.from({ length: Tp }, (_, t) => p[t] ?? 0)), [unique.length, Tp]),
+          positions: f32(Float32Array.from({ length: Tp }, (_, i) => i), [Tp]),
+          mask: f32(this.mask(Tp), [Tp, Tp]),
+          last_index: i64(unique.map((p, u) => u * Tp + p.length - 1), [unique.length])
+        })
+        filled = prompts.map((p) => p.length)
+        relayout(prompts.map((_, r) => r), chunked(Math.max(...filled) + 1), {
+          keys: Array.from({ length: L }, (_, l) => res[`key.${l}`]!.data as Float32Array),
+          values: Array.from({ length: L }, (_, l) => res[`value.${l}`]!.data as Float32Array),
+          cap: Tp,
+          slot: (r) => index.get(keyOf(prompts[r]!))!
+        })
+        const logits = res["logits"]!.data as Float32Array
+        const out = new Float32Array(prompts.length * V)
+        prompts.forEach((p, r) => out.set(logits.subarray(index.get(keyOf(p))! * V, (index.get(keyOf(p))! + 1) * V), r * V))
+        return out
+      },
 
-    // First token of every row from its prompt's prefill logits.
-    const prefillLogits = prefill["logits"]!.data as Float32Array
-    const pending = new Map<number, number>()
-    let next = rows.filter((row) => {
-      const off = uniqueIndex.get(keyOf(prompts[row.id]!))! * V
-      const token = pick(row, prefillLogits, off)
-      pending.set(row.id, token)
-      return !finish(row, token, prefillLogits, off)
-    })
-    const chunked = (n: number) => Math.min(Math.ceil(n / CACHE_CHUNK) * CACHE_CHUNK, maxContext)
-    if (next.length > 0) relayout(next, chunked(Math.max(...next.map((r) => r.length)) + 1), true)
-
-    const decode = await this.session("decode")
-    while (active.length > 0) {
-      const B = active.length
-      const mask = new Float32Array(B * capacity).fill(MASKED)
-      active.forEach((row, b) => mask.fill(0, b * capacity, b * capacity + row.length))
-      const res = await decode({
-        ...wf,
-        tokens: i64(active.map((row) => pending.get(row.id)!), [B, 1]),
-        positions: f32(Float32Array.from(active, (row) => row.length), [B, 1]),
-        mask: f32(mask, [B, 1, 1, capacity]),
-        ...Object.fromEntries(Array.from({ length: L }, (_, l) => [
-          [`past_key.${l}`, f32(keys[l]!, [B, H, D, capacity])],
-          [`past_value.${l}`, f32(values[l]!, [B, H, capacity, D])]
-        ]).flat())
-      })
-      // The pending token's key/value go into slot `length`, then sample the next token.
-      const logits = res["logits"]!.data as Float32Array
-      next = []
-      active.forEach((row, b) => {
-        const slot = row.length
-        for (let l = 0; l < L; l++) {
-          const k = res[`key.${l}`]!.data as Float32Array
-          const v = res[`value.${l}`]!.data as Float32Array
-          for (let h = 0; h < H; h++) {
-            const src = (b * H + h) * D
-            for (let d = 0; d < D; d++) keys[l]![((b * H + h) * D + d) * capacity + slot] = k[src + d]!
-            values[l]!.set(v.subarray(src, src + D), ((b * H + h) * capacity + slot) * D)
-          }
+      step: async (rows, tokens) => {
+        const need = Math.max(...rows.map((r) => filled[r]!)) + 1
+        if (rows.length <= (slots.length * 3) / 4 || need > capacity) {
+          const at = new Map(slots.map((r, i) => [r, i]))
+          relayout(rows.length <= (slots.length * 3) / 4 ? rows : slots, Math.max(capacity, chunked(need)), { keys, values, cap: capacity, slot: (r) => at.get(r)! })
         }
-        row.length++
-        const token = pick(row, logits, b * V)
-        pending.set(row.id, token)
-        if (!finish(row, token, logits, b * V)) next.push(row)
-      })
-      if (next.length === 0) break
-      const need = Math.max(...next.map((r) => r.length)) + 1
-      // Compact when a quarter of the rows finished, grow when a row would overflow the cache.
-      if (need > capacity || next.length <= (active.length * 3) / 4) relayout(next, Math.max(capacity, chunked(need)), false)
+        const B = slots.length
+        const token = new Map(rows.map((r, i) => [r, tokens[i]!]))
+        const mask = new Float32Array(B * capacity).fill(MASKED)
+        slots.forEach((r, b) => mask.fill(0, b * capacity, b * capacity + filled[r]!))
+        const res = await (await this.session("decode"))({
+          ...wf,
+          tokens: i64(slots.map((r) => token.get(r) ?? 0), [B, 1]),
+          positions: f32(Float32Array.from(slots, (r) => Math.min(filled[r]!, maxContext - 1)), [B, 1]),
+          mask: f32(mask, [B, 1, 1, capacity]),
+          ...Object.fromEntries(Array.from({ length: L }, (_, l) => [
+            [`past_key.${l}`, f32(keys[l]!, [B, H, D, capacity])],
+            [`past_value.${l}`, f32(values[l]!, [B, H, capacity, D])]
+          ]).flat())
+        })
+        // Each live row's new key and value go into its slot `filled`; dead rows' are dropped.
+        const logits = res["logits"]!.data as Float32Array
+        const out = new Float32Array(rows.length * V)
+        let i = 0
+        slots.forEach((r, b) => {
+          if (!token.has(r)) return
+          const at = filled[r]!
+          for (let l = 0; l < L; l++) {
+            const k = res[`key.${l}`]!.data as Float32Array
+            const v = res[`value.${l}`]!.data as Float32Array
+            for (let h = 0; h < H; h++) {
+              const src = (b * H + h) * D
+              for (let d = 0; d < D; d++) keys[l]![((b * H + h) * D + d) * capacity + at] = k[src + d]!
+              values[l]!.set(v.subarray(src, src + D), ((b * H + h) * capacity + at) * D)
+            }
+          }
+          filled[r]!++
+          out.set(logits.subarray(b * V, (b + 1) * V), i++ * V)
+        })
+        return out
+      }
     }
-    return rows.map((row) => row.out)
   }
 }

@@ -297,3 +297,46 @@ export const decodeGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => 
   g.output("logits", logitsOf(g, w, g.reshape(hidden, [-1, c.dModel])))
   return g
 }
+
+/**
+ * The model as a standard decoder export, in the layout of Hugging Face Optimum's
+ * `text-generation-with-past` ONNX models, so tools that run such exports run this one and
+ * ExternalModel.ts (which runs such exports) is tested against it:
+ *
+ * - inputs `input_ids` [B, S], `attention_mask` [B, P+S] (1 real, 0 padding), `position_ids`
+ *   [B, S], and per layer `past_key_values.l.key` / `.value` [B, H, P, D];
+ * - outputs `logits` [B, S, V] and `present.l.key` / `.value` [B, H, P+S, D].
+ */
+export const standardDecoderGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
+  const g = new Graph()
+  const w = weightInputs(g, c, dtype)
+  const D = headDim(c)
+  const ids = g.input("input_ids", "int64", ["batch_size", "sequence_length"])
+  const attention = g.input("attention_mask", "int64", ["batch_size", "total_sequence_length"])
+  const positions = g.input("position_ids", "int64", ["batch_size", "sequence_length"])
+  // Key j is hidden from query i (at absolute index P + i) when j > P + i, or when j is padding.
+  const int = (v: number) => g.constant(v, "int64", [])
+  const total = g.gather(g.shapeOf(attention), int(1))
+  const keyIndex = g.range(int(0), total, int(1))
+  const queryIndex = g.range(g.sub(total, g.gather(g.shapeOf(ids), int(1))), total, int(1))
+  const future = g.greater(g.unsqueeze(keyIndex, [0]), g.unsqueeze(queryIndex, [1])) // [S, P+S]
+  const padding = g.unsqueeze(g.equal(attention, int(0)), [1, 2]) // [B, 1, 1, P+S]
+  const masked = g.constant(MASKED, dtype)
+  const mask = g.where(padding, masked, g.where(future, masked, g.constant(0, dtype)))
+  const rope = rotary(g, c, g.cast(positions, dtype))
+  let x = g.gather(w["embed"]!, ids)
+  for (let l = 0; l < c.nLayers; l++) {
+    const pastK = g.input(`past_key_values.${l}.key`, dtype, ["batch_size", c.nHeads, "past_sequence_length", D])
+    const pastV = g.input(`past_key_values.${l}.value`, dtype, ["batch_size", c.nHeads, "past_sequence_length", D])
+    x = layer(g, c, w, l, x, rope, (q, k, v) => {
+      const keys = g.concat([pastK, k], 2)
+      const values = g.concat([pastV, v], 2)
+      g.output(`present.${l}.key`, keys)
+      g.output(`present.${l}.value`, values)
+      const scores = g.add(g.mul(g.matmul(q, g.transposeLast2(keys)), g.scalar(q, 1 / Math.sqrt(D))), mask)
+      return g.matmul(g.softmax(scores), values)
+    })
+  }
+  g.output("logits", logitsOf(g, w, rmsNorm(g, c, x, w["norm"]!)))
+  return g
+}

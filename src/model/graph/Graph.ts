@@ -26,7 +26,7 @@ export type OpType =
   | "ReduceSum" | "ReduceMean" | "Softmax" | "LogSoftmax"
   | "Reshape" | "Transpose" | "Gather" | "Unsqueeze" | "Concat" | "Slice" | "Where" | "Cast"
   | "Shape" | "Size" | "Expand" | "ScatterNDAdd" | "Pad"
-  | "Greater" | "Less" | "Equal" | "Identity"
+  | "Greater" | "Less" | "Equal" | "Identity" | "Range"
 
 export interface Attrs {
   readonly axes?: ReadonlyArray<number>
@@ -323,6 +323,11 @@ export class Graph {
   /** A copy of data with updates added at rows indices[..., 0] (ONNX ScatterND, reduction "add"). */
   scatterNDAdd(data: Value, indices: Value, updates: Value): Value {
     return this.addNode("ScatterNDAdd", [data, indices, updates], data.dtype, data.shape)
+  }
+
+  /** [start, start + delta, ...) below limit, from scalar values (no gradient: for index arithmetic). */
+  range(start: Value, limit: Value, delta: Value): Value {
+    return this.addNode("Range", [start, limit, delta], start.dtype, [`range${this.values.length}`])
   }
 
   /** Zeros of x's dtype and run-time shape. */

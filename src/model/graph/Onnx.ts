@@ -97,7 +97,7 @@ const emitNode = (node: Node, out: string, extra: (data: ReadonlyArray<number>) 
     case "MatMul": case "Add": case "Sub": case "Mul": case "Div": case "Neg": case "Exp": case "Log":
     case "Sqrt": case "Sin": case "Cos": case "Tanh": case "Sigmoid": case "Relu": case "Where":
     case "Greater": case "Less": case "Equal": case "Identity": case "Shape": case "Size": case "Expand":
-    case "Gather": case "Concat": case "Reshape":
+    case "Gather": case "Concat": case "Reshape": case "Range":
       return [n(node.op, ins, node.op === "Concat" || node.op === "Gather" ? [int("axis", a.axis ?? 0)] : [])]
     case "Pow":
       return [n("Pow", [ins[0]!, exponentName(node)])]
@@ -122,8 +122,11 @@ const emitNode = (node: Node, out: string, extra: (data: ReadonlyArray<number>) 
 
 const exponentName = (node: Node): string => `${node.name}_exponent`
 
-/** Serializes `graph` to ONNX ModelProto bytes. Only nodes reachable from the outputs are emitted. */
-export const toModelProto = (graph: Graph): Uint8Array => {
+/**
+ * Serializes `graph` to ONNX ModelProto bytes. Only nodes reachable from the outputs are emitted.
+ * Inputs named in `initializers` are stored in the model instead (weights baked into an export).
+ */
+export const toModelProto = (graph: Graph, initializers: ReadonlyMap<string, Float32Array> = new Map()): Uint8Array => {
   const live = new Set<number>()
   const stack = graph.outputs.map((o) => o.value)
   while (stack.length > 0) {
@@ -156,6 +159,15 @@ export const toModelProto = (graph: Graph): Uint8Array => {
     }
     nodes.push(...emitNode(node, value.name, extra))
   }
+  for (const v of graph.inputs) {
+    const data = initializers.get(v.name)
+    if (data === undefined || !live.has(v.id)) continue
+    const dims = v.shape.map((d) => {
+      if (typeof d !== "number") throw new GraphError("BadArgument", v.name, "an initializer needs a static shape")
+      return d
+    })
+    initializer.push({ name: v.name, dims, data_type: ELEM_TYPE.float32, raw_data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) })
+  }
   for (const o of graph.outputs) {
     if (o.name !== o.value.name) nodes.push({ input: [o.value.name], output: [o.name], name: `out_${o.name}`, op_type: "Identity", attribute: [] })
   }
@@ -167,7 +179,7 @@ export const toModelProto = (graph: Graph): Uint8Array => {
       name: "polaris",
       node: nodes,
       initializer,
-      input: graph.inputs.filter((v) => live.has(v.id)).map((v) => valueInfo(v.name, v)),
+      input: graph.inputs.filter((v) => live.has(v.id) && !initializers.has(v.name)).map((v) => valueInfo(v.name, v)),
       output: graph.outputs.map((o) => valueInfo(o.name, o.value))
     }
   }

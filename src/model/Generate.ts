@@ -1,0 +1,76 @@
+/**
+ * The sampling loop shared by every local decoder (the embedded model's KV-cache graphs, external
+ * ONNX exports): per-row state, logits processing and seeded draws (Sampling.ts), stop tokens,
+ * `maxTokens` and the context limit. A `Decoder` only turns tokens into next-token logits.
+ *
+ * @example
+ * const rows = await generate(decoder, [promptIds], params, { stop: [endId], vocabSize, maxContext })
+ */
+import { draw, processLogits, rawLogprob, rowRandom, SequenceState, type SamplingParams } from "./Sampling.ts"
+
+export interface Generated {
+  readonly tokens: Array<number>
+  /** log p(token) under the raw model distribution (before penalties, temperature, top-k/p). */
+  readonly logprobs: Array<number>
+  readonly stopReason: "stop" | "length"
+}
+
+/** A model that continues rows one token at a time, keeping its own cache. */
+export interface Decoder {
+  /** Reads the prompts; returns logits [rows, V] after each prompt's last token. */
+  readonly start: (prompts: ReadonlyArray<ReadonlyArray<number>>) => Promise<Float32Array>
+  /**
+   * Appends `tokens[i]` to row `rows[i]` and returns logits [rows.length, V] after it. `rows`
+   * lists the unfinished rows, increasing, a subset of the previous call's.
+   */
+  readonly step: (rows: ReadonlyArray<number>, tokens: ReadonlyArray<number>) => Promise<Float32Array>
+}
+
+/**
+ * Samples one continuation per prompt, row r seeded by `rowRandom(params.seed, r)`. A row stops
+ * at a token in `stop` or `params.stop` (kept, reason "stop"), after `params.maxTokens` tokens,
+ * or when its next token would not fit the context (reason "length").
+ */
+export const generate = async (
+  decoder: Decoder,
+  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  params: SamplingParams,
+  options: { readonly stop: ReadonlyArray<number>; readonly vocabSize: number; readonly maxContext: number }
+): Promise<Array<Generated>> => {
+  const V = options.vocabSize
+  const stop = new Set([...options.stop, ...params.stop])
+  for (const p of prompts) {
+    if (p.length === 0) throw new Error("a prompt needs at least one token")
+    if (p.length > options.maxContext) throw new Error(`sequence of ${p.length} tokens exceeds the model's context of ${options.maxContext}`)
+  }
+  const rows = prompts.map((p, r) => ({
+    length: p.length, // tokens the decoder has read for this row
+    state: new SequenceState(V, p),
+    random: rowRandom(params.seed, r),
+    out: { tokens: [] as Array<number>, logprobs: [] as Array<number>, stopReason: "length" as Generated["stopReason"] }
+  }))
+  /** Samples the next token of row r from its logits; true when the row is finished. */
+  const advance = (r: number, logits: Float32Array): boolean => {
+    const row = rows[r]!
+    const token = draw(processLogits(logits, params, row.state), row.random(), params)
+    row.out.tokens.push(token)
+    row.out.logprobs.push(rawLogprob(logits, token))
+    row.state.observe(token)
+    if (stop.has(token)) {
+      row.out.stopReason = "stop"
+      return true
+    }
+    return row.out.tokens.length >= params.maxTokens || row.length >= options.maxContext
+  }
+  if (prompts.length === 0) return []
+  let logits = await decoder.start(prompts)
+  let active = rows.map((_, r) => r).filter((r) => !advance(r, logits.subarray(r * V, (r + 1) * V)))
+  while (active.length > 0) {
+    logits = await decoder.step(active, active.map((r) => rows[r]!.out.tokens.at(-1)!))
+    active = active.filter((r, i) => {
+      rows[r]!.length++
+      return !advance(r, logits.subarray(i * V, (i + 1) * V))
+    })
+  }
+  return rows.map((row) => row.out)
+}
