@@ -3,19 +3,27 @@
  * CPU. It keeps two weight sets, as Tinker does: the trainer's (changed by `optimStep`) and the
  * sampler's (what `sample` and `logprobs` use), which `publish()` refreshes with a copy.
  *
+ * A folder holding a standard ONNX decoder export (`model.onnx`, no `model.safetensors`) gives
+ * an inference-only engine (ExternalModel.ts): `sample` and `logprobs` work, training calls fail
+ * with reason "Unsupported". That is how a small exported model is evaluated locally.
+ *
  * @example
  * ```ts
  * const layer = EmbeddedPolicy.layer({ checkpoint: "models/story-1m", checkpointDir: "out/ckpt" })
  * ```
  */
 import { Effect, Layer, Semaphore } from "effect"
+import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { sha256 } from "../Canonical.ts"
 import { AdamW, type AdamParams } from "../model/AdamW.ts"
 import * as Checkpoint from "../model/Checkpoint.ts"
+import { ExternalModel } from "../model/ExternalModel.ts"
 import { validate, type SamplingParams } from "../model/Sampling.ts"
-import { StoryModel, type TrainItem } from "../model/StoryModel.ts"
+import type { Generated } from "../model/Generate.ts"
+import { StoryModel, type Scored, type TrainItem } from "../model/StoryModel.ts"
 import { END_TOKEN, promptIds } from "../model/tokenizer/ChatTemplate.ts"
+import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import { decays } from "../model/Transformer.ts"
 import {
   PolicyEngine,
@@ -83,12 +91,70 @@ const trainItem = (d: Datum, loss: LossFn, index: number): TrainItem => {
 const clipOf = (loss: LossFn) =>
   loss.name === "ppo" ? { low: loss.clipLow, high: loss.clipHigh } : { low: 0, high: 1e30 }
 
+/** `sample` over a local generator: n rows per prompt, grouped back per prompt. */
+const sampler = (generate: (rows: ReadonlyArray<ReadonlyArray<number>>, params: SamplingParams) => Promise<Array<Generated>>): PolicyEngineShape["sample"] =>
+  (prompts, n, params) =>
+    Effect.gen(function*() {
+      yield* Effect.try({ try: () => validate(params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
+      if (!Number.isInteger(n) || n < 1) return yield* fail("BadInput", `n must be a positive integer, got ${n}`)
+      const out = yield* attempt("sample", () => generate(prompts.flatMap((p) => Array.from({ length: n }, () => p)), params))
+      return prompts.map((_, i) => out.slice(i * n, (i + 1) * n))
+    })
+
+/** `logprobs` over a local teacher-forcing scorer: the completion's part of the full sequence's scores. */
+const teacherForcing = (score: (items: ReadonlyArray<Scored>) => Promise<Array<Float32Array>>): PolicyEngineShape["logprobs"] =>
+  (items) =>
+    attempt("logprobs", async () => {
+      const scored = await score(items.map(({ prompt, completion }) => {
+        if (prompt.length === 0) throw fail("BadInput", "logprobs: a prompt needs at least one token")
+        const full = [...prompt, ...completion]
+        return { input: full.slice(0, -1), targets: full.slice(1) }
+      }))
+      return scored.map((lp, i) => lp.slice(items[i]!.prompt.length - 1))
+    })
+
+const isOnnxExport = (dir: string) =>
+  !existsSync(join(dir, Checkpoint.FILES.weights)) && (existsSync(join(dir, "model.onnx")) || existsSync(join(dir, "onnx", "model.onnx")))
+
+/** The turn-ending token: tokenizer_config.json's `eos_token` (a string or `{content}`), else `<|end|>`. */
+const endTokenOf = (tokenizer: Tokenizer): number => {
+  const eos = tokenizer.config["eos_token"]
+  const name = typeof eos === "string" ? eos : typeof eos === "object" && eos !== null && "content" in eos ? String(eos.content) : END_TOKEN
+  return tokenizer.tokenId(name)
+}
+
+const inferenceOnly = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
+  Effect.gen(function*() {
+    const model = yield* attempt("load ONNX export", () => ExternalModel.load(options.checkpoint, options.threads !== undefined ? { threads: options.threads } : {}))
+    const tokenizer = model.tokenizer
+    const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`) })
+    const file = [join(options.checkpoint, "model.onnx"), join(options.checkpoint, "onnx", "model.onnx")].find((f) => existsSync(f))!
+    const unsupported = (what: string) => Effect.fail(fail("Unsupported", `${what}: ${options.checkpoint} is an inference-only ONNX export`))
+    return {
+      fingerprint: `onnx:${sha256(readFileSync(file)).slice(0, 16)}`,
+      tokenizer,
+      endToken,
+      maxContext: model.maxContext,
+      promptIds: (prompt) => promptIds(tokenizer, prompt),
+      sample: sampler((rows, params) => model.generate(rows, params, [endToken])),
+      logprobs: teacherForcing((items) => model.score(items)),
+      forwardBackward: () => unsupported("forward_backward"),
+      optimStep: () => unsupported("optim_step"),
+      save: () => unsupported("save"),
+      load: () => unsupported("load"),
+      publish: () => Effect.void
+    } satisfies PolicyEngineShape
+  })
+
 export const make = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
+  isOnnxExport(options.checkpoint) ? inferenceOnly(options) : trainable(options)
+
+const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
   Effect.gen(function*() {
     const ckpt = yield* attempt("load checkpoint", () => Checkpoint.read(options.checkpoint))
     const config = ckpt.config
     const tokenizer = Checkpoint.tokenizerOf(ckpt)
-    const endToken = tokenizer.tokenId(END_TOKEN)
+    const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`) })
     const model = StoryModel.create(config, {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.tokenBudget !== undefined ? { tokenBudget: options.tokenBudget } : {})
@@ -112,24 +178,8 @@ export const make = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape,
       maxContext: config.maxContext,
       promptIds: (prompt) => promptIds(tokenizer, prompt),
 
-      sample: (prompts, n, params: SamplingParams) =>
-        Effect.gen(function*() {
-          yield* Effect.try({ try: () => validate(params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
-          if (!Number.isInteger(n) || n < 1) return yield* fail("BadInput", `n must be a positive integer, got ${n}`)
-          const rows = prompts.flatMap((p) => Array.from({ length: n }, () => p))
-          const out = yield* attempt("sample", () => model.generate(published, rows, params, [endToken]))
-          return prompts.map((_, i) => out.slice(i * n, (i + 1) * n))
-        }),
-
-      logprobs: (items) =>
-        attempt("logprobs", async () => {
-          const scored = await model.score(published, items.map(({ prompt, completion }) => {
-            if (prompt.length === 0) throw fail("BadInput", "logprobs: a prompt needs at least one token")
-            const full = [...prompt, ...completion]
-            return { input: full.slice(0, -1), targets: full.slice(1) }
-          }))
-          return scored.map((s, i) => s.logprobs.slice(items[i]!.prompt.length - 1))
-        }),
+      sample: sampler((rows, params) => model.generate(published, rows, params, [endToken])),
+      logprobs: teacherForcing(async (items) => (await model.score(published, items)).map((s) => s.logprobs)),
 
       forwardBackward: (datums, loss) =>
         serial(attempt("forward_backward", async () => {

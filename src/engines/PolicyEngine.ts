@@ -85,6 +85,7 @@ export type PolicyErrorReason =
   | "Checkpoint" // save/load failed or the checkpoint is invalid
   | "Backend" // the engine itself failed
   | "Unavailable" // a remote engine is down or rate-limited (retryable)
+  | "Unsupported" // the engine cannot do this (training on an inference-only ONNX export)
 
 export class PolicyError extends Data.TaggedError("PolicyError")<{
   readonly reason: PolicyErrorReason
