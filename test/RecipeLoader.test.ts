@@ -264,6 +264,17 @@ describe("RecipeLoader: extends", () => {
     expect(files).toEqual([join(dir, "recipe.yaml"), join(dir, "shared", "mid.yaml"), join(dir, "base.yaml")])
   })
 
+  it("anchors model folders: pretrain.output, and policy.model of the embedded backend only", async () => {
+    const { dir, recipe } = await loadOk({
+      "shared/base.yaml": "pipeline: pretrain\npretrain:\n  output: ../models/m\npolicy:\n  backend: embedded\n  model: models/story-1m\n",
+      "recipe.yaml": "extends: shared/base.yaml\n"
+    })
+    expect(recipe.pretrain?.output).toBe(join(dir, "models", "m"))
+    expect(recipe.policy?.model).toBe(join(dir, "shared", "models", "story-1m"))
+    const remote = await loadOk({ "recipe.yaml": "pipeline: grpo\npolicy:\n  backend: tinker\n  model: Qwen/Qwen3-8B\n" })
+    expect(remote.recipe.policy?.model).toBe("Qwen/Qwen3-8B")
+  })
+
   it("points an error in the base file into the base file", async () => {
     const { lines, error, dir } = await loadFail({
       "base.yaml": base.replace("steps: 10", "steps: ten"),
