@@ -80,6 +80,21 @@ describe("StoryModel", () => {
     expect(5 + r!.tokens.length).toBe(21) // the last sampled token is never fed back, so it may sit at position 20
   })
 
+  it("takes 2,048-token contexts: teacher forcing, and decoding up to the last position", async () => {
+    const c: ModelConfig = { ...small, dModel: 16, nLayers: 1, nHeads: 2, dFF: 32, maxContext: 2048 }
+    const model = StoryModel.create(c)
+    const w = sharpWeights(c, "long")
+    const seq = Array.from({ length: 2048 }, (_, i) => (i * 7) % 64)
+    const [scored] = await model.score(w, [{ input: seq, targets: seq.map((t) => (t + 1) % 64) }])
+    expect(scored!.logprobs).toHaveLength(2048)
+    expect(scored!.logprobs.every(Number.isFinite)).toBe(true)
+    const [r] = await model.generate(w, [seq.slice(0, 2040)], params({ maxTokens: 50, seed: 1 }), [])
+    expect(r!.tokens).toHaveLength(9) // positions 2040..2047 are fed; the 9th token is sampled at the edge
+    const full = [...seq.slice(0, 2040), ...r!.tokens]
+    const [check] = await model.score(w, [{ input: full.slice(0, -1), targets: full.slice(1) }])
+    r!.logprobs.forEach((v, t) => expect(Math.abs(v - check!.logprobs[2039 + t]!)).toBeLessThan(1e-4))
+  }, 60_000)
+
   it("micro-batches keep rows x padded length within the budget", () => {
     const items = [3, 9, 4, 9, 1, 7].map((n) => ({ input: new Array<number>(n).fill(0) }))
     const batches = microBatches(items, 20)

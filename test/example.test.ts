@@ -39,3 +39,14 @@ describe("examples/word-stats", () => {
     expect(second.report).toBe(first.report)
   })
 })
+
+describe("examples/embedded-model", () => {
+  it("samples two stories from the shipped model, reproduces their logprobs, and takes a step", async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", join(ROOT, "examples", "embedded-model", "story.ts")], { cwd: ROOT })
+    const stories = [...stdout.matchAll(/^--- (\d+) tokens, stopped by (stop|length)$/gm)]
+    expect(stories).toHaveLength(2)
+    const gap = /max \|Δ logprob\| = (\S+)$/m.exec(stdout)
+    expect(Number(gap?.[1])).toBeLessThan(1e-4)
+    expect(stdout).toMatch(/optimizer step 1$/m)
+  }, 60_000)
+})

@@ -63,18 +63,8 @@ export const trainSteps = async (
 ): Promise<void> => {
   const grads = new Map([...weights].map(([n, a]) => [n, new Float32Array(a.length)]))
   const n = TokenCorpus.size(corpus)
-  const epochs = new Map<number, Int32Array>()
-  const order = (k: number) => {
-    const epoch = Math.floor(k / n)
-    let p = epochs.get(epoch)
-    if (p === undefined) {
-      epochs.clear()
-      epochs.set(epoch, (p = permutation(n, `${settings.seed}:epoch:${epoch}`)))
-    }
-    return p[k % n]!
-  }
   for (let step = range.from; step < range.to; step++) {
-    const seqs = Array.from({ length: settings.batchSize }, (_, b) => TokenCorpus.sequence(corpus, order(step * settings.batchSize + b)))
+    const seqs = batchIndices(n, settings.batchSize, step, settings.seed).map((i) => TokenCorpus.sequence(corpus, i))
     const tokens = seqs.reduce((s, q) => s + q.length - 1, 0)
     const items = seqs.map((q) => {
       const len = q.length - 1
