@@ -1,11 +1,11 @@
 /**
  * Runs the benchmarks, prints their tables and rewrites docs/benchmarks.md.
  *
- *   npm run bench                   all four (about 5-6 minutes on 2 cores)
+ *   npm run bench                   all four (about 4-5 minutes on 2 cores)
  *   npm run bench -- engine         engine overhead only (1,000-node DAG, about 1 minute)
  *   npm run bench -- store          store throughput only (1 GiB, about 2 minutes)
  *   npm run bench -- ingest         corpus ingest only (12 books, about 10 seconds)
- *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak)
+ *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak; about 40 s)
  *   npm run bench -- --repeats 3    fewer (or more) repetitions of each measurement
  *   npm run bench -- --no-write     print only; leave docs/benchmarks.md alone
  *
@@ -78,11 +78,11 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "by `bench/run.ts`; do not edit the numbers by hand.",
     "",
     "```sh",
-    "npm run bench                  # all four, about 5-6 minutes on 2 cores",
+    "npm run bench                  # all four, about 4-5 minutes on 2 cores",
     "npm run bench -- engine        # engine overhead only (about 1 minute)",
     "npm run bench -- store         # store throughput only (about 2 minutes, needs ~2 GB free in the temp dir)",
     "npm run bench -- ingest        # corpus ingest only (about 10 seconds)",
-    "npm run bench -- model         # story model vs PyTorch CPU (needs /usr/bin/python3 with torch)",
+    "npm run bench -- model         # story model vs PyTorch CPU, about 40 s (needs apt-get install python3-torch libopenblas0-pthread)",
     "npm run bench -- --repeats 3   # fewer repetitions; --no-write prints without touching this file",
     "```",
     "",

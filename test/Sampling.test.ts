@@ -375,3 +375,24 @@ describe("rawLogprob and entropy", () => {
     expect(entropy(f32(5, -Infinity, -Infinity))).toBe(0)
   })
 })
+
+describe("sample: the one-pass path for unfiltered sampling", () => {
+  it("draws what processLogits + draw draw, with the same raw logprob, at T = 1 and T = 0.7", () => {
+    const u = seeded("plain")
+    const logits = Float32Array.from({ length: 4096 }, () => 8 * (u() - 0.5))
+    for (const temperature of [1, 0.7]) {
+      const params = { ...defaultSamplingParams, temperature }
+      const state = new SequenceState(4096, [])
+      let same = 0
+      for (let i = 0; i < 2000; i++) {
+        const x = u()
+        const fast = sample(logits, params, state, () => x)
+        const slow = draw(processLogits(logits, params, state), x, params)
+        if (fast.token === slow) same++
+        expect(fast.logprob).toBeCloseTo(rawLogprob(logits, fast.token), 9)
+      }
+      // Both invert the same CDF; only a u within rounding of a boundary could split them.
+      expect(same).toBeGreaterThanOrEqual(1998)
+    }
+  })
+})

@@ -139,7 +139,7 @@ export class ExternalModel {
         past = res.present
         const out = new Float32Array(rowsTotal * V)
         for (let r = 0; r < rowsTotal; r++) out.set(res.logits.subarray(((r + 1) * T - 1) * V, (r + 1) * T * V), r * V)
-        return out
+        return { logits: out }
       },
       step: async (rows, tokens) => {
         const token = new Map(rows.map((r, i) => [r, tokens[i]!]))
@@ -151,7 +151,7 @@ export class ExternalModel {
         for (const r of rows) lengths[r]!++
         const out = new Float32Array(rows.length * V)
         rows.forEach((r, i) => out.set(res.logits.subarray(r * V, (r + 1) * V), i * V))
-        return out
+        return { logits: out }
       }
     }
   }

@@ -6,7 +6,7 @@
  * @example
  * const rows = await generate(decoder, [promptIds], params, { stop: [endId], vocabSize, maxContext })
  */
-import { draw, processLogits, rawLogprob, rowRandom, SequenceState, type SamplingParams } from "./Sampling.ts"
+import { rowRandom, sample, SequenceState, type SamplingParams } from "./Sampling.ts"
 
 export interface Generated {
   readonly tokens: Array<number>
@@ -15,15 +15,21 @@ export interface Generated {
   readonly stopReason: "stop" | "length"
 }
 
+/** Next-token logits [rows, V], and optionally their softmax (saves the sampler's exponentials). */
+export interface NextToken {
+  readonly logits: Float32Array
+  readonly probs?: Float32Array
+}
+
 /** A model that continues rows one token at a time, keeping its own cache. */
 export interface Decoder {
-  /** Reads the prompts; returns logits [rows, V] after each prompt's last token. */
-  readonly start: (prompts: ReadonlyArray<ReadonlyArray<number>>) => Promise<Float32Array>
+  /** Reads the prompts; returns the next-token distribution after each prompt's last token. */
+  readonly start: (prompts: ReadonlyArray<ReadonlyArray<number>>) => Promise<NextToken>
   /**
-   * Appends `tokens[i]` to row `rows[i]` and returns logits [rows.length, V] after it. `rows`
-   * lists the unfinished rows, increasing, a subset of the previous call's.
+   * Appends `tokens[i]` to row `rows[i]` and returns the next-token distribution [rows.length, V]
+   * after it. `rows` lists the unfinished rows, increasing, a subset of the previous call's.
    */
-  readonly step: (rows: ReadonlyArray<number>, tokens: ReadonlyArray<number>) => Promise<Float32Array>
+  readonly step: (rows: ReadonlyArray<number>, tokens: ReadonlyArray<number>) => Promise<NextToken>
 }
 
 /**
@@ -49,12 +55,14 @@ export const generate = async (
     random: rowRandom(params.seed, r),
     out: { tokens: [] as Array<number>, logprobs: [] as Array<number>, stopReason: "length" as Generated["stopReason"] }
   }))
+  const scratch = new Float64Array(V)
   /** Samples the next token of row r from its logits; true when the row is finished. */
-  const advance = (r: number, logits: Float32Array): boolean => {
+  const advance = (r: number, next: NextToken, i: number): boolean => {
     const row = rows[r]!
-    const token = draw(processLogits(logits, params, row.state), row.random(), params)
+    const slice = (a: Float32Array) => a.subarray(i * V, (i + 1) * V)
+    const { token, logprob } = sample(slice(next.logits), params, row.state, row.random, scratch, next.probs && slice(next.probs))
     row.out.tokens.push(token)
-    row.out.logprobs.push(rawLogprob(logits, token))
+    row.out.logprobs.push(logprob)
     row.state.observe(token)
     if (stop.has(token)) {
       row.out.stopReason = "stop"
@@ -63,13 +71,13 @@ export const generate = async (
     return row.out.tokens.length >= params.maxTokens || row.length >= options.maxContext
   }
   if (prompts.length === 0) return []
-  let logits = await decoder.start(prompts)
-  let active = rows.map((_, r) => r).filter((r) => !advance(r, logits.subarray(r * V, (r + 1) * V)))
+  const first = await decoder.start(prompts)
+  let active = rows.map((_, r) => r).filter((r) => !advance(r, first, r))
   while (active.length > 0) {
-    logits = await decoder.step(active, active.map((r) => rows[r]!.out.tokens.at(-1)!))
+    const next = await decoder.step(active, active.map((r) => rows[r]!.out.tokens.at(-1)!))
     active = active.filter((r, i) => {
       rows[r]!.length++
-      return !advance(r, logits.subarray(i * V, (i + 1) * V))
+      return !advance(r, next, i)
     })
   }
   return rows.map((row) => row.out)

@@ -423,10 +423,66 @@ export const draw = (logprobs: Float64Array, u: number, params: Pick<SamplingPar
   return last // unreachable unless rounding; still a kept token
 }
 
+/** Sampling with nothing to filter or penalize: the common RL setting, worth its own path. */
+const isPlain = (p: SamplingParams): boolean =>
+  !isGreedy(p) && p.repetitionPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0 &&
+  p.topP >= 1 && !(p.topK > 0)
+
+/**
+ * One pass of exponentials instead of four: e_i = exp((l_i - max) / T) into a scratch buffer, the
+ * inverse-CDF draw over those unnormalized weights (the same CDF as `draw` over the log-softmax),
+ * and at T = 1 the raw logprob from the same sum.
+ */
+const samplePlain = (logits: Float32Array, temperature: number, u: number, out?: Float64Array): { readonly token: number; readonly logprob: number } => {
+  const n = logits.length
+  const e = out !== undefined && out.length === n ? out : new Float64Array(n)
+  let max = -Infinity
+  for (let i = 0; i < n; i++) {
+    const v = logits[i]!
+    if (v !== v) throw new Error(`sampling: logit for token ${i} is NaN`)
+    if (v > max) max = v
+  }
+  let total = 0
+  for (let i = 0; i < n; i++) total += e[i] = Math.exp((logits[i]! - max) / temperature)
+  const target = u * total
+  let cum = 0
+  let token = n - 1
+  for (let i = 0; i < n; i++) {
+    cum += e[i]!
+    if (cum > target) {
+      token = i
+      break
+    }
+  }
+  while (e[token] === 0 && token > 0) token-- // rounding at the very end: still a token with mass
+  const logprob = temperature === 1 ? logits[token]! - max - Math.log(total) : rawLogprob(logits, token)
+  return { token, logprob }
+}
+
+/** Inverse CDF over a softmax already computed (by the model graph); the raw logprob is its log. */
+const sampleProbs = (probs: Float32Array, u: number): { readonly token: number; readonly logprob: number } => {
+  const n = probs.length
+  let total = 0
+  for (let i = 0; i < n; i++) total += probs[i]!
+  const target = u * total
+  let cum = 0
+  let token = n - 1
+  for (let i = 0; i < n; i++) {
+    cum += probs[i]!
+    if (cum > target) {
+      token = i
+      break
+    }
+  }
+  while (probs[token] === 0 && token > 0) token--
+  return { token, logprob: Math.log(probs[token]!) }
+}
+
 /**
  * Processes and draws in one go, consuming exactly one `random()` per call (even when greedy, so a
  * row's stream position depends only on how many steps it took). Returns the token and its raw
- * logprob (vLLM's default `raw_logprobs`). Does not call `state.observe`; the caller does, once the
+ * logprob (vLLM's default `raw_logprobs`). `probs`, the softmax of `logits` when the model graph
+ * computed it, lets plain sampling at temperature 1 skip every exponential. Does not call `state.observe`; the caller does, once the
  * token is accepted.
  *
  * @example
@@ -438,9 +494,13 @@ export const sample = (
   params: SamplingParams,
   state: SequenceState,
   random: () => number,
-  out?: Float64Array
+  out?: Float64Array,
+  probs?: Float32Array
 ): { readonly token: number; readonly logprob: number } => {
   const u = random()
+  if (isPlain(params)) {
+    return params.temperature === 1 && probs !== undefined ? sampleProbs(probs, u) : samplePlain(logits, params.temperature, u, out)
+  }
   const token = draw(processLogits(logits, params, state, out), u, params)
   return { token, logprob: rawLogprob(logits, token) }
 }

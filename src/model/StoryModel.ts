@@ -13,7 +13,7 @@ import * as ort from "onnxruntime-node"
 import { availableParallelism } from "node:os"
 import * as Onnx from "./graph/Onnx.ts"
 import type { Graph } from "./graph/Graph.ts"
-import { generate, type Decoder, type Generated } from "./Generate.ts"
+import { generate, type Decoder, type Generated, type NextToken } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
 import { decodeGraph, headDim, MASKED, paramShapes, prefillGraph, scoreGraph, trainGraph, type ModelConfig } from "./Transformer.ts"
 
@@ -261,6 +261,16 @@ export class StoryModel {
     let keys: Array<Float32Array> = []
     let values: Array<Float32Array> = []
     const chunked = (n: number) => Math.min(Math.ceil(n / CACHE_CHUNK) * CACHE_CHUNK, maxContext)
+    /** Rows `from[i]` of a run's logits and probs, in order. */
+    const rowsOf = (res: Record<string, Onnx.TensorData>, from: ReadonlyArray<number>): NextToken => {
+      const pick = (a: Float32Array) => {
+        if (from.length * V === a.length && from.every((b, i) => b === i)) return a // every slot live, in order: no copy
+        const out = new Float32Array(from.length * V)
+        from.forEach((b, i) => out.set(a.subarray(b * V, (b + 1) * V), i * V))
+        return out
+      }
+      return { logits: pick(res["logits"]!.data as Float32Array), probs: pick(res["probs"]!.data as Float32Array) }
+    }
 
     /** Copies the filled part of each of `rows` (source slot `from(row)`) into a new cache of `cap` slots. */
     const relayout = (rows: ReadonlyArray<number>, cap: number, src: { keys: ReadonlyArray<Float32Array>; values: ReadonlyArray<Float32Array>; cap: number; slot: (row: number) => number }) => {
@@ -309,10 +319,7 @@ export class StoryModel {
           cap: Tp,
           slot: (r) => index.get(keyOf(prompts[r]!))!
         })
-        const logits = res["logits"]!.data as Float32Array
-        const out = new Float32Array(prompts.length * V)
-        prompts.forEach((p, r) => out.set(logits.subarray(index.get(keyOf(p))! * V, (index.get(keyOf(p))! + 1) * V), r * V))
-        return out
+        return rowsOf(res, prompts.map((p) => index.get(keyOf(p))!))
       },
 
       step: async (rows, tokens) => {
@@ -336,9 +343,6 @@ export class StoryModel {
           ]).flat())
         })
         // Each live row's new key and value go into its slot `filled`; dead rows' are dropped.
-        const logits = res["logits"]!.data as Float32Array
-        const out = new Float32Array(rows.length * V)
-        let i = 0
         slots.forEach((r, b) => {
           if (!token.has(r)) return
           const at = filled[r]!
@@ -352,9 +356,9 @@ export class StoryModel {
             }
           }
           filled[r]!++
-          out.set(logits.subarray(b * V, (b + 1) * V), i++ * V)
         })
-        return out
+        const slotOf = new Map(slots.map((r, b) => [r, b]))
+        return rowsOf(res, rows.map((r) => slotOf.get(r)!))
       }
     }
   }

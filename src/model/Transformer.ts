@@ -245,7 +245,7 @@ export const trainGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
 /**
  * Prefill: a right-padded prompt batch tokens [B, T] with positions [T] and the causal mask;
  * `last_index` [B] is b*T + (length_b - 1). Outputs `logits` [B, V] at each row's last prompt
- * token, and per layer `key.l` [B, H, D, T] (transposed: the cache keeps keys as Kᵀ so decoding
+ * token and their softmax `probs`, and per layer `key.l` [B, H, D, T] (transposed: the cache keeps keys as Kᵀ so decoding
  * multiplies without a transpose) and `value.l` [B, H, T, D].
  */
 export const prefillGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
@@ -256,7 +256,9 @@ export const prefillGraph = (c: ModelConfig, dtype: DType = "float32"): Graph =>
   const mask = g.input("mask", dtype, ["T", "T"])
   const last = g.input("last_index", "int64", ["B"])
   const { hidden, keys, values } = backbone(g, c, w, tokens, positions, mask)
-  g.output("logits", logitsOf(g, w, g.gather(g.reshape(hidden, [-1, c.dModel]), last)))
+  const logits = logitsOf(g, w, g.gather(g.reshape(hidden, [-1, c.dModel]), last))
+  g.output("logits", logits)
+  g.output("probs", g.softmax(logits)) // vectorized here, so the sampler's common path does no exp
   keys.forEach((k, l) => g.output(`key.${l}`, g.transposeLast2(k)))
   values.forEach((v, l) => g.output(`value.${l}`, v))
   return g
@@ -267,7 +269,8 @@ export const prefillGraph = (c: ModelConfig, dtype: DType = "float32"): Graph =>
  * `past_key.l` [B, H, D, C] and `past_value.l` [B, H, C, D] under `mask` [B, 1, 1, C] (0 where a
  * cache slot holds a real earlier token of that row, MASKED elsewhere), plus the token itself.
  * The cache is passed in, never copied through the graph: only the new `key.l` / `value.l`
- * [B, H, 1, D] come out, and the caller writes them into its cache buffers.
+ * [B, H, 1, D] come out, and the caller writes them into its cache buffers. Also `logits` and
+ * `probs` [B, V].
  */
 export const decodeGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
   const g = new Graph()
@@ -293,8 +296,9 @@ export const decodeGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => 
       return g.add(g.matmul(pPast, pastV), g.mul(pNew, v))
     })
   }
-  const hidden = rmsNorm(g, c, x, w["norm"]!)
-  g.output("logits", logitsOf(g, w, g.reshape(hidden, [-1, c.dModel])))
+  const logits = logitsOf(g, w, g.reshape(rmsNorm(g, c, x, w["norm"]!), [-1, c.dModel]))
+  g.output("logits", logits)
+  g.output("probs", g.softmax(logits))
   return g
 }
 
