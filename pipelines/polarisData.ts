@@ -13,9 +13,10 @@ import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import type { Layer } from "effect"
 import { Writer } from "../src/engines/Writer.ts"
+import type { Builder, NodeRef } from "../src/Pipeline.ts"
 import { define } from "../src/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
-import { dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
+import { Dataset, dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
 import { derivePrompts } from "../stages/derivePrompts.ts"
 import { splitStories } from "../stages/splitStories.ts"
 import { stratify } from "../stages/stratify.ts"
@@ -39,10 +40,11 @@ const sourceDigest = (path: string): string => {
 /** The split-stories sources of a recipe: each path with the digest of its content. */
 export const sourcesOf = (paths: ReadonlyArray<string>) => paths.map((path) => ({ path, digest: sourceDigest(path) }))
 
-export default define("polaris-data", (b, recipe) => {
+/** `split-stories` -> `dataset`: the recipe's stories, filtered, de-duplicated and split. */
+export const datasetNode = (b: Builder, recipe: Recipe) => {
   const data = recipe.data ?? {}
   const stories = b.node(splitStories, { id: "split-stories", params: { sources: sourcesOf(data.anthologies ?? [BUNDLED_CORPUS]) } })
-  const split = b.node(dataset, {
+  return b.node(dataset, {
     id: "dataset",
     inputs: { stories },
     params: {
@@ -51,21 +53,34 @@ export default define("polaris-data", (b, recipe) => {
       ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
     }
   })
+}
+
+/** One prompt per training (or held-out) story, the premise by the recipe's Writer. */
+export const promptsNode = (b: Builder, recipe: Recipe, split: NodeRef<typeof Dataset.Type, never>, which: "train" | "heldout") => {
+  const data = recipe.data ?? {}
   if (data.prompt?.mode === "excerpt" && data.prompt.max_words === undefined) {
     throw new Error("data.prompt.mode is excerpt: set data.prompt.max_words (the longest reference)")
   }
-  const promptParams = {
+  const params = {
     round_to: data.prompt?.round_to ?? 100,
     mode: data.prompt?.mode ?? "full",
     ...(data.prompt?.max_words !== undefined ? { max_words: data.prompt.max_words } : {})
   } as const
-  const prompts = b.node(derivePrompts, { id: "derive-prompts", inputs: { stories: b.node(trainOf, { id: "train", inputs: { dataset: split } }) }, params: promptParams })
-  const buckets = data.buckets ?? { edges: DEFAULT_EDGES }
+  const stories = which === "train"
+    ? b.node(trainOf, { id: "train", inputs: { dataset: split } })
+    : b.node(heldoutOf, { id: "heldout", inputs: { dataset: split } })
+  return b.node(derivePrompts, { id: which === "train" ? "derive-prompts" : "derive-heldout-prompts", inputs: { stories }, params })
+}
+
+export default define("polaris-data", (b, recipe) => {
+  const split = datasetNode(b, recipe)
+  const prompts = promptsNode(b, recipe, split, "train")
+  const buckets = recipe.data?.buckets ?? { edges: DEFAULT_EDGES }
   return {
     dataset: split,
     prompts,
     strata: b.node(stratify, { id: "stratify", inputs: { prompts }, params: { edges: buckets.edges, ...(buckets.weights !== undefined ? { weights: buckets.weights } : {}) } }),
-    heldoutPrompts: b.node(derivePrompts, { id: "derive-heldout-prompts", inputs: { stories: b.node(heldoutOf, { id: "heldout", inputs: { dataset: split } }) }, params: promptParams })
+    heldoutPrompts: promptsNode(b, recipe, split, "heldout")
   }
 })
 

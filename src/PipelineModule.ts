@@ -43,7 +43,8 @@ export const define = (name: string, build: Definition["build"]): Definition => 
 /** Built-in pipelines, by name: each a module (in `pipelines/`) whose default export is a Definition. */
 const BUILTINS: Readonly<Record<string, string>> = {
   "polaris-data": resolve(import.meta.dirname, "..", "pipelines", "polarisData.ts"),
-  pretrain: resolve(import.meta.dirname, "..", "pipelines", "pretrain.ts")
+  pretrain: resolve(import.meta.dirname, "..", "pipelines", "pretrain.ts"),
+  "judge-references": resolve(import.meta.dirname, "..", "pipelines", "judgeReferences.ts")
 }
 
 /** A loaded pipeline: built, with the services its stages need. */

@@ -23,38 +23,28 @@
  * ```
  */
 import { digest } from "../Canonical.ts"
-import { Cause, Context, Data, Duration, Effect, Layer, Redacted, Schema } from "effect"
-import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
+import { Context, Effect, Layer, Redacted, Schema } from "effect"
+import { FetchHttpClient, HttpClient } from "effect/http"
 import { premise as extractivePremise, type PremiseSource } from "../data/Premise.ts"
 import { excerpt } from "../data/Prompts.ts"
 import type { Fingerprinted } from "../Engine.ts"
-import * as Retry from "../Retry.ts"
+import {
+  attempts,
+  LlmError,
+  parseJsonBody,
+  postJson,
+  readChatReply,
+  readGeminiReply,
+  malformed,
+  trimSlash,
+  type LlmErrorReason,
+  type RemoteOptions as SharedRemoteOptions
+} from "./llm/Remote.ts"
 
-/** Why a Writer call failed. */
-export type WriterErrorReason =
-  | "RateLimited" // 429
-  | "Unavailable" // 408, 5xx
-  | "Timeout" // no answer within the call timeout
-  | "Transport" // connection refused/reset
-  | "Malformed" // 2xx, but the reply is not the JSON we asked for
-  | "Blocked" // the model refused (promptFeedback.blockReason, SAFETY)
-  | "QuotaExhausted" // a daily quota: retrying today cannot help
-  | "BadRequest" // 400
-  | "Unauthorized" // 401, 403
-  | "NotFound" // 404 (unknown model)
-  | "Http" // any other status
-
-/** A failed premise derivation; names the method and URL, keeps the cause. */
-export class WriterError extends Data.TaggedError("WriterError")<{
-  readonly reason: WriterErrorReason
-  readonly message: string
-  /** `POST http://host/v1beta/models/m:generateContent`; never contains the key. */
-  readonly origin: string
-  readonly status?: number | undefined
-  readonly retryable: boolean
-  readonly retryAfter?: Duration.Duration | undefined
-  readonly cause?: unknown
-}> {}
+/** A failed premise derivation (the remote-call error every LLM engine shares). */
+export const WriterError = LlmError
+export type WriterError = LlmError
+export type WriterErrorReason = LlmErrorReason
 
 /** What a Writer does. */
 export interface WriterShape extends Fingerprinted {
@@ -62,14 +52,8 @@ export interface WriterShape extends Fingerprinted {
   readonly premise: (story: PremiseSource) => Effect.Effect<string, WriterError>
 }
 
-/** Settings every remote Writer shares. */
-export interface RemoteOptions {
-  /** Total attempts per call, the first included (default 5). */
-  readonly attempts?: number
-  /** Backoff between attempts (defaults of `Retry.backoff`; `attempts` above wins). */
-  readonly backoff?: Retry.BackoffOptions
-  /** Time limit of one HTTP call (default 60 seconds). */
-  readonly timeout?: Duration.Input
+/** Settings every remote Writer shares (attempts, backoff and timeout as every remote engine). */
+export interface RemoteOptions extends SharedRemoteOptions {
   /** Words of the story sent to the model (its opening, cut at a paragraph; default 3000). */
   readonly maxStoryWords?: number
   /** Sampling temperature (omitted when not set). */
@@ -118,158 +102,14 @@ export const premiseJsonSchema = {
 } as const
 
 // ---------------------------------------------------------------------------------------------
-// Error classification (shared by the remote layers)
-
-/** A protobuf Duration string ("26s", "0.2s") -> Duration. */
-export const parseProtoDuration = (s: string): Duration.Duration | undefined => {
-  const m = /^(\d+(?:\.\d+)?)s$/.exec(s.trim())
-  return m === null ? undefined : Duration.millis(Math.round(Number(m[1]) * 1000))
-}
-
-/** A Retry-After header (delta seconds or an HTTP date) -> Duration. */
-export const parseRetryAfter = (value: string | undefined, now: number = Date.now()): Duration.Duration | undefined => {
-  if (value === undefined || value.trim() === "") return undefined
-  const v = value.trim()
-  if (/^\d+(?:\.\d+)?$/.test(v)) return Duration.millis(Math.round(Number(v) * 1000))
-  const at = Date.parse(v)
-  return Number.isNaN(at) ? undefined : Duration.millis(Math.max(0, at - now))
-}
-
-const ErrorBody = Schema.Struct({
-  error: Schema.Struct({
-    message: Schema.optionalKey(Schema.String),
-    status: Schema.optionalKey(Schema.String),
-    details: Schema.optionalKey(Schema.Array(Schema.Record(Schema.String, Schema.Unknown)))
-  })
-})
-const decodeErrorBody = Schema.decodeUnknownResult(Schema.fromJsonString(ErrorBody))
-
-interface ErrorFacts {
-  readonly message: string
-  readonly retryDelay: Duration.Duration | undefined
-  readonly daily: boolean
-}
-
-/** Message, RetryInfo.retryDelay and "PerDay" quota facts of a google.rpc.Status / OpenAI error body. */
-const errorFacts = (text: string): ErrorFacts => {
-  const decoded = decodeErrorBody(text)
-  if (decoded._tag === "Failure") return { message: text.slice(0, 300), retryDelay: undefined, daily: false }
-  const { details = [], message = "", status } = decoded.success.error
-  let retryDelay: Duration.Duration | undefined
-  let daily = false
-  for (const d of details) {
-    const type = typeof d["@type"] === "string" ? d["@type"] : ""
-    if (type.endsWith("google.rpc.RetryInfo") && typeof d.retryDelay === "string") retryDelay = parseProtoDuration(d.retryDelay)
-    if (type.endsWith("google.rpc.QuotaFailure") && Array.isArray(d.violations)) {
-      daily ||= d.violations.some((v: unknown) => typeof v === "object" && v !== null && String((v as { quotaId?: unknown }).quotaId ?? "").includes("PerDay"))
-    }
-  }
-  return { message: status === undefined ? message : `${status}: ${message}`, retryDelay, daily }
-}
-
-/** HTTP status + headers + body -> a WriterError (permanent or retryable). */
-export const classifyStatus = (
-  origin: string,
-  status: number,
-  headers: Readonly<Record<string, string | undefined>>,
-  body: string
-): WriterError => {
-  const facts = errorFacts(body)
-  const retryAfter = parseRetryAfter(headers["retry-after"]) ?? facts.retryDelay
-  const base = { origin, status, message: `${status} ${facts.message}`.trim() }
-  if (status === 429 && facts.daily) return new WriterError({ ...base, reason: "QuotaExhausted", retryable: false })
-  if (status === 429) return new WriterError({ ...base, reason: "RateLimited", retryable: true, retryAfter })
-  if (status === 408 || status >= 500) return new WriterError({ ...base, reason: "Unavailable", retryable: true, retryAfter })
-  if (status === 401 || status === 403) return new WriterError({ ...base, reason: "Unauthorized", retryable: false })
-  if (status === 404) return new WriterError({ ...base, reason: "NotFound", retryable: false })
-  if (status === 400) return new WriterError({ ...base, reason: "BadRequest", retryable: false })
-  return new WriterError({ ...base, reason: "Http", retryable: false })
-}
-
-const malformed = (origin: string, message: string, cause?: unknown): WriterError =>
-  new WriterError({ reason: "Malformed", origin, message, retryable: true, cause })
-
-// ---------------------------------------------------------------------------------------------
-// One JSON POST with timeout, classification and retries
-
-interface PostSpec<A> {
-  readonly url: string
-  readonly headers: Record<string, string>
-  readonly body: unknown
-  /** The reply body (2xx) -> the premise, or a WriterError. */
-  readonly read: (origin: string, text: string) => Effect.Effect<A, WriterError>
-}
-
-const makePost = (client: HttpClient.HttpClient, options: RemoteOptions) => {
-  const timeout = options.timeout ?? "60 seconds"
-  const schedule = Retry.backoff({ ...options.backoff, attempts: options.attempts ?? options.backoff?.attempts ?? 5 })
-  return <A>(spec: PostSpec<A>): Effect.Effect<A, WriterError> => {
-    const origin = `POST ${spec.url}`
-    const once = client
-      .execute(HttpClientRequest.post(spec.url).pipe(HttpClientRequest.setHeaders(spec.headers), HttpClientRequest.bodyJsonUnsafe(spec.body)))
-      .pipe(
-        Effect.flatMap((response) =>
-          Effect.flatMap(response.text, (text) =>
-            response.status >= 200 && response.status < 300
-              ? spec.read(origin, text)
-              : Effect.fail(classifyStatus(origin, response.status, response.headers, text))
-          )
-        ),
-        Effect.timeout(timeout),
-        Effect.mapError((e): WriterError => {
-          if (e instanceof WriterError) return e
-          if (Cause.isTimeoutError(e)) {
-            return new WriterError({ reason: "Timeout", origin, message: `no answer within ${Duration.format(Duration.fromInputUnsafe(timeout))}`, retryable: true, cause: e })
-          }
-          return new WriterError({ reason: "Transport", origin, message: String((e as { message?: unknown }).message ?? e), retryable: true, cause: e })
-        })
-      )
-    return Retry.transient(once, schedule)
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Gemini
 
-const GeminiResponse = Schema.Struct({
-  candidates: Schema.optionalKey(
-    Schema.Array(
-      Schema.Struct({
-        content: Schema.optionalKey(
-          Schema.Struct({
-            parts: Schema.optionalKey(
-              Schema.Array(Schema.Struct({ text: Schema.optionalKey(Schema.String), thought: Schema.optionalKey(Schema.Boolean) }))
-            )
-          })
-        ),
-        finishReason: Schema.optionalKey(Schema.String)
-      })
-    )
-  ),
-  promptFeedback: Schema.optionalKey(Schema.Struct({ blockReason: Schema.optionalKey(Schema.String) }))
-})
-const decodeGemini = Schema.decodeUnknownResult(Schema.fromJsonString(GeminiResponse))
-
-const BLOCKED_FINISH = new Set(["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"])
-
-/** A 2xx generateContent body -> the premise (text of candidates[0], thoughts skipped). */
-const readGemini = (origin: string, text: string): Effect.Effect<string, WriterError> => {
-  const decoded = decodeGemini(text)
-  if (decoded._tag === "Failure") return Effect.fail(malformed(origin, `unexpected generateContent reply: ${decoded.failure.message}`, decoded.failure))
-  const { candidates = [], promptFeedback } = decoded.success
-  const first = candidates[0]
-  if (first === undefined) {
-    const why = promptFeedback?.blockReason
-    return why === undefined
-      ? Effect.fail(malformed(origin, "reply has no candidates"))
-      : Effect.fail(new WriterError({ reason: "Blocked", origin, message: `prompt blocked: ${why}`, retryable: false }))
-  }
-  if (first.finishReason !== undefined && BLOCKED_FINISH.has(first.finishReason)) {
-    return Effect.fail(new WriterError({ reason: "Blocked", origin, message: `answer blocked: ${first.finishReason}`, retryable: false }))
-  }
-  const answer = (first.content?.parts ?? []).filter((p) => p.thought !== true).map((p) => p.text ?? "").join("")
-  return readPremiseJson(origin, answer, first.finishReason)
-}
+/** A generateContent body -> the premise. */
+const readGemini = (origin: string, text: string): Effect.Effect<string, WriterError> =>
+  parseJsonBody(origin, text).pipe(
+    Effect.flatMap((body) => readGeminiReply(origin, body)),
+    Effect.flatMap((reply) => readPremiseJson(origin, reply.text, reply.finishReason))
+  )
 
 const readPremiseJson = (origin: string, answer: string, finishReason?: string): Effect.Effect<string, WriterError> => {
   const parsed = decodePremise(answer)
@@ -280,12 +120,10 @@ const readPremiseJson = (origin: string, answer: string, finishReason?: string):
   return Effect.succeed(parsed.success.premise.trim().replace(/[.\s]+$/, ""))
 }
 
-const trimSlash = (s: string): string => s.replace(/\/+$/, "")
-
 const geminiMake = (options: GeminiOptions) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
-    const post = makePost(client, options)
+    const post = <A>(spec: Parameters<typeof postJson<A>>[1]) => attempts(options, `POST ${spec.url}`, postJson(client, spec))
     const model = options.model.replace(/^models\//, "")
     const version = options.apiVersion ?? "v1beta"
     const origin = trimSlash(options.baseUrl ?? "https://generativelanguage.googleapis.com")
@@ -311,23 +149,8 @@ const geminiMake = (options: GeminiOptions) =>
 // ---------------------------------------------------------------------------------------------
 // OpenAI-compatible
 
-const ChatResponse = Schema.Struct({
-  choices: Schema.Array(
-    Schema.Struct({
-      message: Schema.Struct({ content: Schema.NullOr(Schema.String) }),
-      finish_reason: Schema.optionalKey(Schema.NullOr(Schema.String))
-    })
-  )
-})
-const decodeChat = Schema.decodeUnknownResult(Schema.fromJsonString(ChatResponse))
-
-const readChat = (origin: string, text: string): Effect.Effect<string, WriterError> => {
-  const decoded = decodeChat(text)
-  if (decoded._tag === "Failure") return Effect.fail(malformed(origin, `unexpected chat completion reply: ${decoded.failure.message}`, decoded.failure))
-  const first = decoded.success.choices[0]
-  if (first === undefined) return Effect.fail(malformed(origin, "reply has no choices"))
-  return readPremiseJson(origin, first.message.content ?? "", first.finish_reason ?? undefined)
-}
+const readChat = (origin: string, text: string): Effect.Effect<string, WriterError> =>
+  Effect.flatMap(readChatReply(origin, text), (reply) => readPremiseJson(origin, reply.text, reply.finishReason))
 
 /**
  * `backend:model@settings`: everything that shapes a premise (the instruction, temperature, the
@@ -340,7 +163,7 @@ const settingsFingerprint = (backend: string, model: string, settings: Record<st
 const openaiMake = (options: OpenAIOptions) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
-    const post = makePost(client, options)
+    const post = <A>(spec: Parameters<typeof postJson<A>>[1]) => attempts(options, `POST ${spec.url}`, postJson(client, spec))
     const url = `${trimSlash(options.baseUrl).replace(/\/v1$/, "")}/v1/chat/completions`
     const maxWords = options.maxStoryWords ?? 3000
     const apiKey = options.apiKey

@@ -99,7 +99,10 @@ export const Judge = Schema.Struct({
   requests_per_minute: field(PositiveInt, "Rate limit: requests per minute"),
   tokens_per_minute: field(PositiveInt, "Rate limit: tokens per minute"),
   max_in_flight: field(PositiveInt, "Most judge calls in flight"),
-  price_per_million: field(Schema.Struct({ input: NonNegative, output: NonNegative }), "USD per million tokens, for cost accounting")
+  price_per_million: field(Schema.Struct({ input: NonNegative, output: NonNegative }), "USD per million tokens, for cost accounting"),
+  samples: field(PositiveInt, "Judgements per story, averaged (1 online; 2-3 for evaluation)"),
+  timeout_s: field(PositiveInt, "Time limit of one judge call, seconds (default 120)"),
+  attempts: field(PositiveInt, "Attempts per judgement before it is recorded unscorable (default 6)")
 })
 
 /** How rewards are made from judge scores and lengths. */

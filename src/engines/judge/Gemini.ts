@@ -1,0 +1,78 @@
+/**
+ * The `gemini` judge: @google/genai's generateContent with structured JSON output
+ * (`responseJsonSchema` from the rubric: evidence before score for every dimension, scores
+ * bounded), temperature and thinking level configurable. The SDK's own retries stay off (it
+ * ignores RetryInfo); RemoteJudge retries on our Schedule, honouring RetryInfo, behind the rate
+ * limiter. The key is Redacted: it reaches the SDK and nothing else.
+ *
+ * @example
+ * ```ts
+ * const layer = gemini({ apiKey: Redacted.make(process.env.GEMINI_API_KEY!), model: "gemini-3-flash-preview", rubric,
+ *   thinkingLevel: "LOW", limits: { requestsPerMinute: 1000 }, price: { input: 0.5, output: 3 } })
+ * ```
+ */
+import { ApiError, GoogleGenAI, type ThinkingLevel } from "@google/genai"
+import { Effect, Layer, Redacted } from "effect"
+import { classifyStatus, LlmError, readGeminiReply, trimSlash } from "../llm/Remote.ts"
+import { Judge } from "./Judge.ts"
+import { makeRemoteJudge, type RemoteJudgeOptions } from "./RemoteJudge.ts"
+
+export interface GeminiJudgeOptions extends RemoteJudgeOptions {
+  readonly apiKey: Redacted.Redacted<string>
+  /** e.g. `gemini-3-flash-preview`; a `models/` prefix is accepted. */
+  readonly model: string
+  /** Origin only (default `https://generativelanguage.googleapis.com`): a local server in tests. */
+  readonly baseUrl?: string
+  /** API version path segment (default `v1beta`). */
+  readonly apiVersion?: string
+  /** Default 1.0, Google's advice for Gemini 3. */
+  readonly temperature?: number
+  /** Gemini 3 thinking level (omitted: the model's default). */
+  readonly thinkingLevel?: "MINIMAL" | "LOW" | "MEDIUM" | "HIGH"
+  readonly maxOutputTokens?: number
+}
+
+const DEFAULT_ORIGIN = "https://generativelanguage.googleapis.com"
+
+/** An SDK failure -> an LlmError: ApiError carries the status and the JSON error body as its message. */
+const fromSdk = (origin: string, e: unknown): LlmError => {
+  if (e instanceof LlmError) return e
+  if (e instanceof ApiError) return classifyStatus(origin, e.status, {}, e.message)
+  return new LlmError({ reason: "Transport", origin, message: e instanceof Error ? e.message : String(e), retryable: true, cause: e })
+}
+
+export const makeGemini = (options: GeminiJudgeOptions) => {
+  const model = options.model.replace(/^models\//, "")
+  const version = options.apiVersion ?? "v1beta"
+  const base = trimSlash(options.baseUrl ?? DEFAULT_ORIGIN)
+  const origin = `POST ${base}${version === "" ? "" : `/${version}`}/models/${model}:generateContent`
+  const ai = new GoogleGenAI({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } })
+  const temperature = options.temperature ?? 1
+  return makeRemoteJudge({
+    name: "gemini",
+    model,
+    origin,
+    settings: { temperature, thinkingLevel: options.thinkingLevel ?? null, maxOutputTokens: options.maxOutputTokens ?? null },
+    call: (prompt, schema) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          ai.models.generateContent({
+            model,
+            contents: [{ role: "user", parts: [{ text: prompt.user }] }],
+            config: {
+              systemInstruction: prompt.system,
+              temperature,
+              responseMimeType: "application/json",
+              responseJsonSchema: schema,
+              ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
+              ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {}),
+              abortSignal: signal
+            }
+          }),
+        catch: (e) => fromSdk(origin, e)
+      }).pipe(Effect.flatMap((response) => readGeminiReply(origin, response)))
+  }, options)
+}
+
+/** The gemini judge as a Judge layer. */
+export const gemini = (options: GeminiJudgeOptions): Layer.Layer<Judge> => Layer.effect(Judge, makeGemini(options))

@@ -1,0 +1,100 @@
+/**
+ * The Judge engine: scores a story against a rubric (ARCHITECTURE.md §6, shared/design/rubric.md).
+ *
+ * Backends (layers in Judges.ts): `proxy` (embedded, no network: measurable text statistics under
+ * its own rubric id, never the literary rubric), `gemini` (@google/genai, structured JSON output),
+ * `openai` (any OpenAI-compatible chat endpoint). A verdict carries every dimension's score (or
+ * null where the rubric allows it), the evidence the judge wrote before each score, the
+ * normalised quality, the tokens used and the cost.
+ *
+ * @example
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const judge = yield* Judge
+ *   const verdict = yield* judge.score({ prompt: "Write a 300-word story about a fox.", story })
+ *   return verdict.quality // 0..1, NaN never: a failure is a JudgeError
+ * })
+ * ```
+ */
+import { Context, Data, type Duration, type Effect, Schema } from "effect"
+import type { Fingerprinted } from "../../Engine.ts"
+import type { Rubric } from "./Rubric.ts"
+
+/** One story to judge. `sample` tells repeated judgements of the same story apart (k > 1). */
+export interface JudgeItem {
+  readonly prompt: string
+  readonly story: string
+  readonly sample?: number
+}
+
+/** Tokens a call used (0 for the proxy judge). */
+export const Usage = Schema.Struct({
+  input_tokens: Schema.Number,
+  output_tokens: Schema.Number,
+  thought_tokens: Schema.Number
+})
+export type Usage = typeof Usage.Type
+
+/** A judgement: what is stored, memoized and turned into the reward. */
+export const Verdict = Schema.Struct({
+  /** The rubric's fingerprint (`id@version:digest`). */
+  rubric: Schema.String,
+  /** The judge's fingerprint (backend, model, settings). */
+  judge: Schema.String,
+  /** Score per rubric dimension; null where the dimension does not apply (nullable dimensions only). */
+  scores: Schema.Record(Schema.String, Schema.NullOr(Schema.Number)),
+  /** The judge's evidence per dimension, written before the score. */
+  evidence: Schema.Record(Schema.String, Schema.String),
+  /** Mean of the non-null scores, normalised to 0..1 by the rubric's scale. */
+  quality: Schema.Number,
+  usage: Usage,
+  cost_usd: Schema.Number,
+  /** Calls made for this verdict, failed attempts included. */
+  calls: Schema.Number
+})
+export type Verdict = typeof Verdict.Type
+
+/** Why a judgement failed (after its retries, for retryable reasons). */
+export type JudgeErrorReason =
+  | "RateLimited" // 429
+  | "Unavailable" // 408, 5xx
+  | "Timeout" // no answer within the call timeout
+  | "Transport" // connection refused/reset
+  | "Malformed" // 2xx, but not the JSON the rubric asks for (or truncated)
+  | "Blocked" // the model refused (safety)
+  | "QuotaExhausted" // a daily quota: retrying today cannot help
+  | "BadRequest" // 400
+  | "Unauthorized" // 401, 403
+  | "NotFound" // 404 (unknown model)
+  | "Http" // any other status
+
+export class JudgeError extends Data.TaggedError("JudgeError")<{
+  readonly reason: JudgeErrorReason
+  readonly message: string
+  /** `POST http://host/...`; never contains the key. */
+  readonly origin: string
+  readonly status?: number | undefined
+  readonly retryable: boolean
+  readonly retryAfter?: Duration.Duration | undefined
+  /** Calls made before giving up. */
+  readonly calls?: number | undefined
+  readonly cause?: unknown
+}> {}
+
+/** Running totals of a judge, for metrics. */
+export interface JudgeTotals {
+  readonly calls: number
+  readonly failedCalls: number
+  readonly verdicts: number
+  readonly usage: Usage
+  readonly costUsd: number
+}
+
+export interface JudgeShape extends Fingerprinted {
+  readonly rubric: Rubric
+  readonly score: (item: JudgeItem) => Effect.Effect<Verdict, JudgeError>
+  /** Totals since the layer was built. */
+  readonly totals: () => JudgeTotals
+}
+
+export class Judge extends Context.Service<Judge, JudgeShape>()("polaris/Judge") {}

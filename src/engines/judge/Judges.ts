@@ -1,0 +1,77 @@
+/**
+ * The Judge layers, and the one a recipe's `judge:` section describes.
+ *
+ * - `proxy(rubric?)`: embedded, no network (Proxy.ts), rubric `proxy-text-stats` only.
+ * - `gemini(options)`: @google/genai (Gemini.ts).
+ * - `openai(options)`: any OpenAI-compatible endpoint (OpenAI.ts).
+ *
+ * @example
+ * ```ts
+ * Effect.provide(program, Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }))
+ * ```
+ */
+import { Duration, Effect, Layer } from "effect"
+import type { Recipe } from "../../recipe/Recipe.ts"
+import { gemini } from "./Gemini.ts"
+import { Judge } from "./Judge.ts"
+import { openai } from "./OpenAI.ts"
+import { makeProxy } from "./Proxy.ts"
+import * as Rubric from "./Rubric.ts"
+
+export { gemini } from "./Gemini.ts"
+export { openai } from "./OpenAI.ts"
+
+/** The embedded judge over its own rubric (the shipped proxy-text-stats, or a copy of it). */
+export const proxy = (rubricPath: string = Rubric.PROXY_RUBRIC): Layer.Layer<Judge, Rubric.RubricError | Error> =>
+  Layer.effect(Judge, Effect.flatMap(Rubric.load(rubricPath), (rubric) => Effect.try({ try: () => makeProxy(rubric), catch: (e) => e as Error })))
+
+/** Shipped rubrics by id; anything else is a path to a rubric YAML file. */
+const SHIPPED: Readonly<Record<string, string>> = {
+  "story-quality": Rubric.DEFAULT_RUBRIC,
+  "proxy-text-stats": Rubric.PROXY_RUBRIC
+}
+
+export const rubricPath = (rubric: string | undefined, fallback: string): string =>
+  rubric === undefined ? fallback : SHIPPED[rubric] ?? rubric
+
+type JudgeSection = NonNullable<Recipe["judge"]>
+
+/**
+ * A recipe's judge: backend, model, rubric, sampling settings, limits and prices. A section
+ * missing what its backend needs throws at once (before anything runs), naming the key.
+ */
+export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | Error> => {
+  if (section.backend === "proxy") return proxy(rubricPath(section.rubric, Rubric.PROXY_RUBRIC))
+  const model = section.model
+  if (model === undefined) throw new Error(`judge.model is required for the ${section.backend} judge`)
+  const limits = {
+    ...(section.requests_per_minute !== undefined ? { requestsPerMinute: section.requests_per_minute } : {}),
+    ...(section.tokens_per_minute !== undefined ? { tokensPerMinute: section.tokens_per_minute } : {}),
+    ...(section.max_in_flight !== undefined ? { maxInFlight: section.max_in_flight } : {})
+  }
+  const shared = {
+    limits,
+    timeout: Duration.seconds(section.timeout_s ?? 120),
+    attempts: section.attempts ?? 6,
+    ...(section.price_per_million !== undefined ? { price: section.price_per_million } : {}),
+    ...(section.temperature !== undefined ? { temperature: section.temperature } : {})
+  }
+  const withRubric = (make: (rubric: Rubric.Rubric) => Layer.Layer<Judge>) =>
+    Layer.unwrap(Effect.map(Rubric.load(rubricPath(section.rubric, Rubric.DEFAULT_RUBRIC)), make))
+  if (section.backend === "gemini") {
+    const apiKey = section.api_key
+    if (apiKey === undefined) throw new Error("judge.api_key is required for the gemini judge (write ${GEMINI_API_KEY})")
+    const level = section.thinking_level?.toUpperCase()
+    if (level !== undefined && !["MINIMAL", "LOW", "MEDIUM", "HIGH"].includes(level)) {
+      throw new Error(`judge.thinking_level must be minimal, low, medium or high, got ${section.thinking_level}`)
+    }
+    return withRubric((rubric) => gemini({
+      ...shared, rubric, model, apiKey,
+      ...(section.base_url !== undefined ? { baseUrl: section.base_url } : {}),
+      ...(level !== undefined ? { thinkingLevel: level as "MINIMAL" | "LOW" | "MEDIUM" | "HIGH" } : {})
+    }))
+  }
+  const baseUrl = section.base_url
+  if (baseUrl === undefined) throw new Error("judge.base_url is required for the openai judge")
+  return withRubric((rubric) => openai({ ...shared, rubric, model, baseUrl, ...(section.api_key !== undefined ? { apiKey: section.api_key } : {}) }))
+}

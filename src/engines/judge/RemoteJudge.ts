@@ -1,0 +1,115 @@
+/**
+ * What the remote judges (gemini, openai) share: the rubric prompt, a rate-limited attempt per
+ * HTTP call, reading the reply against the rubric (a malformed or truncated verdict fails its
+ * attempt as retryable), cost from the reported tokens, and running totals. A backend only says
+ * how one call is made.
+ *
+ * @example
+ * const judge = yield* makeRemoteJudge({ backend: "gemini", model, rubric, settings, call, ... })
+ */
+import { Effect } from "effect"
+import { digest } from "../../Canonical.ts"
+import { attempts, type LlmError, malformed, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
+import * as RateLimiter from "../llm/RateLimiter.ts"
+import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type Verdict } from "./Judge.ts"
+import * as Rubric from "./Rubric.ts"
+
+/** USD per million tokens; thought tokens are billed as output (as Gemini and OpenAI bill them). */
+export interface Price {
+  readonly input: number
+  readonly output: number
+}
+
+export interface RemoteJudgeOptions extends RemoteOptions {
+  readonly rubric: Rubric.Rubric
+  /** Client-side limits (requests/min, tokens/min, calls in flight). */
+  readonly limits?: RateLimiter.RateLimits
+  readonly price?: Price
+  /** Tokens a verdict is expected to produce, for the tokens/min bucket before the real count is known (default 2,000). */
+  readonly expectedOutputTokens?: number
+}
+
+export interface Backend {
+  readonly name: "gemini" | "openai"
+  readonly model: string
+  /** Everything besides the model that shapes a verdict (temperature, thinking, endpoint): fingerprinted. */
+  readonly settings: Readonly<Record<string, unknown>>
+  /** Where calls go, for error messages (never the key). */
+  readonly origin: string
+  /** One HTTP call with the rubric's prompt and reply schema. */
+  readonly call: (prompt: { readonly system: string; readonly user: string }, schema: unknown) => Effect.Effect<Reply, unknown>
+}
+
+const cost = (u: TokenUsage, price: Price | undefined): number =>
+  price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
+
+const add = (a: TokenUsage, b: TokenUsage): TokenUsage => ({ input: a.input + b.input, output: a.output + b.output, thought: a.thought + b.thought })
+const ZERO: TokenUsage = { input: 0, output: 0, thought: 0 }
+
+export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): Effect.Effect<JudgeShape> =>
+  Effect.gen(function*() {
+    const { rubric } = options
+    const limiter = options.limits === undefined ? RateLimiter.unlimited : yield* RateLimiter.make(options.limits)
+    const schema = Rubric.replyJsonSchema(rubric)
+    const rubricId = Rubric.fingerprint(rubric)
+    const fingerprint = `${backend.name}:${backend.model}@${digest({ ...backend.settings, rubric: rubricId }).slice(0, 12)}`
+    const totals = { calls: 0, failedCalls: 0, verdicts: 0, usage: ZERO, costUsd: 0 }
+    const expected = options.expectedOutputTokens ?? 2000
+
+    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+      Effect.gen(function*() {
+        const prompt = Rubric.judgePrompt(rubric, item)
+        const estimate = Math.ceil((prompt.system.length + prompt.user.length) / 4) + expected
+        let calls = 0
+        let usage = ZERO
+        const once = Effect.flatMap(backend.call(prompt, schema), (reply) => {
+          usage = add(usage, reply.usage)
+          const spent = reply.usage.input + reply.usage.output + reply.usage.thought
+          const decoded = Rubric.decodeReply(rubric, reply.text)
+          const note = reply.finishReason !== undefined && !/^stop$/i.test(reply.finishReason) ? ` (finish ${reply.finishReason})` : ""
+          return Effect.andThen(
+            limiter.settle(spent - estimate),
+            decoded._tag === "Success"
+              ? Effect.succeed(decoded.success)
+              : Effect.fail(malformed(backend.origin, `the verdict does not fit rubric ${rubricId}${note}: ${decoded.failure}`))
+          )
+        })
+        // Each attempt takes a rate-limit permit and is counted, failed or not.
+        const counted = (attempt: Effect.Effect<Rubric.Reply, LlmError>) =>
+          limiter.withPermit(estimate, Effect.suspend(() => {
+            calls++
+            return Effect.tapError(attempt, () => Effect.sync(() => void totals.failedCalls++))
+          }))
+        const result = yield* attempts(options, backend.origin, once, counted).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            totals.calls += calls
+            totals.usage = add(totals.usage, usage)
+            totals.costUsd += cost(usage, options.price)
+          })),
+          Effect.mapError((e) => new JudgeError({
+            reason: e.reason, message: e.message, origin: e.origin, status: e.status, retryable: e.retryable, retryAfter: e.retryAfter, calls, cause: e.cause
+          }))
+        )
+        totals.verdicts++
+        return {
+          rubric: rubricId,
+          judge: fingerprint,
+          scores: result.scores,
+          evidence: result.evidence,
+          quality: Rubric.quality(rubric, result.scores),
+          usage: { input_tokens: usage.input, output_tokens: usage.output, thought_tokens: usage.thought },
+          cost_usd: cost(usage, options.price),
+          calls
+        }
+      })
+
+    return {
+      fingerprint,
+      rubric,
+      score,
+      totals: (): JudgeTotals => ({
+        ...totals,
+        usage: { input_tokens: totals.usage.input, output_tokens: totals.usage.output, thought_tokens: totals.usage.thought }
+      })
+    }
+  })

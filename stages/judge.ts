@@ -1,0 +1,103 @@
+/**
+ * `judge`: scores stories with the recipe's Judge and turns the scores into rewards.
+ *
+ * Each (story text, prompt, sample) is memoized under its own key, which also carries the judge's
+ * fingerprint (backend, model, settings, rubric id + version + content), so no paid call is ever
+ * repeated: not after a crash, not in another run. A story whose judge calls all failed is
+ * recorded as unscorable with the reason, with no quality and no reward (never 0); failures are
+ * not memoized, so a later run or `resume` tries it again.
+ */
+import { Effect, Schema } from "effect"
+import { sha256 } from "../src/Canonical.ts"
+import { Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
+import { lengthScore, reward, stripThinking, storyWords } from "../src/grpo/Reward.ts"
+import * as Stage from "../src/Stage.ts"
+
+/** A story to judge: the prompt it answers and the length that prompt asked for. */
+export const Candidate = Schema.Struct({
+  id: Schema.String,
+  prompt: Schema.String,
+  text: Schema.String,
+  requested_words: Schema.Int
+})
+export type Candidate = typeof Candidate.Type
+
+/** Why a story has no score. */
+export const Unscorable = Schema.Struct({ reason: Schema.String, message: Schema.String, calls: Schema.Number })
+
+export const Judgement = Schema.Struct({
+  id: Schema.String,
+  /** Words after stripping thinking. */
+  words: Schema.Int,
+  /** LongWriter S_l, 0..100. */
+  length_score: Schema.Number,
+  /** Mean normalised quality over the verdicts (0..1); null when unscorable. */
+  quality: Schema.NullOr(Schema.Number),
+  /** Q_norm · L; null when unscorable. */
+  reward: Schema.NullOr(Schema.Number),
+  verdicts: Schema.Array(Verdict),
+  unscorable: Schema.NullOr(Unscorable)
+})
+export type Judgement = typeof Judgement.Type
+
+export const judge = Stage.make({
+  name: "judge",
+  version: "1",
+  resource: "judge",
+  engines: [Judge],
+  inputs: { stories: Schema.Array(Candidate) },
+  params: Schema.Struct({
+    /** Verdicts per story, averaged (rubric.md: 1 online, 2-3 for evaluation). */
+    samples: Schema.Int.check(Schema.isGreaterThan(0)),
+    length_factor: Schema.Literals(["longwriter", "none"]),
+    /** Stories judged at once (the judge's own limiter still caps calls in flight). */
+    concurrency: Schema.Int.check(Schema.isGreaterThan(0))
+  }),
+  output: Schema.Array(Judgement),
+  run: ({ stories }, { samples, length_factor, concurrency }, ctx) =>
+    Effect.gen(function*() {
+      const judge = yield* Judge
+      const before = judge.totals() // the layer's totals span every node: report this node's share
+      let done = 0
+      const judged = yield* Effect.forEach(stories, (story) =>
+        Effect.gen(function*() {
+          const text = stripThinking(story.text)
+          const verdicts = yield* Effect.forEach(Array.from({ length: samples }, (_, k) => k), (sample) =>
+            ctx.memo("verdict", { text: sha256(text), prompt: story.prompt, sample }, Verdict, judge.score({ prompt: story.prompt, story: text, sample })),
+            { concurrency: samples })
+          return verdicts
+        }).pipe(
+          Effect.map((verdicts) => ({ verdicts, unscorable: null })),
+          Effect.catchTag("JudgeError", (e: JudgeError) =>
+            Effect.succeed({ verdicts: [] as ReadonlyArray<Verdict>, unscorable: { reason: e.reason, message: e.message, calls: e.calls ?? 0 } })),
+          Effect.map(({ verdicts, unscorable }): Judgement => {
+            const words = storyWords(story.text)
+            const qualities = verdicts.map((v) => v.quality).filter((q) => !Number.isNaN(q))
+            const quality = unscorable === null && qualities.length > 0 ? qualities.reduce((a, b) => a + b, 0) / qualities.length : null
+            return {
+              id: story.id,
+              words,
+              length_score: lengthScore(story.requested_words, words),
+              quality,
+              reward: reward({ quality, requested: story.requested_words, words, lengthFactor: length_factor }),
+              verdicts,
+              unscorable
+            }
+          }),
+          Effect.tap(() => ctx.progress(++done, stories.length))
+        ), { concurrency })
+      const after = judge.totals()
+      const scored = judged.filter((j) => j.quality !== null)
+      yield* ctx.metric({
+        stories: judged.length,
+        unscorable: judged.length - scored.length,
+        quality_mean: scored.length > 0 ? scored.reduce((s, j) => s + j.quality!, 0) / scored.length : null,
+        judge_calls: after.calls - before.calls,
+        judge_failed_calls: after.failedCalls - before.failedCalls,
+        judge_cost_usd: after.costUsd - before.costUsd,
+        judge_input_tokens: after.usage.input_tokens - before.usage.input_tokens,
+        judge_output_tokens: after.usage.output_tokens + after.usage.thought_tokens - before.usage.output_tokens - before.usage.thought_tokens
+      })
+      return judged
+    })
+})

@@ -1,0 +1,131 @@
+/**
+ * The remote judges against local servers speaking the Gemini and OpenAI-compatible protocols,
+ * with injected faults: 20% 429 (half with RetryInfo / Retry-After), 10% 500/503, 5% hangs past
+ * the call timeout, 5% malformed or truncated JSON. Every story must end scored with exactly the
+ * scores the server's judge gave, or unscorable with a reason; never a made-up 0; and the calls
+ * made are counted, bounded by attempts × stories, and equal to what the server saw.
+ */
+import { createHash } from "node:crypto"
+import { Effect, Redacted } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { makeGemini } from "../src/engines/judge/Gemini.ts"
+import type { JudgeShape } from "../src/engines/judge/Judge.ts"
+import { makeOpenAI } from "../src/engines/judge/OpenAI.ts"
+import * as Rubric from "../src/engines/judge/Rubric.ts"
+import { FetchHttpClient } from "effect/http"
+import { startFakeGemini, type FakeServer, type Faults } from "./support/fakeGemini.ts"
+import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
+
+const KEY = "AIza-judge-test-key"
+const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
+const hash = (s: string) => parseInt(createHash("sha256").update(s).digest("hex").slice(0, 8), 16)
+
+/** The server-side judge: deterministic scores per story, dialogue null for some stories. */
+export const scoresFor = (story: string): Record<string, number | null> =>
+  Object.fromEntries(rubric.dimensions.map((d) => [d.id, d.nullable === true && hash(story) % 3 === 0 ? null : 1 + (hash(story + d.id) % 10)]))
+
+const storyOf = (user: string): string => {
+  const after = user.slice(user.lastIndexOf("</prompt>"))
+  return after.slice(after.indexOf("<story>") + "<story>".length, after.lastIndexOf("</story>")).trim()
+}
+
+export const verdictText = (story: string): string =>
+  JSON.stringify(Object.fromEntries(Object.entries(scoresFor(story)).map(([id, score]) => [id, { evidence: `"${story.slice(0, 20)}"`, score }])))
+
+const geminiAnswer = (req: any) => verdictText(storyOf(req.contents[0].parts[0].text))
+const openaiAnswer = (req: any) => verdictText(storyOf(req.messages.at(-1).content))
+
+const stories = Array.from({ length: 40 }, (_, i) => ({
+  prompt: `Write a 300-word story about lighthouse number ${i}.`,
+  story: `Story ${i}. The keeper of lighthouse ${i} climbed the stairs at dusk.\n\n"Who is there?" she asked. Nobody answered.`
+}))
+
+const FAULTS: Faults = { rateLimited: 0.2, retryInfo: 0.5, retryDelay: "0.02s", unavailable: 0.1, hang: 0.05, malformed: 0.05, seed: "judge-suite" }
+const remote = { timeout: "400 millis", attempts: 6, backoff: { base: "5 millis", cap: "40 millis" } } as const
+
+/** Judges every story; a JudgeError becomes an unscorable record with its reason. */
+const judgeAll = (judge: JudgeShape) =>
+  Effect.forEach(stories, (item) =>
+    judge.score(item).pipe(
+      Effect.map((verdict) => ({ item, verdict, unscorable: undefined })),
+      Effect.catchTag("JudgeError", (e) => Effect.succeed({ item, verdict: undefined, unscorable: e }))
+    ), { concurrency: 8 })
+
+const checkSuite = async (server: FakeServer, judge: JudgeShape) => {
+  const results = await Effect.runPromise(judgeAll(judge))
+  const scored = results.filter((r) => r.verdict !== undefined)
+  const unscorable = results.filter((r) => r.unscorable !== undefined)
+  expect(scored.length + unscorable.length).toBe(stories.length)
+  for (const { item, verdict } of scored) {
+    // Exactly the server judge's scores: a failure never leaks in as a low score.
+    expect(verdict!.scores).toEqual(scoresFor(item.story))
+    expect(verdict!.quality).toBeCloseTo(Rubric.quality(rubric, scoresFor(item.story)), 12)
+    expect(verdict!.calls).toBeGreaterThanOrEqual(1)
+  }
+  for (const { unscorable: e } of unscorable) {
+    expect(e!.reason).toMatch(/RateLimited|Unavailable|Timeout|Malformed|Transport/)
+    expect(e!.calls).toBe(remote.attempts)
+  }
+  const counts = server.counts()
+  const totals = judge.totals()
+  // Bounded and reported: what the judge counted is what the server received.
+  expect(totals.calls).toBe(counts.total)
+  expect(totals.calls).toBeLessThanOrEqual(stories.length * remote.attempts)
+  expect(totals.calls - totals.failedCalls).toBe(scored.length)
+  expect(counts["429"]! + counts["5xx"]! + counts.hang! + counts.malformed!).toBeGreaterThan(0) // the faults did happen
+  return { scored: scored.length, calls: totals.calls, counts }
+}
+
+describe("gemini judge (@google/genai) under faults", () => {
+  let server: FakeServer
+  beforeAll(async () => {
+    server = await startFakeGemini({ answer: geminiAnswer, faults: FAULTS, requireKey: KEY })
+  })
+  afterAll(() => server.close())
+
+  it("scores every story or records why not, with bounded, counted calls", async () => {
+    const judge = await Effect.runPromise(makeGemini({ ...remote, apiKey: Redacted.make(KEY), model: "gemini-3-flash-preview", baseUrl: server.url, rubric, thinkingLevel: "LOW", price: { input: 0.5, output: 3 } }))
+    const { scored, calls } = await checkSuite(server, judge)
+    expect(scored).toBeGreaterThanOrEqual(38) // 6 attempts at ~40% failures each: all but a rare story succeed
+    expect(calls).toBeGreaterThan(stories.length) // retries happened
+    expect(judge.totals().costUsd).toBeGreaterThan(0)
+    // Structured output: the rubric's schema (evidence before score), thinking level, our key header.
+    const first = server.calls.find((c) => c.outcome === "ok")!
+    const body = first.body as any
+    expect(body.generationConfig.responseMimeType).toBe("application/json")
+    expect(body.generationConfig.responseJsonSchema.properties.plot.propertyOrdering).toEqual(["evidence", "score"])
+    expect(body.generationConfig.thinkingConfig).toEqual({ thinkingLevel: "LOW" })
+    expect(body.systemInstruction.parts[0].text).toContain("Sustained Engagement")
+    expect(first.headers["x-goog-api-key"]).toBe(KEY)
+  }, 60_000)
+
+  it("a daily quota is not retried; a bad key fails at once", async () => {
+    const quota = await startFakeGemini({ answer: geminiAnswer, faults: { dailyQuota: 1 } })
+    const judge = await Effect.runPromise(makeGemini({ ...remote, apiKey: Redacted.make(KEY), model: "m", baseUrl: quota.url, rubric }))
+    const e = await Effect.runPromise(Effect.flip(judge.score(stories[0]!)))
+    expect([e.reason, e.calls]).toEqual(["QuotaExhausted", 1])
+    await quota.close()
+    const wrong = await Effect.runPromise(makeGemini({ ...remote, apiKey: Redacted.make("wrong"), model: "m", baseUrl: server.url, rubric }))
+    const denied = await Effect.runPromise(Effect.flip(wrong.score(stories[0]!)))
+    expect([denied.reason, denied.calls]).toEqual(["Unauthorized", 1])
+    expect(denied.message).not.toContain("wrong")
+  })
+})
+
+describe("openai judge under faults", () => {
+  let server: FakeServer
+  beforeAll(async () => {
+    server = await startFakeOpenAI({ answer: openaiAnswer, faults: FAULTS, requireKey: KEY })
+  })
+  afterAll(() => server.close())
+
+  it("scores every story or records why not, with bounded, counted calls", async () => {
+    const judge = await Effect.runPromise(Effect.provide(makeOpenAI({ ...remote, baseUrl: server.url, model: "Qwen/Qwen3-32B", apiKey: Redacted.make(KEY), rubric }), FetchHttpClient.layer))
+    const { scored } = await checkSuite(server, judge)
+    expect(scored).toBeGreaterThanOrEqual(38)
+    const body = server.calls.find((c) => c.outcome === "ok")!.body as any
+    expect(body.response_format.type).toBe("json_schema")
+    expect(JSON.stringify(body.response_format.json_schema.schema)).not.toContain("propertyOrdering")
+    expect(body.messages[0].role).toBe("system")
+  }, 60_000)
+})
