@@ -209,7 +209,9 @@ export const run = <R, O>(
         )
         const object = yield* store.put(bytes)
         const durationMs = Date.now() - t0
-        yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
+        if (node.stage.cacheIf === undefined || node.stage.cacheIf(produced)) {
+          yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
+        }
         yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs })
         return { digest: object, value } satisfies NodeValue
       })

@@ -89,6 +89,12 @@ export interface Stage<Inputs extends InputSchemas, Out, Params, E, R> {
   readonly engines: ReadonlyArray<EngineKey>
   /** Absolute path of the defining module; its bytes are the stage's source fingerprint. */
   readonly source: string
+  /**
+   * Whether an output may be reused by later runs (default: always). A rejected output still
+   * feeds this run's downstream nodes, but a later run or `resume` executes the node again, where
+   * its memoized items make that cheap: a judge step with unscorable stories retries only those.
+   */
+  readonly cacheIf?: ((output: Out) => boolean) | undefined
   readonly run: (input: InputValues<Inputs>, params: Params, ctx: StageContext) => Effect.Effect<Out, E, R>
 }
 
@@ -122,6 +128,7 @@ export const make = <
   readonly retry?: Schedule.Schedule<unknown, unknown>
   readonly engines?: ReadonlyArray<EngineKey>
   readonly source?: string
+  readonly cacheIf?: (output: Out) => boolean
   readonly run: (input: InputValues<Inputs>, params: Params, ctx: StageContext) => Effect.Effect<Out, E, R>
 }): Stage<Inputs, Out, Params, E, R> => {
   if (!/^[a-z0-9][a-z0-9._-]*$/.test(definition.name)) {
@@ -140,6 +147,7 @@ export const make = <
     retry: definition.retry ?? Retry.never,
     engines: definition.engines ?? [],
     source,
+    cacheIf: definition.cacheIf,
     run: definition.run
   }
 }

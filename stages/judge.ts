@@ -5,7 +5,8 @@
  * fingerprint (backend, model, settings, rubric id + version + content), so no paid call is ever
  * repeated: not after a crash, not in another run. A story whose judge calls all failed is
  * recorded as unscorable with the reason, with no quality and no reward (never 0); failures are
- * not memoized, so a later run or `resume` tries it again.
+ * not memoized and such an output is not cached (`cacheIf`), so a later run or `resume` judges
+ * those stories again, and only those.
  */
 import { Effect, Schema } from "effect"
 import { sha256 } from "../src/Canonical.ts"
@@ -54,6 +55,8 @@ export const judge = Stage.make({
     concurrency: Schema.Int.check(Schema.isGreaterThan(0))
   }),
   output: Schema.Array(Judgement),
+  // With unscorable stories the output is used now but not cached: the next run retries them.
+  cacheIf: (judged) => judged.every((j) => j.unscorable === null),
   run: ({ stories }, { samples, length_factor, concurrency }, ctx) =>
     Effect.gen(function*() {
       const judge = yield* Judge

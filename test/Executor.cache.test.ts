@@ -177,3 +177,33 @@ describe("source fingerprints of imported helpers", () => {
     expect(fingerprintFile(stage, new Map())).not.toBe(before)
   })
 })
+
+describe("cacheIf", () => {
+  it("an output the stage declines to cache feeds this run, and the next run executes the node again", async () => {
+    const root = tempDir()
+    let partial = true
+    const flaky = Stage.make({
+      name: "flaky-total",
+      version: "1",
+      inputs: { xs: Schema.Array(Schema.Number) },
+      output: Schema.Struct({ sum: Schema.Number, complete: Schema.Boolean }),
+      cacheIf: (out) => out.complete,
+      run: ({ xs }) => Effect.sync(() => (count("flaky"), { sum: xs.reduce((a, b) => a + b, 0), complete: !partial }))
+    })
+    const pipeline = Pipeline.make("partial", (p) => {
+      const xs = p.node(source, { id: "source", params: { n: 3 } })
+      return { out: p.node(total, { id: "after", inputs: { xs: p.node(scale, { id: "x2", inputs: { xs }, params: { by: 2 } }) } }), f: p.node(flaky, { id: "flaky", inputs: { xs } }) }
+    })
+    reset()
+    const first = await runOk(root, pipeline)
+    expect(first.outputs).toEqual({ out: 6, f: { sum: 3, complete: false } })
+    reset()
+    await runOk(root, pipeline)
+    expect(ran()).toEqual({ flaky: 1 }) // not cached: runs again; everything else is reused
+    partial = false
+    await runOk(root, pipeline)
+    reset()
+    await runOk(root, pipeline)
+    expect(ran()).toEqual({}) // complete now: cached
+  })
+})

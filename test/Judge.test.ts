@@ -129,3 +129,24 @@ describe("openai judge under faults", () => {
     expect(body.messages[0].role).toBe("system")
   }, 60_000)
 })
+
+describe("judge rate limit", () => {
+  it("holds calls to R requests/min under load: the steady rate is between 0.9 R and R", async () => {
+    const server = await startFakeGemini({ answer: geminiAnswer })
+    const R = 1200 // per minute: 20 per second, burst of 1 second (20 calls)
+    const judge = await Effect.runPromise(makeGemini({ ...remote, apiKey: Redacted.make(KEY), model: "m", baseUrl: server.url, rubric, limits: { requestsPerMinute: R, maxInFlight: 64 } }))
+    const items = Array.from({ length: 100 }, (_, i) => ({ prompt: "Write a story.", story: `Story number ${i}.` }))
+    await Effect.runPromise(Effect.forEach(items, (item) => judge.score(item), { concurrency: 64 }))
+    await server.close()
+    const at = server.calls.map((c) => c.at).sort((a, b) => a - b)
+    expect(at).toHaveLength(100)
+    // The first second's burst is part of the limiter's budget (every 60 s window stays within R);
+    // after it, calls arrive at the refill rate.
+    const steady = at.slice(20)
+    const perSecond = (steady.length - 1) / ((steady.at(-1)! - steady[0]!) / 1000)
+    expect(perSecond).toBeLessThanOrEqual(R / 60)
+    expect(perSecond).toBeGreaterThan(0.9 * R / 60)
+    // No one-second window holds more than the burst plus a second of refill.
+    for (let i = 0; i < at.length; i++) expect(at.filter((t) => t >= at[i]! && t < at[i]! + 1000).length).toBeLessThanOrEqual(20 + 20)
+  }, 30_000)
+})

@@ -269,8 +269,8 @@ describe("RateLimiter: interruption", () => {
     expect(result.afterQueueInterrupts).toMatchObject({ started: 1, inFlight: 1 })
     expect(Object.keys(result.starts).sort()).toEqual(["holder", "slow", "w2", "w5"])
     expect(result.starts["holder"]).toBe(0)
-    expect(result.starts["w2"]).toBeCloseTo(gap, 3)
-    expect(result.starts["w5"]).toBeCloseTo(2 * gap, 3)
+    expect(result.starts["w2"]).toBeCloseTo(gap, 2)
+    expect(result.starts["w5"]).toBeCloseTo(2 * gap, 2)
     expect(result.whileSlow.inFlight).toBe(1)
     expect(result.afterSlow.inFlight).toBe(0)
     expect(result.max).toBe(1)
@@ -293,8 +293,8 @@ describe("RateLimiter: fairness", () => {
         bigQueuedAt = yield* Clock.currentTimeMillis
         const big = yield* fork(limiter.withPermit(100, Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => (bigStart = t)))))
         yield* TestClock.adjust("10 seconds")
-        yield* Fiber.join(big)
-        yield* Fiber.interruptAll(small)
+        // No join: a starved request would hang the test instead of failing it.
+        yield* Fiber.interruptAll([big, ...small])
       })
     )
     expect(bigStart).toBeDefined()

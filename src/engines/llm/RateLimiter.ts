@@ -59,7 +59,8 @@ export interface RateLimiter {
   /**
    * Waits until one request and `estimatedTokens` tokens are available and a slot is free, runs
    * `effect` holding the slot, releases the slot when it ends (success, failure or interruption).
-   * Callers are served in arrival order. Negative or NaN estimates count as 0.
+   * Callers are served in arrival order. Estimates are clamped to [0, tokensPerMinute] (NaN
+   * counts as 0).
    *
    * @example
    * const reply = yield* limiter.withPermit(promptTokens + maxOutput, callModel(prompt))
@@ -94,8 +95,12 @@ const makeBucket = (perMinute: number, burstSeconds: number): Bucket => {
   return { capacity, rate: (perMinute - capacity) / 60_000, level: capacity }
 }
 
-/** Float slack so that a wake computed to the exact refill instant counts as enough. */
-const enough = (level: number, need: number) => level >= need - 1e-9 * Math.max(1, need)
+/**
+ * Waits shorter than this count as ready. Float error (and Duration's whole-nanosecond
+ * rounding) can leave a head that woke at the computed instant a hair short; without this slack
+ * it would "sleep" for ~0 ms, which a TestClock answers at once, and spin.
+ */
+const READY_WITHIN_MS = 1e-3
 
 /**
  * Builds a limiter. Dies with a RangeError on a limit that is 0, negative or NaN, since such a
@@ -139,11 +144,11 @@ export const make = (limits: RateLimits): Effect.Effect<RateLimiter> =>
       }
     }
 
-    /** Milliseconds until `need` is in `b` (0 if already), assuming nothing else changes. */
+    /** Milliseconds until `b` holds `min(cost, capacity)` (0 if it does), assuming nothing else changes. */
     const waitFor = (b: Bucket | undefined, cost: number): number => {
       if (b === undefined) return 0
-      const need = Math.min(cost, b.capacity)
-      return enough(b.level, need) ? 0 : (need - b.level) / b.rate
+      const ms = (Math.min(cost, b.capacity) - b.level) / b.rate
+      return ms > READY_WITHIN_MS ? ms : 0
     }
 
     type Step = { readonly _tag: "Admitted" } | { readonly _tag: "Wait"; readonly ms: number | undefined; readonly changed: Deferred.Deferred<void> }
@@ -170,7 +175,9 @@ export const make = (limits: RateLimits): Effect.Effect<RateLimiter> =>
       Effect.flatMap(tryAdmit(cost, onAdmit), (step) => {
         if (step._tag === "Admitted") return Effect.void
         const woken = Deferred.await(step.changed)
-        const wait = step.ms === undefined ? woken : Effect.race(clock.sleep(Duration.millis(step.ms)), woken)
+        // Rounded up to the microsecond so the wake is never before the refill instant.
+        const sleep = step.ms === undefined ? undefined : clock.sleep(Duration.millis(Math.ceil(step.ms * 1000) / 1000))
+        const wait = sleep === undefined ? woken : Effect.race(sleep, woken)
         return Effect.flatMap(wait, () => admit(cost, onAdmit))
       })
 
@@ -178,11 +185,13 @@ export const make = (limits: RateLimits): Effect.Effect<RateLimiter> =>
     // hands it to the oldest waiter, which gives FIFO admission. Its permit is held only while
     // waiting to be admitted, never while the call runs.
     const turnstile = yield* Semaphore.make(1)
-    const unlimitedish = requests === undefined && tokens === undefined && maxInFlight === undefined
+    const noLimits = requests === undefined && tokens === undefined && maxInFlight === undefined
 
     const withPermit = <A, E, R>(estimatedTokens: number, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.suspend(() => {
-        const cost = estimatedTokens > 0 ? estimatedTokens : 0
+        // A single call above the per-minute amount cannot be legitimate (the provider would refuse
+        // it); clamping keeps a runaway estimate (even Infinity) from stalling the queue for good.
+        const cost = estimatedTokens > 0 ? Math.min(estimatedTokens, tpm ?? Number.POSITIVE_INFINITY) : 0
         const t0 = clock.currentTimeMillisUnsafe()
         // Set in the same synchronous step that takes the slot (no interruption can fall between
         // the two), so the finalizer below releases exactly what was taken: nothing for a caller
@@ -192,7 +201,7 @@ export const make = (limits: RateLimits): Effect.Effect<RateLimiter> =>
           holding = true
           waitedMs += Math.max(0, clock.currentTimeMillisUnsafe() - t0)
         }
-        const acquire = unlimitedish
+        const acquire = noLimits
           ? Effect.sync(() => {
               inFlight += 1
               started += 1

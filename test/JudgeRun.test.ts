@@ -1,0 +1,175 @@
+/**
+ * The judge through the `polaris` command, against a local Gemini server: a run killed halfway
+ * through judging resumes without repeating a finished judge call; unscorable stories are
+ * recorded with their reason (no reward, not 0) and judged again, alone, by the next run; the API
+ * key appears in no file of the store and no line the command printed.
+ */
+import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { afterEach, describe, expect, it } from "vitest"
+import * as Rubric from "../src/engines/judge/Rubric.ts"
+import { startFakeGemini, type FakeServer } from "./support/fakeGemini.ts"
+import { anyFileContains, tempDirInRepo } from "./support/store.ts"
+
+const ROOT = join(import.meta.dirname, "..")
+const BIN = join(ROOT, "bin", "polaris.js")
+const KEY = "AIza-secret-never-stored-7f3c"
+const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
+
+const storyOf = (req: any): string => {
+  const user: string = req.contents[0].parts[0].text
+  const after = user.slice(user.lastIndexOf("</prompt>"))
+  return after.slice(after.indexOf("<story>") + 7, after.lastIndexOf("</story>")).trim()
+}
+/** The fake judge's verdict; its evidence names the story, so a stored verdict says whose it is. */
+const tag = (story: string) => createHash("sha256").update(story).digest("hex").slice(0, 12)
+const answer = (req: any) =>
+  JSON.stringify(Object.fromEntries(rubric.dimensions.map((d, i) => [d.id, { evidence: `story ${tag(storyOf(req))}`, score: d.nullable === true ? null : 1 + ((storyOf(req).length + i) % 10) }])))
+
+/** Stories whose verdict is in the store's memo index (finished work). */
+const memoized = (store: string): Set<string> => {
+  const out = new Set<string>()
+  const dir = join(store, "memo")
+  if (!existsSync(dir)) return out
+  for (const shard of readdirSync(dir)) {
+    for (const f of readdirSync(join(dir, shard))) {
+      const { object } = JSON.parse(readFileSync(join(dir, shard, f), "utf8"))
+      const verdict = JSON.parse(readFileSync(join(store, "objects", object.slice(0, 2), object), "utf8"))
+      if (typeof verdict?.evidence?.plot === "string") out.add(verdict.evidence.plot.replace("story ", ""))
+    }
+  }
+  return out
+}
+
+const recipe = (dir: string, server: FakeServer, inFlight: number) => {
+  const file = join(dir, "recipe.yaml")
+  writeFileSync(file, [
+    "pipeline: judge-references",
+    "data:",
+    `  anthologies: [${join(ROOT, "examples", "anthologies")}]`,
+    "  min_words: 500",
+    "  max_words: 12000",
+    "  heldout_fraction: 0.1",
+    "judge:",
+    "  backend: gemini",
+    "  model: gemini-3-flash-preview",
+    `  base_url: ${server.url}`,
+    "  api_key: ${POLARIS_TEST_GEMINI_KEY}",
+    `  max_in_flight: ${inFlight}`,
+    "  timeout_s: 5",
+    "  attempts: 2",
+    "  price_per_million: { input: 0.5, output: 3.0 }"
+  ].join("\n") + "\n")
+  return file
+}
+
+const env = { ...process.env, POLARIS_TEST_GEMINI_KEY: KEY }
+/** Runs polaris asynchronously: the fake server lives in this process and must keep answering. */
+const polaris = (args: ReadonlyArray<string>) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => (stdout += d))
+    child.stderr.on("data", (d) => (stderr += d))
+    child.on("exit", (status) => resolve({ status, stdout, stderr }))
+  })
+
+/** The judge node's output in the store, from a `--json` summary. */
+const judged = (store: string, summary: any): Array<any> => {
+  const object: string = summary.nodes.judge.object
+  return JSON.parse(readFileSync(join(store, "objects", object.slice(0, 2), object), "utf8"))
+}
+
+/** Successful generateContent calls per story. */
+const okPerStory = (server: FakeServer) => {
+  const m = new Map<string, number>()
+  for (const c of server.calls) if (c.outcome === "ok") m.set(tag(storyOf(c.body)), (m.get(tag(storyOf(c.body))) ?? 0) + 1)
+  return m
+}
+
+let servers: Array<FakeServer> = []
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()))
+  servers = []
+})
+
+describe("judging through polaris run", () => {
+  it("resumes a run killed mid-judging without repeating a finished call, and stores no key", async () => {
+    const server = await startFakeGemini({ answer, latencyMs: 120, requireKey: KEY })
+    servers.push(server)
+    const dir = tempDirInRepo("judge-resume-")
+    const store = join(dir, "store")
+    const inFlight = 2
+    const file = recipe(dir, server, inFlight)
+
+    const child = spawn(process.execPath, [BIN, "run", file, "--store", store], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+    let printed = ""
+    child.stdout.on("data", (d) => (printed += d))
+    child.stderr.on("data", (d) => (printed += d))
+    const exited = new Promise((resolve) => child.on("exit", resolve))
+    // Kill it once a third of the 21 held-out stories have been judged.
+    while (server.calls.filter((c) => c.outcome === "ok").length < 7) await new Promise((r) => setTimeout(r, 20))
+    child.kill("SIGKILL")
+    await exited
+    const beforeKill = server.calls.filter((c) => c.outcome === "ok").length
+    const finished = memoized(store)
+    expect(finished.size).toBeGreaterThan(0)
+
+    const resumed = await polaris(["resume", "--store", store])
+    expect(resumed.status, resumed.stderr).toBe(0)
+    const final = await polaris(["run", file, "--store", store, "--json"])
+    expect(final.status, final.stderr).toBe(0)
+    const summary = JSON.parse(final.stdout)
+    expect(summary.executed).toBe(0)
+    const results = judged(store, summary)
+    expect(results).toHaveLength(21)
+    expect(results.every((r) => r.quality !== null && r.unscorable === null)).toBe(true)
+
+    const perStory = okPerStory(server)
+    expect(perStory.size).toBe(21)
+    // Zero repeated calls for finished work: every verdict stored before the kill was never asked for again.
+    const repeatedFinished = [...finished].filter((t) => (perStory.get(t) ?? 0) !== 1)
+    expect(repeatedFinished).toEqual([])
+    // The only repeats are calls in flight at the kill: answered by the server, killed before the client stored them.
+    const repeated = [...perStory.entries()].filter(([, n]) => n > 1).map(([t]) => t)
+    expect(repeated.length).toBeLessThanOrEqual(inFlight)
+    expect(repeated.every((t) => !finished.has(t))).toBe(true)
+    console.log(`judge resume: killed with ${finished.size} verdicts stored (${beforeKill} answered by the server); ${[...perStory.values()].reduce((a, b) => a + b, 0)} successful calls in all for 21 stories; 0 repeated for stored verdicts, ${repeated.length} repeated that were in flight at the kill`)
+
+    // Secret hygiene: nowhere in the store (objects, memo, node index, run logs, frozen config) or the output.
+    expect(anyFileContains(store, KEY)).toBe(false)
+    expect(printed + resumed.stdout + resumed.stderr + final.stdout + final.stderr).not.toContain(KEY)
+    expect(readFileSync(join(summary.dir, "config.json"), "utf8")).toContain("POLARIS_TEST_GEMINI_KEY")
+  }, 120_000)
+
+  it("records unscorable stories with their reason, then judges only those on the next run", async () => {
+    const server = await startFakeGemini({ answer, requireKey: KEY, faults: { unavailable: 1 } })
+    servers.push(server)
+    const dir = tempDirInRepo("judge-unscorable-")
+    const store = join(dir, "store")
+    const file = recipe(dir, server, 4)
+    const first = await polaris(["run", file, "--store", store, "--json"])
+    expect(first.status, first.stderr).toBe(0) // unscorable stories do not fail the run
+    const down = judged(store, JSON.parse(first.stdout))
+    expect(down.every((r) => r.quality === null && r.reward === null && r.unscorable?.reason === "Unavailable")).toBe(true)
+    expect(down.every((r) => r.unscorable.calls === 2)).toBe(true)
+
+    server.setFaults({})
+    server.reset()
+    const second = await polaris(["run", file, "--store", store, "--json"])
+    expect(second.status, second.stderr).toBe(0)
+    const summary = JSON.parse(second.stdout)
+    expect(summary.nodes.judge.status).toBe("executed")
+    const up = judged(store, summary)
+    expect(up.every((r) => r.quality !== null && r.reward !== null && r.reward > 0 && r.unscorable === null)).toBe(true)
+    expect(server.calls.filter((c) => c.outcome === "ok")).toHaveLength(21)
+
+    const third = await polaris(["run", file, "--store", store, "--json"])
+    expect(JSON.parse(third.stdout).executed).toBe(0) // now complete: cached, no call
+    expect(server.calls).toHaveLength(21)
+  }, 120_000)
+})
