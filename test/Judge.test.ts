@@ -9,6 +9,7 @@ import { createHash } from "node:crypto"
 import { Effect, Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeGemini } from "../src/engines/judge/Gemini.ts"
+import { makeGeminiBatch } from "../src/engines/judge/GeminiBatch.ts"
 import type { JudgeShape } from "../src/engines/judge/Judge.ts"
 import { makeOpenAI } from "../src/engines/judge/OpenAI.ts"
 import * as Rubric from "../src/engines/judge/Rubric.ts"
@@ -149,4 +150,30 @@ describe("judge rate limit", () => {
     // No one-second window holds more than the burst plus a second of refill.
     for (let i = 0; i < at.length; i++) expect(at.filter((t) => t >= at[i]! && t < at[i]! + 1000).length).toBeLessThanOrEqual(20 + 20)
   }, 30_000)
+})
+
+describe("gemini batch judge (Batch API)", () => {
+  it("collects judgements into one job, polls it, and reads each result like a generateContent reply", async () => {
+    const server = await startFakeGemini({ answer: geminiAnswer, batchPolls: 2, faults: { batchItemError: 0.1, seed: "batch" } })
+    const judge = await Effect.runPromise(makeGeminiBatch({ apiKey: Redacted.make(KEY), model: "gemini-3-flash-preview", baseUrl: server.url, rubric, collectFor: "50 millis", pollEvery: "20 millis" }))
+    expect(judge.preferredConcurrency).toBe(Number.POSITIVE_INFINITY)
+    const results = await Effect.runPromise(Effect.forEach(stories, (item) => Effect.result(judge.score(item)), { concurrency: "unbounded" }))
+    await server.close()
+    const ok = results.filter((r) => r._tag === "Success")
+    const failed = results.filter((r) => r._tag === "Failure")
+    expect(ok.length + failed.length).toBe(stories.length)
+    expect(failed.length).toBeGreaterThan(0) // the injected per-item errors...
+    for (const f of failed) expect(f.failure.reason).toBe("Unavailable") // ...become unscorable, retried by a later run
+    results.forEach((r, i) => {
+      if (r._tag === "Success") expect(r.success.scores).toEqual(scoresFor(stories[i]!.story))
+    })
+    // One job: create, then polls until it succeeded; no generateContent calls.
+    const paths = server.calls.map((c) => `${c.method} ${c.path.replace(/\?.*/, "")}`)
+    expect(paths.filter((p) => p.endsWith(":batchGenerateContent"))).toHaveLength(1)
+    expect(paths.filter((p) => p.includes(":generateContent"))).toHaveLength(0)
+    expect(paths.filter((p) => p.startsWith("GET")).length).toBeGreaterThanOrEqual(2)
+    // The same fingerprint as the online judge with the same settings: verdicts memoize under one key.
+    const online = await Effect.runPromise(makeGemini({ apiKey: Redacted.make(KEY), model: "gemini-3-flash-preview", baseUrl: server.url, rubric }))
+    expect(judge.fingerprint).toBe(online.fingerprint)
+  })
 })

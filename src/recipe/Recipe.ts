@@ -102,7 +102,8 @@ export const Judge = Schema.Struct({
   price_per_million: field(Schema.Struct({ input: NonNegative, output: NonNegative }), "USD per million tokens, for cost accounting"),
   samples: field(PositiveInt, "Judgements per story, averaged (1 online; 2-3 for evaluation)"),
   timeout_s: field(PositiveInt, "Time limit of one judge call, seconds (default 120)"),
-  attempts: field(PositiveInt, "Attempts per judgement before it is recorded unscorable (default 6)")
+  attempts: field(PositiveInt, "Attempts per judgement before it is recorded unscorable (default 6)"),
+  batch: field(Schema.Boolean, "gemini: submit through the Batch API (evaluation only: half price, results in hours)")
 })
 
 /** How rewards are made from judge scores and lengths. */

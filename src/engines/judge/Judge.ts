@@ -93,6 +93,8 @@ export interface JudgeTotals {
 export interface JudgeShape extends Fingerprinted {
   readonly rubric: Rubric
   readonly score: (item: JudgeItem) => Effect.Effect<Verdict, JudgeError>
+  /** Judgements a caller should request at once (the batch judge wants them all); default the caller's choice. */
+  readonly preferredConcurrency?: number
   /** Totals since the layer was built. */
   readonly totals: () => JudgeTotals
 }

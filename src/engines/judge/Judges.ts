@@ -2,7 +2,7 @@
  * The Judge layers, and the one a recipe's `judge:` section describes.
  *
  * - `proxy(rubric?)`: embedded, no network (Proxy.ts), rubric `proxy-text-stats` only.
- * - `gemini(options)`: @google/genai (Gemini.ts).
+ * - `gemini(options)`: @google/genai (Gemini.ts); `geminiBatch(options)`: through the Batch API (GeminiBatch.ts).
  * - `openai(options)`: any OpenAI-compatible endpoint (OpenAI.ts).
  *
  * @example
@@ -13,12 +13,14 @@
 import { Duration, Effect, Layer } from "effect"
 import type { Recipe } from "../../recipe/Recipe.ts"
 import { gemini } from "./Gemini.ts"
+import { geminiBatch } from "./GeminiBatch.ts"
 import { Judge } from "./Judge.ts"
 import { openai } from "./OpenAI.ts"
 import { makeProxy } from "./Proxy.ts"
 import * as Rubric from "./Rubric.ts"
 
 export { gemini } from "./Gemini.ts"
+export { geminiBatch } from "./GeminiBatch.ts"
 export { openai } from "./OpenAI.ts"
 
 /** The embedded judge over its own rubric (the shipped proxy-text-stats, or a copy of it). */
@@ -64,6 +66,15 @@ export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.Rub
     const level = section.thinking_level?.toUpperCase()
     if (level !== undefined && !["MINIMAL", "LOW", "MEDIUM", "HIGH"].includes(level)) {
       throw new Error(`judge.thinking_level must be minimal, low, medium or high, got ${section.thinking_level}`)
+    }
+    if (section.batch === true) {
+      return withRubric((rubric) => geminiBatch({
+        rubric, model, apiKey,
+        ...(section.price_per_million !== undefined ? { price: section.price_per_million } : {}),
+        ...(section.temperature !== undefined ? { temperature: section.temperature } : {}),
+        ...(section.base_url !== undefined ? { baseUrl: section.base_url } : {}),
+        ...(level !== undefined ? { thinkingLevel: level as "MINIMAL" | "LOW" | "MEDIUM" | "HIGH" } : {})
+      }))
     }
     return withRubric((rubric) => gemini({
       ...shared, rubric, model, apiKey,

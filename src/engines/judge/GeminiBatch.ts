@@ -1,0 +1,171 @@
+/**
+ * The `gemini` judge in batch mode, for evaluation (not the online reward): judgements are
+ * collected and submitted through the Gemini Batch API (`batches.create` with inline requests,
+ * half the price, hours not seconds), polled until the job ends, and each result read exactly as
+ * a generateContent reply. It is a Judge like any other: the judge stage memoizes each verdict
+ * under the same key, so a rerun submits only what no earlier job answered.
+ *
+ * `score` calls arriving within `collectFor` of each other (up to `batchSize`) share one job;
+ * `preferredConcurrency` tells the judge stage to ask for every story at once.
+ *
+ * @example
+ * ```ts
+ * const layer = geminiBatch({ apiKey, model: "gemini-3-flash-preview", rubric, pollEvery: "60 seconds" })
+ * ```
+ */
+import { GoogleGenAI, type InlinedRequest, type ThinkingLevel } from "@google/genai"
+import { Deferred, Duration, Effect, Layer, Redacted } from "effect"
+import { digest } from "../../Canonical.ts"
+import { classifyStatus, LlmError, readGeminiReply, trimSlash } from "../llm/Remote.ts"
+import type { GeminiJudgeOptions } from "./Gemini.ts"
+import { Judge, JudgeError, type JudgeItem, type JudgeShape, type Verdict } from "./Judge.ts"
+import type { Price } from "./RemoteJudge.ts"
+import * as Rubric from "./Rubric.ts"
+
+export interface GeminiBatchOptions extends Omit<GeminiJudgeOptions, "limits" | "attempts" | "backoff" | "timeout"> {
+  /** Most judgements per job (default 500). */
+  readonly batchSize?: number
+  /** How long to wait for more judgements before submitting a job (default 2 seconds). */
+  readonly collectFor?: Duration.Input
+  /** Poll interval of a running job (default 30 seconds). */
+  readonly pollEvery?: Duration.Input
+  /** Give up on a job after this long (default 26 hours; the service's target is 24). */
+  readonly maxWait?: Duration.Input
+}
+
+const TERMINAL = new Set(["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"])
+
+interface Pending {
+  readonly item: JudgeItem
+  readonly request: InlinedRequest
+  readonly done: Deferred.Deferred<Verdict, JudgeError>
+}
+
+const judgeError = (e: LlmError, calls: number) =>
+  new JudgeError({ reason: e.reason, message: e.message, origin: e.origin, status: e.status, retryable: e.retryable, retryAfter: e.retryAfter, calls, cause: e.cause })
+
+const cost = (u: { input: number; output: number; thought: number }, price: Price | undefined) =>
+  price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
+
+export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<JudgeShape> =>
+  Effect.sync(() => {
+    const { rubric } = options
+    const model = options.model.replace(/^models\//, "")
+    const version = options.apiVersion ?? "v1beta"
+    const base = trimSlash(options.baseUrl ?? "https://generativelanguage.googleapis.com")
+    const origin = `POST ${base}/${version}/models/${model}:batchGenerateContent`
+    const ai = new GoogleGenAI({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } })
+    const schema = Rubric.replyJsonSchema(rubric)
+    const rubricId = Rubric.fingerprint(rubric)
+    const temperature = options.temperature ?? 1
+    const fingerprint = `gemini:${model}@${digest({ temperature, thinkingLevel: options.thinkingLevel ?? null, maxOutputTokens: options.maxOutputTokens ?? null, rubric: rubricId }).slice(0, 12)}`
+    const batchSize = options.batchSize ?? 500
+    const collectFor = options.collectFor ?? "2 seconds"
+    const pollEvery = options.pollEvery ?? "30 seconds"
+    const maxWait = Duration.toMillis(Duration.fromInputUnsafe(options.maxWait ?? "26 hours"))
+    const totals = { calls: 0, failedCalls: 0, verdicts: 0, usage: { input: 0, output: 0, thought: 0 }, costUsd: 0 }
+    let pending: Array<Pending> = []
+
+    const sdk = <A>(f: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: f,
+        catch: (e): LlmError => {
+          const status = (e as { status?: unknown }).status
+          return typeof status === "number"
+            ? classifyStatus(origin, status, {}, (e as Error).message)
+            : new LlmError({ reason: "Transport", origin, message: e instanceof Error ? e.message : String(e), retryable: true, cause: e })
+        }
+      }).pipe(Effect.tap(() => Effect.sync(() => void totals.calls++)), Effect.tapError(() => Effect.sync(() => { totals.calls++; totals.failedCalls++ })))
+
+    /** Reads one inline result into a verdict (the same reading as a generateContent reply). */
+    const verdictOf = (result: { response?: unknown; error?: { message?: string } } | undefined) =>
+      Effect.gen(function*() {
+        if (result === undefined) return yield* new LlmError({ reason: "Malformed", origin, message: "the job returned no result for this request", retryable: true })
+        if (result.error !== undefined) return yield* new LlmError({ reason: "Unavailable", origin, message: `batch item failed: ${result.error.message ?? "unknown error"}`, retryable: true })
+        const reply = yield* readGeminiReply(origin, result.response)
+        const usage = reply.usage
+        totals.usage = { input: totals.usage.input + usage.input, output: totals.usage.output + usage.output, thought: totals.usage.thought + usage.thought }
+        totals.costUsd += cost(usage, options.price)
+        const decoded = Rubric.decodeReply(rubric, reply.text)
+        if (decoded._tag === "Failure") return yield* new LlmError({ reason: "Malformed", origin, message: `the verdict does not fit rubric ${rubricId}: ${decoded.failure}`, retryable: true })
+        totals.verdicts++
+        return {
+          rubric: rubricId,
+          judge: fingerprint,
+          scores: decoded.success.scores,
+          evidence: decoded.success.evidence,
+          quality: Rubric.quality(rubric, decoded.success.scores),
+          usage: { input_tokens: usage.input, output_tokens: usage.output, thought_tokens: usage.thought },
+          cost_usd: cost(usage, options.price),
+          calls: 1
+        } satisfies Verdict
+      })
+
+    /** Submits the collected judgements as one job, polls it, and settles every waiting caller. */
+    const flush = Effect.gen(function*() {
+      const jobItems = pending.slice(0, batchSize)
+      pending = pending.slice(batchSize)
+      if (jobItems.length === 0) return
+      const settleAll = (e: LlmError) => Effect.forEach(jobItems, (p) => Deferred.fail(p.done, judgeError(e, 1)), { discard: true })
+      const run = Effect.gen(function*() {
+        let job = yield* sdk(() => ai.batches.create({ model, src: jobItems.map((p) => p.request), config: { displayName: `polaris-judge-${Date.now()}` } }))
+        const started = Date.now()
+        while (!TERMINAL.has(String(job.state))) {
+          if (Date.now() - started > maxWait) return yield* new LlmError({ reason: "Timeout", origin, message: `batch ${job.name} still ${job.state} after ${Duration.format(Duration.millis(maxWait))}`, retryable: true })
+          yield* Effect.sleep(pollEvery)
+          job = yield* sdk(() => ai.batches.get({ name: job.name! }))
+        }
+        if (job.state !== "JOB_STATE_SUCCEEDED") {
+          return yield* new LlmError({ reason: "Unavailable", origin, message: `batch ${job.name} ended ${job.state}${job.error?.message !== undefined ? `: ${job.error.message}` : ""}`, retryable: true })
+        }
+        const results = job.dest?.inlinedResponses ?? []
+        yield* Effect.forEach(jobItems, (p, i) =>
+          verdictOf(results[i] as { response?: unknown; error?: { message?: string } } | undefined).pipe(
+            Effect.matchEffect({
+              onSuccess: (verdict) => Deferred.succeed(p.done, verdict),
+              onFailure: (e) => Deferred.fail(p.done, judgeError(e, 1))
+            })
+          ), { discard: true })
+      })
+      yield* Effect.catch(run, settleAll)
+    })
+
+    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+      Effect.gen(function*() {
+        const prompt = Rubric.judgePrompt(rubric, item)
+        const done = yield* Deferred.make<Verdict, JudgeError>()
+        pending.push({
+          item,
+          done,
+          request: {
+            contents: [{ role: "user", parts: [{ text: prompt.user }] }],
+            config: {
+              systemInstruction: prompt.system,
+              temperature,
+              responseMimeType: "application/json",
+              responseJsonSchema: schema,
+              ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
+              ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {})
+            }
+          }
+        })
+        // The first caller of a job waits `collectFor` for company; a full job goes at once.
+        if (pending.length >= batchSize) yield* Effect.forkDetach(flush)
+        else if (pending.length === 1) yield* Effect.forkDetach(Effect.andThen(Effect.sleep(collectFor), flush))
+        return yield* Deferred.await(done)
+      })
+
+    return {
+      fingerprint,
+      rubric,
+      score,
+      preferredConcurrency: Number.POSITIVE_INFINITY,
+      totals: () => ({
+        ...totals,
+        usage: { input_tokens: totals.usage.input, output_tokens: totals.usage.output, thought_tokens: totals.usage.thought }
+      })
+    }
+  })
+
+/** The batch judge as a Judge layer. */
+export const geminiBatch = (options: GeminiBatchOptions): Layer.Layer<Judge> => Layer.effect(Judge, makeGeminiBatch(options))
