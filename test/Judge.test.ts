@@ -52,7 +52,7 @@ const judgeAll = (judge: JudgeShape) =>
       Effect.catchTag("JudgeError", (e) => Effect.succeed({ item, verdict: undefined, unscorable: e }))
     ), { concurrency: 8 })
 
-const checkSuite = async (server: FakeServer, judge: JudgeShape) => {
+const checkSuite = async (server: FakeServer, judge: JudgeShape, label: string) => {
   const results = await Effect.runPromise(judgeAll(judge))
   const scored = results.filter((r) => r.verdict !== undefined)
   const unscorable = results.filter((r) => r.unscorable !== undefined)
@@ -74,6 +74,7 @@ const checkSuite = async (server: FakeServer, judge: JudgeShape) => {
   expect(totals.calls).toBeLessThanOrEqual(stories.length * remote.attempts)
   expect(totals.calls - totals.failedCalls).toBe(scored.length)
   expect(counts["429"]! + counts["5xx"]! + counts.hang! + counts.malformed!).toBeGreaterThan(0) // the faults did happen
+  console.log(`judge faults (${label}): ${stories.length} stories, ${scored.length} scored, ${unscorable.length} unscorable, ${totals.calls} calls (${counts.ok} ok, ${counts["429"]} 429, ${counts["5xx"]} 5xx, ${counts.hang} hangs, ${counts.malformed} malformed)`)
   return { scored: scored.length, calls: totals.calls, counts }
 }
 
@@ -86,7 +87,7 @@ describe("gemini judge (@google/genai) under faults", () => {
 
   it("scores every story or records why not, with bounded, counted calls", async () => {
     const judge = await Effect.runPromise(makeGemini({ ...remote, apiKey: Redacted.make(KEY), model: "gemini-3-flash-preview", baseUrl: server.url, rubric, thinkingLevel: "LOW", price: { input: 0.5, output: 3 } }))
-    const { scored, calls } = await checkSuite(server, judge)
+    const { scored, calls } = await checkSuite(server, judge, "gemini")
     expect(scored).toBeGreaterThanOrEqual(38) // 6 attempts at ~40% failures each: all but a rare story succeed
     expect(calls).toBeGreaterThan(stories.length) // retries happened
     expect(judge.totals().costUsd).toBeGreaterThan(0)
@@ -122,7 +123,7 @@ describe("openai judge under faults", () => {
 
   it("scores every story or records why not, with bounded, counted calls", async () => {
     const judge = await Effect.runPromise(Effect.provide(makeOpenAI({ ...remote, baseUrl: server.url, model: "Qwen/Qwen3-32B", apiKey: Redacted.make(KEY), rubric }), FetchHttpClient.layer))
-    const { scored } = await checkSuite(server, judge)
+    const { scored } = await checkSuite(server, judge, "openai")
     expect(scored).toBeGreaterThanOrEqual(38)
     const body = server.calls.find((c) => c.outcome === "ok")!.body as any
     expect(body.response_format.type).toBe("json_schema")

@@ -1,5 +1,5 @@
 /**
- * The judge through the `polaris` command, against a local Gemini server: a run killed halfway
+ * The judge through the `polaris` command, against local Gemini and OpenAI-compatible servers: a run killed halfway
  * through judging resumes without repeating a finished judge call; unscorable stories are
  * recorded with their reason (no reward, not 0) and judged again, alone, by the next run; the API
  * key appears in no file of the store and no line the command printed.
@@ -11,7 +11,8 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import * as Rubric from "../src/engines/judge/Rubric.ts"
-import { startFakeGemini, type FakeServer } from "./support/fakeGemini.ts"
+import { startFakeGemini, type FakeServer, type Faults } from "./support/fakeGemini.ts"
+import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
 import { anyFileContains, tempDirInRepo } from "./support/store.ts"
 
 const ROOT = join(import.meta.dirname, "..")
@@ -19,8 +20,11 @@ const BIN = join(ROOT, "bin", "polaris.js")
 const KEY = "AIza-secret-never-stored-7f3c"
 const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
 
+/** The user message of a generateContent or chat completions request. */
+const userOf = (req: any): string => req.contents?.[0]?.parts?.[0]?.text ?? req.messages?.at(-1)?.content ?? ""
+
 const storyOf = (req: any): string => {
-  const user: string = req.contents[0].parts[0].text
+  const user: string = userOf(req)
   const after = user.slice(user.lastIndexOf("</prompt>"))
   return after.slice(after.indexOf("<story>") + 7, after.lastIndexOf("</story>")).trim()
 }
@@ -44,7 +48,11 @@ const memoized = (store: string): Set<string> => {
   return out
 }
 
-const recipe = (dir: string, server: FakeServer, inFlight: number) => {
+type Backend = "gemini" | "openai"
+const start = (backend: Backend, options: { latencyMs?: number; faults?: Faults }) =>
+  backend === "gemini" ? startFakeGemini({ answer, requireKey: KEY, ...options }) : startFakeOpenAI({ answer, requireKey: KEY, ...options })
+
+const recipe = (dir: string, server: FakeServer, inFlight: number, backend: Backend) => {
   const file = join(dir, "recipe.yaml")
   writeFileSync(file, [
     "pipeline: judge-references",
@@ -54,8 +62,8 @@ const recipe = (dir: string, server: FakeServer, inFlight: number) => {
     "  max_words: 12000",
     "  heldout_fraction: 0.1",
     "judge:",
-    "  backend: gemini",
-    "  model: gemini-3-flash-preview",
+    `  backend: ${backend}`,
+    `  model: ${backend === "gemini" ? "gemini-3-flash-preview" : "Qwen/Qwen3-32B"}`,
     `  base_url: ${server.url}`,
     "  api_key: ${POLARIS_TEST_GEMINI_KEY}",
     `  max_in_flight: ${inFlight}`,
@@ -97,14 +105,14 @@ afterEach(async () => {
   servers = []
 })
 
-describe("judging through polaris run", () => {
+describe.each(["gemini", "openai"] as const)("judging through polaris run (%s judge)", (backend) => {
   it("resumes a run killed mid-judging without repeating a finished call, and stores no key", async () => {
-    const server = await startFakeGemini({ answer, latencyMs: 120, requireKey: KEY })
+    const server = await start(backend, { latencyMs: 120 })
     servers.push(server)
     const dir = tempDirInRepo("judge-resume-")
     const store = join(dir, "store")
     const inFlight = 2
-    const file = recipe(dir, server, inFlight)
+    const file = recipe(dir, server, inFlight, backend)
 
     const child = spawn(process.execPath, [BIN, "run", file, "--store", store], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
     let printed = ""
@@ -138,7 +146,7 @@ describe("judging through polaris run", () => {
     const repeated = [...perStory.entries()].filter(([, n]) => n > 1).map(([t]) => t)
     expect(repeated.length).toBeLessThanOrEqual(inFlight)
     expect(repeated.every((t) => !finished.has(t))).toBe(true)
-    console.log(`judge resume: killed with ${finished.size} verdicts stored (${beforeKill} answered by the server); ${[...perStory.values()].reduce((a, b) => a + b, 0)} successful calls in all for 21 stories; 0 repeated for stored verdicts, ${repeated.length} repeated that were in flight at the kill`)
+    console.log(`judge resume (${backend}): killed with ${finished.size} verdicts stored (${beforeKill} answered by the server); ${[...perStory.values()].reduce((a, b) => a + b, 0)} successful calls in all for 21 stories; 0 repeated for stored verdicts, ${repeated.length} repeated that were in flight at the kill`)
 
     // Secret hygiene: nowhere in the store (objects, memo, node index, run logs, frozen config) or the output.
     expect(anyFileContains(store, KEY)).toBe(false)
@@ -147,11 +155,11 @@ describe("judging through polaris run", () => {
   }, 120_000)
 
   it("records unscorable stories with their reason, then judges only those on the next run", async () => {
-    const server = await startFakeGemini({ answer, requireKey: KEY, faults: { unavailable: 1 } })
+    const server = await start(backend, { faults: { unavailable: 1 } })
     servers.push(server)
     const dir = tempDirInRepo("judge-unscorable-")
     const store = join(dir, "store")
-    const file = recipe(dir, server, 4)
+    const file = recipe(dir, server, 4, backend)
     const first = await polaris(["run", file, "--store", store, "--json"])
     expect(first.status, first.stderr).toBe(0) // unscorable stories do not fail the run
     const down = judged(store, JSON.parse(first.stdout))
