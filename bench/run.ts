@@ -6,6 +6,7 @@
  *   npm run bench -- store          store throughput only (1 GiB, about 2 minutes)
  *   npm run bench -- ingest         corpus ingest only (12 books, about 10 seconds)
  *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak; about 40 s)
+ *   npm run bench -- judge          judge client overhead and throughput against local servers (about 1 minute)
  *   npm run bench -- --repeats 3    fewer (or more) repetitions of each measurement
  *   npm run bench -- --no-write     print only; leave docs/benchmarks.md alone
  *
@@ -16,16 +17,17 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Engine from "./engine-overhead.ts"
 import * as Ingest from "./ingest.ts"
+import * as Judge from "./judge.ts"
 import * as Model from "./model.ts"
 import { describeMachine, machineLine } from "./machine.ts"
 import { ROOT } from "./measure.ts"
 import * as Store from "./store-throughput.ts"
 
-type BenchId = "engine" | "store" | "ingest" | "model"
+type BenchId = "engine" | "store" | "ingest" | "model" | "judge"
 
-const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model"]
+const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge"]
 
-const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [--repeats N] [--no-write]"
+const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [judge] [--repeats N] [--no-write]"
 const DOC = join(ROOT, "docs", "benchmarks.md")
 
 interface Args {
@@ -40,7 +42,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
   let write = true
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
-    if (arg === "engine" || arg === "store" || arg === "ingest" || arg === "model") benches.push(arg)
+    if (arg === "engine" || arg === "store" || arg === "ingest" || arg === "model" || arg === "judge") benches.push(arg)
     else if (arg === "--no-write") write = false
     else if (arg === "--repeats" || arg.startsWith("--repeats=")) {
       const value = arg.includes("=") ? arg.split("=")[1] : argv[++i]
@@ -56,7 +58,8 @@ const TITLES: Record<BenchId, string> = {
   engine: "Engine overhead: a 1,000-node DAG of trivial stages",
   store: "Store throughput: 1 GiB through the artifact store",
   ingest: "Ingest: the bundled corpus (12 books) into Story records",
-  model: "Story model: training and sampling against PyTorch CPU, 2 threads"
+  model: "Story model: training and sampling against PyTorch CPU, 2 threads",
+  judge: "Judge clients: overhead per call and throughput against local servers, 64 in flight"
 }
 
 const begin = (id: BenchId) => `<!-- bench:${id}:begin -->`
@@ -83,6 +86,7 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "npm run bench -- store         # store throughput only (about 2 minutes, needs ~2 GB free in the temp dir)",
     "npm run bench -- ingest        # corpus ingest only (about 10 seconds)",
     "npm run bench -- model         # story model vs PyTorch CPU, about 40 s (needs apt-get install python3-torch libopenblas0-pthread)",
+    "npm run bench -- judge         # judge client overhead and throughput against local servers (about 1 minute)",
     "npm run bench -- --repeats 3   # fewer repetitions; --no-write prints without touching this file",
     "```",
     "",
@@ -135,7 +139,7 @@ const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
 const main = async () => {
   const args = parseArgs(process.argv.slice(2))
   const log = (line: string) => console.log(line)
-  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined }
+  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined }
   const t0 = performance.now()
   for (const id of args.benches) {
     const machine = describeMachine()
@@ -146,7 +150,9 @@ const main = async () => {
       ? (await Store.run({ repeats: args.repeats ?? 3, log })).markdown
       : id === "ingest"
       ? (await Ingest.run({ repeats: args.repeats ?? 5, log })).markdown
-      : (await Model.run({ repeats: args.repeats ?? 3, log })).markdown
+      : id === "model"
+      ? (await Model.run({ repeats: args.repeats ?? 3, log })).markdown
+      : (await Judge.run({ repeats: args.repeats ?? 3, log })).markdown
     sections[id] = `${stamp(when, machine)}\n\n${markdown}`
     console.log(`\n## ${TITLES[id]}\n\n${sections[id]}\n`)
   }
