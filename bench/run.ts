@@ -1,12 +1,12 @@
 /**
  * Runs the benchmarks, prints their tables and rewrites docs/benchmarks.md.
  *
- *   npm run bench                   all four (about 4-5 minutes on 2 cores)
+ *   npm run bench                   all five (about 5 minutes on 2 cores)
  *   npm run bench -- engine         engine overhead only (1,000-node DAG, about 1 minute)
  *   npm run bench -- store          store throughput only (1 GiB, about 2 minutes)
  *   npm run bench -- ingest         corpus ingest only (12 books, about 10 seconds)
  *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak; about 40 s)
- *   npm run bench -- judge          judge client overhead and throughput against local servers (about 1 minute)
+ *   npm run bench -- judge          judge client overhead and throughput against local servers (about 30 seconds)
  *   npm run bench -- --repeats 3    fewer (or more) repetitions of each measurement
  *   npm run bench -- --no-write     print only; leave docs/benchmarks.md alone
  *
@@ -81,17 +81,17 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "by `bench/run.ts`; do not edit the numbers by hand.",
     "",
     "```sh",
-    "npm run bench                  # all four, about 4-5 minutes on 2 cores",
+    "npm run bench                  # all five, about 5 minutes on 2 cores",
     "npm run bench -- engine        # engine overhead only (about 1 minute)",
     "npm run bench -- store         # store throughput only (about 2 minutes, needs ~2 GB free in the temp dir)",
     "npm run bench -- ingest        # corpus ingest only (about 10 seconds)",
     "npm run bench -- model         # story model vs PyTorch CPU, about 40 s (needs apt-get install python3-torch libopenblas0-pthread)",
-    "npm run bench -- judge         # judge client overhead and throughput against local servers (about 1 minute)",
+    "npm run bench -- judge         # judge client overhead and throughput against local servers (about 30 seconds)",
     "npm run bench -- --repeats 3   # fewer repetitions; --no-write prints without touching this file",
     "```",
     "",
     "Each measurement is repeated (7 times for the engine, 3 for the store, 5 for ingest, 3 for the",
-    "model's sampling runs, by default) and the tables give the median with the range (min–max) beside it: the machine these numbers come",
+    "model's sampling runs and the judge clients, by default) and the tables give the median with the range (min–max) beside it: the machine these numbers come",
     "from was shared with other work while they were taken, so single runs are noisy. Each section",
     "says when and on what machine it was measured; running one benchmark alone leaves the other",
     "section as it was. Temporary data goes under the OS temp directory and is removed afterwards.",

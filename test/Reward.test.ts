@@ -8,7 +8,7 @@ describe("reward", () => {
     expect(lengthScore(1000, 1300)).toBeCloseTo(90, 12) // 1 - 0.3/3
     expect(lengthScore(1000, 4000)).toBe(0) // 1 - 3/3
     expect(lengthScore(1000, 800)).toBeCloseTo(87.5, 12) // 1 - (1.25 - 1)/2
-    expect(lengthScore(1000, 333)).toBeCloseTo(100 * (1 - (1000 / 333 - 1) / 2), 12)
+    expect(lengthScore(1000, 500)).toBeCloseTo(50, 12) // 1 - (2 - 1)/2
     expect(lengthScore(1000, 300)).toBe(0) // x/y - 1 = 2.33 > 2
     expect(lengthScore(1000, 0)).toBe(0)
     expect(lengthFactor("none", 1000, 10)).toBe(1)

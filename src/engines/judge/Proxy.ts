@@ -223,8 +223,9 @@ export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
   const { min, max } = rubric.scale
   const toScale = (s: number) => round2(min + (s - 1) / 9 * (max - min))
   let verdicts = 0
+  const fingerprint = `proxy/1:${rubricFingerprint}` // "/1": the code version, so a formula change in code is a new key
   return {
-    fingerprint: `proxy/1:${rubricFingerprint}`, // "/1": the code version, so a formula change in code is a new key
+    fingerprint,
     rubric,
     score: (item) =>
       Effect.sync((): Verdict => {
@@ -239,7 +240,7 @@ export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
         verdicts++
         return {
           rubric: rubricFingerprint,
-          judge: `proxy:${rubricFingerprint}`,
+          judge: fingerprint,
           scores,
           evidence,
           quality: Rubric.quality(rubric, scores),
