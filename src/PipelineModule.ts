@@ -47,6 +47,14 @@ const BUILTINS: Readonly<Record<string, string>> = {
   "judge-references": resolve(import.meta.dirname, "..", "pipelines", "judgeReferences.ts")
 }
 
+/**
+ * What a pipeline module's `layer(recipe, context)` may use besides the recipe: the store the
+ * run uses (engines that keep files, such as the embedded policy's checkpoints, put them there).
+ */
+export interface LayerContext {
+  readonly store?: string
+}
+
 /** A loaded pipeline: built, with the services its stages need. */
 export interface Loaded {
   readonly pipeline: Pipeline.Pipeline<any, any>
@@ -106,7 +114,7 @@ const insertionsOf = (recipe: Recipe, recipeDir: string) =>
  * Builds the pipeline a recipe selects, relative to the recipe's directory, with its custom
  * stages inserted. Build errors (unknown node to insert after, bad params) are ModuleErrors.
  */
-export const load = (recipe: Recipe, recipeFile: string): Effect.Effect<Loaded, ModuleError> =>
+export const load = (recipe: Recipe, recipeFile: string, context: LayerContext = {}): Effect.Effect<Loaded, ModuleError> =>
   Effect.gen(function*() {
     const recipeDir = dirname(recipeFile)
     const file = yield* pipelineFile(recipe.pipeline, recipeDir)
@@ -128,7 +136,7 @@ export const load = (recipe: Recipe, recipeFile: string): Effect.Effect<Loaded, 
     })
     const layerExport = module.layer
     const layer = (yield* Effect.try({
-      try: () => (typeof layerExport === "function" ? (layerExport as (r: Recipe) => unknown)(recipe) : layerExport ?? Layer.empty),
+      try: () => (typeof layerExport === "function" ? (layerExport as (r: Recipe, c: LayerContext) => unknown)(recipe, context) : layerExport ?? Layer.empty),
       catch: (e) => new ModuleError({ file, reason: `its layer function failed: ${e instanceof Error ? e.message : String(e)}` })
     })) as Layer.Layer<any, any, never>
     if (!Layer.isLayer(layer)) return yield* new ModuleError({ file, reason: "its `layer` export is not a Layer (nor a function of the recipe returning one)" })

@@ -55,6 +55,17 @@ describe("EmbeddedPolicy", () => {
       }))
   })
 
+  it("merges concurrent sample calls into one batch without changing any request's tokens", async () => {
+    await withEngine((e) =>
+      Effect.gen(function*() {
+        const a = [e.promptIds("a fox")]
+        const b = [e.promptIds("the sea"), e.promptIds("a lighthouse")]
+        const alone = [yield* e.sample(a, 2, { ...params, seed: 1 }), yield* e.sample(b, 3, { ...params, seed: 2, temperature: 0.7 })]
+        const together = yield* Effect.all([e.sample(a, 2, { ...params, seed: 1 }), e.sample(b, 3, { ...params, seed: 2, temperature: 0.7 })], { concurrency: "unbounded" })
+        expect(together.map((g) => g.map((s) => s.map((x) => x.tokens)))).toEqual(alone.map((g) => g.map((s) => s.map((x) => x.tokens))))
+      }))
+  })
+
   it("computes the three losses as Tinker defines them (sums over tokens)", async () => {
     await withEngine((e) =>
       Effect.gen(function*() {

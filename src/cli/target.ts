@@ -54,7 +54,7 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
     const path = resolve(file)
     if (!isRecipeFile(path)) {
       if ((options.sets ?? []).length > 0) return yield* new PipelineModule.ModuleError({ file: path, reason: "--set applies to recipes (.yaml); this is a pipeline file" })
-      const loaded = yield* PipelineModule.load({ pipeline: path }, path)
+      const loaded = yield* PipelineModule.load({ pipeline: path }, path, { store: resolve(options.store ?? ".polaris") })
       return {
         pipeline: loaded.pipeline,
         layer: loaded.layer,
@@ -66,12 +66,13 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
       } satisfies Target
     }
     const loaded = yield* RecipeLoader.load(path, { sets: options.sets ?? [], env: process.env })
-    const built = yield* PipelineModule.load(loaded.recipe, path)
+    const store = options.store ?? loaded.recipe.store ?? ".polaris"
+    const built = yield* PipelineModule.load(loaded.recipe, path, { store: resolve(store) })
     return {
       pipeline: built.pipeline,
       layer: built.layer,
       config: { recipeFile: path, sets: options.sets ?? [], recipe: loaded.frozen },
-      store: options.store ?? loaded.recipe.store ?? ".polaris",
+      store,
       concurrency: loaded.recipe.concurrency ?? {},
       retries: retriesOf(loaded.recipe),
       files: [...loaded.files, ...built.files],

@@ -17,7 +17,7 @@ import * as ort from "onnxruntime-node"
 import { existsSync, readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
-import { generate, type Decoder, type Generated } from "./Generate.ts"
+import { generate, type Decoder, type Generated, type RowParams } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
 import type { Scored } from "./StoryModel.ts"
 import { Tokenizer } from "./tokenizer/Tokenizer.ts"
@@ -112,7 +112,7 @@ export class ExternalModel {
   }
 
   /** Samples one continuation per prompt (the loop of Generate.ts). */
-  generate(prompts: ReadonlyArray<ReadonlyArray<number>>, params: SamplingParams, stop: ReadonlyArray<number>): Promise<Array<Generated>> {
+  generate(prompts: ReadonlyArray<ReadonlyArray<number>>, params: SamplingParams | ReadonlyArray<RowParams>, stop: ReadonlyArray<number>): Promise<Array<Generated>> {
     return generate(this.decoder(), prompts, params, { stop, vocabSize: this.vocabSize, maxContext: this.maxContext })
   }
 

@@ -8,6 +8,7 @@
  */
 import { rowRandom, sample, SequenceState, type SamplingParams } from "./Sampling.ts"
 
+
 export interface Generated {
   readonly tokens: Array<number>
   /** log p(token) under the raw model distribution (before penalties, temperature, top-k/p). */
@@ -32,27 +33,38 @@ export interface Decoder {
   readonly step: (rows: ReadonlyArray<number>, tokens: ReadonlyArray<number>) => Promise<NextToken>
 }
 
+/** Sampling settings of one row: its params, and its index in its own request (its random stream). */
+export interface RowParams {
+  readonly params: SamplingParams
+  readonly row: number
+}
+
 /**
- * Samples one continuation per prompt, row r seeded by `rowRandom(params.seed, r)`. A row stops
- * at a token in `stop` or `params.stop` (kept, reason "stop"), after `params.maxTokens` tokens,
+ * Samples one continuation per prompt, row r seeded by `rowRandom(params.seed, r)`; with one
+ * `RowParams` per prompt, requests with different settings share a batch (each row keeps its
+ * own stream). A row stops at a token in `stop` or its params' `stop` (kept, reason "stop"),
+ * after its `maxTokens` tokens,
  * or when its next token would not fit the context (reason "length").
  */
 export const generate = async (
   decoder: Decoder,
   prompts: ReadonlyArray<ReadonlyArray<number>>,
-  params: SamplingParams,
+  params: SamplingParams | ReadonlyArray<RowParams>,
   options: { readonly stop: ReadonlyArray<number>; readonly vocabSize: number; readonly maxContext: number }
 ): Promise<Array<Generated>> => {
   const V = options.vocabSize
-  const stop = new Set([...options.stop, ...params.stop])
+  const perRow: ReadonlyArray<RowParams> = Array.isArray(params) ? params : prompts.map((_, row) => ({ params: params as SamplingParams, row }))
+  if (perRow.length !== prompts.length) throw new Error(`${perRow.length} row params for ${prompts.length} prompts`)
   for (const p of prompts) {
     if (p.length === 0) throw new Error("a prompt needs at least one token")
     if (p.length > options.maxContext) throw new Error(`sequence of ${p.length} tokens exceeds the model's context of ${options.maxContext}`)
   }
   const rows = prompts.map((p, r) => ({
     length: p.length, // tokens the decoder has read for this row
+    params: perRow[r]!.params,
+    stop: new Set([...options.stop, ...perRow[r]!.params.stop]),
     state: new SequenceState(V, p),
-    random: rowRandom(params.seed, r),
+    random: rowRandom(perRow[r]!.params.seed, perRow[r]!.row),
     out: { tokens: [] as Array<number>, logprobs: [] as Array<number>, stopReason: "length" as Generated["stopReason"] }
   }))
   const scratch = new Float64Array(V)
@@ -60,15 +72,15 @@ export const generate = async (
   const advance = (r: number, next: NextToken, i: number): boolean => {
     const row = rows[r]!
     const slice = (a: Float32Array) => a.subarray(i * V, (i + 1) * V)
-    const { token, logprob } = sample(slice(next.logits), params, row.state, row.random, scratch, next.probs && slice(next.probs))
+    const { token, logprob } = sample(slice(next.logits), row.params, row.state, row.random, scratch, next.probs && slice(next.probs))
     row.out.tokens.push(token)
     row.out.logprobs.push(logprob)
     row.state.observe(token)
-    if (stop.has(token)) {
+    if (row.stop.has(token)) {
       row.out.stopReason = "stop"
       return true
     }
-    return row.out.tokens.length >= params.maxTokens || row.length >= options.maxContext
+    return row.out.tokens.length >= row.params.maxTokens || row.length >= options.maxContext
   }
   if (prompts.length === 0) return []
   const first = await decoder.start(prompts)

@@ -13,7 +13,7 @@ import * as ort from "onnxruntime-node"
 import { availableParallelism } from "node:os"
 import * as Onnx from "./graph/Onnx.ts"
 import type { Graph } from "./graph/Graph.ts"
-import { generate, type Decoder, type Generated, type NextToken } from "./Generate.ts"
+import { generate, type Decoder, type Generated, type NextToken, type RowParams } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
 import { decodeGraph, headDim, MASKED, paramShapes, prefillGraph, scoreGraph, trainGraph, type ModelConfig } from "./Transformer.ts"
 
@@ -238,7 +238,7 @@ export class StoryModel {
   generate(
     weights: ReadonlyMap<string, Float32Array>,
     prompts: ReadonlyArray<ReadonlyArray<number>>,
-    params: SamplingParams,
+    params: SamplingParams | ReadonlyArray<RowParams>,
     stop: ReadonlyArray<number>
   ): Promise<Array<Generated>> {
     const { vocabSize, maxContext } = this.config
