@@ -22,13 +22,13 @@ import { splitStories } from "../stages/splitStories.ts"
 import { stratify } from "../stages/stratify.ts"
 
 /** Requested-length bucket edges when the recipe gives none (the paper's ID range, in 1k steps). */
-const DEFAULT_EDGES = [0, 1000, 2000, 3000, 4000, 12000]
+export const DEFAULT_EDGES = [0, 1000, 2000, 3000, 4000, 12000]
 
 /** The corpus that ships with polaris. */
 export const BUNDLED_CORPUS = join(import.meta.dirname, "..", "examples", "anthologies")
 
 /** sha256 of a file, or of a folder's files (names and bytes, sorted; not recursive). */
-const sourceDigest = (path: string): string => {
+export const sourceDigest = (path: string): string => {
   const hash = createHash("sha256")
   const files = statSync(path).isDirectory()
     ? readdirSync(path).sort().map((f) => join(path, f)).filter((f) => statSync(f).isFile())

@@ -44,7 +44,8 @@ export const define = (name: string, build: Definition["build"]): Definition => 
 const BUILTINS: Readonly<Record<string, string>> = {
   "polaris-data": resolve(import.meta.dirname, "..", "pipelines", "polarisData.ts"),
   pretrain: resolve(import.meta.dirname, "..", "pipelines", "pretrain.ts"),
-  "judge-references": resolve(import.meta.dirname, "..", "pipelines", "judgeReferences.ts")
+  "judge-references": resolve(import.meta.dirname, "..", "pipelines", "judgeReferences.ts"),
+  polaris: resolve(import.meta.dirname, "..", "pipelines", "polaris.ts")
 }
 
 /**

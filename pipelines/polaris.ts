@@ -1,0 +1,131 @@
+/**
+ * `polaris`: the POLARIS recipe. GRPO with human-reference injection on length-explicit story
+ * prompts, an LLM-judge (or proxy) reward, and a held-out evaluation before and after.
+ *
+ *   data:  split-stories -> dataset -> derive-prompts -> stratify;  derive-heldout-prompts
+ *   init:  sampler-start -> init-train
+ *   step k (train/step-k/):  policy, sampler -> batch -> rollout + reference-logprobs
+ *          -> candidates -> judge -> groups (rewards, advantages, datums) -> update (next state)
+ *   eval:  eval-batch -> rollout + judge + summarize (initial and final policy) -> compare
+ *
+ * Recipe keys: `data.*`, `policy.*`, `sampling.*`, `judge.*`, `reward.*`, `grpo.*`,
+ * `eval.prompts_per_bucket` (held-out prompts evaluated). Engines: the Writer (premises), the
+ * Judge, the PolicyEngine (`embedded` here; the remote engines come with their issue).
+ */
+import { Layer } from "effect"
+import { join } from "node:path"
+import * as EmbeddedPolicy from "../src/engines/EmbeddedPolicy.ts"
+import * as Judges from "../src/engines/judge/Judges.ts"
+import type { Builder, NodeRef } from "../src/Pipeline.ts"
+import { define, type LayerContext } from "../src/PipelineModule.ts"
+import type { Recipe } from "../src/recipe/Recipe.ts"
+import { compareEval, evalBatch, summarizeEval } from "../stages/evaluation.ts"
+import { hriGroups } from "../stages/hriGroups.ts"
+import { judge } from "../stages/judge.ts"
+import { referenceLogprobs } from "../stages/referenceLogprobs.ts"
+import { rollout } from "../stages/rollout.ts"
+import { samplerStart, sampleBatch } from "../stages/sampleBatch.ts"
+import { noReferences, stepCandidates } from "../stages/stepCandidates.ts"
+import { stratify } from "../stages/stratify.ts"
+import { batchOf, initTrain, policyOf, type PolicyState } from "../stages/trainState.ts"
+import { update } from "../stages/update.ts"
+import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode, sourceDigest } from "./polarisData.ts"
+
+/** The recipe's sampling settings, never left to engine defaults. */
+const samplingOf = (recipe: Recipe) => {
+  const s = recipe.sampling ?? {}
+  return {
+    temperature: s.temperature ?? 1,
+    top_p: s.top_p ?? 1,
+    top_k: s.top_k ?? -1,
+    repetition_penalty: s.repetition_penalty ?? 1,
+    presence_penalty: s.presence_penalty ?? 0,
+    max_tokens: s.max_tokens ?? 1024,
+    // 1.7 tokens per word on the bundled corpus; room for twice the requested length.
+    tokens_per_word: 3.5
+  }
+}
+
+export default define("polaris", (b, recipe) => {
+  const g = recipe.grpo ?? {}
+  const seed = recipe.seed ?? 0
+  const model = recipe.policy?.model
+  if (model === undefined) throw new Error("policy.model is required: the model to train (a folder for the embedded engine)")
+  const sampling = samplingOf(recipe)
+  const groupSize = g.group_size ?? 6
+  const judgeParams = { samples: recipe.judge?.samples ?? 1, length_factor: recipe.reward?.length_factor ?? "longwriter", concurrency: recipe.judge?.max_in_flight ?? 16 } as const
+
+  const split = datasetNode(b, recipe)
+  const prompts = promptsNode(b, recipe, split, "train")
+  const heldout = promptsNode(b, recipe, split, "heldout")
+  const buckets = recipe.data?.buckets ?? { edges: DEFAULT_EDGES }
+  const strata = b.node(stratify, { id: "stratify", inputs: { prompts }, params: { edges: buckets.edges, ...(buckets.weights !== undefined ? { weights: buckets.weights } : {}) } })
+  const start = b.node(samplerStart, { id: "sampler-start", inputs: { strata } })
+  const init = b.node(initTrain, { id: "init-train", inputs: { start }, params: { model, digest: recipe.policy?.backend === "embedded" ? sourceDigest(model) : model } })
+
+  const final = b.loop("train", {
+    steps: g.steps ?? 10,
+    init,
+    body: (s, state) => {
+      const policy = s.node(policyOf, { id: "policy", inputs: { state } })
+      const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous: s.node(batchOf, { id: "sampler", inputs: { state } }) }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
+      const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy }, params: { group_size: groupSize, seed, sampling } })
+      const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy }, params: { sampling } })
+      const judged = s.node(judge, { id: "judge", inputs: { stories: s.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams })
+      const reference = recipe.reward?.reference ?? { mode: "judge" as const }
+      const trainBatch = s.node(hriGroups, {
+        id: "groups",
+        inputs: { groups, references, judged },
+        params: {
+          reference_reward: reference.mode === "fixed" ? { mode: "fixed" as const, value: reference.value ?? 1 }
+            : reference.mode === "max_of_group_plus" ? { mode: "max_of_group_plus" as const, margin: reference.value ?? 0 }
+            : { mode: "judge" as const },
+          scale_rewards: g.scale_rewards ?? "group",
+          reference_in_stats: g.reference_in_stats ?? true,
+          loss_type: g.loss_type ?? "dapo",
+          reference_loss: g.reference_loss ?? "luffy",
+          luffy_gamma: g.luffy_gamma ?? 0.1,
+          max_completion_length: sampling.max_tokens,
+          truncated: g.truncated ?? "keep"
+        }
+      })
+      return s.node(update, {
+        id: "update",
+        inputs: { batch: trainBatch, policy, next: batch },
+        params: {
+          learning_rate: g.learning_rate ?? 1e-5,
+          weight_decay: g.weight_decay ?? 0,
+          max_grad_norm: g.max_grad_norm ?? 1,
+          inner_iterations: g.inner_iterations ?? 1,
+          epsilon_low: g.epsilon_low ?? 0.2,
+          epsilon_high: g.epsilon_high ?? 0.28,
+          mismatch_correction: g.mismatch_correction ?? "none",
+          mismatch_cap: 2
+        }
+      })
+    }
+  })
+
+  // Held-out evaluation of the initial and the final policy on the same prompts.
+  const evalPrompts = b.node(evalBatch, { id: "eval-prompts", inputs: { prompts: heldout }, params: { max_prompts: recipe.eval?.prompts_per_bucket ?? 16 } })
+  const evaluate = <R>(id: string, policy: NodeRef<PolicyState, R>, scope: Builder) => {
+    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: heldout, batch: evalPrompts, policy }, params: { group_size: 3, seed: seed + 1, sampling } })
+    const judged = scope.node(judge, { id: "judge", inputs: { stories: scope.node(stepCandidates, { id: "candidates", inputs: { groups, references: scope.node(noReferences, { id: "no-references", inputs: { groups } }) } }) }, params: judgeParams })
+    return scope.node(summarizeEval, { id: id, inputs: { groups, judged } })
+  }
+  const before = evaluate("summary", b.node(policyOf, { id: "initial-policy", inputs: { state: init } }), b.scope("eval-initial"))
+  const after = evaluate("summary", b.node(policyOf, { id: "final-policy", inputs: { state: final } }), b.scope("eval-final"))
+  return { final, evaluation: b.node(compareEval, { id: "compare", inputs: { before, after } }) }
+})
+
+/** The Writer (premises), the Judge, and the embedded policy with its checkpoints in the store. */
+export const layer = (recipe: Recipe, context: LayerContext) => {
+  const policy = recipe.policy
+  if (policy === undefined) throw new Error("policy is required (backend: embedded, model: a model folder)")
+  if (policy.backend !== "embedded") throw new Error(`policy.backend ${policy.backend}: only the embedded engine is wired into this pipeline yet`)
+  return Layer.mergeAll(
+    dataLayer(recipe),
+    Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }),
+    EmbeddedPolicy.layer({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "checkpoints") })
+  )
+}

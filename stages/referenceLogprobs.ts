@@ -1,0 +1,59 @@
+/**
+ * `reference-logprobs`: each prompt's human story laid out in the same chat template as the
+ * rollouts, tokenized, and scored by teacher forcing under the current policy (HRI's off-policy
+ * member). Long references are cut to the step's token cap, like a rollout would be.
+ */
+import { Effect, Schema } from "effect"
+import { promptText } from "../src/data/Prompts.ts"
+import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
+import { completionIds } from "../src/model/tokenizer/ChatTemplate.ts"
+import * as Stage from "../src/Stage.ts"
+import { PromptWithReference } from "./derivePrompts.ts"
+import { promptsOfBatch, SamplingSettings } from "./rollout.ts"
+import { Batch } from "./sampleBatch.ts"
+import { PolicyState } from "./trainState.ts"
+
+export const Reference = Schema.Struct({
+  prompt_id: Schema.String,
+  prompt_tokens: Schema.Array(Schema.Int),
+  tokens: Schema.Array(Schema.Int),
+  /** Teacher-forced logprobs of `tokens` under the policy of the step. */
+  logprobs: Schema.Array(Schema.Number),
+  text: Schema.String,
+  /** True when the story was longer than the cap and was cut. */
+  truncated: Schema.Boolean
+})
+export type Reference = typeof Reference.Type
+
+export const referenceLogprobs = Stage.make({
+  name: "reference-logprobs",
+  version: "1",
+  resource: "policy",
+  engines: [PolicyEngine],
+  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch, policy: PolicyState },
+  params: Schema.Struct({ sampling: SamplingSettings }),
+  output: Schema.Array(Reference),
+  run: ({ prompts, batch, policy }, { sampling }, ctx) =>
+    Effect.gen(function*() {
+      const engine = yield* PolicyEngine
+      yield* engine.load({ path: policy.checkpoint })
+      const chosen = yield* promptsOfBatch(prompts, batch)
+      const items = chosen.map((p) => {
+        const cap = Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word)))
+        const all = completionIds(engine.tokenizer, p.reference)
+        const tokens = all.slice(0, cap)
+        return { p, prompt: engine.promptIds(promptText(p.requested_words, p.premise)), tokens, truncated: all.length > cap }
+      })
+      const lps = yield* ctx.memo("reference-logprobs", { checkpoint: policy.checkpoint, prompts: items.map((i) => i.p.id), sampling },
+        Schema.Array(Schema.Array(Schema.Number)),
+        Effect.map(engine.logprobs(items.map((i) => ({ prompt: i.prompt, completion: i.tokens }))), (all) => all.map((a) => Array.from(a))))
+      return items.map((it, k) => ({
+        prompt_id: it.p.id,
+        prompt_tokens: it.prompt,
+        tokens: it.tokens,
+        logprobs: lps[k]!,
+        text: engine.tokenizer.decode(it.tokens, { skipSpecial: true }),
+        truncated: it.truncated
+      }))
+    })
+})

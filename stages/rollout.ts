@@ -1,0 +1,101 @@
+/**
+ * `rollout`: for each prompt of the step, group_size − 1 continuations from the current policy
+ * with the recipe's sampling settings. Token ids and sampler logprobs are kept for the loss;
+ * the text is decoded for the judge (thinking traces are stripped at judging, kept for the loss).
+ * Each group is memoized under (prompt, checkpoint, seed): a crash mid-step repeats no finished
+ * group, and the engine merges the groups' concurrent requests into one batch.
+ */
+import { Effect, Schema } from "effect"
+import { promptText } from "../src/data/Prompts.ts"
+import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
+import { defaultSamplingParams } from "../src/model/Sampling.ts"
+import { PermanentError } from "../src/Retry.ts"
+import * as Stage from "../src/Stage.ts"
+import { PromptWithReference } from "./derivePrompts.ts"
+import { Batch } from "./sampleBatch.ts"
+import { PolicyState } from "./trainState.ts"
+
+export const Sample = Schema.Struct({
+  tokens: Schema.Array(Schema.Int),
+  logprobs: Schema.Array(Schema.Number),
+  text: Schema.String,
+  stop_reason: Schema.Literals(["stop", "length"])
+})
+export type Sample = typeof Sample.Type
+
+export const Group = Schema.Struct({
+  prompt_id: Schema.String,
+  /** The prompt as the policy and the judge read it. */
+  prompt: Schema.String,
+  requested_words: Schema.Int,
+  prompt_tokens: Schema.Array(Schema.Int),
+  samples: Schema.Array(Sample)
+})
+export type Group = typeof Group.Type
+
+export const SamplingSettings = Schema.Struct({
+  temperature: Schema.Number,
+  top_p: Schema.Number,
+  top_k: Schema.Int,
+  repetition_penalty: Schema.Number,
+  presence_penalty: Schema.Number,
+  /** Cap on new tokens; a prompt's own cap is min(this, ceil(requested_words × tokens_per_word)). */
+  max_tokens: Schema.Int,
+  tokens_per_word: Schema.Number
+})
+export type SamplingSettings = typeof SamplingSettings.Type
+
+/** The prompts of a batch, in batch order, or a clear error naming a missing id. */
+export const promptsOfBatch = (prompts: ReadonlyArray<typeof PromptWithReference.Type>, batch: Batch) => {
+  const byId = new Map(prompts.map((p) => [p.id, p]))
+  return Effect.forEach(batch.prompts, (id) => {
+    const p = byId.get(id)
+    return p === undefined ? Effect.fail(new PermanentError({ message: `the batch names prompt ${id}, which is not among the training prompts` })) : Effect.succeed(p)
+  })
+}
+
+export const rollout = Stage.make({
+  name: "rollout",
+  version: "1",
+  resource: "policy",
+  engines: [PolicyEngine],
+  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch, policy: PolicyState },
+  params: Schema.Struct({ group_size: Schema.Int, seed: Schema.Int, sampling: SamplingSettings }),
+  output: Schema.Array(Group),
+  run: ({ prompts, batch, policy }, { group_size, seed, sampling }, ctx) =>
+    Effect.gen(function*() {
+      const engine = yield* PolicyEngine
+      yield* engine.load({ path: policy.checkpoint })
+      const chosen = yield* promptsOfBatch(prompts, batch)
+      let done = 0
+      return yield* Effect.forEach(chosen, (p) => {
+        const text = promptText(p.requested_words, p.premise)
+        const ids = engine.promptIds(text)
+        const params = {
+          ...defaultSamplingParams,
+          temperature: sampling.temperature,
+          topP: sampling.top_p,
+          topK: sampling.top_k,
+          repetitionPenalty: sampling.repetition_penalty,
+          presencePenalty: sampling.presence_penalty,
+          maxTokens: Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word))),
+          seed: `${seed}:${policy.step}:${p.id}`
+        }
+        const sample = Effect.map(engine.sample([ids], group_size - 1, params), ([group]) => ({
+          prompt_id: p.id,
+          prompt: text,
+          requested_words: p.requested_words,
+          prompt_tokens: ids,
+          samples: group!.map((s) => ({
+            tokens: [...s.tokens],
+            logprobs: [...s.logprobs],
+            text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }),
+            stop_reason: s.stopReason
+          }))
+        }))
+        return ctx.memo("group", { prompt: p.id, checkpoint: policy.checkpoint, step: policy.step, seed, params, group_size }, Group, sample).pipe(
+          Effect.tap(() => ctx.progress(++done, chosen.length))
+        )
+      }, { concurrency: "unbounded" })
+    })
+})

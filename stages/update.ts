@@ -1,0 +1,80 @@
+/**
+ * `update`: the policy update of a GRPO step. Loads the step's policy, optionally corrects the
+ * sampler/trainer mismatch (trainer logprobs at the step's weights against the sampler's),
+ * runs forwardBackward on the step's datums (`ppo` with ratio bounds 1 − ε_low, 1 + ε_high;
+ * `cross_entropy` for a luffy/sft reference) and an AdamW step, `inner_iterations` times, then
+ * saves, publishes, and hands the next state (new checkpoint, sampler state) to the next step.
+ */
+import { Effect, Schema } from "effect"
+import { PolicyEngine, type Datum } from "../src/engines/PolicyEngine.ts"
+import { mismatchCorrection } from "../src/grpo/TokenLoss.ts"
+import * as Stage from "../src/Stage.ts"
+import { TrainBatch, type DatumRecord } from "./hriGroups.ts"
+import { Batch } from "./sampleBatch.ts"
+import { PolicyState, TrainState } from "./trainState.ts"
+
+const datum = (d: DatumRecord): Datum => ({
+  modelInput: d.model_input,
+  targetTokens: d.target_tokens,
+  ...(d.weights !== undefined ? { weights: d.weights } : {}),
+  ...(d.logprobs !== undefined ? { logprobs: d.logprobs } : {}),
+  ...(d.advantages !== undefined ? { advantages: d.advantages } : {})
+})
+
+export const update = Stage.make({
+  name: "update",
+  version: "1",
+  resource: "policy",
+  engines: [PolicyEngine],
+  inputs: { batch: TrainBatch, policy: PolicyState, next: Batch },
+  params: Schema.Struct({
+    learning_rate: Schema.Number,
+    weight_decay: Schema.Number,
+    max_grad_norm: Schema.Number,
+    inner_iterations: Schema.Int,
+    epsilon_low: Schema.Number,
+    epsilon_high: Schema.Number,
+    mismatch_correction: Schema.Literals(["none", "token", "sequence_geometric"]),
+    mismatch_cap: Schema.Number
+  }),
+  output: TrainState,
+  run: ({ batch, policy, next }, p, ctx) =>
+    Effect.gen(function*() {
+      const engine = yield* PolicyEngine
+      yield* engine.load({ path: policy.checkpoint })
+      let ppo = batch.ppo.map(datum)
+      if (p.mismatch_correction !== "none" && ppo.length > 0) {
+        // Trainer logprobs at the step's weights (teacher forcing) against the sampler's.
+        const trainer = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
+        const mode = p.mismatch_correction === "token" ? "token_tis" : "geo_mean"
+        ppo = ppo.map((d, i) => {
+          // trainer[i][t] scores targetTokens[t]; the completion starts where the advantages do.
+          const adv = Array.from(d.advantages ?? [], Number)
+          const from = adv.findIndex((a) => a !== 0)
+          if (from < 0) return d
+          const sampler = Array.from(d.logprobs ?? [], Number).slice(from)
+          const factor = mismatchCorrection(trainer[i]!.slice(from), sampler, mode, p.mismatch_cap)
+          return { ...d, advantages: adv.map((a, t) => (t >= from ? a * factor[t - from]! : a)) }
+        })
+      }
+      const ce = batch.cross_entropy.map(datum)
+      const adam = { learningRate: p.learning_rate, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: p.weight_decay, gradClipNorm: p.max_grad_norm }
+      for (let it = 0; it < p.inner_iterations; it++) {
+        const a = ppo.length > 0 ? yield* engine.forwardBackward(ppo, { name: "ppo", clipLow: 1 - p.epsilon_low, clipHigh: 1 + p.epsilon_high }) : undefined
+        const b = ce.length > 0 ? yield* engine.forwardBackward(ce, { name: "cross_entropy" }) : undefined
+        const step = yield* engine.optimStep(adam)
+        const tokens = a?.metrics["tokens:sum"] ?? 0
+        yield* ctx.metric({
+          step: policy.step,
+          inner_iteration: it,
+          loss: (a?.metrics["loss:sum"] ?? 0) + (b?.metrics["loss:sum"] ?? 0),
+          clip_frac: tokens > 0 ? (a?.metrics["clipped:sum"] ?? 0) / tokens : null,
+          grad_norm: step.gradNorm,
+          learning_rate: p.learning_rate
+        })
+      }
+      const saved = yield* engine.save(`step-${String(policy.step + 1).padStart(4, "0")}-${ctx.key.slice(0, 12)}`)
+      yield* engine.publish()
+      return { policy: { checkpoint: saved.path, step: policy.step + 1 }, batch: next }
+    })
+})
