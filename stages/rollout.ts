@@ -2,14 +2,15 @@
  * `rollout`: for each prompt of the step, group_size − 1 continuations from the current policy
  * with the recipe's sampling settings. Token ids and sampler logprobs are kept for the loss;
  * the text is decoded for the judge (thinking traces are stripped at judging, kept for the loss).
- * Each group is memoized under (prompt, checkpoint, seed): a crash mid-step repeats no finished
- * group, and the engine merges the groups' concurrent requests into one batch.
+ * Each group is memoized under (prompt, checkpoint, step, seed, settings): a crash mid-step
+ * repeats no finished group, and the missing groups are sampled in one batched call.
  */
 import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
 import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
 import { PermanentError } from "../src/Retry.ts"
+import { memoBatch } from "../src/MemoBatch.ts"
 import * as Stage from "../src/Stage.ts"
 import { PromptWithReference } from "./derivePrompts.ts"
 import { Batch } from "./sampleBatch.ts"
@@ -67,10 +68,8 @@ export const rollout = Stage.make({
       const engine = yield* PolicyEngine
       yield* engine.load({ path: policy.checkpoint })
       const chosen = yield* promptsOfBatch(prompts, batch)
-      let done = 0
-      return yield* Effect.forEach(chosen, (p) => {
+      const plan = chosen.map((p) => {
         const text = promptText(p.requested_words, p.premise)
-        const ids = engine.promptIds(text)
         const params = {
           ...defaultSamplingParams,
           temperature: sampling.temperature,
@@ -81,21 +80,26 @@ export const rollout = Stage.make({
           maxTokens: Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word))),
           seed: `${seed}:${policy.step}:${p.id}`
         }
-        const sample = Effect.map(engine.sample([ids], group_size - 1, params), ([group]) => ({
-          prompt_id: p.id,
-          prompt: text,
-          requested_words: p.requested_words,
-          prompt_tokens: ids,
-          samples: group!.map((s) => ({
-            tokens: [...s.tokens],
-            logprobs: [...s.logprobs],
-            text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }),
-            stop_reason: s.stopReason
+        return { p, text, ids: engine.promptIds(text), params }
+      })
+      // Groups are memoized one by one; the missing ones are sampled in one batched call.
+      return yield* memoBatch(ctx, "group", plan.map(({ p, params }) => ({ prompt: p.id, checkpoint: policy.checkpoint, step: policy.step, seed, params, group_size })), Group,
+        (missing) => Effect.gen(function*() {
+          const todo = missing.map((i) => plan[i]!)
+          const sampled = yield* engine.sample(todo.map(({ ids, params }) => ({ prompt: ids, n: group_size - 1, params })))
+          yield* ctx.progress(todo.length, todo.length)
+          return todo.map(({ p, text, ids }, k) => ({
+            prompt_id: p.id,
+            prompt: text,
+            requested_words: p.requested_words,
+            prompt_tokens: ids,
+            samples: sampled[k]!.map((s) => ({
+              tokens: [...s.tokens],
+              logprobs: [...s.logprobs],
+              text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }),
+              stop_reason: s.stopReason
+            }))
           }))
         }))
-        return ctx.memo("group", { prompt: p.id, checkpoint: policy.checkpoint, step: policy.step, seed, params, group_size }, Group, sample).pipe(
-          Effect.tap(() => ctx.progress(++done, chosen.length))
-        )
-      }, { concurrency: "unbounded" })
     })
 })

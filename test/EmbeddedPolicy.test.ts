@@ -43,7 +43,7 @@ describe("EmbeddedPolicy", () => {
     await withEngine((e) =>
       Effect.gen(function*() {
         const prompts = [e.promptIds("a fox"), e.promptIds("the sea and a lighthouse")]
-        const groups = yield* e.sample(prompts, 3, params)
+        const groups = yield* e.sample(prompts.map((prompt) => ({ prompt, n: 3, params })))
         expect(groups.map((g) => g.length)).toEqual([3, 3])
         const flat = groups.flatMap((g, i) => g.map((s) => ({ prompt: prompts[i]!, completion: s.tokens, sampled: s.logprobs })))
         const lps = yield* e.logprobs(flat)
@@ -55,14 +55,15 @@ describe("EmbeddedPolicy", () => {
       }))
   })
 
-  it("merges concurrent sample calls into one batch without changing any request's tokens", async () => {
+  it("samples several requests in one batch without changing any request's tokens", async () => {
     await withEngine((e) =>
       Effect.gen(function*() {
-        const a = [e.promptIds("a fox")]
-        const b = [e.promptIds("the sea"), e.promptIds("a lighthouse")]
-        const alone = [yield* e.sample(a, 2, { ...params, seed: 1 }), yield* e.sample(b, 3, { ...params, seed: 2, temperature: 0.7 })]
-        const together = yield* Effect.all([e.sample(a, 2, { ...params, seed: 1 }), e.sample(b, 3, { ...params, seed: 2, temperature: 0.7 })], { concurrency: "unbounded" })
-        expect(together.map((g) => g.map((s) => s.map((x) => x.tokens)))).toEqual(alone.map((g) => g.map((s) => s.map((x) => x.tokens))))
+        const a = { prompt: e.promptIds("a fox"), n: 2, params: { ...params, seed: 1 } }
+        const b = { prompt: e.promptIds("the sea"), n: 3, params: { ...params, seed: 2, temperature: 0.7, maxTokens: 9 } }
+        const alone = [...(yield* e.sample([a])), ...(yield* e.sample([b]))]
+        const together = yield* e.sample([a, b])
+        expect(together.map((g) => g.map((x) => x.tokens))).toEqual(alone.map((g) => g.map((x) => x.tokens)))
+        expect(together[1]!.every((x) => x.tokens.length <= 9)).toBe(true)
       }))
   })
 
@@ -70,7 +71,7 @@ describe("EmbeddedPolicy", () => {
     await withEngine((e) =>
       Effect.gen(function*() {
         const prompt = e.promptIds("a fox")
-        const s = (yield* e.sample([prompt], 1, params))[0]![0]!
+        const s = (yield* e.sample([{ prompt, n: 1, params }]))[0]![0]!
         const n = s.tokens.length
         const weights = Array.from({ length: n }, (_, t) => (t % 3) / 2)
         const ce = yield* e.forwardBackward([datumOf(prompt, s.tokens, { weights })], { name: "cross_entropy" })
@@ -99,7 +100,7 @@ describe("EmbeddedPolicy", () => {
         const prompt = e.promptIds("a lighthouse")
         const probe = [{ prompt, completion: e.tokenizer.encode(" the sea") }]
         const before = yield* e.logprobs(probe)
-        const s = (yield* e.sample([prompt], 1, params))[0]![0]!
+        const s = (yield* e.sample([{ prompt, n: 1, params }]))[0]![0]!
         const train = Effect.gen(function*() {
           yield* e.forwardBackward([datumOf(prompt, s.tokens, { weights: s.tokens.map(() => 1) })], { name: "cross_entropy" })
           return yield* e.optimStep({ ...defaultAdamParams, learningRate: 1e-2, gradClipNorm: 1 })
@@ -134,7 +135,7 @@ describe("EmbeddedPolicy", () => {
     expect(long.reason).toBe("ContextOverflow")
     const name = await errorOf((e) => e.save("../escape"))
     expect(name.reason).toBe("BadInput")
-    const badParams = await errorOf((e) => e.sample([[1]], 1, { ...params, topP: 0 }))
+    const badParams = await errorOf((e) => e.sample([{ prompt: [1], n: 1, params: { ...params, topP: 0 } }]))
     expect(badParams.reason).toBe("BadInput")
     const missing = await Effect.runPromiseExit(Effect.provide(Effect.gen(function*() {
       return yield* PolicyEngine
@@ -149,7 +150,7 @@ describe("EmbeddedPolicy", () => {
     await withEngine((e) =>
       Effect.gen(function*() {
         expect(e.fingerprint).toMatch(/^onnx:[0-9a-f]{16}$/)
-        const s = (yield* e.sample([e.promptIds("a fox")], 1, params))[0]![0]!
+        const s = (yield* e.sample([{ prompt: e.promptIds("a fox"), n: 1, params }]))[0]![0]!
         const [lp] = yield* e.logprobs([{ prompt: e.promptIds("a fox"), completion: s.tokens }])
         s.logprobs.forEach((v, t) => expect(Math.abs(v - lp![t]!)).toBeLessThan(1e-4))
         const err = yield* Effect.flip(e.optimStep(defaultAdamParams))

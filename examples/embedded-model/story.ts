@@ -12,7 +12,7 @@ const prompt = process.argv[2] ?? "Write a 100-word story about a lighthouse kee
 const program = Effect.gen(function*() {
   const policy = yield* PolicyEngine
   const ids = policy.promptIds(prompt)
-  const [group] = yield* policy.sample([ids], 2, { ...Sampling.defaultSamplingParams, maxTokens: 200, temperature: 0.9, topP: 0.95, seed: 7 })
+  const [group] = yield* policy.sample([{ prompt: ids, n: 2, params: { ...Sampling.defaultSamplingParams, maxTokens: 200, temperature: 0.9, topP: 0.95, seed: 7 } }])
   for (const story of group!) {
     console.log(`--- ${story.tokens.length} tokens, stopped by ${story.stopReason}`)
     console.log(policy.tokenizer.decode(story.tokens, { skipSpecial: true }).trim())

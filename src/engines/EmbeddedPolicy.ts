@@ -19,7 +19,7 @@ import { sha256 } from "../Canonical.ts"
 import { AdamW, type AdamParams } from "../model/AdamW.ts"
 import * as Checkpoint from "../model/Checkpoint.ts"
 import { ExternalModel } from "../model/ExternalModel.ts"
-import { validate, type SamplingParams } from "../model/Sampling.ts"
+import { validate } from "../model/Sampling.ts"
 import type { Generated, RowParams } from "../model/Generate.ts"
 import { StoryModel, type Scored, type TrainItem } from "../model/StoryModel.ts"
 import { END_TOKEN, promptIds } from "../model/tokenizer/ChatTemplate.ts"
@@ -94,36 +94,22 @@ const clipOf = (loss: LossFn) =>
 type Generate = (rows: ReadonlyArray<ReadonlyArray<number>>, params: ReadonlyArray<RowParams>) => Promise<Array<Generated>>
 
 /**
- * `sample` over a local generator: n rows per prompt, grouped back per prompt. Calls that arrive
- * together (a stage sampling each group as its own memoized item) are merged into one batch, one
- * decode loop; each row keeps its own request's settings and random stream, so a request's
- * tokens do not depend on what it was merged with.
+ * `sample` over a local generator: every request's n rows in one batch, each row with its own
+ * request's settings and random stream (row j of a request draws from `(seed, j)`), so a
+ * request's tokens do not depend on what else is in the batch.
  */
-const sampler = (generate: Generate): PolicyEngineShape["sample"] => {
-  let queue: Array<{ readonly rows: Array<ReadonlyArray<number>>; readonly params: Array<RowParams>; readonly done: (r: Promise<Array<Generated>>) => void }> = []
-  const flush = () => {
-    const batch = queue
-    queue = []
-    const all = generate(batch.flatMap((q) => q.rows), batch.flatMap((q) => q.params))
-    let offset = 0
-    for (const q of batch) {
-      const from = offset
-      offset += q.rows.length
-      q.done(all.then((out) => out.slice(from, from + q.rows.length)))
+const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) =>
+  Effect.gen(function*() {
+    for (const r of requests) {
+      yield* Effect.try({ try: () => validate(r.params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
+      if (!Number.isInteger(r.n) || r.n < 1) return yield* fail("BadInput", `n must be a positive integer, got ${r.n}`)
     }
-  }
-  return (prompts, n, params) =>
-    Effect.gen(function*() {
-      yield* Effect.try({ try: () => validate(params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
-      if (!Number.isInteger(n) || n < 1) return yield* fail("BadInput", `n must be a positive integer, got ${n}`)
-      const rows = prompts.flatMap((p) => Array.from({ length: n }, () => p))
-      const out = yield* attempt("sample", () => new Promise<Array<Generated>>((resolve, reject) => {
-        if (queue.length === 0) setImmediate(flush) // after the fibers of this turn have queued theirs
-        queue.push({ rows, params: rows.map((_, row) => ({ params, row })), done: (r) => r.then(resolve, reject) })
-      }))
-      return prompts.map((_, i) => out.slice(i * n, (i + 1) * n))
-    })
-}
+    const rows = requests.flatMap((r) => Array.from({ length: r.n }, () => r.prompt))
+    const params = requests.flatMap((r) => Array.from({ length: r.n }, (_, row) => ({ params: r.params, row })))
+    const out = yield* attempt("sample", () => generate(rows, params))
+    let offset = 0
+    return requests.map((r) => out.slice(offset, (offset += r.n)))
+  })
 
 /** `logprobs` over a local teacher-forcing scorer: the completion's part of the full sequence's scores. */
 const teacherForcing = (score: (items: ReadonlyArray<Scored>) => Promise<Array<Float32Array>>): PolicyEngineShape["logprobs"] =>

@@ -2,7 +2,8 @@
  * The PolicyEngine: the model being trained, behind a Tinker-shaped interface (ARCHITECTURE.md §6,
  * protocols.md §1) so the embedded ONNX model and remote GPU engines slot into the same stages.
  *
- * - `sample(prompts, n, params)`: n continuations per prompt, with per-token sampler logprobs.
+ * - `sample(requests)`: n continuations per prompt (each request with its own settings), with
+ *   per-token sampler logprobs.
  * - `logprobs(items)`: teacher-forced logprobs of a completion after a prompt (for HRI references).
  * - `forwardBackward(datums, loss)`: gradients of a SUM loss accumulate until `optimStep`.
  * - `optimStep(adam)`, `save(name)` / `load(path)` (weights and optimizer state), `publish()`
@@ -15,7 +16,7 @@
  * ```ts
  * const program = Effect.gen(function*() {
  *   const policy = yield* PolicyEngine
- *   const [[seq]] = yield* policy.sample([policy.promptIds("Write a 300-word story about a fox.")], 1, params)
+ *   const [[seq]] = yield* policy.sample([{ prompt: policy.promptIds("Write a 300-word story about a fox."), n: 1, params }])
  *   yield* policy.forwardBackward([datum], { name: "ppo", clipLow: 0.8, clipHigh: 1.2 })
  *   yield* policy.optimStep({ ...defaultAdamParams, learningRate: 1e-5 })
  *   yield* policy.publish()
@@ -50,6 +51,13 @@ export interface Datum {
   readonly logprobs?: ArrayLike<number>
   /** Per-token advantages (importance_sampling, ppo); 0 on prompt positions. */
   readonly advantages?: ArrayLike<number>
+}
+
+/** One sampling request: Tinker's `prompt`, `num_samples` and `sampling_params`. */
+export interface SampleRequest {
+  readonly prompt: ReadonlyArray<number>
+  readonly n: number
+  readonly params: SamplingParams
 }
 
 export interface SampledSequence {
@@ -101,11 +109,13 @@ export interface PolicyEngineShape extends Fingerprinted {
   readonly maxContext: number
   /** Chat-formatted prompt ids (`promptIds` of the chat template). */
   readonly promptIds: (prompt: string) => Array<number>
-  readonly sample: (
-    prompts: ReadonlyArray<ReadonlyArray<number>>,
-    n: number,
-    params: SamplingParams
-  ) => Effect.Effect<Array<Array<SampledSequence>>, PolicyError>
+  /**
+   * Samples for several requests at once (one batch on the embedded engine, concurrent requests
+   * on remote ones): `n` continuations of each `prompt` under its own `params`; the result has one
+   * array of `n` sequences per request, in order. A request's tokens depend only on its own
+   * prompt, params and seed, never on the other requests.
+   */
+  readonly sample: (requests: ReadonlyArray<SampleRequest>) => Effect.Effect<Array<Array<SampledSequence>>, PolicyError>
   readonly logprobs: (
     items: ReadonlyArray<{ readonly prompt: ReadonlyArray<number>; readonly completion: ReadonlyArray<number> }>
   ) => Effect.Effect<Array<Float32Array>, PolicyError>

@@ -79,9 +79,20 @@ export const rules: Partial<Record<OpType, Rule>> = {
     return [g.reshape(dy, { shape: g.shapeOf(x), as: x.shape })]
   },
   Transpose: (g, n, _y, dy) => [g.transpose(dy, inv(n.attrs.perm ?? []))],
-  // Embedding rows: scatter-add dy rows into zeros [V, ...] at indices.
+  // A row gathered several times (a token embedding) must sum its gradients in a fixed order:
+  // onnxruntime's ScatterND "add" runs in parallel and its float sums vary from run to run, so a
+  // table of static height V gets onehot(indices)ᵀ · dy, a matmul, deterministic. Other gathers
+  // (unique indices into a flat tensor) scatter-add dy into zeros.
   Gather: (g, n, _y, dy) => {
     const [data, idx] = [n.inputs[0]!, n.inputs[1]!]
+    const V = data.shape[0]
+    const width = data.shape[1]
+    if (data.shape.length === 2 && typeof V === "number" && typeof width === "number") {
+      const flat = g.reshape(idx, [-1])
+      const rows = g.constant(Array.from({ length: V }, (_, i) => i), "int64", [V])
+      const onehot = g.cast(g.equal(g.unsqueeze(flat, [1]), rows), data.dtype) // [N, V]
+      return [g.matmul(g.transposeLast2(onehot), g.reshape(dy, [-1, width])), null]
+    }
     return [g.scatterNDAdd(g.zerosLike(data), g.unsqueeze(idx, [-1]), dy), null]
   },
   Concat: (g, n, _y, dy) => {
