@@ -12,9 +12,10 @@
  * `eval.prompts_per_bucket` (held-out prompts evaluated). Engines: the Writer (premises), the
  * Judge, the PolicyEngine (`embedded` here; the remote engines come with their issue).
  */
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { join } from "node:path"
 import * as EmbeddedPolicy from "../src/engines/EmbeddedPolicy.ts"
+import { PolicyEngine, PolicyError } from "../src/engines/PolicyEngine.ts"
 import * as Judges from "../src/engines/judge/Judges.ts"
 import type { Builder, NodeRef } from "../src/Pipeline.ts"
 import { define, type LayerContext } from "../src/PipelineModule.ts"
@@ -122,10 +123,10 @@ export default define("polaris", (b, recipe) => {
 export const layer = (recipe: Recipe, context: LayerContext) => {
   const policy = recipe.policy
   if (policy === undefined) throw new Error("policy is required (backend: embedded, model: a model folder)")
-  if (policy.backend !== "embedded") throw new Error(`policy.backend ${policy.backend}: only the embedded engine is wired into this pipeline yet`)
-  return Layer.mergeAll(
-    dataLayer(recipe),
-    Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }),
-    EmbeddedPolicy.layer({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "checkpoints") })
-  )
+  // The remote engines are not wired yet: such a recipe validates and draws its DAG, and a run
+  // stops at the first node that needs the policy, saying so.
+  const engine = policy.backend === "embedded"
+    ? EmbeddedPolicy.layer({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "checkpoints") })
+    : Layer.effect(PolicyEngine, Effect.fail(new PolicyError({ reason: "Unsupported", retryable: false, message: `policy.backend ${policy.backend} is not available yet: use the embedded engine` })))
+  return Layer.mergeAll(dataLayer(recipe), Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }), engine)
 }

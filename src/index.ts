@@ -40,3 +40,6 @@ export type { JudgeItem, JudgeShape, JudgeTotals } from "./engines/judge/Judge.t
 export * as Judges from "./engines/judge/Judges.ts"
 export * as Rubric from "./engines/judge/Rubric.ts"
 export * as Reward from "./grpo/Reward.ts"
+export * as Advantages from "./grpo/Advantages.ts"
+export * as TokenLoss from "./grpo/TokenLoss.ts"
+export { memoBatch } from "./MemoBatch.ts"

@@ -1,6 +1,6 @@
 /** The `polaris` command: exit codes, summaries, resume, cache commands, no stack traces. */
 import { spawnSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { tempDir } from "./support/store.ts"
@@ -109,6 +109,15 @@ describe("shipped recipes", () => {
     const dag = polaris(["dag", "recipes/polaris-data.yaml", "--format", "mermaid"])
     expect(dag.stdout).toContain("split_stories -->|stories| dataset")
     expect(dag.stdout).toContain("train -->|stories| derive_prompts")
+  })
+
+  it("every recipe in recipes/ validates (secrets from the environment)", () => {
+    const files = readdirSync(join(ROOT, "recipes")).filter((f) => f.endsWith(".yaml"))
+    expect(files.length).toBeGreaterThanOrEqual(5)
+    for (const f of files) {
+      const r = polaris(["validate", join("recipes", f)], { GEMINI_API_KEY: "k", TINKER_API_KEY: "k" })
+      expect(r.code, `${f}: ${r.stderr}`).toBe(0)
+    }
   })
 })
 
