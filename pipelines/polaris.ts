@@ -49,6 +49,7 @@ const samplingOf = (recipe: Recipe) => {
 
 export default define("polaris", (b, recipe) => {
   const g = recipe.grpo ?? {}
+  if ((g.beta ?? 0) > 0) throw new Error("grpo.beta > 0: the KL (k3) term to the initial policy is not implemented yet; train with beta 0")
   const seed = recipe.seed ?? 0
   const model = recipe.policy?.model
   if (model === undefined) throw new Error("policy.model is required: the model to train (a folder for the embedded engine)")
