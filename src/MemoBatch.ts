@@ -10,6 +10,7 @@
  *   (missing) => sampleGroups(missing.map((i) => prompts[i]!)))
  */
 import { Deferred, Effect, type Schema } from "effect"
+import { digest } from "./Canonical.ts"
 import type { StageContext } from "./Stage.ts"
 
 export const memoBatch = <A, I, E, R>(
@@ -21,6 +22,27 @@ export const memoBatch = <A, I, E, R>(
 ): Effect.Effect<Array<A>, E, R> =>
   Effect.gen(function*() {
     if (keys.length === 0) return []
+    // Equal keys are one item (two waiters on one key's lock would never both report).
+    const firstOf = new Map<string, number>()
+    const owner = keys.map((k, i) => {
+      const d = digest(k)
+      if (!firstOf.has(d)) firstOf.set(d, i)
+      return firstOf.get(d)!
+    })
+    const unique = [...firstOf.values()]
+    const values = yield* memoUnique(ctx, namespace, unique.map((i) => keys[i]), schema, (missing) => compute(missing.map((m) => unique[m]!)))
+    const byIndex = new Map(unique.map((i, k) => [i, values[k]!]))
+    return owner.map((i) => byIndex.get(i)!)
+  })
+
+const memoUnique = <A, I, E, R>(
+  ctx: StageContext,
+  namespace: string,
+  keys: ReadonlyArray<unknown>,
+  schema: Schema.Codec<A, I>,
+  compute: (missing: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<A>, E, R>
+): Effect.Effect<Array<A>, E, R> =>
+  Effect.gen(function*() {
     const results = yield* Effect.forEach(keys, () => Deferred.make<A, E>())
     const allKnown = yield* Deferred.make<void>()
     const missing = new Set<number>()
