@@ -49,7 +49,6 @@ const samplingOf = (recipe: Recipe) => {
 
 export default define("polaris", (b, recipe) => {
   const g = recipe.grpo ?? {}
-  if ((g.beta ?? 0) > 0) throw new Error("grpo.beta > 0: the KL (k3) term to the initial policy is not implemented yet; train with beta 0")
   const seed = recipe.seed ?? 0
   const model = recipe.policy?.model
   if (model === undefined) throw new Error("policy.model is required: the model to train (a folder for the embedded engine)")
@@ -102,7 +101,8 @@ export default define("polaris", (b, recipe) => {
           epsilon_low: g.epsilon_low ?? 0.2,
           epsilon_high: g.epsilon_high ?? 0.28,
           mismatch_correction: g.mismatch_correction ?? "none",
-          mismatch_cap: 2
+          mismatch_cap: 2,
+          beta: g.beta ?? 0
         }
       })
     }

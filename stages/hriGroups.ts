@@ -31,6 +31,10 @@ export const TrainBatch = Schema.Struct({
   ppo: Schema.Array(DatumRecord),
   /** Datums of the `cross_entropy` loss (the reference when `luffy` or `sft`). */
   cross_entropy: Schema.Array(DatumRecord),
+  /** The aggregation factor c_i of each `ppo` datum (the KL term is scaled like the loss). */
+  scales: Schema.Array(Schema.Number),
+  /** Where each `ppo` datum's completion starts (index into its per-token arrays). */
+  starts: Schema.Array(Schema.Int),
   metrics: Schema.Record(Schema.String, Schema.NullOr(Schema.Number))
 })
 export type TrainBatch = typeof TrainBatch.Type
@@ -106,18 +110,27 @@ export const hriGroups = Stage.make({
       const lengths = groups.flatMap((g) => [...g.samples.map((s) => s.tokens.length), ...(refs.has(g.prompt_id) ? [refs.get(g.prompt_id)!.tokens.length] : [])])
       const scales = sequenceScale(p.loss_type, lengths, p.max_completion_length)
       const ppo: Array<DatumRecord> = []
+      const ppoScales: Array<number> = []
+      const ppoStarts: Array<number> = []
       const ce: Array<DatumRecord> = []
       let k = 0
       groups.forEach((g, gi) => {
         g.samples.forEach((s, i) => {
-          const a = adv[gi]!.rollouts[i]! * scales[k++]!
+          const c = scales[k++]!
+          const a = adv[gi]!.rollouts[i]! * c
           ppo.push(record(datumOf(g.prompt_tokens, s.tokens, { logprobs: s.logprobs, advantages: s.tokens.map(() => a) })))
+          ppoScales.push(c)
+          ppoStarts.push(g.prompt_tokens.length - 1)
         })
         const ref = refs.get(g.prompt_id)
         if (ref === undefined) return
         const a = adv[gi]!.reference
         const c = scales[k++]!
-        if (p.reference_loss === "on_policy") ppo.push(record(datumOf(ref.prompt_tokens, ref.tokens, { logprobs: ref.logprobs, advantages: ref.tokens.map(() => a * c) })))
+        if (p.reference_loss === "on_policy") {
+          ppo.push(record(datumOf(ref.prompt_tokens, ref.tokens, { logprobs: ref.logprobs, advantages: ref.tokens.map(() => a * c) })))
+          ppoScales.push(c)
+          ppoStarts.push(ref.prompt_tokens.length - 1)
+        }
         else if (p.reference_loss === "luffy") ce.push(record(datumOf(ref.prompt_tokens, ref.tokens, { weights: luffyWeights(ref.logprobs, a, c, p.luffy_gamma) })))
         else ce.push(record(datumOf(ref.prompt_tokens, ref.tokens, { weights: sftWeights(ref.tokens.length, c) })))
       })
@@ -160,6 +173,6 @@ export const hriGroups = Stage.make({
         metrics[`length_ratio@${b}`] = mean(xs.map((x) => (x.j?.words ?? 0) / x.g.requested_words))
       }
       yield* ctx.metric(metrics)
-      return { ppo, cross_entropy: ce, metrics }
+      return { ppo, cross_entropy: ce, scales: ppoScales, starts: ppoStarts, metrics }
     })
 })

@@ -11,7 +11,9 @@ export const PolicyState = Schema.Struct({
   /** Checkpoint the engine loads before using the policy (`PolicyEngine.load`). */
   checkpoint: Schema.String,
   /** Optimizer steps taken since the initial model. */
-  step: Schema.Int
+  step: Schema.Int,
+  /** The initial model (the reference of the KL term). */
+  initial: Schema.String
 })
 export type PolicyState = typeof PolicyState.Type
 
@@ -25,7 +27,7 @@ export const initTrain = Stage.make({
   inputs: { start: Batch },
   params: Schema.Struct({ model: Schema.String, digest: Schema.String }),
   output: TrainState,
-  run: ({ start }, { model }) => Effect.succeed({ policy: { checkpoint: model, step: 0 }, batch: start })
+  run: ({ start }, { model }) => Effect.succeed({ policy: { checkpoint: model, step: 0, initial: model }, batch: start })
 })
 
 /** The policy of a train state (a projection, so the stages that use it key on it alone). */

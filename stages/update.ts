@@ -35,7 +35,9 @@ export const update = Stage.make({
     epsilon_low: Schema.Number,
     epsilon_high: Schema.Number,
     mismatch_correction: Schema.Literals(["none", "token", "sequence_geometric"]),
-    mismatch_cap: Schema.Number
+    mismatch_cap: Schema.Number,
+    /** β of the k3 KL term to the initial policy (0: none). */
+    beta: Schema.Number
   }),
   output: TrainState,
   run: ({ batch, policy, next }, p, ctx) =>
@@ -48,16 +50,39 @@ export const update = Stage.make({
         const trainer = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
         const mode = p.mismatch_correction === "token" ? "token_tis" : "geo_mean"
         ppo = ppo.map((d, i) => {
-          // trainer[i][t] scores targetTokens[t]; the completion starts where the advantages do.
+          // trainer[i][t] scores targetTokens[t]; the completion starts at `starts[i]`.
           const adv = Array.from(d.advantages ?? [], Number)
-          const from = adv.findIndex((a) => a !== 0)
-          if (from < 0) return d
+          const from = batch.starts[i]!
           const sampler = Array.from(d.logprobs ?? [], Number).slice(from)
           const factor = mismatchCorrection(trainer[i]!.slice(from), sampler, mode, p.mismatch_cap)
           return { ...d, advantages: adv.map((a, t) => (t >= from ? a * factor[t - from]! : a)) }
         })
       }
       const ce = batch.cross_entropy.map(datum)
+      if (p.beta > 0 && ppo.length > 0) {
+        // β·k3 per token, k3 = exp(ref − lp) − (ref − lp) − 1, ref the initial policy's logprob:
+        // dk3/dlp = 1 − exp(ref − lp), sent as cross_entropy weights w = β·c·(exp(ref − lp) − 1)
+        // (c: the sequence's aggregation factor), exact at the step's weights (lp: the sampler's).
+        yield* engine.load({ path: policy.initial })
+        const ref = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
+        yield* engine.load({ path: policy.checkpoint })
+        let kl = 0
+        let n = 0
+        ppo.forEach((d, i) => {
+          const adv = Array.from(d.advantages ?? [], Number)
+          const from = batch.starts[i]!
+          const c = batch.scales[i]!
+          const weights = adv.map((_, t) => {
+            if (t < from) return 0
+            const delta = ref[i]![t]! - Number(d.logprobs![t])
+            kl += Math.exp(delta) - delta - 1
+            n++
+            return p.beta * c * (Math.exp(delta) - 1)
+          })
+          ce.push({ modelInput: d.modelInput, targetTokens: d.targetTokens, weights })
+        })
+        yield* ctx.metric({ step: policy.step, kl: n > 0 ? kl / n : null })
+      }
       const adam = { learningRate: p.learning_rate, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: p.weight_decay, gradClipNorm: p.max_grad_norm }
       for (let it = 0; it < p.inner_iterations; it++) {
         const a = ppo.length > 0 ? yield* engine.forwardBackward(ppo, { name: "ppo", clipLow: 1 - p.epsilon_low, clipHigh: 1 + p.epsilon_high }) : undefined
@@ -75,6 +100,6 @@ export const update = Stage.make({
       }
       const saved = yield* engine.save(`step-${String(policy.step + 1).padStart(4, "0")}-${ctx.key.slice(0, 12)}`)
       yield* engine.publish()
-      return { policy: { checkpoint: saved.path, step: policy.step + 1 }, batch: next }
+      return { policy: { ...policy, checkpoint: saved.path, step: policy.step + 1 }, batch: next }
     })
 })

@@ -5,9 +5,11 @@
  * sequence, LUFFY as cross_entropy weights); the engine's training graph (float64) gives the
  * gradient of its sum losses. Independently, the intended loss
  *
- *   L(θ) = (1/N) Σ_rollout tokens −min(r·A, clip(r, 1−ε_low, 1+ε_high)·A)  −  (A_ref/N) Σ_ref tokens p/(p+γ)
+ *   L(θ) = (1/N) Σ_rollout tokens [−min(r·A, clip(r, 1−ε_low, 1+ε_high)·A) + β·k3]  −  (A_ref/N) Σ_ref tokens p/(p+γ)
  *
- * (N: completion tokens in the batch; r = exp(lp − lp_old); p = exp(lp)) is evaluated from the
+ * (N: completion tokens in the batch; r = exp(lp − lp_old); p = exp(lp); k3 = exp(ref − lp) −
+ * (ref − lp) − 1 with ref the initial policy's logprob, sent as cross_entropy weights as the
+ * `update` stage does) is evaluated from the
  * teacher-forcing graph, and differentiated by central finite differences on a tiny model.
  */
 import { describe, expect, it } from "vitest"
@@ -63,6 +65,7 @@ describe("GRPO gradient", () => {
     const references = prompts.map((p) => ({ prompt: p, completion: Array.from({ length: 5 }, tok) }))
     const rewards = [{ rollouts: [0.3, 0.7], reference: 0.9 }, { rollouts: [0.2, 0.5], reference: 0.4 }]
     const adv = advantages(rewards, { scaleRewards: "group", referenceInStats: true })
+    const beta = 0.3
     const epsLow = 0.2
     const epsHigh = 0.28
     const gamma = 0.1
@@ -88,6 +91,15 @@ describe("GRPO gradient", () => {
     const old = current.map((lps) => lps.map((lp) => lp + 0.6 * (u() - 0.5)))
     const rolloutAdv = adv.flatMap((a) => a.rollouts)
     const refLp = await logprobs(references)
+    // The initial policy of the KL term: other weights, fixed.
+    const initialWeights = new Map([...weights].map(([n, a]) => [n, a.map((x) => x + 0.2 * (u() - 0.5))]))
+    const initialLp = await (async () => {
+      const saved = new Map([...weights].map(([n, a]) => [n, a.slice()]))
+      for (const [n, a] of initialWeights) weights.get(n)!.set(a)
+      const lp = await logprobs(flatRollouts)
+      for (const [n, a] of saved) weights.get(n)!.set(a)
+      return lp
+    })()
     const luffy = references.map((_, i) => Array.from(luffyWeights(refLp[i]!, adv[i]!.reference, 1 / N, gamma)))
 
     // Engine gradient: ppo over the rollouts + cross_entropy over the references, summed.
@@ -97,10 +109,12 @@ describe("GRPO gradient", () => {
       old_logprobs: flatRollouts.map((it, i) => pad(it, old[i]!)),
       advantages: flatRollouts.map((it, i) => pad(it, it.completion.map(() => rolloutAdv[i]! / N)))
     })
-    const ce = feedsFor(references, {
-      weights: references.map((it, i) => pad(it, luffy[i]!)),
-      old_logprobs: references.map((it) => pad(it, [])),
-      advantages: references.map((it) => pad(it, []))
+    const ceItems = [...references, ...flatRollouts]
+    const klWeights = flatRollouts.map((_, i) => current[i]!.map((lp, t) => (beta / N) * (Math.exp(initialLp[i]![t]! - lp) - 1)))
+    const ce = feedsFor(ceItems, {
+      weights: [...references.map((it, i) => pad(it, luffy[i]!)), ...flatRollouts.map((it, i) => pad(it, klWeights[i]!))],
+      old_logprobs: ceItems.map((it) => pad(it, [])),
+      advantages: ceItems.map((it) => pad(it, []))
     })
     const bounds = (lo: number, hi: number) => ({ clip_low: { data: Float64Array.of(lo), dims: [] }, clip_high: { data: Float64Array.of(hi), dims: [] } })
     const gPpo = await train({ ...wfeeds(), ...ppo.feeds, ...bounds(1 - epsLow, 1 + epsHigh) })
@@ -117,6 +131,8 @@ describe("GRPO gradient", () => {
         const r = Math.exp(lp - old[i]![t]!)
         const a = rolloutAdv[i]!
         loss += -Math.min(r * a, Math.min(Math.max(r, 1 - epsLow), 1 + epsHigh) * a) / N
+        const delta = initialLp[i]![t]! - lp
+        loss += (beta / N) * (Math.exp(delta) - delta - 1)
       }))
       lref.forEach((lps, i) => lps.forEach((lp) => {
         const p = Math.exp(lp)
