@@ -43,7 +43,8 @@ const samplingOf = (recipe: Recipe) => {
     presence_penalty: s.presence_penalty ?? 0,
     max_tokens: s.max_tokens ?? 1024,
     // 1.7 tokens per word on the bundled corpus; room for twice the requested length.
-    tokens_per_word: 3.5
+    tokens_per_word: 3.5,
+    thinking: s.thinking ?? false
   }
 }
 

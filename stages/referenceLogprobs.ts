@@ -2,6 +2,7 @@
  * `reference-logprobs`: each prompt's human story laid out in the same chat template as the
  * rollouts, tokenized, and scored by teacher forcing under the current policy (HRI's off-policy
  * member). Long references are cut to the step's token cap, like a rollout would be.
+ * The completion ends with the tokenizer's own end-of-turn token (`eos_token`).
  */
 import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
@@ -42,7 +43,9 @@ export const referenceLogprobs = Stage.make({
         const cap = Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word)))
         const all = completionIds(engine.tokenizer, p.reference)
         const tokens = all.slice(0, cap)
-        return { p, prompt: engine.promptIds(promptText(p.requested_words, p.premise)), tokens, truncated: all.length > cap }
+        // A human story has no reasoning: it is laid out as a reply with thinking off (Qwen3-style
+        // templates then put an empty think block in the prompt), whatever the rollouts use.
+        return { p, prompt: engine.promptIds(promptText(p.requested_words, p.premise), { enableThinking: false }), tokens, truncated: all.length > cap }
       })
       const lps = yield* ctx.memo("reference-logprobs", { checkpoint: policy.checkpoint, prompts: items.map((i) => i.p.id), sampling },
         Schema.Array(Schema.Array(Schema.Number)),

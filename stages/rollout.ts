@@ -42,7 +42,9 @@ export const SamplingSettings = Schema.Struct({
   presence_penalty: Schema.Number,
   /** Cap on new tokens; a prompt's own cap is min(this, ceil(requested_words × tokens_per_word)). */
   max_tokens: Schema.Int,
-  tokens_per_word: Schema.Number
+  tokens_per_word: Schema.Number,
+  /** The chat template's thinking mode (Qwen3-style `enable_thinking`); the trace is stripped before judging. */
+  thinking: Schema.Boolean
 })
 export type SamplingSettings = typeof SamplingSettings.Type
 
@@ -80,7 +82,7 @@ export const rollout = Stage.make({
           maxTokens: Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word))),
           seed: `${seed}:${policy.step}:${p.id}`
         }
-        return { p, text, ids: engine.promptIds(text), params }
+        return { p, text, ids: engine.promptIds(text, { enableThinking: sampling.thinking }), params }
       })
       // Groups are memoized one by one; the missing ones are sampled in one batched call.
       return yield* memoBatch(ctx, "group", plan.map(({ p, params }) => ({ prompt: p.id, checkpoint: policy.checkpoint, step: policy.step, seed, params, group_size })), Group,

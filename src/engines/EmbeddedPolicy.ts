@@ -22,7 +22,7 @@ import { ExternalModel } from "../model/ExternalModel.ts"
 import { validate } from "../model/Sampling.ts"
 import type { Generated, RowParams } from "../model/Generate.ts"
 import { StoryModel, type Scored, type TrainItem } from "../model/StoryModel.ts"
-import { END_TOKEN, promptIds } from "../model/tokenizer/ChatTemplate.ts"
+import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import { decays } from "../model/Transformer.ts"
 import {
@@ -126,12 +126,8 @@ const teacherForcing = (score: (items: ReadonlyArray<Scored>) => Promise<Array<F
 const isOnnxExport = (dir: string) =>
   !existsSync(join(dir, Checkpoint.FILES.weights)) && (existsSync(join(dir, "model.onnx")) || existsSync(join(dir, "onnx", "model.onnx")))
 
-/** The turn-ending token: tokenizer_config.json's `eos_token` (a string or `{content}`), else `<|end|>`. */
-const endTokenOf = (tokenizer: Tokenizer): number => {
-  const eos = tokenizer.config["eos_token"]
-  const name = typeof eos === "string" ? eos : typeof eos === "object" && eos !== null && "content" in eos ? String(eos.content) : END_TOKEN
-  return tokenizer.tokenId(name)
-}
+/** The turn-ending token's id (ChatTemplate.endToken). */
+const endTokenOf = (tokenizer: Tokenizer): number => tokenizer.tokenId(endToken(tokenizer))
 
 const inferenceOnly = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
   Effect.gen(function*() {
@@ -145,7 +141,7 @@ const inferenceOnly = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShap
       tokenizer,
       endToken,
       maxContext: model.maxContext,
-      promptIds: (prompt) => promptIds(tokenizer, prompt),
+      promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
       sample: sampler((rows, params) => model.generate(rows, params, [endToken])),
       logprobs: teacherForcing((items) => model.score(items)),
       forwardBackward: () => unsupported("forward_backward"),
@@ -186,7 +182,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       tokenizer,
       endToken,
       maxContext: config.maxContext,
-      promptIds: (prompt) => promptIds(tokenizer, prompt),
+      promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
 
       sample: sampler((rows, params) => model.generate(published, rows, params, [endToken])),
       logprobs: teacherForcing(async (items) => (await model.score(published, items)).map((s) => s.logprobs)),

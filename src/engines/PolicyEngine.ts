@@ -27,6 +27,7 @@
 import { Context, Data, type Effect, Schema } from "effect"
 import type { AdamParams } from "../model/AdamW.ts"
 import type { SamplingParams } from "../model/Sampling.ts"
+import type { ChatOptions } from "../model/tokenizer/ChatTemplate.ts"
 import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Fingerprinted } from "../Engine.ts"
 
@@ -107,8 +108,8 @@ export interface PolicyEngineShape extends Fingerprinted {
   /** The id that ends a turn; sampling always stops on it. */
   readonly endToken: number
   readonly maxContext: number
-  /** Chat-formatted prompt ids (`promptIds` of the chat template). */
-  readonly promptIds: (prompt: string) => Array<number>
+  /** Chat-formatted prompt ids (`promptIds` of the model's chat template; `enableThinking` for Qwen3-style templates). */
+  readonly promptIds: (prompt: string, options?: ChatOptions) => Array<number>
   /**
    * Samples for several requests at once (one batch on the embedded engine, concurrent requests
    * on remote ones): `n` continuations of each `prompt` under its own `params`; the result has one

@@ -36,25 +36,49 @@ const compiled = new Map<string, Template>()
 export const renderChat = (
   tokenizer: Tokenizer,
   messages: ReadonlyArray<ChatMessage>,
-  addGenerationPrompt: boolean
+  addGenerationPrompt: boolean,
+  options: ChatOptions = {}
 ): string => {
   const source = typeof tokenizer.config.chat_template === "string" ? tokenizer.config.chat_template : CHAT_TEMPLATE
   let template = compiled.get(source)
   if (template === undefined) compiled.set(source, (template = new Template(source)))
-  return template.render({ messages: messages.map((m) => ({ ...m })), add_generation_prompt: addGenerationPrompt })
+  // The variables transformers' apply_chat_template passes: the special tokens, and
+  // `enable_thinking` only when asked for (templates test `enable_thinking is defined`).
+  const special = Object.fromEntries(["bos_token", "eos_token", "pad_token", "unk_token"].flatMap((k) => {
+    const v = tokenString(tokenizer.config[k])
+    return v === undefined ? [] : [[k, v]]
+  }))
+  return template.render({
+    ...special,
+    messages: messages.map((m) => ({ ...m })),
+    add_generation_prompt: addGenerationPrompt,
+    ...(options.enableThinking !== undefined ? { enable_thinking: options.enableThinking } : {})
+  })
 }
 
-/** Ids of `<|user|>{prompt}<|end|><|assistant|>`: what sampling starts from. */
-export const promptIds = (tokenizer: Tokenizer, prompt: string): Array<number> =>
-  tokenizer.encode(renderChat(tokenizer, [{ role: "user", content: prompt }], true))
+/** Template switches (Qwen3-style `enable_thinking`). */
+export interface ChatOptions {
+  readonly enableThinking?: boolean
+}
+
+/** Ids of the rendered user turn plus the generation prompt: what sampling starts from. */
+export const promptIds = (tokenizer: Tokenizer, prompt: string, options: ChatOptions = {}): Array<number> =>
+  tokenizer.encode(renderChat(tokenizer, [{ role: "user", content: prompt }], true, options))
 
 /**
- * Ids of `{completion}<|end|>`: the tokens teacher forcing scores after `promptIds`. The prompt
- * ends in a special token, which the loader never merges across, so these ids do not depend on
- * the prompt: `encode(renderChat([user, assistant]))` is `promptIds ++ completionIds`.
+ * Ids of `{completion}{end token}`: the tokens teacher forcing scores after `promptIds`. The
+ * prompt ends in a special token, which the loader never merges across, so these ids do not
+ * depend on the prompt: for our template `encode(renderChat([user, assistant]))` is
+ * `promptIds ++ completionIds`.
  */
 export const completionIds = (tokenizer: Tokenizer, completion: string): Array<number> =>
-  tokenizer.encode(`${completion}${END_TOKEN}`)
+  tokenizer.encode(`${completion}${endToken(tokenizer)}`)
 
-/** The token that ends a turn; sampling stops on its id. */
+/** The token that ends a turn in the embedded model's template. */
 export const END_TOKEN = "<|end|>"
+
+const tokenString = (v: unknown): string | undefined =>
+  typeof v === "string" ? v : typeof v === "object" && v !== null && "content" in v ? String((v as { content: unknown }).content) : undefined
+
+/** The string that ends a turn: tokenizer_config.json's `eos_token` (a string or `{content}`), else `<|end|>`. */
+export const endToken = (tokenizer: Tokenizer): string => tokenString(tokenizer.config["eos_token"]) ?? END_TOKEN
