@@ -12,10 +12,8 @@
  * `eval.prompts_per_bucket` (held-out prompts evaluated). Engines: the Writer (premises), the
  * Judge, the PolicyEngine (`embedded` here; the remote engines come with their issue).
  */
-import { Effect, Layer } from "effect"
-import { join } from "node:path"
-import * as EmbeddedPolicy from "../src/engines/EmbeddedPolicy.ts"
-import { PolicyEngine, PolicyError } from "../src/engines/PolicyEngine.ts"
+import { Layer } from "effect"
+import * as Policies from "../src/engines/Policies.ts"
 import * as Judges from "../src/engines/judge/Judges.ts"
 import type { Builder, NodeRef } from "../src/Pipeline.ts"
 import { define, type LayerContext } from "../src/PipelineModule.ts"
@@ -121,14 +119,9 @@ export default define("polaris", (b, recipe) => {
   return { final, evaluation: b.node(compareEval, { id: "compare", inputs: { before, after } }) }
 })
 
-/** The Writer (premises), the Judge, and the embedded policy with its checkpoints in the store. */
+/** The Writer (premises), the Judge, and the recipe's policy engine (checkpoints of the embedded one in the store). */
 export const layer = (recipe: Recipe, context: LayerContext) => {
   const policy = recipe.policy
   if (policy === undefined) throw new Error("policy is required (backend: embedded, model: a model folder)")
-  // The remote engines are not wired yet: such a recipe validates and draws its DAG, and a run
-  // stops at the first node that needs the policy, saying so.
-  const engine = policy.backend === "embedded"
-    ? EmbeddedPolicy.layer({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "checkpoints") })
-    : Layer.effect(PolicyEngine, Effect.fail(new PolicyError({ reason: "Unsupported", retryable: false, message: `policy.backend ${policy.backend} is not available yet: use the embedded engine` })))
-  return Layer.mergeAll(dataLayer(recipe), Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }), engine)
+  return Layer.mergeAll(dataLayer(recipe), Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }), Policies.fromRecipe(policy, context))
 }

@@ -10,6 +10,7 @@ import { promptText } from "../src/data/Prompts.ts"
 import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
 import { PermanentError } from "../src/Retry.ts"
+import { sha256 } from "../src/Canonical.ts"
 import { memoBatch } from "../src/MemoBatch.ts"
 import * as Stage from "../src/Stage.ts"
 import { PromptWithReference } from "./derivePrompts.ts"
@@ -80,7 +81,8 @@ export const rollout = Stage.make({
           repetitionPenalty: sampling.repetition_penalty,
           presencePenalty: sampling.presence_penalty,
           maxTokens: Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word))),
-          seed: `${seed}:${policy.step}:${p.id}`
+          // An integer: the seed every engine accepts (Tinker and vLLM take 31-bit ints).
+          seed: parseInt(sha256(`${seed}:${policy.step}:${p.id}`).slice(0, 7), 16)
         }
         return { p, text, ids: engine.promptIds(text, { enableThinking: sampling.thinking }), params }
       })

@@ -18,6 +18,8 @@ import * as RecipeLoader from "../recipe/RecipeLoader.ts"
 import { resolveTarget, type Target, targetOfRun } from "./target.ts"
 import { dataCommand } from "./data.ts"
 import { watch } from "./watch.ts"
+import * as EmbeddedPolicy from "../engines/EmbeddedPolicy.ts"
+import { serve } from "../serve/Server.ts"
 
 function defaultStore() {
   return process.env.POLARIS_STORE ?? ".polaris"
@@ -249,6 +251,34 @@ const watchCommand = Command.make(
   Command.withExamples([{ command: "polaris watch examples/word-stats/recipe.yaml", description: "Edit the recipe in another window and watch it re-run" }])
 )
 
+const serveCommand = Command.make(
+  "serve",
+  {
+    model: Flag.String("model").pipe(Flag.withDescription("The checkpoint folder to serve"), Flag.withDefault("models/story-1m")),
+    name: Flag.String("name").pipe(Flag.withDescription("The model's name in both APIs (default: polaris/<folder name>)"), Flag.optional),
+    host: Flag.String("host").pipe(Flag.withDescription("Interface to listen on"), Flag.withDefault("127.0.0.1")),
+    port: Flag.Int("port").pipe(Flag.withDescription("Port (0: any free port)"), Flag.withDefault(8000)),
+    store: Flag.String("store").pipe(Flag.withDescription("Where save_weights writes checkpoints"), Flag.withDefault(".polaris/checkpoints"))
+  },
+  (a) =>
+    Effect.gen(function*() {
+      const engine = yield* EmbeddedPolicy.make({ checkpoint: a.model, checkpointDir: a.store })
+      const modelName = Option.getOrElse(a.name, () => `polaris/${a.model.replace(/\/+$/, "").split("/").at(-1)}`)
+      const server = yield* Effect.promise(() => serve(engine, { host: a.host, port: a.port, modelName, checkpointDir: a.store, baseCheckpoint: a.model }))
+      yield* Console.log(`serving ${modelName} at ${server.url} (Tinker: ${server.url}/api/v1, OpenAI: ${server.url}/v1)`)
+      const signal = yield* Effect.callback<string>((resume) => {
+        const stop = (s: string) => () => resume(Effect.succeed(s))
+        process.once("SIGINT", stop("SIGINT"))
+        process.once("SIGTERM", stop("SIGTERM"))
+      })
+      yield* Console.log(`${signal}: stopping`)
+      yield* Effect.promise(() => server.close())
+    })
+).pipe(
+  Command.withDescription("Serve a model over the Tinker training API and the vLLM OpenAI completions API"),
+  Command.withExamples([{ command: "polaris serve --model models/story-1m --port 8000", description: "Tinker at /api/v1, completions at /v1" }])
+)
+
 class StoreCorrupt extends Error {
   constructor(readonly props: { count: number }) {
     super(`${props.count} corrupt object(s); run with --repair`)
@@ -262,7 +292,7 @@ const cacheCommand = Command.make("cache").pipe(
 
 const polaris = Command.make("polaris").pipe(
   Command.withDescription("POLARIS pipelines: cached, resumable GRPO for long-form story writing"),
-  Command.withSubcommands([runCommand, resumeCommand, statusCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand])
+  Command.withSubcommands([runCommand, resumeCommand, statusCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand])
 )
 
 const exitCodeOf = (cause: Cause.Cause<unknown>): number => {

@@ -148,7 +148,7 @@ const inferenceOnly = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShap
       optimStep: () => unsupported("optim_step"),
       save: () => unsupported("save"),
       load: () => unsupported("load"),
-      publish: () => Effect.void
+      publish: () => Effect.succeed(undefined)
     } satisfies PolicyEngineShape
   })
 
@@ -234,7 +234,10 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           for (const g of grads.values()) g.fill(0)
         })),
 
-      publish: () => serial(Effect.sync(() => void (published = copy(weights))))
+      publish: () => serial(Effect.sync(() => {
+        published = copy(weights)
+        return undefined // the sampler weights live in this process: no path
+      }))
     }
     return engine
   })

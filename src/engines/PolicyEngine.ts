@@ -127,7 +127,8 @@ export interface PolicyEngineShape extends Fingerprinted {
   readonly optimStep: (params: AdamParams) => Effect.Effect<OptimStepResult, PolicyError>
   readonly save: (name: string) => Effect.Effect<CheckpointRef, PolicyError>
   readonly load: (ref: CheckpointRef) => Effect.Effect<void, PolicyError>
-  readonly publish: () => Effect.Effect<void, PolicyError>
+  /** Makes the trained weights the sampler's; returns where the sampler weights are, when they have a path (Tinker's sampler_weights). */
+  readonly publish: () => Effect.Effect<CheckpointRef | undefined, PolicyError>
 }
 
 export class PolicyEngine extends Context.Service<PolicyEngine, PolicyEngineShape>()("polaris/PolicyEngine") {}

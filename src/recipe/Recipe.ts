@@ -50,7 +50,9 @@ export const Policy = Schema.Struct({
   base_url: field(Schema.String, "Tinker-compatible service URL"),
   sampler_urls: field(Schema.Array(Schema.String), "vLLM server URLs, load-balanced"),
   api_key: field(Secret, "API key"),
-  lora_rank: field(PositiveInt, "LoRA rank on remote trainers")
+  lora_rank: field(PositiveInt, "LoRA rank on remote trainers"),
+  tokenizer: field(Schema.String, "Remote engines: a local folder with the model's tokenizer.json and tokenizer_config.json"),
+  flavour: field(Schema.Literals(["hosted", "skyrl"]), "tinker: hosted Tinker or self-hosted SkyRL tx (loss normalisation differs; see docs/engines.md)")
 })
 
 /** Sampling settings for rollouts; never left to server defaults. */

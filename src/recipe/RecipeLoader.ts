@@ -163,6 +163,8 @@ const anchorPaths = (tree: Tree) => {
   const policy = value.policy as Mapping | undefined
   const model = policy?.model
   if (policy?.backend === "embedded" && typeof model === "string") anchor(["policy", "model"], model, () => true, (abs) => abs(model))
+  const tokenizer = policy?.tokenizer
+  if (typeof tokenizer === "string") anchor(["policy", "tokenizer"], tokenizer, () => true, (abs) => abs(tokenizer))
   const rubric = (value.judge as Mapping | undefined)?.rubric
   if (typeof rubric === "string") anchor(["judge", "rubric"], rubric, (v) => /\.ya?ml$/.test(v), (abs) => abs(rubric))
   const output = (value.pretrain as Mapping | undefined)?.output

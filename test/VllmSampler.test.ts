@@ -1,0 +1,479 @@
+/**
+ * VllmSampler against local fake vLLM servers written from protocols.md §2 (not from any polaris
+ * server): `/v1/completions` replies shaped like Examples A and B (choices prompt-major for
+ * n > 1), `/health`, `/v1/models`, `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` with their
+ * bare-string bodies, `/reset_prefix_cache` mounted only in dev mode.
+ */
+import { readFileSync, writeFileSync } from "node:fs"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { Effect, Exit, Redacted } from "effect"
+import { FetchHttpClient } from "effect/http"
+import { afterEach, describe, expect, it } from "vitest"
+import { type PolicyError, type SampleRequest } from "../src/engines/PolicyEngine.ts"
+import { defaultSamplingParams, type SamplingParams } from "../src/model/Sampling.ts"
+import * as VllmSampler from "../src/engines/VllmSampler.ts"
+
+const BASE = "Qwen/Qwen3-8B"
+const END = 151645
+const KEY = "sk-vllm-test-secret"
+const EXAMPLE_A_PROMPT = [151644, 872, 198, 13048, 151645, 198, 151644, 77091, 198]
+
+// ---------------------------------------------------------------------------------------------
+// The fake vLLM
+
+interface Seen {
+  readonly method: string
+  readonly path: string
+  readonly headers: IncomingMessage["headers"]
+  readonly body: any
+}
+type Reply = (res: ServerResponse) => void
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}): Reply => (res) => {
+  res.writeHead(status, { "content-type": "application/json", ...headers })
+  res.end(JSON.stringify(body))
+}
+/** `{"error":{"message","type","param","code"}}` (protocols.md §2). */
+const vllmError = (code: number, type: string, message: string, headers: Record<string, string> = {}) =>
+  json(code, { error: { message, type, param: null, code } }, headers)
+/** A bare-string body with no media type (load/unload_lora_adapter). */
+const bare = (status: number, text: string): Reply => (res) => {
+  res.writeHead(status)
+  res.end(text)
+}
+const hang: Reply = () => {}
+
+/** The fake's deterministic "sampler": tokens of choice j for a prompt under a seed. */
+const fakeTokens = (seed: number, j: number, maxTokens: number, stopIds: ReadonlyArray<number>): { tokens: Array<number>; finish: "stop" | "length" } => {
+  const stops = j % 2 === 0 && stopIds.length > 0
+  const length = stops ? Math.min(maxTokens, 2 + j) : maxTokens
+  const tokens = Array.from({ length }, (_, k) => 1000 + (seed % 1000) + 100 * j + k)
+  if (stops) tokens[length - 1] = stopIds[0]!
+  return { tokens, finish: stops ? "stop" : "length" }
+}
+const fakeLogprob = (j: number, k: number) => -0.1 * (k + 1) - 0.01 * j
+/** prompt_logprobs of token `t` at position `i` (Example B's shape). */
+const fakePromptLogprob = (i: number, t: number) => -((t % 17) + i) / 8
+
+interface FakeOptions {
+  /** Status of GET /health (200 = healthy, 503 = dead); read on every probe. */
+  health?: () => number
+  /** Mount /reset_prefix_cache (VLLM_SERVER_DEV_MODE=1). */
+  devMode?: boolean
+  /** Answer without token_ids / prompt_token_ids (vLLM before 0.10.2). */
+  old?: boolean
+  /** Return choices in reverse order (clients must group by index). */
+  reversed?: boolean
+}
+
+interface Fake {
+  readonly url: string
+  readonly seen: Array<Seen>
+  /** Scripted replies for the next /v1/completions calls, before the normal answer. */
+  readonly script: Array<Reply>
+  readonly adapters: Map<string, string>
+  readonly options: FakeOptions
+  readonly close: () => Promise<void>
+  readonly completions: () => Array<Seen>
+}
+
+const fakes: Array<Fake> = []
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((f) => f.close()))
+})
+
+const startFake = async (options: FakeOptions = {}): Promise<Fake> => {
+  const seen: Array<Seen> = []
+  const script: Array<Reply> = []
+  const adapters = new Map<string, string>()
+  let counter = 0
+
+  const completion = (body: any): Reply => {
+    const model = body.model
+    if (model !== BASE && !adapters.has(model)) return vllmError(404, "NotFoundError", `The model \`${model}\` does not exist.`)
+    const prompts: Array<Array<number>> = Array.isArray(body.prompt?.[0]) ? body.prompt : [body.prompt]
+    const n = body.n ?? 1
+    const id = `cmpl-${(++counter).toString(16)}`
+    const created = 1767225600 + counter
+    if (body.prompt_logprobs !== undefined && body.prompt_logprobs !== null) {
+      // Example B: teacher-forced scoring.
+      const p = prompts[0]!
+      return json(200, {
+        id,
+        object: "text_completion",
+        created,
+        model,
+        choices: [
+          {
+            index: 0,
+            text: ".",
+            logprobs: null,
+            finish_reason: "length",
+            stop_reason: null,
+            prompt_token_ids: null,
+            token_ids: null,
+            prompt_logprobs: [
+              null,
+              ...p.slice(1).map((t, k) => ({ [String(t)]: { logprob: fakePromptLogprob(k + 1, t), rank: 1 + (t % 5), decoded_token: ` t${t}` } }))
+            ]
+          }
+        ],
+        usage: { prompt_tokens: p.length, total_tokens: p.length + 1, completion_tokens: 1, prompt_tokens_details: null }
+      })
+    }
+    // Example A: sampling; index runs prompt-major over len(prompts)·n choices.
+    const choices: Array<any> = []
+    prompts.forEach((p, pi) => {
+      for (let j = 0; j < n; j++) {
+        const { tokens, finish } = fakeTokens(body.seed ?? 0, j, body.max_tokens ?? 16, body.stop_token_ids ?? [])
+        const strs = tokens.map((t) => ` t${t}`)
+        const lps = tokens.map((_, k) => fakeLogprob(j, k))
+        choices.push({
+          index: pi * n + j,
+          text: strs.join(""),
+          logprobs: body.logprobs === undefined || body.logprobs === null
+            ? null
+            : {
+              text_offset: strs.map((_, k) => strs.slice(0, k).join("").length),
+              token_logprobs: lps,
+              tokens: strs,
+              top_logprobs: strs.map((s, k) => ({ [s]: lps[k] }))
+            },
+          finish_reason: finish,
+          stop_reason: finish === "stop" ? tokens.at(-1) : null,
+          ...(options.old ? {} : { prompt_token_ids: body.return_token_ids ? p : null, token_ids: body.return_token_ids ? tokens : null }),
+          prompt_logprobs: null
+        })
+      }
+    })
+    const completionTokens = choices.reduce((s, c) => s + (c.token_ids?.length ?? 0), 0)
+    const promptTokens = prompts.reduce((s, p) => s + p.length, 0)
+    return json(200, {
+      id,
+      object: "text_completion",
+      created,
+      model,
+      choices: options.reversed ? choices.reverse() : choices,
+      usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + completionTokens, completion_tokens: completionTokens, prompt_tokens_details: null },
+      system_fingerprint: null,
+      service_tier: null,
+      kv_transfer_params: null
+    })
+  }
+
+  const route = (req: Seen): Reply => {
+    if (req.method === "GET" && req.path === "/health") return bare(options.health?.() ?? 200, "")
+    if (req.path.startsWith("/v1/") && req.headers["authorization"] !== `Bearer ${KEY}`) return vllmError(401, "AuthenticationError", "Unauthorized")
+    if (req.method === "GET" && req.path === "/v1/models") {
+      return json(200, {
+        object: "list",
+        data: [
+          { id: BASE, object: "model", created: 1767225600, owned_by: "vllm", root: BASE, parent: null, max_model_len: 32768, permission: [] },
+          ...[...adapters].map(([name, path]) => ({ id: name, object: "model", created: 1767225600, owned_by: "vllm", root: path, parent: BASE, max_model_len: 32768, permission: [] }))
+        ]
+      })
+    }
+    if (req.method === "POST" && req.path === "/v1/completions") return script.shift() ?? completion(req.body)
+    if (req.method === "POST" && req.path === "/v1/load_lora_adapter") {
+      const { lora_name: name, lora_path: path } = req.body
+      if (adapters.has(name)) return vllmError(400, "InvalidUserInput", `The lora adapter '${name}' has already been loaded.`)
+      adapters.set(name, path)
+      return bare(200, `Success: LoRA adapter '${name}' added successfully.`)
+    }
+    if (req.method === "POST" && req.path === "/v1/unload_lora_adapter") {
+      const name = req.body.lora_name
+      if (!adapters.delete(name)) return vllmError(404, "NotFoundError", `The lora adapter '${name}' cannot be found.`)
+      return bare(200, `Success: LoRA adapter '${name}' removed successfully.`)
+    }
+    if (req.method === "POST" && req.path.split("?")[0] === "/reset_prefix_cache" && options.devMode) return bare(200, "")
+    return json(404, { detail: "Not Found" })
+  }
+
+  const server: Server = createServer((req, res) => {
+    let raw = ""
+    req.on("data", (c: Buffer) => (raw += c.toString("utf8")))
+    req.on("end", () => {
+      const s: Seen = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: raw === "" ? undefined : JSON.parse(raw) }
+      seen.push(s)
+      route(s)(res)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const fake: Fake = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    script,
+    adapters,
+    options,
+    completions: () => seen.filter((s) => s.path === "/v1/completions"),
+    close: () => {
+      server.closeAllConnections()
+      return new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+  fakes.push(fake)
+  return fake
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const options = (urls: ReadonlyArray<string>, extra: Partial<VllmSampler.VllmOptions> = {}): VllmSampler.VllmOptions => ({
+  urls,
+  model: BASE,
+  apiKey: Redacted.make(KEY),
+  timeout: "2 seconds",
+  attempts: 4,
+  backoff: { base: "5 millis", jitter: false },
+  ...extra
+})
+
+const run = <A>(opts: VllmSampler.VllmOptions, f: (v: VllmSampler.VllmSampler) => Effect.Effect<A, PolicyError>) =>
+  Effect.runPromiseExit(Effect.provide(Effect.flatMap(VllmSampler.make(opts, END), f), FetchHttpClient.layer))
+
+const failure = <A>(exit: Exit.Exit<A, PolicyError>): PolicyError => {
+  if (!Exit.isFailure(exit)) throw new Error("expected a failure")
+  const e = exit.cause.reasons.find((r) => r._tag === "Fail")
+  if (e === undefined || e._tag !== "Fail") throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
+  return e.error
+}
+const value = <A>(exit: Exit.Exit<A, PolicyError>): A => {
+  if (Exit.isSuccess(exit)) return exit.value
+  throw new Error(`expected success, got ${String(exit.cause)}`)
+}
+
+const params = (p: Partial<SamplingParams> = {}): SamplingParams => ({ ...defaultSamplingParams, maxTokens: 4, seed: 3, ...p })
+const req = (n: number, p: Partial<SamplingParams> = {}, prompt: ReadonlyArray<number> = EXAMPLE_A_PROMPT): SampleRequest => ({ prompt, n, params: params(p) })
+
+/** protocols.md §2.1 field names of POST /v1/completions. */
+const PROTOCOL_FIELDS = new Set([
+  "model", "prompt", "n", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+  "frequency_penalty", "seed", "stop", "stop_token_ids", "include_stop_str_in_output", "skip_special_tokens", "ignore_eos",
+  "min_tokens", "logprobs", "prompt_logprobs", "return_token_ids", "return_tokens_as_token_ids", "echo", "add_special_tokens"
+])
+const SAMPLING_FIELDS = ["n", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop_token_ids"]
+
+const FIXTURES = new URL("./fixtures/vllm/", import.meta.url)
+/** Golden-file check (UPDATE_FIXTURES=1 rewrites). */
+const golden = (name: string, body: unknown) => {
+  const file = new URL(name, FIXTURES)
+  if (process.env.UPDATE_FIXTURES === "1") writeFileSync(file, JSON.stringify(body, null, 2) + "\n")
+  expect(body).toEqual(JSON.parse(readFileSync(file, "utf8")))
+}
+
+describe("VllmSampler.sample", () => {
+  it("sends one /v1/completions per request with every sampling parameter explicit, and maps choices by index", async () => {
+    const a = await startFake()
+    const p = params({ temperature: 0.8, topP: 0.95, topK: 0, repetitionPenalty: 1.1, presencePenalty: 0.2, frequencyPenalty: 0.3, stop: [7] })
+    const exit = await run(options([a.url]), (v) => v.sample([{ prompt: EXAMPLE_A_PROMPT, n: 3, params: p }, req(1, { seed: "story-17" }, [5, 6, 7])]))
+    const [first, second] = value(exit)
+    const calls = a.completions()
+    expect(calls).toHaveLength(2)
+    const body = calls.find((c) => c.body.n === 3)!.body
+    expect(body).toEqual({
+      model: BASE,
+      prompt: EXAMPLE_A_PROMPT,
+      n: 3,
+      max_tokens: 4,
+      temperature: 0.8,
+      top_p: 0.95,
+      top_k: -1, // 0 = off in polaris; vLLM's off is -1 in every version
+      min_p: 0,
+      repetition_penalty: 1.1,
+      presence_penalty: 0.2,
+      frequency_penalty: 0.3,
+      seed: 3,
+      stop_token_ids: [END, 7],
+      ignore_eos: false,
+      min_tokens: 0,
+      logprobs: 0,
+      return_token_ids: true,
+      skip_special_tokens: false
+    })
+    for (const c of calls) {
+      for (const f of SAMPLING_FIELDS) expect(c.body[f], f).not.toBeUndefined()
+      for (const k of Object.keys(c.body)) expect(PROTOCOL_FIELDS.has(k), k).toBe(true)
+      expect(c.headers["authorization"]).toBe(`Bearer ${KEY}`)
+    }
+    // A string seed becomes a deterministic 31-bit int.
+    const hashed = calls.find((c) => c.body.n === 1)!.body.seed
+    expect(Number.isInteger(hashed) && hashed >= 0 && hashed < 2 ** 31).toBe(true)
+    expect(VllmSampler.vllmSeed("story-17")).toBe(hashed)
+    expect(VllmSampler.vllmSeed(2 ** 40)).toBe(VllmSampler.vllmSeed(2 ** 40))
+    expect(VllmSampler.vllmSeed(-1)).toBeLessThan(2 ** 31)
+
+    expect(first).toHaveLength(3)
+    first!.forEach((s, j) => {
+      const want = fakeTokens(3, j, 4, [END, 7])
+      expect(s.tokens).toEqual(want.tokens)
+      expect(s.stopReason).toBe(want.finish)
+      expect(s.logprobs).toEqual(want.tokens.map((_, k) => fakeLogprob(j, k)))
+    })
+    expect(first![0]!.tokens.at(-1)).toBe(END)
+    expect(second).toHaveLength(1)
+    expect(second![0]!.tokens).toEqual(fakeTokens(hashed, 0, 4, [END, 7]).tokens)
+  })
+
+  it("matches the saved request fixture (Example A's fields)", async () => {
+    const a = await startFake()
+    value(await run(options([a.url]), (v) => v.sample([req(2)])))
+    golden("completions-sample.json", a.completions()[0]!.body)
+  })
+
+  it("groups choices by index, not by order", async () => {
+    const a = await startFake({ reversed: true })
+    const [seqs] = value(await run(options([a.url]), (v) => v.sample([req(4)])))
+    expect(seqs!.map((s) => s.tokens)).toEqual([0, 1, 2, 3].map((j) => fakeTokens(3, j, 4, [END]).tokens))
+  })
+
+  it("alternates between two healthy servers", async () => {
+    const a = await startFake()
+    const b = await startFake()
+    value(await run(options([a.url, b.url]), (v) => Effect.forEach([1, 2, 3, 4], () => v.sample([req(1)]))))
+    expect(a.completions()).toHaveLength(2)
+    expect(b.completions()).toHaveLength(2)
+  })
+
+  it("skips a server whose /health answers 503", async () => {
+    const a = await startFake()
+    const b = await startFake({ health: () => 503 })
+    value(await run(options([a.url, b.url]), (v) => Effect.forEach([1, 2, 3, 4], () => v.sample([req(1)]))))
+    expect(a.completions()).toHaveLength(4)
+    expect(b.completions()).toHaveLength(0)
+  })
+
+  it("after a 500, re-checks the server's health before using it again; the sample still succeeds", async () => {
+    const a = await startFake()
+    let bHealth = 200
+    const b = await startFake({ health: () => bHealth })
+    b.script.push((res) => {
+      bHealth = 503 // the engine died
+      vllmError(500, "InternalServerError", "EngineCore encountered an issue.")(res)
+    })
+    const out = value(await run(options([a.url, b.url]), (v) => Effect.forEach([1, 2, 3, 4], () => v.sample([req(1)]))))
+    expect(out).toHaveLength(4)
+    expect(b.completions()).toHaveLength(1)
+    expect(a.completions()).toHaveLength(4)
+    expect(b.seen.filter((s) => s.path === "/health").length).toBeGreaterThanOrEqual(2) // at start, and after the failure
+  })
+
+  it("retries a 429 after its Retry-After, then succeeds", async () => {
+    const a = await startFake()
+    a.script.push(vllmError(429, "RateLimitError", "Too many requests", { "retry-after": "1" }))
+    const started = Date.now()
+    const [seqs] = value(await run(options([a.url]), (v) => v.sample([req(1)])))
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900)
+    expect(seqs).toHaveLength(1)
+    expect(a.completions()).toHaveLength(2)
+  })
+
+  it("times out a stalled request with an error naming the call and the server, never the key", async () => {
+    const a = await startFake()
+    a.script.push(hang)
+    const e = failure(await run(options([a.url], { timeout: "200 millis", attempts: 1 }), (v) => v.sample([req(1)])))
+    expect(e.reason).toBe("Unavailable")
+    expect(e.retryable).toBe(true)
+    expect(e.message).toContain("vllm /v1/completions")
+    expect(e.message).toContain(a.url)
+    expect(e.message).toContain("Timeout")
+    expect(e.message).not.toContain(KEY)
+  })
+
+  it("fails clearly on a vLLM without return_token_ids (< 0.10.2), without retrying", async () => {
+    const a = await startFake({ old: true })
+    const e = failure(await run(options([a.url]), (v) => v.sample([req(1)])))
+    expect(e.reason).toBe("Unsupported")
+    expect(e.message).toContain("vLLM >= 0.10.2")
+    expect(a.completions()).toHaveLength(1)
+  })
+
+  it("treats a 400 as permanent (context overflow named as such)", async () => {
+    const a = await startFake()
+    a.script.push(vllmError(400, "BadRequestError", "This model's maximum context length is 32768 tokens. However, you requested 40000 tokens."))
+    const e = failure(await run(options([a.url]), (v) => v.sample([req(1)])))
+    expect(e.reason).toBe("ContextOverflow")
+    expect(e.retryable).toBe(false)
+    expect(a.completions()).toHaveLength(1)
+  })
+
+  it("fails make when every server is down, naming them", async () => {
+    const a = await startFake({ health: () => 503 })
+    const e = failure(await run(options([a.url, "http://127.0.0.1:9"]), () => Effect.void))
+    expect(e.reason).toBe("Unavailable")
+    expect(e.message).toContain(a.url)
+    expect(e.message).toContain("http://127.0.0.1:9")
+  })
+
+  it("fails make when the base model is not served", async () => {
+    const a = await startFake()
+    const e = failure(await run(options([a.url], { model: "meta-llama/Llama-3.1-8B" }), () => Effect.void))
+    expect(e.reason).toBe("BadInput")
+    expect(e.message).toContain(BASE)
+  })
+})
+
+describe("VllmSampler.logprobs", () => {
+  it("scores the completion teacher-forced from prompt_logprobs", async () => {
+    const a = await startFake()
+    const prompt = [785, 6722, 315]
+    const completion = [9625, 374, 12095]
+    const [lp, empty] = value(await run(options([a.url]), (v) => v.logprobs([{ prompt, completion }, { prompt, completion: [] }])))
+    expect(Array.from(lp!)).toEqual(completion.map((t, i) => Math.fround(fakePromptLogprob(prompt.length + i, t))))
+    expect(empty).toHaveLength(0)
+    const calls = a.completions()
+    expect(calls).toHaveLength(1)
+    expect(calls[0]!.body.prompt).toEqual([...prompt, ...completion])
+    expect(calls[0]!.body.max_tokens).toBe(1)
+    expect(calls[0]!.body.prompt_logprobs).toBe(0)
+    expect(calls[0]!.body.temperature).toBe(1)
+    for (const k of Object.keys(calls[0]!.body)) expect(PROTOCOL_FIELDS.has(k), k).toBe(true)
+    golden("completions-score.json", calls[0]!.body)
+  })
+})
+
+describe("VllmSampler.useAdapter", () => {
+  it("loads versioned adapters on every server, resets prefix caches (404 tolerated), samples with them, unloads the previous", async () => {
+    const a = await startFake({ devMode: true })
+    const b = await startFake()
+    const models: Array<string> = []
+    const exit = await run(options([a.url, b.url]), (v) =>
+      Effect.gen(function*() {
+        models.push(v.currentModel())
+        yield* v.useAdapter("/ckpt/step-1/adapter")
+        models.push(v.currentModel())
+        yield* Effect.forEach([1, 2], () => v.sample([req(1)]))
+        yield* v.useAdapter("/ckpt/step-2/adapter")
+        models.push(v.currentModel())
+        yield* Effect.forEach([1, 2], () => v.sample([req(1)]))
+        yield* v.logprobs([{ prompt: [1, 2], completion: [3] }])
+        return v.fingerprint
+      }))
+    expect(value(exit)).toBe(`vllm:${BASE}`)
+    expect(models).toEqual([BASE, "polaris-v1", "polaris-v2"])
+    for (const f of [a, b]) {
+      const admin = f.seen.filter((s) => s.path !== "/health" && s.path !== "/v1/models" && s.path !== "/v1/completions")
+      expect(admin.map((s) => [s.path, s.body])).toEqual([
+        ["/v1/load_lora_adapter", { lora_name: "polaris-v1", lora_path: "/ckpt/step-1/adapter" }],
+        ["/reset_prefix_cache", undefined],
+        ["/v1/load_lora_adapter", { lora_name: "polaris-v2", lora_path: "/ckpt/step-2/adapter" }],
+        ["/reset_prefix_cache", undefined],
+        ["/v1/unload_lora_adapter", { lora_name: "polaris-v1" }]
+      ])
+      expect([...f.adapters.keys()]).toEqual(["polaris-v2"])
+      expect(f.completions().map((c) => c.body.model)).toEqual(f === a ? ["polaris-v1", "polaris-v2", "polaris-v2"] : ["polaris-v1", "polaris-v2"])
+    }
+  })
+
+  it("fails when a server cannot load the adapter, leaving sampling on the previous model", async () => {
+    const a = await startFake()
+    const b = await startFake()
+    b.adapters.set("polaris-v1", "/stale") // a leftover from an earlier run: load answers 400
+    const exit = await run(options([a.url, b.url]), (v) =>
+      Effect.gen(function*() {
+        const r = yield* Effect.result(v.useAdapter("/ckpt/step-1/adapter"))
+        return [r._tag, v.currentModel()] as const
+      }))
+    expect(value(exit)).toEqual(["Failure", BASE])
+    expect(a.adapters.has("polaris-v1")).toBe(false) // unloaded again
+  })
+})
