@@ -94,9 +94,11 @@ const clipOf = (loss: LossFn) =>
 type Generate = (rows: ReadonlyArray<ReadonlyArray<number>>, params: ReadonlyArray<RowParams>) => Promise<Array<Generated>>
 
 /**
- * `sample` over a local generator: every request's n rows in one batch, each row with its own
- * request's settings and random stream (row j of a request draws from `(seed, j)`), so a
- * request's tokens do not depend on what else is in the batch.
+ * `sample` over a local generator: each request in its own batch of its n rows (requests run
+ * concurrently). A batch's size changes the float rounding of its matrix products, so a merged
+ * batch could, rarely, flip a near-tie token: generating per request makes a request's tokens
+ * depend only on its own prompt, params and seed — the same on this engine, through
+ * `polaris serve`, and after a resume that recomputes only some groups.
  */
 const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) =>
   Effect.gen(function*() {
@@ -104,11 +106,9 @@ const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) 
       yield* Effect.try({ try: () => validate(r.params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
       if (!Number.isInteger(r.n) || r.n < 1) return yield* fail("BadInput", `n must be a positive integer, got ${r.n}`)
     }
-    const rows = requests.flatMap((r) => Array.from({ length: r.n }, () => r.prompt))
-    const params = requests.flatMap((r) => Array.from({ length: r.n }, (_, row) => ({ params: r.params, row })))
-    const out = yield* attempt("sample", () => generate(rows, params))
-    let offset = 0
-    return requests.map((r) => out.slice(offset, (offset += r.n)))
+    return yield* Effect.forEach(requests, (r) =>
+      attempt("sample", () => generate(Array.from({ length: r.n }, () => r.prompt), Array.from({ length: r.n }, (_, row) => ({ params: r.params, row })))),
+      { concurrency: 4 })
   })
 
 /** `logprobs` over a local teacher-forcing scorer: the completion's part of the full sequence's scores. */

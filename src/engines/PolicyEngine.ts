@@ -111,10 +111,10 @@ export interface PolicyEngineShape extends Fingerprinted {
   /** Chat-formatted prompt ids (`promptIds` of the model's chat template; `enableThinking` for Qwen3-style templates). */
   readonly promptIds: (prompt: string, options?: ChatOptions) => Array<number>
   /**
-   * Samples for several requests at once (one batch on the embedded engine, concurrent requests
-   * on remote ones): `n` continuations of each `prompt` under its own `params`; the result has one
-   * array of `n` sequences per request, in order. A request's tokens depend only on its own
-   * prompt, params and seed, never on the other requests.
+   * Samples for several requests at once (concurrent requests): `n` continuations of each
+   * `prompt` under its own `params`; the result has one array of `n` sequences per request, in
+   * order. A request's tokens depend only on its own prompt, params and seed, never on the other
+   * requests.
    */
   readonly sample: (requests: ReadonlyArray<SampleRequest>) => Effect.Effect<Array<Array<SampledSequence>>, PolicyError>
   readonly logprobs: (
