@@ -18,7 +18,7 @@ import * as Judges from "../src/engines/judge/Judges.ts"
 import type { Builder, NodeRef } from "../src/Pipeline.ts"
 import { define, type LayerContext } from "../src/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
-import { compareEval, evalBatch, summarizeEval } from "../stages/evaluation.ts"
+import { compareEval, evalBatch, evalPrompts, summarizeEval } from "../stages/evaluation.ts"
 import { hriGroups } from "../stages/hriGroups.ts"
 import { judge } from "../stages/judge.ts"
 import { referenceLogprobs } from "../stages/referenceLogprobs.ts"
@@ -107,12 +107,17 @@ export default define("polaris", (b, recipe) => {
     }
   })
 
-  // Held-out evaluation of the initial and the final policy on the same prompts.
-  const evalPrompts = b.node(evalBatch, { id: "eval-prompts", inputs: { prompts: heldout }, params: { max_prompts: recipe.eval?.prompts_per_bucket ?? 16 } })
+  // Held-out evaluation of the initial and the final policy on the same prompts: per requested-
+  // length bucket when the recipe names buckets (eval.buckets), else the held-out prompts as derived.
+  const perBucket = recipe.eval?.prompts_per_bucket ?? 16
+  const evalSet = recipe.eval?.buckets !== undefined
+    ? b.node(evalPrompts, { id: "eval-set", inputs: { prompts: heldout }, params: { buckets: recipe.eval.buckets, per_bucket: perBucket, seed } })
+    : heldout
+  const evalIds = b.node(evalBatch, { id: "eval-prompts", inputs: { prompts: evalSet }, params: { max_prompts: recipe.eval?.buckets !== undefined ? perBucket * recipe.eval.buckets.length : perBucket } })
   const evaluate = <R>(id: string, policy: NodeRef<PolicyState, R>, scope: Builder) => {
-    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: heldout, batch: evalPrompts, policy }, params: { group_size: 3, seed: seed + 1, sampling } })
+    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evalSet, batch: evalIds, policy }, params: { group_size: 3, seed: seed + 1, sampling } })
     const judged = scope.node(judge, { id: "judge", inputs: { stories: scope.node(stepCandidates, { id: "candidates", inputs: { groups, references: scope.node(noReferences, { id: "no-references", inputs: { groups } }) } }) }, params: judgeParams })
-    return scope.node(summarizeEval, { id: id, inputs: { groups, judged } })
+    return scope.node(summarizeEval, { id: id, inputs: { groups, judged, prompts: evalSet } })
   }
   const before = evaluate("summary", b.node(policyOf, { id: "initial-policy", inputs: { state: init } }), b.scope("eval-initial"))
   const after = evaluate("summary", b.node(policyOf, { id: "final-policy", inputs: { state: final } }), b.scope("eval-final"))

@@ -6,12 +6,38 @@
  */
 import { Effect, Schema } from "effect"
 import { initial } from "../src/data/Sampler.ts"
+import { sha256 } from "../src/Canonical.ts"
 import * as Stage from "../src/Stage.ts"
 import { PromptWithReference } from "./derivePrompts.ts"
 import { Judgement } from "./judge.ts"
 import { Group } from "./rollout.ts"
 import { Batch } from "./sampleBatch.ts"
 import { rolloutId } from "./stepCandidates.ts"
+
+/**
+ * `eval-prompts`: held-out prompts per requested-length bucket. Each bucket takes the first
+ * `per_bucket` held-out prompts (by id) and asks for a length drawn in [min_words, max_words]
+ * (seeded per prompt, rounded to 10): the same premises at in-distribution and at
+ * out-of-distribution lengths (the paper's ID / near OOD / far OOD, scaled to the recipe).
+ */
+export const evalPrompts = Stage.make({
+  name: "eval-prompts",
+  version: "1",
+  inputs: { prompts: Schema.Array(PromptWithReference) },
+  params: Schema.Struct({
+    buckets: Schema.Array(Schema.Struct({ name: Schema.String, min_words: Schema.Number, max_words: Schema.Number })),
+    per_bucket: Schema.Int,
+    seed: Schema.Int
+  }),
+  output: Schema.Array(PromptWithReference),
+  run: ({ prompts }, { buckets, per_bucket, seed }) =>
+    Effect.succeed(buckets.flatMap((b) =>
+      [...prompts].sort((x, y) => x.id.localeCompare(y.id)).slice(0, per_bucket).map((p) => {
+        const u = parseInt(sha256(`${seed}:${b.name}:${p.id}`).slice(0, 8), 16) / 2 ** 32
+        const requested = Math.max(10, Math.round((b.min_words + u * (b.max_words - b.min_words)) / 10) * 10)
+        return { ...p, id: `${p.id}@${b.name}`, requested_words: requested, bucket: b.name }
+      })))
+})
 
 export const evalBatch = Stage.make({
   name: "eval-batch",
@@ -42,9 +68,10 @@ const mean = (xs: ReadonlyArray<number>) => (xs.length === 0 ? null : xs.reduce(
 export const summarizeEval = Stage.make({
   name: "summarize-eval",
   version: "1",
-  inputs: { groups: Schema.Array(Group), judged: Schema.Array(Judgement) },
+  inputs: { groups: Schema.Array(Group), judged: Schema.Array(Judgement), prompts: Schema.Array(PromptWithReference) },
   output: EvalSummary,
-  run: ({ groups, judged }, _p, ctx) => {
+  run: ({ groups, judged, prompts }, _p, ctx) => {
+    const bucketOf = new Map(prompts.flatMap((p) => (p.bucket === undefined ? [] : [[p.id, p.bucket] as const])))
     const byId = new Map(judged.map((j) => [j.id, j]))
     const rows = groups.flatMap((g) => g.samples.map((s, i) => ({ g, s, j: byId.get(rolloutId(g.prompt_id, i))! })))
     const summary = (xs: typeof rows) => ({
@@ -53,9 +80,15 @@ export const summarizeEval = Stage.make({
       reward_mean: mean(xs.flatMap((x) => (x.j.reward === null ? [] : [x.j.reward]))),
       quality_mean: mean(xs.flatMap((x) => (x.j.quality === null ? [] : [x.j.quality])))
     })
+    // Buckets: the eval prompts' own (ID / near OOD / far OOD), else hundreds of requested words.
+    const nameOf = (x: (typeof rows)[number]) => {
+      const named = bucketOf.get(x.g.prompt_id)
+      if (named !== undefined) return named
+      const lo = Math.floor(x.g.requested_words / 100) * 100
+      return `${lo}-${lo + 100}`
+    }
     const buckets: Record<string, ReturnType<typeof summary>> = {}
-    const keys = [...new Set(rows.map((x) => Math.floor(x.g.requested_words / 100) * 100))].sort((a, b) => a - b)
-    for (const b of keys) buckets[`${b}-${b + 100}`] = summary(rows.filter((x) => Math.floor(x.g.requested_words / 100) * 100 === b))
+    for (const b of [...new Set(rows.map(nameOf))]) buckets[b] = summary(rows.filter((x) => nameOf(x) === b))
     const all = summary(rows)
     const result: EvalSummary = {
       ...all,

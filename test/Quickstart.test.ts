@@ -13,7 +13,7 @@ import { tempDirInRepo } from "./support/store.ts"
 const ROOT = join(import.meta.dirname, "..")
 const BIN = join(ROOT, "bin", "polaris.js")
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
-const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=4", "--set", "eval.prompts_per_bucket=4"]
+const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=4", "--set", "eval.prompts_per_bucket=4", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
 
 const polaris = (args: ReadonlyArray<string>, options: { readonly killOn?: string; readonly delayMs?: number } = {}) =>
   new Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {

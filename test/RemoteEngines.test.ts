@@ -16,7 +16,7 @@ import { tempDirInRepo } from "./support/store.ts"
 const ROOT = join(import.meta.dirname, "..")
 const BIN = join(ROOT, "bin", "polaris.js")
 const MODEL = join(ROOT, "models", "story-1m")
-const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=3", "--set", "eval.prompts_per_bucket=3"]
+const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=3", "--set", "eval.prompts_per_bucket=3", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
 
 const polaris = (args: ReadonlyArray<string>) =>
   new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {

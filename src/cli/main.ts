@@ -20,6 +20,7 @@ import { dataCommand } from "./data.ts"
 import { watch } from "./watch.ts"
 import * as EmbeddedPolicy from "../engines/EmbeddedPolicy.ts"
 import { serve } from "../serve/Server.ts"
+import * as Report from "../report/Report.ts"
 
 function defaultStore() {
   return process.env.POLARIS_STORE ?? ".polaris"
@@ -140,6 +141,26 @@ const statusCommand = Command.make(
 ).pipe(
   Command.withDescription("Show a run's state (default: the latest run)"),
   Command.withExamples([{ command: "polaris status --json", description: "Node counts and failures of the latest run" }])
+)
+
+const reportCommand = Command.make(
+  "report",
+  {
+    run: Argument.String("run").pipe(Argument.withDescription("Run id; default: the latest run"), Argument.optional),
+    store,
+    out: Flag.String("out").pipe(Flag.withDescription("Directory for report.html and report.json (default: the run's directory)"), Flag.optional)
+  },
+  (a) =>
+    Effect.gen(function*() {
+      const id = Option.getOrUndefined(a.run) ?? (yield* RunLog.list(ArtifactStore.pathsOf(a.store))).at(-1)
+      if (id === undefined) return yield* new Report.ReportError({ runId: "latest", reason: `no runs in ${a.store}` })
+      const r = yield* Report.writeReport(a.store, id, Option.getOrUndefined(a.out))
+      yield* Console.log(r.htmlPath)
+      yield* Console.log(r.jsonPath)
+    })
+).pipe(
+  Command.withDescription("Write a self-contained HTML report (and its JSON twin) of a run: training curves, evaluation, sample stories"),
+  Command.withExamples([{ command: "polaris report --out reports/", description: "Report of the latest run into reports/" }])
 )
 
 const cacheLs = Command.make("ls", { store, json }, (a) =>
@@ -292,7 +313,7 @@ const cacheCommand = Command.make("cache").pipe(
 
 const polaris = Command.make("polaris").pipe(
   Command.withDescription("POLARIS pipelines: cached, resumable GRPO for long-form story writing"),
-  Command.withSubcommands([runCommand, resumeCommand, statusCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand])
+  Command.withSubcommands([runCommand, resumeCommand, statusCommand, reportCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand])
 )
 
 const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
