@@ -7,6 +7,7 @@
 import { Effect, Schema } from "effect"
 import { initial } from "../src/data/Sampler.ts"
 import { sha256 } from "../src/Canonical.ts"
+import { bootstrapCI } from "../src/eval/Stats.ts"
 import * as Stage from "../src/Stage.ts"
 import { PromptWithReference } from "./derivePrompts.ts"
 import { Judgement } from "./judge.ts"
@@ -49,6 +50,21 @@ export const evalBatch = Stage.make({
     Effect.succeed({ prompts: prompts.map((p) => p.id).sort().slice(0, max_prompts), sampler: initial(0) })
 })
 
+/** A bootstrap 95% interval over prompts (null without data). */
+const CI = Schema.NullOr(Schema.Struct({ low: Schema.Number, high: Schema.Number }))
+
+const BucketSummary = Schema.Struct({
+  stories: Schema.Int,
+  length_score_mean: Schema.NullOr(Schema.Number),
+  reward_mean: Schema.NullOr(Schema.Number),
+  quality_mean: Schema.NullOr(Schema.Number),
+  length_ratio_mean: Schema.NullOr(Schema.Number),
+  truncated_frac: Schema.NullOr(Schema.Number),
+  length_score_ci: CI,
+  reward_ci: CI,
+  quality_ci: CI
+})
+
 export const EvalSummary = Schema.Struct({
   stories: Schema.Int,
   length_score_mean: Schema.NullOr(Schema.Number),
@@ -58,8 +74,13 @@ export const EvalSummary = Schema.Struct({
   length_ratio_mean: Schema.NullOr(Schema.Number),
   truncated_frac: Schema.NullOr(Schema.Number),
   unscorable: Schema.Int,
-  /** Per requested-length bucket (hundreds of words): the same means. */
-  buckets: Schema.Record(Schema.String, Schema.Struct({ stories: Schema.Int, length_score_mean: Schema.NullOr(Schema.Number), reward_mean: Schema.NullOr(Schema.Number) }))
+  length_score_ci: CI,
+  reward_ci: CI,
+  quality_ci: CI,
+  /** Mean score per rubric dimension over every verdict (null where no verdict scored it). */
+  dimensions: Schema.Record(Schema.String, Schema.NullOr(Schema.Number)),
+  /** Per requested-length bucket (the eval prompts' own, else hundreds of words). */
+  buckets: Schema.Record(Schema.String, BucketSummary)
 })
 export type EvalSummary = typeof EvalSummary.Type
 
@@ -67,18 +88,35 @@ const mean = (xs: ReadonlyArray<number>) => (xs.length === 0 ? null : xs.reduce(
 
 export const summarizeEval = Stage.make({
   name: "summarize-eval",
-  version: "1",
+  version: "2",
   inputs: { groups: Schema.Array(Group), judged: Schema.Array(Judgement), prompts: Schema.Array(PromptWithReference) },
   output: EvalSummary,
   run: ({ groups, judged, prompts }, _p, ctx) => {
     const bucketOf = new Map(prompts.flatMap((p) => (p.bucket === undefined ? [] : [[p.id, p.bucket] as const])))
     const byId = new Map(judged.map((j) => [j.id, j]))
     const rows = groups.flatMap((g) => g.samples.map((s, i) => ({ g, s, j: byId.get(rolloutId(g.prompt_id, i))! })))
+    // Intervals resample prompts (a prompt's samples stay together): the unit the paper varies.
+    const ci = (xs: typeof rows, value: (x: (typeof rows)[number]) => number | null) => {
+      const byPrompt = new Map<string, Array<number>>()
+      for (const x of xs) {
+        const v = value(x)
+        if (v !== null) byPrompt.set(x.g.prompt_id, [...(byPrompt.get(x.g.prompt_id) ?? []), v])
+      }
+      const perPrompt = [...byPrompt.values()].map((vs) => vs.reduce((a, b) => a + b, 0) / vs.length)
+      if (perPrompt.length === 0) return null
+      const { low, high } = bootstrapCI(perPrompt, { seed: "eval", resamples: 1000 })
+      return Number.isFinite(low) && Number.isFinite(high) ? { low, high } : null
+    }
     const summary = (xs: typeof rows) => ({
       stories: xs.length,
       length_score_mean: mean(xs.map((x) => x.j.length_score)),
       reward_mean: mean(xs.flatMap((x) => (x.j.reward === null ? [] : [x.j.reward]))),
-      quality_mean: mean(xs.flatMap((x) => (x.j.quality === null ? [] : [x.j.quality])))
+      quality_mean: mean(xs.flatMap((x) => (x.j.quality === null ? [] : [x.j.quality]))),
+      length_ratio_mean: mean(xs.map((x) => x.j.words / x.g.requested_words)),
+      truncated_frac: xs.length === 0 ? null : xs.filter((x) => x.s.stop_reason === "length").length / xs.length,
+      length_score_ci: ci(xs, (x) => x.j.length_score),
+      reward_ci: ci(xs, (x) => x.j.reward),
+      quality_ci: ci(xs, (x) => x.j.quality)
     })
     // Buckets: the eval prompts' own (ID / near OOD / far OOD), else hundreds of requested words.
     const nameOf = (x: (typeof rows)[number]) => {
@@ -89,14 +127,14 @@ export const summarizeEval = Stage.make({
     }
     const buckets: Record<string, ReturnType<typeof summary>> = {}
     for (const b of [...new Set(rows.map(nameOf))]) buckets[b] = summary(rows.filter((x) => nameOf(x) === b))
-    const all = summary(rows)
+    const verdicts = rows.flatMap((x) => x.j.verdicts)
+    const dimensionIds = [...new Set(verdicts.flatMap((v) => Object.keys(v.scores)))]
     const result: EvalSummary = {
-      ...all,
+      ...summary(rows),
       words_mean: mean(rows.map((x) => x.j.words)),
-      length_ratio_mean: mean(rows.map((x) => x.j.words / x.g.requested_words)),
-      truncated_frac: rows.length === 0 ? null : rows.filter((x) => x.s.stop_reason === "length").length / rows.length,
       unscorable: rows.filter((x) => x.j.unscorable !== null).length,
-      buckets: Object.fromEntries(Object.entries(buckets).map(([k, v]) => [k, { stories: v.stories, length_score_mean: v.length_score_mean, reward_mean: v.reward_mean }]))
+      dimensions: Object.fromEntries(dimensionIds.map((d) => [d, mean(verdicts.flatMap((v) => (typeof v.scores[d] === "number" ? [v.scores[d] as number] : [])))])),
+      buckets
     }
     return Effect.as(ctx.metric({ stories: result.stories, length_score_mean: result.length_score_mean, reward_mean: result.reward_mean, length_ratio_mean: result.length_ratio_mean }), result)
   }

@@ -31,11 +31,19 @@ export interface ChartJson {
   readonly series: ReadonlyArray<{ readonly name: string; readonly points: ReadonlyArray<readonly [number, number]> }>
 }
 
+/** A bootstrap 95% interval over prompts. */
+export interface Interval {
+  readonly low: number
+  readonly high: number
+}
+
 export interface EvalCell {
   readonly stories: number | null
   readonly reward_mean: Num
   readonly length_score_mean: Num
   readonly length_ratio_mean: Num
+  readonly reward_ci?: Interval | null
+  readonly length_score_ci?: Interval | null
 }
 
 export interface ReportJson {
@@ -183,6 +191,8 @@ const trainingCharts = (metrics: ReadonlyArray<Json>): { steps: Array<number>; c
 
 interface Summary {
   readonly stories?: unknown
+  readonly reward_ci?: unknown
+  readonly length_score_ci?: unknown
   readonly reward_mean?: unknown
   readonly length_score_mean?: unknown
   readonly length_ratio_mean?: unknown
@@ -216,7 +226,16 @@ const ratioPerBucket = (groups: unknown, judged: unknown, prompts: unknown): Map
 
 const cellOf = (s: unknown, ratio: Num): EvalCell => {
   const o: Summary = isObj(s) ? s : {}
-  return { stories: num(o.stories), reward_mean: num(o.reward_mean), length_score_mean: num(o.length_score_mean), length_ratio_mean: ratio }
+  const interval = (v: unknown): Interval | null =>
+    isObj(v) && typeof v.low === "number" && typeof v.high === "number" ? { low: v.low, high: v.high } : null
+  return {
+    stories: num(o.stories),
+    reward_mean: num(o.reward_mean),
+    length_score_mean: num(o.length_score_mean),
+    length_ratio_mean: ratio,
+    reward_ci: interval(o.reward_ci),
+    length_score_ci: interval(o.length_score_ci)
+  }
 }
 const deltaOf = (a: EvalCell, b: EvalCell): EvalCell => ({
   stories: null,
@@ -352,8 +371,10 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
 const fmt = (v: Num, digits: number, signed = false): string =>
   v === null ? "–" : `${signed && v > 0 ? "+" : ""}${v.toFixed(digits)}`
 
-const td = (v: Num, digits: number, signed = false) =>
-  `<td class="num${signed ? (v === null || v === 0 ? "" : v > 0 ? " up" : " down") : ""}"${v === null ? "" : ` data-value="${escapeXml(String(v))}"`}>${escapeXml(fmt(v, digits, signed))}</td>`
+const td = (v: Num, digits: number, signed = false, ci?: Interval | null) =>
+  `<td class="num${signed ? (v === null || v === 0 ? "" : v > 0 ? " up" : " down") : ""}"${v === null ? "" : ` data-value="${escapeXml(String(v))}"`}>${escapeXml(fmt(v, digits, signed))}${
+    ci === undefined || ci === null ? "" : `<br><small class="ci">[${escapeXml(fmt(ci.low, digits, false))}, ${escapeXml(fmt(ci.high, digits, false))}]</small>`
+  }</td>`
 
 const CSS = `
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222;line-height:1.45}
@@ -397,13 +418,13 @@ const evaluationHtml = (r: ReportJson) => {
   const row = (label: string, pick: (c: (typeof cols)[number]) => EvalCell, signed: boolean, cls: string) =>
     `<tr class="${cls}"><th>${escapeXml(label)}</th>${cols.map((c) => {
       const v = pick(c)
-      return td(v.reward_mean, 3, signed) + td(v.length_score_mean, 1, signed) + td(v.length_ratio_mean, 2, signed)
+      return td(v.reward_mean, 3, signed, v.reward_ci) + td(v.length_score_mean, 1, signed, v.length_score_ci) + td(v.length_ratio_mean, 2, signed)
     }).join("")}</tr>`
   const table = `<table class="eval">${head1}${head2}${row("Initial policy", (c) => c.initial, false, "initial")}${row("Final policy", (c) => c.final, false, "final")}${row("Δ (final − initial)", (c) => c.delta, true, "delta")}</table>`
   const groups = e.buckets.map((b) => ({ label: b.name, values: [b.initial.reward_mean, b.final.reward_mean] }))
   const sl = e.buckets.map((b) => ({ label: b.name, values: [b.initial.length_score_mean, b.final.length_score_mean] }))
   const charts = `<div class="charts">${barChart({ title: "Reward per requested-length bucket", groups, seriesNames: ["initial", "final"], yLabel: "mean reward" })}${barChart({ title: "Length score S_l per requested-length bucket", groups: sl, seriesNames: ["initial", "final"], yLabel: "S_l (0-100)" })}</div>`
-  return table + "<p>Reward is Q<sub>norm</sub> · L (the judge's normalised quality times the length factor); S<sub>l</sub> is LongWriter's length score (0–100); length ratio is words written / words requested.</p>" + charts
+  return table + "<p>Reward is Q<sub>norm</sub> · L (the judge's normalised quality times the length factor); S<sub>l</sub> is LongWriter's length score (0–100); length ratio is words written / words requested. Brackets: bootstrap 95% intervals over prompts.</p>" + charts
 }
 
 const samplesHtml = (r: ReportJson) =>
