@@ -13,10 +13,9 @@ import { afterEach, describe, expect, it } from "vitest"
 import * as Rubric from "../src/engines/judge/Rubric.ts"
 import { startFakeGemini, type FakeServer, type Faults } from "./support/fakeGemini.ts"
 import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
+import { BIN, polaris as run, readObject, ROOT } from "./support/cli.ts"
 import { anyFileContains, tempDirInRepo } from "./support/store.ts"
 
-const ROOT = join(import.meta.dirname, "..")
-const BIN = join(ROOT, "bin", "polaris.js")
 const KEY = "AIza-secret-never-stored-7f3c"
 const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
 
@@ -41,7 +40,7 @@ const memoized = (store: string): Set<string> => {
   for (const shard of readdirSync(dir)) {
     for (const f of readdirSync(join(dir, shard))) {
       const { object } = JSON.parse(readFileSync(join(dir, shard, f), "utf8"))
-      const verdict = JSON.parse(readFileSync(join(store, "objects", object.slice(0, 2), object), "utf8"))
+      const verdict = readObject(store, object)
       if (typeof verdict?.evidence?.plot === "string") out.add(verdict.evidence.plot.replace("story ", ""))
     }
   }
@@ -75,21 +74,12 @@ const recipe = (dir: string, server: FakeServer, inFlight: number, backend: Back
 }
 
 const env = { ...process.env, POLARIS_TEST_GEMINI_KEY: KEY }
-/** Runs polaris asynchronously: the fake server lives in this process and must keep answering. */
-const polaris = (args: ReadonlyArray<string>) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += d))
-    child.stderr.on("data", (d) => (stderr += d))
-    child.on("exit", (status) => resolve({ status, stdout, stderr }))
-  })
-
+/** polaris with the test key in its environment, asynchronously: the fake server lives in this process. */
+const polaris = (args: ReadonlyArray<string>) => run(args, { env })
 /** The judge node's output in the store, from a `--json` summary. */
 const judged = (store: string, summary: any): Array<any> => {
   const object: string = summary.nodes.judge.object
-  return JSON.parse(readFileSync(join(store, "objects", object.slice(0, 2), object), "utf8"))
+  return readObject(store, object)
 }
 
 /** Successful generateContent calls per story. */

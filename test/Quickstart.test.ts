@@ -4,35 +4,19 @@
  * resumed each time, it ends with final weights byte-identical to an uninterrupted run of the
  * same seed; and a second run is fully cached.
  */
-import { spawn } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
-const ROOT = join(import.meta.dirname, "..")
-const BIN = join(ROOT, "bin", "polaris.js")
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
 const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=4", "--set", "eval.prompts_per_bucket=4", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
-
-const polaris = (args: ReadonlyArray<string>, options: { readonly killOn?: string; readonly delayMs?: number } = {}) =>
-  new Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += d))
-    child.stderr.on("data", (d) => {
-      stderr += d
-      // The plain progress lines say when a node starts: kill the moment the chosen one does.
-      if (options.killOn !== undefined && stderr.includes(`${options.killOn} started`)) setTimeout(() => child.kill("SIGKILL"), options.delayMs ?? 0)
-    })
-    child.on("exit", (status, signal) => resolve({ status, signal, stdout, stderr }))
-  })
 
 /** The final policy's weights file, from a `--json` summary. */
 const finalWeights = (store: string, summary: any): Buffer => {
   const object: string = summary.nodes["train/step-002/update"].object
-  const state = JSON.parse(readFileSync(join(store, "objects", object.slice(0, 2), object), "utf8"))
+  const state = readObject(store, object)
   expect(state.policy.step).toBe(3)
   return readFileSync(join(state.policy.checkpoint, "model.safetensors"))
 }

@@ -4,29 +4,17 @@
  * (training on the same server's Tinker routes), gives the same step metrics and the same
  * held-out evaluation as the embedded engine with the same seed, within float tolerance.
  */
-import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import * as EmbeddedPolicy from "../src/engines/EmbeddedPolicy.ts"
 import { serve } from "../src/serve/Server.ts"
+import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
-const ROOT = join(import.meta.dirname, "..")
-const BIN = join(ROOT, "bin", "polaris.js")
 const MODEL = join(ROOT, "models", "story-1m")
 const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=3", "--set", "eval.prompts_per_bucket=3", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
-
-const polaris = (args: ReadonlyArray<string>) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += d))
-    child.stderr.on("data", (d) => (stderr += d))
-    child.on("exit", (status) => resolve({ status, stdout, stderr }))
-  })
 
 /** The metrics of the `groups` nodes (rewards, lengths, advantages) and the final comparison. */
 const results = async (store: string, extra: ReadonlyArray<string>) => {
@@ -36,7 +24,7 @@ const results = async (store: string, extra: ReadonlyArray<string>) => {
   const metrics = readFileSync(join(summary.dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
   const steps = metrics.filter((m) => /^train\/step-\d+\/groups$/.test(m.node)).sort((a, b) => a.node.localeCompare(b.node))
   const object: string = summary.nodes.compare.object
-  const compare = JSON.parse(readFileSync(join(store, "objects", object.slice(0, 2), object), "utf8"))
+  const compare = readObject(store, object)
   return { steps, compare }
 }
 

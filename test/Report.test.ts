@@ -3,27 +3,16 @@
  * no URLs) whose evaluation table carries the `compare` node's numbers, HTML-escaped sample
  * stories, and a JSON twin with the same numbers. An unknown run exits 1.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { escapeXml } from "../src/report/Svg.ts"
+import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
-const ROOT = join(import.meta.dirname, "..")
-const BIN = join(ROOT, "bin", "polaris.js")
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
 const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=2", "--set", "eval.prompts_per_bucket=2"]
-
-const polaris = (args: ReadonlyArray<string>) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += d))
-    child.stderr.on("data", (d) => (stderr += d))
-    child.on("exit", (status) => resolve({ status, stdout, stderr }))
-  })
 
 /** The HTML's full-precision value in a table cell, as written in `data-value`. */
 const cell = (v: number | null) => (v === null ? undefined : `data-value="${escapeXml(String(v))}"`)
@@ -63,7 +52,7 @@ describe("polaris report", () => {
 
     // The evaluation table: the compare node's numbers, before and after, per bucket and overall.
     const compareObject: string = summary.nodes.compare.object
-    const compare = JSON.parse(readFileSync(join(store, "objects", compareObject.slice(0, 2), compareObject), "utf8"))
+    const compare = readObject(store, compareObject)
     expect(json.evaluation.compare).toEqual(compare)
     const buckets = Object.keys(compare.before.buckets)
     expect(json.evaluation.buckets.map((b: { name: string }) => b.name)).toEqual(["id", "near-ood", "far-ood"])

@@ -35,42 +35,56 @@ export interface GeminiJudgeOptions extends RemoteJudgeOptions {
 const DEFAULT_ORIGIN = "https://generativelanguage.googleapis.com"
 
 /** An SDK failure -> an LlmError: ApiError carries the status and the JSON error body as its message. */
-const fromSdk = (origin: string, e: unknown): LlmError => {
+export const fromSdk = (origin: string, e: unknown): LlmError => {
   if (e instanceof LlmError) return e
   if (e instanceof ApiError) return classifyStatus(origin, e.status, {}, e.message)
   return new LlmError({ reason: "Transport", origin, message: e instanceof Error ? e.message : String(e), retryable: true, cause: e })
 }
 
-export const makeGemini = (options: GeminiJudgeOptions) => {
+/**
+ * What the online and the batch Gemini judges share: the SDK client, the settings that enter the
+ * fingerprint, and the request for one verdict (the rubric's prompt and reply schema).
+ */
+export const geminiClient = (options: Omit<GeminiJudgeOptions, "rubric" | "limits" | "price" | "expectedOutputTokens">) => {
   const model = options.model.replace(/^models\//, "")
   const version = options.apiVersion ?? "v1beta"
   const base = trimSlash(options.baseUrl ?? DEFAULT_ORIGIN)
-  const origin = `POST ${base}${version === "" ? "" : `/${version}`}/models/${model}:generateContent`
-  const ai = new GoogleGenAI({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } })
   const temperature = options.temperature ?? 1
+  return {
+    model,
+    /** `POST <origin>/<version>/models/<model>:<method>`, for error messages. */
+    origin: (method: string) => `POST ${base}${version === "" ? "" : `/${version}`}/models/${model}:${method}`,
+    ai: new GoogleGenAI({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } }),
+    settings: { temperature, thinkingLevel: options.thinkingLevel ?? null, maxOutputTokens: options.maxOutputTokens ?? null },
+    request: (prompt: { readonly system: string; readonly user: string }, schema: unknown) => ({
+      contents: [{ role: "user", parts: [{ text: prompt.user }] }],
+      config: {
+        systemInstruction: prompt.system,
+        temperature,
+        responseMimeType: "application/json",
+        responseJsonSchema: schema,
+        ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
+        ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {})
+      }
+    })
+  }
+}
+
+export const makeGemini = (options: GeminiJudgeOptions) => {
+  const client = geminiClient(options)
+  const origin = client.origin("generateContent")
   return makeRemoteJudge({
     name: "gemini",
-    model,
+    model: client.model,
     origin,
-    settings: { temperature, thinkingLevel: options.thinkingLevel ?? null, maxOutputTokens: options.maxOutputTokens ?? null },
-    call: (prompt, schema) =>
-      Effect.tryPromise({
-        try: (signal) =>
-          ai.models.generateContent({
-            model,
-            contents: [{ role: "user", parts: [{ text: prompt.user }] }],
-            config: {
-              systemInstruction: prompt.system,
-              temperature,
-              responseMimeType: "application/json",
-              responseJsonSchema: schema,
-              ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
-              ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {}),
-              abortSignal: signal
-            }
-          }),
+    settings: client.settings,
+    call: (prompt, schema) => {
+      const { contents, config } = client.request(prompt, schema)
+      return Effect.tryPromise({
+        try: (signal) => client.ai.models.generateContent({ model: client.model, contents, config: { ...config, abortSignal: signal } }),
         catch: (e) => fromSdk(origin, e)
       }).pipe(Effect.flatMap((response) => readGeminiReply(origin, response)))
+    }
   }, options)
 }
 

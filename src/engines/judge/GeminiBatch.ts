@@ -13,13 +13,12 @@
  * const layer = geminiBatch({ apiKey, model: "gemini-3-flash-preview", rubric, pollEvery: "60 seconds" })
  * ```
  */
-import { GoogleGenAI, type InlinedRequest, type ThinkingLevel } from "@google/genai"
-import { Deferred, Duration, Effect, Layer, Redacted } from "effect"
-import { digest } from "../../Canonical.ts"
-import { classifyStatus, LlmError, readGeminiReply, trimSlash } from "../llm/Remote.ts"
-import type { GeminiJudgeOptions } from "./Gemini.ts"
+import type { InlinedRequest } from "@google/genai"
+import { Deferred, Duration, Effect, Layer } from "effect"
+import { LlmError, readGeminiReply } from "../llm/Remote.ts"
+import { fromSdk, geminiClient, type GeminiJudgeOptions } from "./Gemini.ts"
 import { Judge, JudgeError, type JudgeItem, type JudgeShape, type Verdict } from "./Judge.ts"
-import type { Price } from "./RemoteJudge.ts"
+import { cost, judgeFingerprint, toJudgeError } from "./RemoteJudge.ts"
 import * as Rubric from "./Rubric.ts"
 
 export interface GeminiBatchOptions extends Omit<GeminiJudgeOptions, "limits" | "attempts" | "backoff" | "timeout"> {
@@ -41,24 +40,16 @@ interface Pending {
   readonly done: Deferred.Deferred<Verdict, JudgeError>
 }
 
-const judgeError = (e: LlmError, calls: number) =>
-  new JudgeError({ reason: e.reason, message: e.message, origin: e.origin, status: e.status, retryable: e.retryable, retryAfter: e.retryAfter, calls, cause: e.cause })
-
-const cost = (u: { input: number; output: number; thought: number }, price: Price | undefined) =>
-  price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
-
 export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<JudgeShape> =>
   Effect.sync(() => {
     const { rubric } = options
-    const model = options.model.replace(/^models\//, "")
-    const version = options.apiVersion ?? "v1beta"
-    const base = trimSlash(options.baseUrl ?? "https://generativelanguage.googleapis.com")
-    const origin = `POST ${base}/${version}/models/${model}:batchGenerateContent`
-    const ai = new GoogleGenAI({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } })
+    const client = geminiClient(options)
+    const { model, ai } = client
+    const origin = client.origin("batchGenerateContent")
     const schema = Rubric.replyJsonSchema(rubric)
     const rubricId = Rubric.fingerprint(rubric)
-    const temperature = options.temperature ?? 1
-    const fingerprint = `gemini:${model}@${digest({ temperature, thinkingLevel: options.thinkingLevel ?? null, maxOutputTokens: options.maxOutputTokens ?? null, rubric: rubricId }).slice(0, 12)}`
+    // The online judge's fingerprint: a verdict from either serves both.
+    const fingerprint = judgeFingerprint("gemini", model, client.settings, rubric)
     const batchSize = options.batchSize ?? 500
     const collectFor = options.collectFor ?? "2 seconds"
     const pollEvery = options.pollEvery ?? "30 seconds"
@@ -67,15 +58,10 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
     let pending: Array<Pending> = []
 
     const sdk = <A>(f: () => Promise<A>) =>
-      Effect.tryPromise({
-        try: f,
-        catch: (e): LlmError => {
-          const status = (e as { status?: unknown }).status
-          return typeof status === "number"
-            ? classifyStatus(origin, status, {}, (e as Error).message)
-            : new LlmError({ reason: "Transport", origin, message: e instanceof Error ? e.message : String(e), retryable: true, cause: e })
-        }
-      }).pipe(Effect.tap(() => Effect.sync(() => void totals.calls++)), Effect.tapError(() => Effect.sync(() => { totals.calls++; totals.failedCalls++ })))
+      Effect.tryPromise({ try: f, catch: (e) => fromSdk(origin, e) }).pipe(
+        Effect.tap(() => Effect.sync(() => void totals.calls++)),
+        Effect.tapError(() => Effect.sync(() => { totals.calls++; totals.failedCalls++ }))
+      )
 
     /** Reads one inline result into a verdict (the same reading as a generateContent reply). */
     const verdictOf = (result: { response?: unknown; error?: { message?: string } } | undefined) =>
@@ -106,7 +92,7 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
       const jobItems = pending.slice(0, batchSize)
       pending = pending.slice(batchSize)
       if (jobItems.length === 0) return
-      const settleAll = (e: LlmError) => Effect.forEach(jobItems, (p) => Deferred.fail(p.done, judgeError(e, 1)), { discard: true })
+      const settleAll = (e: LlmError) => Effect.forEach(jobItems, (p) => Deferred.fail(p.done, toJudgeError(e, 1)), { discard: true })
       const run = Effect.gen(function*() {
         let job = yield* sdk(() => ai.batches.create({ model, src: jobItems.map((p) => p.request), config: { displayName: `polaris-judge-${Date.now()}` } }))
         const started = Date.now()
@@ -123,7 +109,7 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
           verdictOf(results[i] as { response?: unknown; error?: { message?: string } } | undefined).pipe(
             Effect.matchEffect({
               onSuccess: (verdict) => Deferred.succeed(p.done, verdict),
-              onFailure: (e) => Deferred.fail(p.done, judgeError(e, 1))
+              onFailure: (e) => Deferred.fail(p.done, toJudgeError(e, 1))
             })
           ), { discard: true })
       })
@@ -137,17 +123,7 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
         pending.push({
           item,
           done,
-          request: {
-            contents: [{ role: "user", parts: [{ text: prompt.user }] }],
-            config: {
-              systemInstruction: prompt.system,
-              temperature,
-              responseMimeType: "application/json",
-              responseJsonSchema: schema,
-              ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
-              ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {})
-            }
-          }
+          request: client.request(prompt, schema)
         })
         // The first caller of a job waits `collectFor` for company; a full job goes at once.
         if (pending.length >= batchSize) yield* Effect.forkDetach(flush)

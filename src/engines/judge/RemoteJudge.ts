@@ -40,11 +40,20 @@ export interface Backend {
   readonly call: (prompt: { readonly system: string; readonly user: string }, schema: unknown) => Effect.Effect<Reply, unknown>
 }
 
-const cost = (u: TokenUsage, price: Price | undefined): number =>
+/** USD of one call's tokens. */
+export const cost = (u: TokenUsage, price: Price | undefined): number =>
   price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
 
 const add = (a: TokenUsage, b: TokenUsage): TokenUsage => ({ input: a.input + b.input, output: a.output + b.output, thought: a.thought + b.thought })
 const ZERO: TokenUsage = { input: 0, output: 0, thought: 0 }
+
+/** `backend:model@digest`: the settings that shape a verdict and the rubric, never a key. */
+export const judgeFingerprint = (name: string, model: string, settings: Readonly<Record<string, unknown>>, rubric: Rubric.Rubric): string =>
+  `${name}:${model}@${digest({ ...settings, rubric: Rubric.fingerprint(rubric) }).slice(0, 12)}`
+
+/** A remote call's failure as a judgement's, with the calls it took. */
+export const toJudgeError = (e: LlmError, calls: number): JudgeError =>
+  new JudgeError({ reason: e.reason, message: e.message, origin: e.origin, status: e.status, retryable: e.retryable, retryAfter: e.retryAfter, calls, cause: e.cause })
 
 export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): Effect.Effect<JudgeShape> =>
   Effect.gen(function*() {
@@ -52,7 +61,7 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
     const limiter = options.limits === undefined ? RateLimiter.unlimited : yield* RateLimiter.make(options.limits)
     const schema = Rubric.replyJsonSchema(rubric)
     const rubricId = Rubric.fingerprint(rubric)
-    const fingerprint = `${backend.name}:${backend.model}@${digest({ ...backend.settings, rubric: rubricId }).slice(0, 12)}`
+    const fingerprint = judgeFingerprint(backend.name, backend.model, backend.settings, rubric)
     const totals = { calls: 0, failedCalls: 0, verdicts: 0, usage: ZERO, costUsd: 0 }
     const expected = options.expectedOutputTokens ?? 2000
 
@@ -86,9 +95,7 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
             totals.usage = add(totals.usage, usage)
             totals.costUsd += cost(usage, options.price)
           })),
-          Effect.mapError((e) => new JudgeError({
-            reason: e.reason, message: e.message, origin: e.origin, status: e.status, retryable: e.retryable, retryAfter: e.retryAfter, calls, cause: e.cause
-          }))
+          Effect.mapError((e) => toJudgeError(e, calls))
         )
         totals.verdicts++
         return {
