@@ -3,26 +3,19 @@
  * model: it writes a loadable checkpoint with its provenance, each segment is a cached node (a
  * rerun executes nothing), and the batch order does not depend on how the steps are segmented.
  */
-import { spawnSync } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import * as Checkpoint from "../src/model/Checkpoint.ts"
 import { batchIndices } from "../src/model/Pretrain.ts"
 import * as TokenCorpus from "../src/model/TokenCorpus.ts"
+import { polaris, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
-const ROOT = join(import.meta.dirname, "..")
-const BIN = join(ROOT, "bin", "polaris.js")
 const BOOK = join(ROOT, "examples", "anthologies", "pg8486-mrjames-ghost-stories-of-an-antiquary.txt")
 
-const polaris = (args: ReadonlyArray<string>) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: "utf8" })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
-
 describe("pretrain pipeline", () => {
-  it("trains a tiny model from one book, writes a checkpoint, and caches its segments", () => {
+  it("trains a tiny model from one book, writes a checkpoint, and caches its segments", async () => {
     const dir = tempDirInRepo("pretrain-")
     const recipe = join(dir, "recipe.yaml")
     writeFileSync(recipe, [
@@ -44,8 +37,8 @@ describe("pretrain pipeline", () => {
       "  output: ./model"
     ].join("\n") + "\n")
     const store = join(dir, "store")
-    const first = polaris(["run", recipe, "--store", store, "--json"])
-    expect(first.code, first.stderr).toBe(0)
+    const first = await polaris(["run", recipe, "--store", store, "--json"])
+    expect(first.status, first.stderr).toBe(0)
     const summary = JSON.parse(first.stdout)
     const segments = Object.keys(summary.nodes).filter((id) => id.startsWith("pretrain/")).sort()
     expect(segments).toEqual(["pretrain/step-000/segment", "pretrain/step-001/segment", "pretrain/step-002/segment"])
@@ -57,8 +50,8 @@ describe("pretrain pipeline", () => {
     expect(training.unigram_perplexity).toBeGreaterThan(1)
     expect(readFileSync(join(dir, "model", "TRAINING.md"), "utf8")).toMatch(/6 AdamW steps/)
 
-    const second = polaris(["run", recipe, "--store", store, "--json"])
-    expect(second.code, second.stderr).toBe(0)
+    const second = await polaris(["run", recipe, "--store", store, "--json"])
+    expect(second.status, second.stderr).toBe(0)
     expect(JSON.parse(second.stdout).executed).toBe(0)
   }, 120_000)
 
@@ -76,8 +69,8 @@ describe("pretrain pipeline", () => {
       "  steps: 1",
       "  output: ./m"
     ].join("\n") + "\n")
-    const run = polaris(["run", recipe, "--store", join(dir, "store")])
-    expect(run.code, run.stderr).toBe(0)
+    const run = await polaris(["run", recipe, "--store", join(dir, "store")])
+    expect(run.status, run.stderr).toBe(0)
     const ckpt = await Checkpoint.read(join(dir, "m"))
     expect(ckpt.config).toMatchObject({ dModel: 16, nLayers: 1, maxContext: 128 })
     expect(Checkpoint.tokenizerOf(ckpt).tokenId("<|end|>")).toBeLessThan(ckpt.config.vocabSize)

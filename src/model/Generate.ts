@@ -8,7 +8,6 @@
  */
 import { rowRandom, sample, SequenceState, type SamplingParams } from "./Sampling.ts"
 
-
 export interface Generated {
   readonly tokens: Array<number>
   /** log p(token) under the raw model distribution (before penalties, temperature, top-k/p). */

@@ -43,10 +43,13 @@ const permutation = (n: number, seed: string): Int32Array => {
 
 /** Sequence indices of global step `step`: epochs are fresh permutations; a batch may span two. */
 export const batchIndices = (n: number, batchSize: number, step: number, seed: string): Array<number> => {
+  const epochs = new Map<number, Int32Array>() // a batch spans at most two epochs: shuffle each once
   const out: Array<number> = []
   for (let k = step * batchSize; k < (step + 1) * batchSize; k++) {
     const epoch = Math.floor(k / n)
-    out.push(permutation(n, `${seed}:epoch:${epoch}`)[k % n]!)
+    let order = epochs.get(epoch)
+    if (order === undefined) epochs.set(epoch, (order = permutation(n, `${seed}:epoch:${epoch}`)))
+    out.push(order[k % n]!)
   }
   return out
 }
