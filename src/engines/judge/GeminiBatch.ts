@@ -5,7 +5,7 @@
  * a generateContent reply. It is a Judge like any other: the judge stage memoizes each verdict
  * under the same key, so a rerun submits only what no earlier job answered.
  *
- * `score` calls arriving within `collectFor` of each other (up to `batchSize`) share one job;
+ * `score` and `compare` calls arriving within `collectFor` of each other (up to `batchSize`) share one job;
  * `preferredConcurrency` tells the judge stage to ask for every story at once.
  *
  * @example
@@ -14,10 +14,10 @@
  * ```
  */
 import type { InlinedRequest } from "@google/genai"
-import { Deferred, Duration, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Layer, type Result } from "effect"
 import { LlmError, readGeminiReply } from "../llm/Remote.ts"
 import { fromSdk, geminiClient, type GeminiJudgeOptions } from "./Gemini.ts"
-import { Judge, JudgeError, type JudgeItem, type JudgeShape, type Verdict } from "./Judge.ts"
+import { Judge, type JudgeError, type JudgeItem, type JudgeShape, type PairItem, type Preference, type Verdict } from "./Judge.ts"
 import { cost, judgeFingerprint, toJudgeError } from "./RemoteJudge.ts"
 import * as Rubric from "./Rubric.ts"
 
@@ -34,10 +34,23 @@ export interface GeminiBatchOptions extends Omit<GeminiJudgeOptions, "limits" | 
 
 const TERMINAL = new Set(["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"])
 
+/** A judgement waiting for its job: the request, and how its result settles the caller. */
 interface Pending {
-  readonly item: JudgeItem
   readonly request: InlinedRequest
-  readonly done: Deferred.Deferred<Verdict, JudgeError>
+  readonly settle: (result: InlineResult | undefined) => Effect.Effect<void>
+  readonly fail: (e: LlmError) => Effect.Effect<void>
+}
+
+type InlineResult = { response?: unknown; error?: { message?: string } }
+
+/** What a verdict and a preference share once the job answered. */
+interface Answered<A> {
+  readonly value: A
+  readonly rubric: string
+  readonly judge: string
+  readonly usage: Verdict["usage"]
+  readonly cost_usd: number
+  readonly calls: number
 }
 
 export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<JudgeShape> =>
@@ -63,8 +76,8 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
         Effect.tapError(() => Effect.sync(() => { totals.calls++; totals.failedCalls++ }))
       )
 
-    /** Reads one inline result into a verdict (the same reading as a generateContent reply). */
-    const verdictOf = (result: { response?: unknown; error?: { message?: string } } | undefined) =>
+    /** Reads one inline result (the same reading as a generateContent reply) and decodes it. */
+    const answerOf = <A>(result: InlineResult | undefined, decode: (text: string) => Result.Result<A, string>, what: string) =>
       Effect.gen(function*() {
         if (result === undefined) return yield* new LlmError({ reason: "Malformed", origin, message: "the job returned no result for this request", retryable: true })
         if (result.error !== undefined) return yield* new LlmError({ reason: "Unavailable", origin, message: `batch item failed: ${result.error.message ?? "unknown error"}`, retryable: true })
@@ -72,19 +85,17 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
         const usage = reply.usage
         totals.usage = { input: totals.usage.input + usage.input, output: totals.usage.output + usage.output, thought: totals.usage.thought + usage.thought }
         totals.costUsd += cost(usage, options.price)
-        const decoded = Rubric.decodeReply(rubric, reply.text)
-        if (decoded._tag === "Failure") return yield* new LlmError({ reason: "Malformed", origin, message: `the verdict does not fit rubric ${rubricId}: ${decoded.failure}`, retryable: true })
+        const decoded = decode(reply.text)
+        if (decoded._tag === "Failure") return yield* new LlmError({ reason: "Malformed", origin, message: `the ${what} does not fit rubric ${rubricId}: ${decoded.failure}`, retryable: true })
         totals.verdicts++
         return {
+          value: decoded.success,
           rubric: rubricId,
           judge: fingerprint,
-          scores: decoded.success.scores,
-          evidence: decoded.success.evidence,
-          quality: Rubric.quality(rubric, decoded.success.scores),
           usage: { input_tokens: usage.input, output_tokens: usage.output, thought_tokens: usage.thought },
           cost_usd: cost(usage, options.price),
           calls: 1
-        } satisfies Verdict
+        } satisfies Answered<A>
       })
 
     /** Submits the collected judgements as one job, polls it, and settles every waiting caller. */
@@ -92,7 +103,7 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
       const jobItems = pending.slice(0, batchSize)
       pending = pending.slice(batchSize)
       if (jobItems.length === 0) return
-      const settleAll = (e: LlmError) => Effect.forEach(jobItems, (p) => Deferred.fail(p.done, toJudgeError(e, 1)), { discard: true })
+      const settleAll = (e: LlmError) => Effect.forEach(jobItems, (p) => p.fail(e), { discard: true })
       const run = Effect.gen(function*() {
         let job = yield* sdk(() => ai.batches.create({ model, src: jobItems.map((p) => p.request), config: { displayName: `polaris-judge-${Date.now()}` } }))
         const started = Date.now()
@@ -105,25 +116,23 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
           return yield* new LlmError({ reason: "Unavailable", origin, message: `batch ${job.name} ended ${job.state}${job.error?.message !== undefined ? `: ${job.error.message}` : ""}`, retryable: true })
         }
         const results = job.dest?.inlinedResponses ?? []
-        yield* Effect.forEach(jobItems, (p, i) =>
-          verdictOf(results[i] as { response?: unknown; error?: { message?: string } } | undefined).pipe(
-            Effect.matchEffect({
-              onSuccess: (verdict) => Deferred.succeed(p.done, verdict),
-              onFailure: (e) => Deferred.fail(p.done, toJudgeError(e, 1))
-            })
-          ), { discard: true })
+        yield* Effect.forEach(jobItems, (p, i) => p.settle(results[i] as InlineResult | undefined), { discard: true })
       })
       yield* Effect.catch(run, settleAll)
     })
 
-    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+    /** Queues one judgement for the next job and waits for its answer. */
+    const submit = <A>(prompt: { readonly system: string; readonly user: string }, replySchema: unknown, decode: (text: string) => Result.Result<A, string>, what: string) =>
       Effect.gen(function*() {
-        const prompt = Rubric.judgePrompt(rubric, item)
-        const done = yield* Deferred.make<Verdict, JudgeError>()
+        const done = yield* Deferred.make<Answered<A>, JudgeError>()
         pending.push({
-          item,
-          done,
-          request: client.request(prompt, schema)
+          request: client.request(prompt, replySchema),
+          settle: (result) =>
+            answerOf(result, decode, what).pipe(
+              Effect.matchEffect({ onSuccess: (a) => Deferred.succeed(done, a), onFailure: (e) => Deferred.fail(done, toJudgeError(e, 1)) }),
+              Effect.asVoid
+            ),
+          fail: (e) => Effect.asVoid(Deferred.fail(done, toJudgeError(e, 1)))
         })
         // The first caller of a job waits `collectFor` for company; a full job goes at once.
         if (pending.length >= batchSize) yield* Effect.forkDetach(flush)
@@ -131,10 +140,22 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
         return yield* Deferred.await(done)
       })
 
+    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+      Effect.map(submit(Rubric.judgePrompt(rubric, item), schema, (text) => Rubric.decodeReply(rubric, text), "verdict"), ({ value, ...rest }) => ({
+        ...rest,
+        scores: value.scores,
+        evidence: value.evidence,
+        quality: Rubric.quality(rubric, value.scores)
+      }))
+
+    const compare = (item: PairItem): Effect.Effect<Preference, JudgeError> =>
+      Effect.map(submit(Rubric.pairPrompt(rubric, item), Rubric.pairReplyJsonSchema(), Rubric.decodePairReply, "preference"), ({ value, ...rest }) => ({ ...rest, ...value }))
+
     return {
       fingerprint,
       rubric,
       score,
+      compare,
       preferredConcurrency: Number.POSITIVE_INFINITY,
       totals: () => ({
         ...totals,

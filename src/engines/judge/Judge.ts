@@ -5,7 +5,8 @@
  * its own rubric id, never the literary rubric), `gemini` (@google/genai, structured JSON output),
  * `openai` (any OpenAI-compatible chat endpoint). A verdict carries every dimension's score (or
  * null where the rubric allows it), the evidence the judge wrote before each score, the
- * normalised quality, the tokens used and the cost.
+ * normalised quality, the tokens used and the cost. `compare` answers which of two stories for the
+ * same prompt is better (a Preference, by position).
  *
  * @example
  * ```ts
@@ -14,6 +15,9 @@
  *   const verdict = yield* judge.score({ prompt: "Write a 300-word story about a fox.", story })
  *   return verdict.quality // 0..1, NaN never: a failure is a JudgeError
  * })
+ * // Pairwise: ask both orders; a win counts only when they agree.
+ * const ab = yield* judge.compare({ prompt, first: storyA, second: storyB })
+ * const ba = yield* judge.compare({ prompt, first: storyB, second: storyA })
  * ```
  */
 import { Context, Data, type Duration, type Effect, Schema } from "effect"
@@ -24,6 +28,17 @@ import type { Rubric } from "./Rubric.ts"
 export interface JudgeItem {
   readonly prompt: string
   readonly story: string
+  readonly sample?: number
+}
+
+/**
+ * Two stories for the same prompt, to compare (pairwise evaluation). `first` is shown first. The
+ * caller asks for both orders and keeps a win only when they agree (eval/Stats.ts `combine`).
+ */
+export interface PairItem {
+  readonly prompt: string
+  readonly first: string
+  readonly second: string
   readonly sample?: number
 }
 
@@ -53,6 +68,19 @@ export const Verdict = Schema.Struct({
   calls: Schema.Number
 })
 export type Verdict = typeof Verdict.Type
+
+/** A pairwise judgement: which of the two stories the judge prefers, by position. */
+export const Preference = Schema.Struct({
+  rubric: Schema.String,
+  judge: Schema.String,
+  winner: Schema.Literals(["first", "second", "tie"]),
+  /** The judge's reasoning, written before the choice. */
+  analysis: Schema.String,
+  usage: Usage,
+  cost_usd: Schema.Number,
+  calls: Schema.Number
+})
+export type Preference = typeof Preference.Type
 
 /** Why a judgement failed (after its retries, for retryable reasons). */
 export type JudgeErrorReason =
@@ -93,6 +121,8 @@ export interface JudgeTotals {
 export interface JudgeShape extends Fingerprinted {
   readonly rubric: Rubric
   readonly score: (item: JudgeItem) => Effect.Effect<Verdict, JudgeError>
+  /** Which of two stories for one prompt is better under the rubric's dimensions taken together. */
+  readonly compare: (item: PairItem) => Effect.Effect<Preference, JudgeError>
   /** Judgements a caller should request at once (the batch judge wants them all); default the caller's choice. */
   readonly preferredConcurrency?: number
   /** Totals since the layer was built. */

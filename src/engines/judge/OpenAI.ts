@@ -44,14 +44,14 @@ export const makeOpenAI = (options: OpenAIJudgeOptions) =>
       model: options.model,
       origin: `POST ${url}`,
       settings: { url, temperature: options.temperature ?? null, maxTokens: options.maxTokens ?? null },
-      call: (prompt, schema) =>
+      call: (prompt, schema, name) =>
         postJson(client, {
           url,
           headers,
           body: {
             model: options.model,
             messages: [{ role: "system", content: prompt.system }, { role: "user", content: prompt.user }],
-            response_format: { type: "json_schema", json_schema: { name: "verdict", schema: withoutOrdering(schema), strict: true } },
+            response_format: { type: "json_schema", json_schema: { name, schema: withoutOrdering(schema), strict: true } },
             ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
             ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {})
           },

@@ -25,6 +25,11 @@
  *   story's words (same normalisation, exact match): `1 + 9 * found / all`; 10 when the prompt
  *   has no content words.
  *
+ * `compare` (pairwise evaluation) prefers the story with the higher merit = quality × S_l / 100,
+ * S_l being LongWriter's length score against the N of "Write a N-word story" (1 when the prompt
+ * names no length), the same figure the reward uses; a gap under `TIE_MARGIN` is a tie. Being a
+ * formula, it ignores the order the stories come in: its position consistency is 1 by design.
+ *
  * @example
  * ```ts
  * const rubric = yield* Rubric.load(Rubric.PROXY_RUBRIC)
@@ -34,8 +39,9 @@
  */
 import { Effect } from "effect"
 import { sentences } from "../../data/Prompts.ts"
-import { words } from "../../text/WordCount.ts"
-import type { JudgeShape, Verdict } from "./Judge.ts"
+import { lengthScore } from "../../grpo/Reward.ts"
+import { countWords, words } from "../../text/WordCount.ts"
+import type { JudgeShape, PairItem, Preference, Verdict } from "./Judge.ts"
 import * as Rubric from "./Rubric.ts"
 
 /** The proxy's dimensions, in rubric order. */
@@ -147,6 +153,10 @@ written word words
 `.trim().split(/\s+/))
 
 const PROMPT_PREFIX = /^\s*write\s+an?\s+[\d,]+[-\s]word\s+story\s+about\s+/i
+const REQUESTED = /^\s*write\s+an?\s+([\d,]+)[-\s]word\s+story/i
+
+/** Merit gaps below this are ties in `compare` (one point of reward on a 0..100 scale). */
+export const TIE_MARGIN = 0.01
 
 const contentForm = (word: string): string => normalise(word).replace(/'s$/, "")
 
@@ -223,6 +233,7 @@ export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
   const { min, max } = rubric.scale
   const toScale = (s: number) => round2(min + (s - 1) / 9 * (max - min))
   let verdicts = 0
+  const NONE = { input_tokens: 0, output_tokens: 0, thought_tokens: 0 }
   const fingerprint = `proxy/1:${rubricFingerprint}` // "/1": the code version, so a formula change in code is a new key
   return {
     fingerprint,
@@ -244,11 +255,32 @@ export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
           scores,
           evidence,
           quality: Rubric.quality(rubric, scores),
-          usage: { input_tokens: 0, output_tokens: 0, thought_tokens: 0 },
+          usage: NONE,
           cost_usd: 0,
           calls: 0
         }
       }),
-    totals: () => ({ calls: 0, failedCalls: 0, verdicts, usage: { input_tokens: 0, output_tokens: 0, thought_tokens: 0 }, costUsd: 0 })
+    compare: (item: PairItem) =>
+      Effect.sync((): Preference => {
+        const requested = Number(REQUESTED.exec(item.prompt)?.[1]?.replace(/,/g, "") ?? NaN)
+        const merit = (story: string) => {
+          const m = measure(item.prompt, story)
+          const q = Rubric.quality(rubric, Object.fromEntries(ids.map((id) => [id, toScale(m[id as ProxyDimension].score)])))
+          return { q, l: Number.isFinite(requested) ? lengthScore(requested, countWords(story)) / 100 : 1 }
+        }
+        const a = merit(item.first), b = merit(item.second)
+        const gap = a.q * a.l - b.q * b.l
+        verdicts++
+        return {
+          rubric: rubricFingerprint,
+          judge: fingerprint,
+          winner: Math.abs(gap) < TIE_MARGIN ? "tie" : gap > 0 ? "first" : "second",
+          analysis: `merit = quality × S_l/100: story 1 ${fixed(a.q)} × ${fixed(a.l)} = ${fixed(a.q * a.l)}, story 2 ${fixed(b.q)} × ${fixed(b.l)} = ${fixed(b.q * b.l)}`,
+          usage: NONE,
+          cost_usd: 0,
+          calls: 0
+        }
+      }),
+    totals: () => ({ calls: 0, failedCalls: 0, verdicts, usage: NONE, costUsd: 0 })
   }
 }

@@ -1,17 +1,17 @@
 /**
- * What the remote judges (gemini, openai) share: the rubric prompt, a rate-limited attempt per
- * HTTP call, reading the reply against the rubric (a malformed or truncated verdict fails its
+ * What the remote judges (gemini, openai) share: the rubric prompt (a verdict) and the pairwise
+ * prompt (a preference), a rate-limited attempt per HTTP call, reading the reply against its schema (a malformed or truncated verdict fails its
  * attempt as retryable), cost from the reported tokens, and running totals. A backend only says
  * how one call is made.
  *
  * @example
  * const judge = yield* makeRemoteJudge({ backend: "gemini", model, rubric, settings, call, ... })
  */
-import { Effect } from "effect"
+import { Effect, type Result } from "effect"
 import { digest } from "../../Canonical.ts"
 import { attempts, type LlmError, malformed, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
 import * as RateLimiter from "../llm/RateLimiter.ts"
-import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type Verdict } from "./Judge.ts"
+import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type PairItem, type Preference, type Verdict } from "./Judge.ts"
 import * as Rubric from "./Rubric.ts"
 
 /** USD per million tokens; thought tokens are billed as output (as Gemini and OpenAI bill them). */
@@ -36,8 +36,8 @@ export interface Backend {
   readonly settings: Readonly<Record<string, unknown>>
   /** Where calls go, for error messages (never the key). */
   readonly origin: string
-  /** One HTTP call with the rubric's prompt and reply schema. */
-  readonly call: (prompt: { readonly system: string; readonly user: string }, schema: unknown) => Effect.Effect<Reply, unknown>
+  /** One HTTP call with a prompt and its reply schema, named by what it asks (`verdict`, `preference`). */
+  readonly call: (prompt: { readonly system: string; readonly user: string }, schema: unknown, name: string) => Effect.Effect<Reply, unknown>
 }
 
 /** USD of one call's tokens. */
@@ -60,36 +60,37 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
     const { rubric } = options
     const limiter = options.limits === undefined ? RateLimiter.unlimited : yield* RateLimiter.make(options.limits)
     const schema = Rubric.replyJsonSchema(rubric)
+    const pairSchema = Rubric.pairReplyJsonSchema()
     const rubricId = Rubric.fingerprint(rubric)
     const fingerprint = judgeFingerprint(backend.name, backend.model, backend.settings, rubric)
     const totals = { calls: 0, failedCalls: 0, verdicts: 0, usage: ZERO, costUsd: 0 }
     const expected = options.expectedOutputTokens ?? 2000
 
-    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+    /** One judgement: attempts (each rate-limited and counted) until the reply decodes. */
+    const ask = <A>(prompt: { readonly system: string; readonly user: string }, schema: unknown, decode: (text: string) => Result.Result<A, string>, what: string) =>
       Effect.gen(function*() {
-        const prompt = Rubric.judgePrompt(rubric, item)
         const estimate = Math.ceil((prompt.system.length + prompt.user.length) / 4) + expected
         let calls = 0
         let usage = ZERO
-        const once = Effect.flatMap(backend.call(prompt, schema), (reply) => {
+        const once = Effect.flatMap(backend.call(prompt, schema, what), (reply) => {
           usage = add(usage, reply.usage)
           const spent = reply.usage.input + reply.usage.output + reply.usage.thought
-          const decoded = Rubric.decodeReply(rubric, reply.text)
+          const decoded = decode(reply.text)
           const note = reply.finishReason !== undefined && !/^stop$/i.test(reply.finishReason) ? ` (finish ${reply.finishReason})` : ""
           return Effect.andThen(
             limiter.settle(spent - estimate),
             decoded._tag === "Success"
               ? Effect.succeed(decoded.success)
-              : Effect.fail(malformed(backend.origin, `the verdict does not fit rubric ${rubricId}${note}: ${decoded.failure}`))
+              : Effect.fail(malformed(backend.origin, `the ${what} does not fit rubric ${rubricId}${note}: ${decoded.failure}`))
           )
         })
         // Each attempt takes a rate-limit permit and is counted, failed or not.
-        const counted = (attempt: Effect.Effect<Rubric.Reply, LlmError>) =>
+        const counted = (attempt: Effect.Effect<A, LlmError>) =>
           limiter.withPermit(estimate, Effect.suspend(() => {
             calls++
             return Effect.tapError(attempt, () => Effect.sync(() => void totals.failedCalls++))
           }))
-        const result = yield* attempts(options, backend.origin, once, counted).pipe(
+        const value = yield* attempts(options, backend.origin, once, counted).pipe(
           Effect.ensuring(Effect.sync(() => {
             totals.calls += calls
             totals.usage = add(totals.usage, usage)
@@ -99,21 +100,31 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
         )
         totals.verdicts++
         return {
+          value,
           rubric: rubricId,
           judge: fingerprint,
-          scores: result.scores,
-          evidence: result.evidence,
-          quality: Rubric.quality(rubric, result.scores),
           usage: { input_tokens: usage.input, output_tokens: usage.output, thought_tokens: usage.thought },
           cost_usd: cost(usage, options.price),
           calls
         }
       })
 
+    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+      Effect.map(ask(Rubric.judgePrompt(rubric, item), schema, (text) => Rubric.decodeReply(rubric, text), "verdict"), ({ value, ...rest }) => ({
+        ...rest,
+        scores: value.scores,
+        evidence: value.evidence,
+        quality: Rubric.quality(rubric, value.scores)
+      }))
+
+    const compare = (item: PairItem): Effect.Effect<Preference, JudgeError> =>
+      Effect.map(ask(Rubric.pairPrompt(rubric, item), pairSchema, Rubric.decodePairReply, "preference"), ({ value, ...rest }) => ({ ...rest, ...value }))
+
     return {
       fingerprint,
       rubric,
       score,
+      compare,
       totals: (): JudgeTotals => ({
         ...totals,
         usage: { input_tokens: totals.usage.input, output_tokens: totals.usage.output, thought_tokens: totals.usage.thought }

@@ -19,7 +19,7 @@
  */
 import { resolve } from "node:path"
 import { Data, Effect, Result, Schema } from "effect"
-import { digest } from "../../Canonical.ts"
+import { digest, sha256 } from "../../Canonical.ts"
 import { toProblems } from "../../recipe/internal/issues.ts"
 import { formatPath, type Location, originAt, type Path, type Problem, valueAt } from "../../recipe/internal/tree.ts"
 import { readYamlFile } from "../../recipe/internal/yamlFile.ts"
@@ -331,6 +331,90 @@ export const judgePrompt = (rubric: Rubric, item: { readonly prompt: string; rea
     "<story>",
     item.story,
     "</story>"
+  ].join("\n")
+  return { system, user }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pairwise comparison
+
+/** A decoded pairwise reply: the judge's analysis and the story it prefers, by position. */
+export interface PairReply {
+  readonly analysis: string
+  readonly winner: "first" | "second" | "tie"
+}
+
+/**
+ * The JSON Schema of a pairwise reply: `{ analysis: string, winner: "1" | "2" | "tie" }`, the
+ * analysis first so the model reasons before it chooses. Usable as Gemini `responseJsonSchema`
+ * and OpenAI strict `json_schema`, as the verdict schema.
+ */
+export const pairReplyJsonSchema = (): Record<string, unknown> => ({
+  type: "object",
+  properties: { analysis: { type: "string" }, winner: { type: "string", enum: ["1", "2", "tie"] } },
+  required: ["analysis", "winner"],
+  propertyOrdering: ["analysis", "winner"],
+  additionalProperties: false
+})
+
+const PairReplyJson = Schema.fromJsonString(Schema.Struct({ analysis: Schema.String, winner: Schema.Literals(["1", "2", "tie"]) }))
+const decodePairJson = Schema.decodeUnknownResult(PairReplyJson)
+
+/** Validates a pairwise reply (one ```json fence accepted); failures are one short line, as decodeReply's. */
+export const decodePairReply = (text: string): Result.Result<PairReply, string> => {
+  const body = FENCE.exec(text)?.[1] ?? text
+  const decoded = decodePairJson(body)
+  if (Result.isFailure(decoded)) return Result.fail(shorten(describe(decoded.failure, body)))
+  const { analysis, winner } = decoded.success
+  return Result.succeed({ analysis, winner: winner === "1" ? "first" : winner === "2" ? "second" : "tie" })
+}
+
+/**
+ * The tag suffix of a pair: 6 hex digits of the texts' hash that occur in neither story, so each
+ * story's closing tag appears exactly once and neither text can end the other's early.
+ */
+const pairNonce = (first: string, second: string): string => {
+  for (let k = 0; ; k++) {
+    const nonce = sha256(`${k}\0${first}\0${second}`).slice(0, 6)
+    if (!first.includes(nonce) && !second.includes(nonce)) return nonce
+  }
+}
+
+/**
+ * The pairwise judge's messages: the rubric's dimensions as the criteria taken together, both
+ * stories in full under neutral labels (Story 1, Story 2: no system names, so the judge sees
+ * only the texts), each between tags that occur nowhere in either text (`<story_1_NONCE>`), and
+ * the instruction not to let position or length alone decide. The caller asks both orders
+ * (position bias is measured, not assumed away).
+ */
+export const pairPrompt = (rubric: Rubric, item: { readonly prompt: string; readonly first: string; readonly second: string }): { readonly system: string; readonly user: string } => {
+  const dimensions = rubric.dimensions.map((d, i) => `${i + 1}. ${d.name}: ${d.definition}`)
+  const system = [
+    "You are comparing two stories written for the same writing prompt. Read both in full, then decide which is the better story under the criteria below taken together.",
+    "",
+    `Criteria (${rubric.dimensions.length}):`,
+    ...dimensions,
+    "",
+    "The order in which the stories appear says nothing about their quality, and a longer story is not better for being longer; judge how well each answers the prompt, its requested length included.",
+    "Answer with one JSON object and nothing else: " +
+    `{"analysis": string, "winner": "1" | "2" | "tie"}, writing the analysis before the winner; "tie" only when neither is better.`
+  ].join("\n")
+  const n = pairNonce(item.first, item.second)
+  const [one, two] = [`story_1_${n}`, `story_2_${n}`]
+  const user = [
+    `The writing prompt is between <prompt> and the first </prompt>. Story 1 is between <${one}> and </${one}>, Story 2 between <${two}> and </${two}>; these tags occur nowhere else.`,
+    "",
+    "<prompt>",
+    item.prompt,
+    "</prompt>",
+    "",
+    `<${one}>`,
+    item.first,
+    `</${one}>`,
+    "",
+    `<${two}>`,
+    item.second,
+    `</${two}>`
   ].join("\n")
   return { system, user }
 }
