@@ -6,32 +6,33 @@
  *   init:  sampler-start -> init-train
  *   step k (train/step-k/):  policy, sampler -> batch -> rollout + reference-logprobs
  *          -> candidates -> judge -> groups (rewards, advantages, datums) -> update (next state)
- *   eval:  eval-batch -> rollout + judge + summarize (initial and final policy) -> compare
+ *   eval:  eval-set -> rollout + judge + summary (initial and final policy) -> pairwise -> ratings
+ *          -> evaluation (evaluate.ts)
  *
- * Recipe keys: `data.*`, `policy.*`, `sampling.*`, `judge.*`, `reward.*`, `grpo.*`,
- * `eval.prompts_per_bucket` (held-out prompts evaluated). Engines: the Writer (premises), the
+ * Recipe keys: `data.*`, `policy.*`, `sampling.*`, `judge.*`, `reward.*`, `grpo.*`, `eval.*`
+ * (buckets, prompts per bucket, samples, pairwise, bootstrap). Engines: the Writer (premises), the
  * Judge, the PolicyEngine (`embedded` here; the remote engines come with their issue).
  */
 import { Layer } from "effect"
 import * as Policies from "../src/engines/Policies.ts"
 import * as Judges from "../src/engines/judge/Judges.ts"
-import type { Builder, NodeRef } from "../src/Pipeline.ts"
+import type { NodeRef } from "../src/Pipeline.ts"
 import { define, type LayerContext } from "../src/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
-import { compareEval, evalBatch, evalPrompts, summarizeEval } from "../stages/evaluation.ts"
 import { hriGroups } from "../stages/hriGroups.ts"
 import { judge } from "../stages/judge.ts"
 import { referenceLogprobs } from "../stages/referenceLogprobs.ts"
 import { rollout } from "../stages/rollout.ts"
 import { samplerStart, sampleBatch } from "../stages/sampleBatch.ts"
-import { noReferences, stepCandidates } from "../stages/stepCandidates.ts"
+import { stepCandidates } from "../stages/stepCandidates.ts"
 import { stratify } from "../stages/stratify.ts"
-import { batchOf, initTrain, policyOf, type PolicyState } from "../stages/trainState.ts"
+import { batchOf, initTrain, policyOf, type TrainState } from "../stages/trainState.ts"
 import { update } from "../stages/update.ts"
+import { evalSamples, evalSet, evaluateSystems, judgeParams, type SystemNode } from "./evaluate.ts"
 import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode, sourceDigest } from "./polarisData.ts"
 
 /** The recipe's sampling settings, never left to engine defaults. */
-const samplingOf = (recipe: Recipe) => {
+export const samplingOf = (recipe: Recipe) => {
   const s = recipe.sampling ?? {}
   return {
     temperature: s.temperature ?? 1,
@@ -53,7 +54,6 @@ export default define("polaris", (b, recipe) => {
   if (model === undefined) throw new Error("policy.model is required: the model to train (a folder for the embedded engine)")
   const sampling = samplingOf(recipe)
   const groupSize = g.group_size ?? 6
-  const judgeParams = { samples: recipe.judge?.samples ?? 1, length_factor: recipe.reward?.length_factor ?? "longwriter", concurrency: recipe.judge?.max_in_flight ?? 16 } as const
 
   const split = datasetNode(b, recipe)
   const prompts = promptsNode(b, recipe, split, "train")
@@ -71,7 +71,7 @@ export default define("polaris", (b, recipe) => {
       const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous: s.node(batchOf, { id: "sampler", inputs: { state } }) }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
       const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy }, params: { group_size: groupSize, seed, sampling } })
       const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy }, params: { sampling } })
-      const judged = s.node(judge, { id: "judge", inputs: { stories: s.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams })
+      const judged = s.node(judge, { id: "judge", inputs: { stories: s.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams(recipe) })
       const reference = recipe.reward?.reference ?? { mode: "judge" as const }
       const trainBatch = s.node(hriGroups, {
         id: "groups",
@@ -107,21 +107,15 @@ export default define("polaris", (b, recipe) => {
     }
   })
 
-  // Held-out evaluation of the initial and the final policy on the same prompts: per requested-
-  // length bucket when the recipe names buckets (eval.buckets), else the held-out prompts as derived.
-  const perBucket = recipe.eval?.prompts_per_bucket ?? 16
-  const evalSet = recipe.eval?.buckets !== undefined
-    ? b.node(evalPrompts, { id: "eval-set", inputs: { prompts: heldout }, params: { buckets: recipe.eval.buckets, per_bucket: perBucket, seed } })
-    : heldout
-  const evalIds = b.node(evalBatch, { id: "eval-prompts", inputs: { prompts: evalSet }, params: { max_prompts: recipe.eval?.buckets !== undefined ? perBucket * recipe.eval.buckets.length : perBucket } })
-  const evaluate = <R>(id: string, policy: NodeRef<PolicyState, R>, scope: Builder) => {
-    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evalSet, batch: evalIds, policy }, params: { group_size: 3, seed: seed + 1, sampling } })
-    const judged = scope.node(judge, { id: "judge", inputs: { stories: scope.node(stepCandidates, { id: "candidates", inputs: { groups, references: scope.node(noReferences, { id: "no-references", inputs: { groups } }) } }) }, params: judgeParams })
-    return scope.node(summarizeEval, { id: id, inputs: { groups, judged, prompts: evalSet } })
+  // Held-out evaluation of the initial and the final policy on the same prompts (evaluate.ts).
+  const evaluation = evalSet(b, recipe, heldout)
+  const system = (name: string, state: NodeRef<TrainState, any>): SystemNode => {
+    const scope = b.scope(`eval-${name}`)
+    const policy = b.node(policyOf, { id: `${name}-policy`, inputs: { state } })
+    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evaluation.prompts, batch: evaluation.batch, policy }, params: { group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling } })
+    return { name, scope, groups }
   }
-  const before = evaluate("summary", b.node(policyOf, { id: "initial-policy", inputs: { state: init } }), b.scope("eval-initial"))
-  const after = evaluate("summary", b.node(policyOf, { id: "final-policy", inputs: { state: final } }), b.scope("eval-final"))
-  return { final, evaluation: b.node(compareEval, { id: "compare", inputs: { before, after } }) }
+  return { final, evaluation: evaluateSystems(b, recipe, evaluation.prompts, [system("initial", init), system("final", final)], "initial") }
 })
 
 /** The Writer (premises), the Judge, and the recipe's policy engine (checkpoints of the embedded one in the store). */

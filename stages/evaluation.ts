@@ -1,8 +1,10 @@
 /**
- * Held-out evaluation of a policy (the before/after of a training run; issue 9 builds the full
- * report on it): `eval-batch` picks the held-out prompts, the `rollout` and `judge` stages do the
- * work (memoized as in training), and `summarize-eval` reduces them to length adherence (mean
- * S_l, length ratio, truncation) and reward per requested-length bucket.
+ * Held-out evaluation by requested length (ARCHITECTURE.md §8): `eval-prompts` lays the same
+ * held-out premises out at each bucket's lengths, `eval-batch` picks them, the `rollout` and
+ * `judge` stages write and score the stories (memoized as in training), `summarize-eval` reduces
+ * one system's stories to quality (mean and per dimension), length ratio, S_l, truncation and
+ * reward per bucket with bootstrap intervals over prompts, and `evaluation` gathers every
+ * system's summary with the pairwise ratings (pairwise.ts) for the report.
  */
 import { Effect, Schema } from "effect"
 import { initial } from "../src/data/Sampler.ts"
@@ -11,6 +13,7 @@ import { bootstrapCI } from "../src/eval/Stats.ts"
 import * as Stage from "../src/Stage.ts"
 import { PromptWithReference } from "./derivePrompts.ts"
 import { Judgement } from "./judge.ts"
+import { Ratings } from "./pairwise.ts"
 import { Group } from "./rollout.ts"
 import { Batch } from "./sampleBatch.ts"
 import { rolloutId } from "./stepCandidates.ts"
@@ -140,15 +143,40 @@ export const summarizeEval = Stage.make({
   }
 })
 
-/** Before vs after on the same held-out prompts. */
-export const compareEval = Stage.make({
-  name: "compare-eval",
-  version: "1",
-  inputs: { before: EvalSummary, after: EvalSummary },
-  output: Schema.Struct({ before: EvalSummary, after: EvalSummary, delta: Schema.Record(Schema.String, Schema.NullOr(Schema.Number)) }),
-  run: ({ before, after }, _p, ctx) => {
-    const keys = ["length_score_mean", "reward_mean", "quality_mean", "words_mean", "length_ratio_mean", "truncated_frac"] as const
-    const delta = Object.fromEntries(keys.map((k) => [k, before[k] === null || after[k] === null ? null : after[k]! - before[k]!]))
-    return Effect.as(ctx.metric(Object.fromEntries(Object.entries(delta).map(([k, v]) => [`delta_${k}`, v]))), { before, after, delta })
-  }
+/** What an evaluation found: each system's summary, and the pairwise ratings when judged. */
+export const Evaluation = Schema.Struct({
+  baseline: Schema.String,
+  systems: Schema.Array(Schema.Struct({ name: Schema.String, summary: EvalSummary })),
+  ratings: Schema.NullOr(Ratings)
 })
+export type Evaluation = typeof Evaluation.Type
+
+/**
+ * `evaluation`: the stage gathering the named systems' summaries (inputs named after the
+ * systems, in order) and, with `ratings`, the pairwise ratings, into one Evaluation: the record
+ * `polaris report` reads.
+ */
+export const collectEvaluation = (systems: ReadonlyArray<string>, options: { readonly ratings: boolean }) => {
+  if (systems.includes("ratings")) throw new Error(`a system cannot be named "ratings"`)
+  return Stage.make({
+    name: "evaluation",
+    version: "1",
+    inputs: { ...Object.fromEntries(systems.map((s) => [s, EvalSummary])), ...(options.ratings ? { ratings: Ratings } : {}) } as Readonly<Record<string, typeof EvalSummary | typeof Ratings>>,
+    params: Schema.Struct({ baseline: Schema.String }),
+    output: Evaluation,
+    run: (inputs, { baseline }, ctx) => {
+      const result: Evaluation = {
+        baseline,
+        systems: systems.map((name) => ({ name, summary: inputs[name] as EvalSummary })),
+        ratings: options.ratings ? inputs.ratings as Ratings : null
+      }
+      const base = result.systems.find((s) => s.name === baseline)?.summary
+      return Effect.as(ctx.metric(Object.fromEntries(result.systems.flatMap(({ name, summary }) => [
+        [`length_score_mean_${name}`, summary.length_score_mean],
+        [`quality_mean_${name}`, summary.quality_mean],
+        ...(base === undefined || name === baseline || summary.length_score_mean === null || base.length_score_mean === null
+          ? [] : [[`delta_length_score_${name}`, summary.length_score_mean - base.length_score_mean]])
+      ]))), result)
+    }
+  })
+}

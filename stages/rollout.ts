@@ -7,7 +7,8 @@
  */
 import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
-import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
+import { PolicyEngine, type PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
+import { PolicyEngines } from "../src/engines/Policies.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
 import { PermanentError } from "../src/Retry.ts"
 import { sha256 } from "../src/Canonical.ts"
@@ -58,6 +59,53 @@ export const promptsOfBatch = (prompts: ReadonlyArray<typeof PromptWithReference
   })
 }
 
+/**
+ * The groups of a batch from `engine` (whose current weights are `checkpoint`): one memo per
+ * group under (prompt, checkpoint, step, seed, settings), the missing ones sampled in one call.
+ */
+export const sampleGroups = (
+  engine: PolicyEngineShape,
+  ctx: Stage.StageContext,
+  args: { readonly prompts: ReadonlyArray<typeof PromptWithReference.Type>; readonly batch: Batch; readonly checkpoint: string; readonly step: number; readonly group_size: number; readonly seed: number; readonly sampling: SamplingSettings }
+) =>
+  Effect.gen(function*() {
+    const { checkpoint, step, group_size, seed, sampling } = args
+    const chosen = yield* promptsOfBatch(args.prompts, args.batch)
+    const plan = chosen.map((p) => {
+      const text = promptText(p.requested_words, p.premise)
+      const params = {
+        ...defaultSamplingParams,
+        temperature: sampling.temperature,
+        topP: sampling.top_p,
+        topK: sampling.top_k,
+        repetitionPenalty: sampling.repetition_penalty,
+        presencePenalty: sampling.presence_penalty,
+        maxTokens: Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word))),
+        // An integer: the seed every engine accepts (Tinker and vLLM take 31-bit ints).
+        seed: parseInt(sha256(`${seed}:${step}:${p.id}`).slice(0, 7), 16)
+      }
+      return { p, text, ids: engine.promptIds(text, { enableThinking: sampling.thinking }), params }
+    })
+    return yield* memoBatch(ctx, "group", plan.map(({ p, params }) => ({ prompt: p.id, checkpoint, step, seed, params, group_size })), Group,
+      (missing) => Effect.gen(function*() {
+        const todo = missing.map((i) => plan[i]!)
+        const sampled = yield* engine.sample(todo.map(({ ids, params }) => ({ prompt: ids, n: group_size - 1, params })))
+        yield* ctx.progress(todo.length, todo.length)
+        return todo.map(({ p, text, ids }, k) => ({
+          prompt_id: p.id,
+          prompt: text,
+          requested_words: p.requested_words,
+          prompt_tokens: ids,
+          samples: sampled[k]!.map((s) => ({
+            tokens: [...s.tokens],
+            logprobs: [...s.logprobs],
+            text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }),
+            stop_reason: s.stopReason
+          }))
+        }))
+      }))
+  })
+
 export const rollout = Stage.make({
   name: "rollout",
   version: "1",
@@ -70,40 +118,26 @@ export const rollout = Stage.make({
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
       yield* engine.load({ path: policy.checkpoint })
-      const chosen = yield* promptsOfBatch(prompts, batch)
-      const plan = chosen.map((p) => {
-        const text = promptText(p.requested_words, p.premise)
-        const params = {
-          ...defaultSamplingParams,
-          temperature: sampling.temperature,
-          topP: sampling.top_p,
-          topK: sampling.top_k,
-          repetitionPenalty: sampling.repetition_penalty,
-          presencePenalty: sampling.presence_penalty,
-          maxTokens: Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word))),
-          // An integer: the seed every engine accepts (Tinker and vLLM take 31-bit ints).
-          seed: parseInt(sha256(`${seed}:${policy.step}:${p.id}`).slice(0, 7), 16)
-        }
-        return { p, text, ids: engine.promptIds(text, { enableThinking: sampling.thinking }), params }
-      })
-      // Groups are memoized one by one; the missing ones are sampled in one batched call.
-      return yield* memoBatch(ctx, "group", plan.map(({ p, params }) => ({ prompt: p.id, checkpoint: policy.checkpoint, step: policy.step, seed, params, group_size })), Group,
-        (missing) => Effect.gen(function*() {
-          const todo = missing.map((i) => plan[i]!)
-          const sampled = yield* engine.sample(todo.map(({ ids, params }) => ({ prompt: ids, n: group_size - 1, params })))
-          yield* ctx.progress(todo.length, todo.length)
-          return todo.map(({ p, text, ids }, k) => ({
-            prompt_id: p.id,
-            prompt: text,
-            requested_words: p.requested_words,
-            prompt_tokens: ids,
-            samples: sampled[k]!.map((s) => ({
-              tokens: [...s.tokens],
-              logprobs: [...s.logprobs],
-              text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }),
-              stop_reason: s.stopReason
-            }))
-          }))
-        }))
+      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: policy.checkpoint, step: policy.step, group_size, seed, sampling })
+    })
+})
+
+/**
+ * `rollout-system`: the same groups from one of several engines (evaluating models against each
+ * other): `system` names its engine in the PolicyEngines registry. `model` (the policy section
+ * without secrets, and the content digest of a local model) is a param so the node re-runs when
+ * the model changes; each group's memo carries the engine's fingerprint.
+ */
+export const rolloutSystem = Stage.make({
+  name: "rollout-system",
+  version: "1",
+  resource: "policy",
+  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch },
+  params: Schema.Struct({ system: Schema.String, model: Schema.Record(Schema.String, Schema.Unknown), group_size: Schema.Int, seed: Schema.Int, sampling: SamplingSettings }),
+  output: Schema.Array(Group),
+  run: ({ prompts, batch }, { system, group_size, seed, sampling }, ctx) =>
+    Effect.gen(function*() {
+      const engine = yield* (yield* PolicyEngines).get(system)
+      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: engine.fingerprint, step: 0, group_size, seed, sampling })
     })
 })

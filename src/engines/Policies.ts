@@ -5,7 +5,9 @@
  * - `tinker`: a Tinker-compatible training and sampling service (TinkerPolicy.ts);
  * - `vllm`: training on the Tinker service at `base_url`, sampling and teacher forcing on vLLM
  *   servers (`sampler_urls`, VllmSampler.ts), each published checkpoint loaded there as a
- *   versioned LoRA adapter.
+ *   versioned LoRA adapter; without `base_url`, sampling only (evaluating a served model).
+ *
+ * `registry` holds several engines by system name, for evaluations that compare models.
  *
  * Every engine is wrapped by `trackCheckpoints`, so the stages' "load the step's checkpoint"
  * costs nothing when the engine already holds it.
@@ -15,9 +17,11 @@
  * Effect.provide(program, Policies.fromRecipe(recipe.policy!, { store: ".polaris" }))
  * ```
  */
-import { Effect, Layer } from "effect"
-import { FetchHttpClient } from "effect/http"
+import { Context, Effect, Layer, Scope, Semaphore } from "effect"
+import { FetchHttpClient, type HttpClient } from "effect/http"
 import { join } from "node:path"
+import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
+import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
 import { PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
@@ -57,9 +61,43 @@ export const withVllmSampling = (trainer: PolicyEngineShape, sampler: VllmSample
 
 type PolicySection = NonNullable<Recipe["policy"]>
 
-export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> => {
-  const tracked = (make: Effect.Effect<PolicyEngineShape, PolicyError, any>) =>
-    Layer.effect(PolicyEngine, Effect.map(make, (engine) => trackCheckpoints(engine, policy.model))).pipe(Layer.provide(FetchHttpClient.layer)) as Layer.Layer<PolicyEngine, PolicyError>
+/**
+ * Sampling and teacher forcing on vLLM with no trainer (evaluating a served model): the tokenizer
+ * comes from `policy.tokenizer`; training calls fail `Unsupported`.
+ */
+const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerDir: string) =>
+  Effect.gen(function*() {
+    const fail = (reason: "Checkpoint" | "Unsupported", message: string, cause?: unknown) => new PolicyError({ reason, message, retryable: false, cause })
+    const tokenizer = yield* Effect.try({
+      try: () => Tokenizer.fromFile(join(tokenizerDir, "tokenizer.json")),
+      catch: (e) => fail("Checkpoint", `vllm tokenizer ${tokenizerDir}: ${(e as Error).message}`, e)
+    })
+    const end = yield* Effect.try({ try: () => tokenizer.tokenId(endToken(tokenizer)), catch: (e) => fail("Checkpoint", `vllm tokenizer: ${(e as Error).message}`) })
+    const sampler = yield* VllmSampler.make({ urls, model: policy.model, ...(policy.api_key !== undefined ? { apiKey: policy.api_key } : {}) }, end)
+    const unsupported = (what: string) => Effect.fail(fail("Unsupported", `${what}: vllm without base_url samples only (no trainer)`))
+    return {
+      fingerprint: sampler.fingerprint,
+      tokenizer,
+      endToken: end,
+      maxContext: policy.max_context ?? 32768,
+      promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
+      sample: sampler.sample,
+      logprobs: sampler.logprobs,
+      forwardBackward: () => unsupported("forward_backward"),
+      optimStep: () => unsupported("optim_step"),
+      save: () => unsupported("save"),
+      load: () => unsupported("load"),
+      publish: () => Effect.succeed(undefined)
+    } satisfies PolicyEngineShape
+  })
+
+/**
+ * The engine a `policy:` section describes, unwrapped (for one layer, or one of many systems
+ * under evaluation). Throws at once, naming the key, when the section lacks what its backend needs.
+ */
+export const make = (policy: PolicySection, context: { readonly store?: string }): Effect.Effect<PolicyEngineShape, PolicyError, Scope.Scope> => {
+  const tracked = (engine: Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope>) =>
+    engine.pipe(Effect.map((e) => trackCheckpoints(e, policy.model)), Effect.provide(FetchHttpClient.layer))
   if (policy.backend === "embedded") {
     return tracked(EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "checkpoints") }))
   }
@@ -67,6 +105,9 @@ export const fromRecipe = (policy: PolicySection, context: { readonly store?: st
     if (value === undefined) throw new Error(`policy.${key} is required for the ${policy.backend} backend`)
     return value
   }
+  const urls = policy.sampler_urls ?? []
+  if (policy.backend === "vllm" && urls.length === 0) throw new Error("policy.sampler_urls is required for the vllm backend (the vLLM servers that sample)")
+  if (policy.backend === "vllm" && policy.base_url === undefined) return tracked(vllmOnly(policy, urls, need(policy.tokenizer, "tokenizer")))
   const tinker = {
     baseUrl: need(policy.base_url, "base_url"),
     baseModel: policy.model,
@@ -76,11 +117,43 @@ export const fromRecipe = (policy: PolicySection, context: { readonly store?: st
     ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {})
   }
   if (policy.backend === "tinker") return tracked(TinkerPolicy.make(tinker))
-  const urls = policy.sampler_urls ?? []
-  if (urls.length === 0) throw new Error("policy.sampler_urls is required for the vllm backend (the vLLM servers that sample)")
   return tracked(Effect.gen(function*() {
     const trainer = yield* TinkerPolicy.make(tinker)
     const sampler = yield* VllmSampler.make({ urls, model: policy.model, ...(policy.api_key !== undefined ? { apiKey: policy.api_key } : {}) }, trainer.endToken)
     return withVllmSampling(trainer, sampler)
   }))
 }
+
+/** The recipe's policy engine as the PolicyEngine layer. */
+export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> =>
+  Layer.effect(PolicyEngine, make(policy, context))
+
+/**
+ * Several engines at once, by system name (evaluation of models against each other). Each is
+ * built on first use and kept: a system's engine loads its model once per run.
+ */
+export interface PolicyEnginesShape {
+  readonly get: (system: string) => Effect.Effect<PolicyEngineShape, PolicyError>
+}
+
+export class PolicyEngines extends Context.Service<PolicyEngines, PolicyEnginesShape>()("polaris/PolicyEngines") {}
+
+/** The registry over `systems` (name → policy section); an unknown name fails BadInput. */
+export const registry = (systems: Readonly<Record<string, PolicySection>>, context: { readonly store?: string }): Layer.Layer<PolicyEngines> =>
+  Layer.effect(PolicyEngines, Effect.gen(function*() {
+    const lock = yield* Semaphore.make(1)
+    // Engines built later live as long as the registry (remote sessions close with it).
+    const scope = yield* Effect.scope
+    const built = new Map<string, PolicyEngineShape>()
+    return {
+      // One system's engine is built at a time: two stages asking for it at once share one build.
+      get: (system) =>
+        lock.withPermits(1)(Effect.suspend(() => {
+          const have = built.get(system)
+          if (have !== undefined) return Effect.succeed(have)
+          const section = systems[system]
+          if (section === undefined) return Effect.fail(new PolicyError({ reason: "BadInput", retryable: false, message: `no system named ${JSON.stringify(system)} (known: ${Object.keys(systems).join(", ")})` }))
+          return Effect.tap(Effect.suspend(() => Scope.provide(make(section, context), scope)), (engine) => Effect.sync(() => void built.set(system, engine)))
+        }))
+    }
+  }))

@@ -52,7 +52,8 @@ export const Policy = Schema.Struct({
   api_key: field(Secret, "API key"),
   lora_rank: field(PositiveInt, "LoRA rank on remote trainers"),
   tokenizer: field(Schema.String, "Remote engines: a local folder with the model's tokenizer.json and tokenizer_config.json"),
-  flavour: field(Schema.Literals(["hosted", "skyrl"]), "tinker: hosted Tinker or self-hosted SkyRL tx (loss normalisation differs; see docs/engines.md)")
+  flavour: field(Schema.Literals(["hosted", "skyrl"]), "tinker: hosted Tinker or self-hosted SkyRL tx (loss normalisation differs; see docs/engines.md)"),
+  max_context: field(PositiveInt, "vllm without base_url: the served model's context length (default 32768)")
 })
 
 /** Sampling settings for rollouts; never left to server defaults. */
@@ -146,8 +147,15 @@ export const Eval = Schema.Struct({
     max_words: NonNegative
   })), "Requested-length buckets (paper: 1-4k, 4-8k, 8-12k)"),
   prompts_per_bucket: field(PositiveInt, "Held-out prompts per bucket"),
-  pairwise: field(Schema.Boolean, "Dual-position pairwise judging"),
-  bootstrap: field(PositiveInt, "Bootstrap resamples for CIs")
+  samples: field(PositiveInt, "Stories per prompt and system (default 2)"),
+  pairwise: field(Schema.Boolean, "Dual-position pairwise judging of the systems (default true)"),
+  pairs: field(Schema.Literals(["baseline", "all"]), "Which systems meet: each against the baseline (default), or every pair"),
+  bootstrap: field(PositiveInt, "Bootstrap resamples for CIs (default 1000)"),
+  systems: field(Schema.Array(Schema.Struct({
+    name: doc(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][\w.-]*$/)), "Name in tables and node ids (letters, digits, '.', '_', '-')"),
+    policy: doc(Policy, "The engine and model that writes this system's stories")
+  })), "eval-length: the models under test"),
+  baseline: field(Schema.String, "eval-length: the system every rating is anchored on (default the first)")
 })
 
 /** Retry policy of one resource class. */

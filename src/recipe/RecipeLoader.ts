@@ -160,11 +160,16 @@ const anchorPaths = (tree: Tree) => {
       anchor(["stages", i, "uses"], uses, () => true, (abs) => `${abs(uses.slice(0, uses.lastIndexOf("#")))}${uses.slice(uses.lastIndexOf("#"))}`)
     }
   })
-  const policy = value.policy as Mapping | undefined
-  const model = policy?.model
-  if (policy?.backend === "embedded" && typeof model === "string") anchor(["policy", "model"], model, () => true, (abs) => abs(model))
-  const tokenizer = policy?.tokenizer
-  if (typeof tokenizer === "string") anchor(["policy", "tokenizer"], tokenizer, () => true, (abs) => abs(tokenizer))
+  // The policy, and each evaluated system's: an embedded model folder, a remote model's tokenizer.
+  const policyPaths = (policy: Mapping | undefined, at: Path) => {
+    const model = policy?.model
+    if (policy?.backend === "embedded" && typeof model === "string") anchor([...at, "model"], model, () => true, (abs) => abs(model))
+    const tokenizer = policy?.tokenizer
+    if (typeof tokenizer === "string") anchor([...at, "tokenizer"], tokenizer, () => true, (abs) => abs(tokenizer))
+  }
+  policyPaths(value.policy as Mapping | undefined, ["policy"])
+  const systems = (value.eval as Mapping | undefined)?.systems
+  if (Array.isArray(systems)) systems.forEach((s, i) => policyPaths((s as Mapping | null)?.policy as Mapping | undefined, ["eval", "systems", i, "policy"]))
   const rubric = (value.judge as Mapping | undefined)?.rubric
   if (typeof rubric === "string") anchor(["judge", "rubric"], rubric, (v) => /\.ya?ml$/.test(v), (abs) => abs(rubric))
   const output = (value.pretrain as Mapping | undefined)?.output
