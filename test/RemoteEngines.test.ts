@@ -16,16 +16,16 @@ import { tempDirInRepo } from "./support/store.ts"
 const MODEL = join(ROOT, "models", "story-1m")
 const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=3", "--set", "eval.prompts_per_bucket=3", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
 
-/** The metrics of the `groups` nodes (rewards, lengths, advantages) and the final comparison. */
+/** The metrics of the `groups` nodes (rewards, lengths, advantages) and each evaluated system's summary. */
 const results = async (store: string, extra: ReadonlyArray<string>) => {
   const run = await polaris(["run", join(ROOT, "recipes", "quickstart.yaml"), ...SMALL, ...extra, "--store", store, "--json"])
   expect(run.status, run.stderr).toBe(0)
   const summary = JSON.parse(run.stdout)
   const metrics = readFileSync(join(summary.dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
   const steps = metrics.filter((m) => /^train\/step-\d+\/groups$/.test(m.node)).sort((a, b) => a.node.localeCompare(b.node))
-  const object: string = summary.nodes.compare.object
-  const compare = readObject(store, object)
-  return { steps, compare }
+  const evaluation = readObject(store, summary.nodes.evaluation.object)
+  const systems: Record<string, any> = Object.fromEntries(evaluation.systems.map((s: { name: string; summary: unknown }) => [s.name, s.summary]))
+  return { steps, systems }
 }
 
 const close = (a: number | null, b: number | null) => (a === null || b === null ? a === b : Math.abs(a - b) <= 1e-3 * Math.max(1, Math.abs(a)))
@@ -37,9 +37,10 @@ const expectSame = (x: Awaited<ReturnType<typeof results>>, y: Awaited<ReturnTyp
       expect(close(m[key], y.steps[i][key]), `step ${i} ${key}: ${m[key]} vs ${y.steps[i][key]}`).toBe(true)
     }
   })
-  for (const key of ["length_score_mean", "reward_mean", "words_mean"]) {
-    expect(close(x.compare.after[key], y.compare.after[key]), `after ${key}`).toBe(true)
-    expect(close(x.compare.before[key], y.compare.before[key]), `before ${key}`).toBe(true)
+  for (const system of ["initial", "final"]) {
+    for (const key of ["length_score_mean", "reward_mean", "words_mean"]) {
+      expect(close(x.systems[system][key], y.systems[system][key]), `${system} ${key}`).toBe(true)
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * `polaris report` on a tiny quickstart run: one self-contained HTML file (inline SVG, no scripts,
- * no URLs) whose evaluation table carries the `compare` node's numbers, HTML-escaped sample
- * stories, and a JSON twin with the same numbers. An unknown run exits 1.
+ * no URLs) whose evaluation and Elo tables carry the `evaluation` node's numbers, HTML-escaped
+ * sample stories, and a JSON twin with the same numbers. An unknown run exits 1.
  */
 import { spawnSync } from "node:child_process"
 import { readdirSync, readFileSync, statSync } from "node:fs"
@@ -18,7 +18,7 @@ const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=2", "--se
 const cell = (v: number | null) => (v === null ? undefined : `data-value="${escapeXml(String(v))}"`)
 
 describe("polaris report", () => {
-  it("writes a self-contained HTML report and its JSON twin with the compare node's numbers", async () => {
+  it("writes a self-contained HTML report and its JSON twin with the evaluation node's numbers", async () => {
     const store = tempDirInRepo("report-")
     const run = await polaris(["run", RECIPE, ...SMALL, "--store", store, "--json", "--progress", "none"])
     expect(run.status, run.stderr).toBe(0)
@@ -50,33 +50,77 @@ describe("polaris report", () => {
     expect(html).toContain("proxy judge")
     expect(json.training.charts.map((c: { id: string }) => c.id)).toEqual(expect.arrayContaining(["reward", "length-ratio", "length-score", "grad-norm"]))
 
-    // The evaluation table: the compare node's numbers, before and after, per bucket and overall.
-    const compareObject: string = summary.nodes.compare.object
-    const compare = readObject(store, compareObject)
-    expect(json.evaluation.compare).toEqual(compare)
-    const buckets = Object.keys(compare.before.buckets)
-    expect(json.evaluation.buckets.map((b: { name: string }) => b.name)).toEqual(["id", "near-ood", "far-ood"])
-    expect(buckets.sort()).toEqual(["far-ood", "id", "near-ood"])
-    const table = html.slice(html.indexOf('<table class="eval">'), html.indexOf("</table>", html.indexOf('<table class="eval">')))
-    const rowOf = (cls: string) => table.slice(table.indexOf(`<tr class="${cls}">`), table.indexOf("</tr>", table.indexOf(`<tr class="${cls}">`)))
-    for (const [side, row] of [["before", "initial"], ["after", "final"]] as const) {
-      const tr = rowOf(row)
-      for (const b of json.evaluation.buckets) {
-        const c = compare[side].buckets[b.name]
-        expect(b[row].reward_mean).toBe(c.reward_mean)
-        expect(b[row].length_score_mean).toBe(c.length_score_mean)
-        for (const v of [c.reward_mean, c.length_score_mean]) if (v !== null) expect(tr).toContain(cell(v))
+    // The evaluation tables: the `evaluation` node's numbers, per system, per bucket and overall.
+    const evaluation = readObject(store, summary.nodes.evaluation.object)
+    expect(evaluation.systems.map((s: { name: string }) => s.name)).toEqual(["initial", "final"])
+    expect(json.evaluation.baseline).toBe("initial")
+    expect(json.evaluation.bucketNames).toEqual(["id", "near-ood", "far-ood"])
+    expect(Object.keys(evaluation.systems[0].summary.buckets).sort()).toEqual(["far-ood", "id", "near-ood"])
+    const section = (cls: string) => {
+      const start = html.indexOf(`<table class="${cls}">`)
+      expect(start, cls).toBeGreaterThanOrEqual(0)
+      return html.slice(start, html.indexOf("</table>", start))
+    }
+    const rowOf = (table: string, attrs: string) => {
+      const start = table.indexOf(`<tr ${attrs}>`)
+      expect(start, attrs).toBeGreaterThanOrEqual(0)
+      return table.slice(start, table.indexOf("</tr>", start))
+    }
+    const KEYS = ["stories", "quality_mean", "quality_ci", "length_score_mean", "length_score_ci", "length_ratio_mean", "truncated_frac", "reward_mean", "reward_ci"] as const
+    const table = section("eval")
+    const detail = section("eval-detail")
+    evaluation.systems.forEach(({ name, summary: s }: { name: string; summary: any }, i: number) => {
+      const mine = json.evaluation.systems[i]
+      expect(mine.name).toBe(name)
+      const row = rowOf(table, `class="system" data-system="${name}"`)
+      for (const [got, want, bucket] of [
+        ...json.evaluation.bucketNames.map((b: string, j: number) => [mine.buckets[j], s.buckets[b], b]),
+        [mine.overall, s, "overall"]
+      ]) {
+        if (bucket !== "overall") expect(got.name).toBe(bucket)
+        for (const k of KEYS) expect(got[k], `${name} ${bucket} ${k}`).toEqual(want[k])
+        for (const v of [want.quality_mean, want.length_score_mean, want.length_ratio_mean]) if (v !== null) expect(row).toContain(cell(v))
+        const d = rowOf(detail, `data-system="${name}" data-bucket="${bucket}"`)
+        for (const v of [want.quality_mean, want.reward_mean, want.length_score_mean, want.length_ratio_mean, want.truncated_frac]) if (v !== null) expect(d).toContain(cell(v))
       }
-      for (const k of ["reward_mean", "length_score_mean", "length_ratio_mean"] as const) {
-        expect(json.evaluation.overall[row][k]).toBe(compare[side][k])
-        if (compare[side][k] !== null) expect(tr).toContain(cell(compare[side][k]))
+      expect(mine.dimensions).toEqual(s.dimensions)
+    })
+    // The delta row: final minus initial, for the same columns.
+    const [initial, final] = evaluation.systems.map((s: { summary: any }) => s.summary)
+    expect(json.evaluation.systems[0].delta).toBeNull()
+    const delta = json.evaluation.systems[1].delta
+    for (const k of ["quality_mean", "length_score_mean", "length_ratio_mean"] as const) {
+      expect(delta.overall[k]).toBeCloseTo(final[k] - initial[k], 12)
+      expect(rowOf(table, `class="delta" data-system="final"`)).toContain(cell(delta.overall[k]))
+    }
+    const dimensions = section("dimensions")
+    for (const d of Object.keys(final.dimensions)) expect(dimensions).toContain(`<th>${escapeXml(d)}</th>`)
+
+    // The pairwise ratings: the stored ratings, both systems, the baseline at exactly 1000.
+    expect(json.evaluation.ratings).toEqual(evaluation.ratings)
+    const ratings = evaluation.ratings
+    expect(ratings.systems.map((s: { name: string }) => s.name).sort()).toEqual(["final", "initial"])
+    expect(ratings.systems.find((s: { name: string }) => s.name === "initial").rating).toBe(1000)
+    const elo = section("elo")
+    expect(rowOf(elo, `data-system="initial"`)).toContain('data-value="1000"')
+    for (const s of ratings.systems) {
+      const row = rowOf(elo, `data-system="${s.name}"`)
+      expect(row).toContain(cell(s.rating))
+      if (s.vs_baseline !== null) {
+        expect(row).toContain(cell(s.vs_baseline.rate))
+        expect(row).toContain(`${s.vs_baseline.wins} / ${s.vs_baseline.ties} / ${s.vs_baseline.losses}`)
       }
     }
-    for (const k of ["reward_mean", "length_score_mean", "length_ratio_mean"] as const) {
-      expect(json.evaluation.overall.delta[k]).toBeCloseTo(compare.delta[k], 12)
+    expect(html).toContain(`${ratings.comparisons} comparisons scored, ${ratings.unscorable} unscorable`)
+    const perBucket = section("elo-buckets")
+    for (const [b, r] of Object.entries<any>(ratings.buckets)) {
+      expect(perBucket).toContain(`<th>${escapeXml(b)} <small>`)
+      for (const s of r.systems) expect(rowOf(perBucket, `data-system="${s.name}"`)).toContain(cell(s.rating))
     }
 
-    // Sample stories: text HTML-escaped, with rubric scores and word counts.
+    // Sample stories, from the system under test: text HTML-escaped, with rubric scores and word counts.
+    expect(json.samplesFrom).toBe("final")
+    expect(html).toContain("Sample stories (written by final)")
     expect(json.samples.length).toBeGreaterThan(0)
     for (const s of json.samples) {
       expect(html).toContain(`<pre>${escapeXml(s.text)}</pre>`)

@@ -2,14 +2,17 @@
  * The run report: one self-contained HTML file (inline CSS and SVG, no scripts, no network) and
  * its JSON twin with the same numbers, built from a run directory and the objects it points at.
  *
- *     runs/<id>/report.html   summary, training curves, evaluation table, sample stories
+ *     runs/<id>/report.html   summary, training curves, evaluation by requested length,
+ *                             pairwise ratings, sample stories
  *     runs/<id>/report.json   the same numbers, machine-readable
  *
  * Works on partial runs: whatever a section needs and the run lacks is reported "not available".
  */
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
-import { Data, Effect } from "effect"
+import { Data, Effect, Option, Schema } from "effect"
+import { Evaluation, type EvalSummary } from "../../stages/evaluation.ts"
+import type { Ratings, SystemRating } from "../../stages/pairwise.ts"
 import { objectPath, pathsOf, type StorePaths } from "../ArtifactStore.ts"
 import { atomicWrite, ensureDir, readIfExists } from "../internal/files.ts"
 import { readJsonl } from "../RunLog.ts"
@@ -37,13 +40,30 @@ export interface Interval {
   readonly high: number
 }
 
+/** One system's numbers over some stories (a requested-length bucket, or all of them). */
 export interface EvalCell {
+  /** Stories (null for a bucket the system has no stories in). */
   readonly stories: number | null
+  /** The judge's normalised quality Q_norm (0-1). */
+  readonly quality_mean: Num
+  readonly quality_ci: Interval | null
+  /** LongWriter's length score S_l (0-100). */
+  readonly length_score_mean: Num
+  readonly length_score_ci: Interval | null
+  /** Words written / words requested. */
+  readonly length_ratio_mean: Num
+  /** Share of stories cut by the token cap. */
+  readonly truncated_frac: Num
+  /** Q_norm times the length factor. */
   readonly reward_mean: Num
+  readonly reward_ci: Interval | null
+}
+
+/** A system's numbers minus the baseline's. */
+export interface EvalDelta {
+  readonly quality_mean: Num
   readonly length_score_mean: Num
   readonly length_ratio_mean: Num
-  readonly reward_ci?: Interval | null
-  readonly length_score_ci?: Interval | null
 }
 
 export interface ReportJson {
@@ -57,12 +77,32 @@ export interface ReportJson {
   readonly rubric: string | null
   readonly proxyJudge: boolean
   readonly training: { readonly steps: ReadonlyArray<number>; readonly charts: ReadonlyArray<ChartJson> } | null
+  /**
+   * The `evaluation` node's numbers (null when the run has none):
+   *
+   *     baseline      the system the others are compared with
+   *     bucketNames   the requested-length buckets, in the recipe's order (eval.buckets)
+   *     systems       in the evaluation's order, each { name, overall: EvalCell, buckets: [{ name,
+   *                   ...EvalCell }] (bucketNames' order), dimensions: mean score per rubric
+   *                   dimension, unscorable, delta: EvalDelta vs the baseline overall and per
+   *                   bucket (null for the baseline) }
+   *     ratings       the pairwise ratings as stored (null when pairwise judging was off)
+   */
   readonly evaluation: {
-    readonly buckets: ReadonlyArray<{ readonly name: string; readonly initial: EvalCell; readonly final: EvalCell; readonly delta: EvalCell }>
-    readonly overall: { readonly initial: EvalCell; readonly final: EvalCell; readonly delta: EvalCell }
-    /** The `compare` node's output, as stored. */
-    readonly compare: unknown
+    readonly baseline: string
+    readonly bucketNames: ReadonlyArray<string>
+    readonly systems: ReadonlyArray<{
+      readonly name: string
+      readonly overall: EvalCell
+      readonly buckets: ReadonlyArray<{ readonly name: string } & EvalCell>
+      readonly dimensions: Readonly<Record<string, Num>>
+      readonly unscorable: number
+      readonly delta: { readonly overall: EvalDelta; readonly buckets: ReadonlyArray<{ readonly name: string } & EvalDelta> } | null
+    }>
+    readonly ratings: Ratings | null
   } | null
+  /** The system whose stories `samples` are (the last one evaluated that is not the baseline). */
+  readonly samplesFrom: string | null
   readonly samples: ReadonlyArray<{
     readonly id: string
     readonly prompt: string | null
@@ -80,7 +120,6 @@ type Json = Record<string, unknown>
 const isObj = (x: unknown): x is Json => typeof x === "object" && x !== null && !Array.isArray(x)
 const num = (x: unknown): Num => (typeof x === "number" && Number.isFinite(x) ? x : null)
 const sub = (a: Num, b: Num): Num => (a === null || b === null ? null : a - b)
-const mean = (xs: ReadonlyArray<number>): Num => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length)
 
 interface RunData {
   readonly runId: string
@@ -189,61 +228,6 @@ const trainingCharts = (metrics: ReadonlyArray<Json>): { steps: Array<number>; c
   return { steps, charts }
 }
 
-interface Summary {
-  readonly stories?: unknown
-  readonly reward_ci?: unknown
-  readonly length_score_ci?: unknown
-  readonly reward_mean?: unknown
-  readonly length_score_mean?: unknown
-  readonly length_ratio_mean?: unknown
-  readonly buckets?: unknown
-}
-
-/** Length ratio per bucket, from an evaluation's rollout groups, judgements and prompts. */
-const ratioPerBucket = (groups: unknown, judged: unknown, prompts: unknown): Map<string, number> => {
-  const out = new Map<string, number>()
-  if (!Array.isArray(groups) || !Array.isArray(judged)) return out
-  const bucketOf = new Map<string, string>()
-  if (Array.isArray(prompts)) for (const p of prompts) if (isObj(p) && typeof p.id === "string" && typeof p.bucket === "string") bucketOf.set(p.id, p.bucket)
-  const words = new Map<string, number>()
-  for (const j of judged) if (isObj(j) && typeof j.id === "string" && typeof j.words === "number") words.set(j.id, j.words)
-  const ratios = new Map<string, Array<number>>()
-  for (const g of groups) {
-    if (!isObj(g) || typeof g.prompt_id !== "string" || typeof g.requested_words !== "number" || !Array.isArray(g.samples)) continue
-    const lo = Math.floor(g.requested_words / 100) * 100
-    const name = bucketOf.get(g.prompt_id) ?? `${lo}-${lo + 100}`
-    g.samples.forEach((_s, i) => {
-      const w = words.get(`${g.prompt_id}#${i}`)
-      if (w !== undefined) ratios.set(name, [...(ratios.get(name) ?? []), w / (g.requested_words as number)])
-    })
-  }
-  for (const [k, xs] of ratios) {
-    const m = mean(xs)
-    if (m !== null) out.set(k, m)
-  }
-  return out
-}
-
-const cellOf = (s: unknown, ratio: Num): EvalCell => {
-  const o: Summary = isObj(s) ? s : {}
-  const interval = (v: unknown): Interval | null =>
-    isObj(v) && typeof v.low === "number" && typeof v.high === "number" ? { low: v.low, high: v.high } : null
-  return {
-    stories: num(o.stories),
-    reward_mean: num(o.reward_mean),
-    length_score_mean: num(o.length_score_mean),
-    length_ratio_mean: ratio,
-    reward_ci: interval(o.reward_ci),
-    length_score_ci: interval(o.length_score_ci)
-  }
-}
-const deltaOf = (a: EvalCell, b: EvalCell): EvalCell => ({
-  stories: null,
-  reward_mean: sub(b.reward_mean, a.reward_mean),
-  length_score_mean: sub(b.length_score_mean, a.length_score_mean),
-  length_ratio_mean: sub(b.length_ratio_mean, a.length_ratio_mean)
-})
-
 const bucketOrder = (names: ReadonlyArray<string>, config: Json | undefined): Array<string> => {
   const recipe = isObj(config?.recipe) ? config.recipe : undefined
   const evalCfg = isObj(recipe?.eval) ? recipe.eval : undefined
@@ -255,31 +239,84 @@ const bucketOrder = (names: ReadonlyArray<string>, config: Json | undefined): Ar
   return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b, "en", { numeric: true }))
 }
 
-const evaluation = async (run: RunData): Promise<ReportJson["evaluation"]> => {
-  const compare = await run.output("compare")
-  if (!isObj(compare) || !isObj(compare.before) || !isObj(compare.after)) return null
-  const before = compare.before as Json
-  const after = compare.after as Json
-  const prompts = await run.output("eval-set")
-  const ratioBefore = ratioPerBucket(await run.output("eval-initial/rollout"), await run.output("eval-initial/judge"), prompts)
-  const ratioAfter = ratioPerBucket(await run.output("eval-final/rollout"), await run.output("eval-final/judge"), prompts)
-  const bb = isObj(before.buckets) ? before.buckets : {}
-  const ab = isObj(after.buckets) ? after.buckets : {}
-  const names = bucketOrder([...new Set([...Object.keys(bb), ...Object.keys(ab)])], run.config)
-  const buckets = names.map((name) => {
-    const initial = cellOf(bb[name], ratioBefore.get(name) ?? null)
-    const final = cellOf(ab[name], ratioAfter.get(name) ?? null)
-    return { name, initial, final, delta: deltaOf(initial, final) }
-  })
-  const initial = cellOf(before, num(before.length_ratio_mean))
-  const final = cellOf(after, num(after.length_ratio_mean))
-  return { buckets, overall: { initial, final, delta: deltaOf(initial, final) }, compare }
+// The `evaluation` node's output is decoded with its own schema: an older or partial run whose
+// record does not match is reported "not available" rather than misread.
+const decodeEvaluation = Schema.decodeUnknownOption(Evaluation)
+
+const EMPTY: EvalCell = {
+  stories: null,
+  quality_mean: null,
+  quality_ci: null,
+  length_score_mean: null,
+  length_score_ci: null,
+  length_ratio_mean: null,
+  truncated_frac: null,
+  reward_mean: null,
+  reward_ci: null
 }
 
-const samples = async (run: RunData, count = 3): Promise<ReportJson["samples"]> => {
-  const judged = await run.output("eval-final/judge")
+const cellOf = (s: EvalCell): EvalCell => ({
+  stories: s.stories,
+  quality_mean: s.quality_mean,
+  quality_ci: s.quality_ci,
+  length_score_mean: s.length_score_mean,
+  length_score_ci: s.length_score_ci,
+  length_ratio_mean: s.length_ratio_mean,
+  truncated_frac: s.truncated_frac,
+  reward_mean: s.reward_mean,
+  reward_ci: s.reward_ci
+})
+
+const deltaOf = (base: EvalCell, c: EvalCell): EvalDelta => ({
+  quality_mean: sub(c.quality_mean, base.quality_mean),
+  length_score_mean: sub(c.length_score_mean, base.length_score_mean),
+  length_ratio_mean: sub(c.length_ratio_mean, base.length_ratio_mean)
+})
+
+const evaluationJson = (e: Evaluation, config: Json | undefined): NonNullable<ReportJson["evaluation"]> => {
+  const bucketNames = bucketOrder([...new Set(e.systems.flatMap((s) => Object.keys(s.summary.buckets)))], config)
+  const columns = (s: EvalSummary) => ({
+    overall: cellOf(s),
+    buckets: bucketNames.map((name) => {
+      const b = s.buckets[name]
+      return { name, ...(b === undefined ? EMPTY : cellOf(b)) }
+    })
+  })
+  const base = e.systems.find((s) => s.name === e.baseline)
+  const baseColumns = base === undefined ? undefined : columns(base.summary)
+  return {
+    baseline: e.baseline,
+    bucketNames,
+    systems: e.systems.map(({ name, summary }) => {
+      const own = columns(summary)
+      return {
+        name,
+        ...own,
+        dimensions: summary.dimensions,
+        unscorable: summary.unscorable,
+        delta: baseColumns === undefined || name === e.baseline ? null : {
+          overall: deltaOf(baseColumns.overall, own.overall),
+          buckets: own.buckets.map((b, i) => ({ name: b.name, ...deltaOf(baseColumns.buckets[i]!, b) }))
+        }
+      }
+    }),
+    ratings: e.ratings
+  }
+}
+
+/** The system whose stories the report shows: the last one not the baseline (the one under test). */
+const sampleSystem = (e: Evaluation | null, run: RunData): string | null => {
+  if (e !== null) return (e.systems.findLast((s) => s.name !== e.baseline) ?? e.systems.at(-1))?.name ?? null
+  // A run stopped before `evaluation`: the last system judged so far.
+  const judged = Object.keys(isObj(run.manifest?.nodes) ? run.manifest.nodes : {}).flatMap((id) => /^eval-(.+)\/judge$/.exec(id)?.[1] ?? [])
+  return judged.at(-1) ?? null
+}
+
+const samples = async (run: RunData, system: string | null, count = 3): Promise<ReportJson["samples"]> => {
+  if (system === null) return []
+  const judged = await run.output(`eval-${system}/judge`)
   if (!Array.isArray(judged)) return []
-  const groups = await run.output("eval-final/rollout")
+  const groups = await run.output(`eval-${system}/rollout`)
   const texts = new Map<string, { text: string; prompt: string | null; requested: number | null }>()
   if (Array.isArray(groups)) {
     for (const g of groups) {
@@ -322,7 +359,7 @@ const samples = async (run: RunData, count = 3): Promise<ReportJson["samples"]> 
 
 /** The rubric fingerprint the judge used (`id@version:digest`), from any judged story. */
 const rubricOf = async (run: RunData): Promise<string | null> => {
-  for (const node of ["eval-final/judge", "eval-initial/judge", ...Object.keys(isObj(run.manifest?.nodes) ? run.manifest.nodes : {}).filter((n) => n.endsWith("/judge"))]) {
+  for (const node of Object.keys(isObj(run.manifest?.nodes) ? run.manifest.nodes : {}).filter((n) => n.endsWith("/judge"))) {
     const judged = await run.output(node)
     if (!Array.isArray(judged)) continue
     for (const j of judged) {
@@ -349,6 +386,8 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
   const finished = run.events.findLast((e) => e.type === "run_finished")
   const training = trainingCharts(run.metrics)
   const rubric = await rubricOf(run)
+  const evaluation = Option.getOrNull(decodeEvaluation(await run.output("evaluation")))
+  const samplesFrom = sampleSystem(evaluation, run)
   return {
     runId: run.runId,
     pipeline: typeof run.manifest?.pipeline === "string" ? run.manifest.pipeline : typeof started?.pipeline === "string" ? started.pipeline : null,
@@ -360,8 +399,9 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     rubric,
     proxyJudge: rubric !== null && rubric.startsWith("proxy"),
     training: training.charts.length > 0 ? training : null,
-    evaluation: await evaluation(run),
-    samples: await samples(run)
+    evaluation: evaluation === null ? null : evaluationJson(evaluation, run.config),
+    samplesFrom,
+    samples: await samples(run, samplesFrom)
   }
 }
 
@@ -371,16 +411,19 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
 const fmt = (v: Num, digits: number, signed = false): string =>
   v === null ? "–" : `${signed && v > 0 ? "+" : ""}${v.toFixed(digits)}`
 
-const td = (v: Num, digits: number, signed = false, ci?: Interval | null) =>
-  `<td class="num${signed ? (v === null || v === 0 ? "" : v > 0 ? " up" : " down") : ""}"${v === null ? "" : ` data-value="${escapeXml(String(v))}"`}>${escapeXml(fmt(v, digits, signed))}${
-    ci === undefined || ci === null ? "" : `<br><small class="ci">[${escapeXml(fmt(ci.low, digits, false))}, ${escapeXml(fmt(ci.high, digits, false))}]</small>`
+/** A number's cell: shown rounded (as a percent with `pct`), at full precision in `data-value`. */
+const td = (v: Num, digits: number, signed = false, ci?: Interval | null, pct = false) => {
+  const shown = (x: Num, sign: boolean) => escapeXml(pct && x !== null ? `${fmt(x * 100, digits, sign)}%` : fmt(x, digits, sign))
+  return `<td class="num${signed ? (v === null || v === 0 ? "" : v > 0 ? " up" : " down") : ""}"${v === null ? "" : ` data-value="${escapeXml(String(v))}"`}>${shown(v, signed)}${
+    ci === undefined || ci === null ? "" : `<br><small class="ci">[${shown(ci.low, false)}, ${shown(ci.high, false)}]</small>`
   }</td>`
+}
 
 const CSS = `
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}th,td{border:1px solid #ddd;padding:.25rem .55rem}
-th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}td.up{color:#05703a}td.down{color:#a3261b}
+th{background:#f5f5f5}table.eval{font-size:.85rem}small.ci{white-space:nowrap;color:#555}td.num{text-align:right;font-variant-numeric:tabular-nums}td.up{color:#05703a}td.down{color:#a3261b}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{border:1px solid #eee}
 .na{color:#888;font-style:italic}.story{border:1px solid #ddd;border-radius:4px;padding:.6rem 1rem;margin:1rem 0}
 .story pre{white-space:pre-wrap;font-family:Georgia,serif;font-size:.95rem;background:#fafafa;padding:.6rem;max-height:28rem;overflow:auto}
@@ -406,30 +449,72 @@ const summaryHtml = (r: ReportJson) => {
 
 const trainingHtml = (r: ReportJson) =>
   r.training === null
-    ? na("Training metrics")
+    ? na(r.steps === 0 ? "Training metrics (this run has no training steps)" : "Training metrics")
     : `<div class="charts">${r.training.charts.map((ch) => lineChart({ title: ch.title, series: ch.series, xLabel: "step", yLabel: ch.yLabel })).join("")}</div>`
 
 const evaluationHtml = (r: ReportJson) => {
   const e = r.evaluation
-  if (e === null) return na("Evaluation (the `compare` node)")
-  const cols = [...e.buckets.map((b) => ({ name: b.name, initial: b.initial, final: b.final, delta: b.delta })), { name: "overall", ...e.overall }]
-  const head1 = `<tr><th rowspan="2">Policy</th>${cols.map((c) => `<th colspan="3">${escapeXml(c.name)}${c.initial.stories !== null ? ` <small>(n=${c.initial.stories})</small>` : ""}</th>`).join("")}</tr>`
-  const head2 = `<tr>${cols.map(() => "<th>Reward</th><th>S<sub>l</sub></th><th>Length ratio</th>").join("")}</tr>`
-  const row = (label: string, pick: (c: (typeof cols)[number]) => EvalCell, signed: boolean, cls: string) =>
-    `<tr class="${cls}"><th>${escapeXml(label)}</th>${cols.map((c) => {
-      const v = pick(c)
-      return td(v.reward_mean, 3, signed, v.reward_ci) + td(v.length_score_mean, 1, signed, v.length_score_ci) + td(v.length_ratio_mean, 2, signed)
-    }).join("")}</tr>`
-  const table = `<table class="eval">${head1}${head2}${row("Initial policy", (c) => c.initial, false, "initial")}${row("Final policy", (c) => c.final, false, "final")}${row("Δ (final − initial)", (c) => c.delta, true, "delta")}</table>`
-  const groups = e.buckets.map((b) => ({ label: b.name, values: [b.initial.reward_mean, b.final.reward_mean] }))
-  const sl = e.buckets.map((b) => ({ label: b.name, values: [b.initial.length_score_mean, b.final.length_score_mean] }))
-  const charts = `<div class="charts">${barChart({ title: "Reward per requested-length bucket", groups, seriesNames: ["initial", "final"], yLabel: "mean reward" })}${barChart({ title: "Length score S_l per requested-length bucket", groups: sl, seriesNames: ["initial", "final"], yLabel: "S_l (0-100)" })}</div>`
-  return table + "<p>Reward is Q<sub>norm</sub> · L (the judge's normalised quality times the length factor); S<sub>l</sub> is LongWriter's length score (0–100); length ratio is words written / words requested. Brackets: bootstrap 95% intervals over prompts.</p>" + charts
+  if (e === null) return na("Evaluation (the `evaluation` node)")
+  const named = (name: string) => `${escapeXml(name)}${name === e.baseline ? " <small>(baseline)</small>" : ""}`
+  const cols = [...e.bucketNames, "overall"]
+  const n = (c: EvalCell) => (c.stories === null ? "" : ` <small>(n=${c.stories})</small>`)
+  const first = e.systems[0]
+  const head1 = `<tr><th rowspan="2">System</th>${cols.map((c, i) => `<th colspan="3">${escapeXml(c)}${first === undefined ? "" : n(first.buckets[i] ?? first.overall)}</th>`).join("")}</tr>`
+  const head2 = `<tr>${cols.map(() => "<th>Quality</th><th>S<sub>l</sub></th><th>Length ratio</th>").join("")}</tr>`
+  const rows = e.systems.map((s) => {
+    const cells = [...s.buckets, s.overall].map((c) => td(c.quality_mean, 3, false, c.quality_ci) + td(c.length_score_mean, 1, false, c.length_score_ci) + td(c.length_ratio_mean, 2))
+    const delta = s.delta === null ? "" : `<tr class="delta" data-system="${escapeXml(s.name)}"><th>Δ vs ${escapeXml(e.baseline)}</th>${
+      [...s.delta.buckets, s.delta.overall].map((d) => td(d.quality_mean, 3, true) + td(d.length_score_mean, 1, true) + td(d.length_ratio_mean, 2, true)).join("")
+    }</tr>`
+    return `<tr class="system" data-system="${escapeXml(s.name)}"><th>${named(s.name)}</th>${cells.join("")}</tr>${delta}`
+  })
+  const table = `<table class="eval">${head1}${head2}${rows.join("")}</table>`
+  const detailRows = e.systems.flatMap((s) =>
+    [...s.buckets, { ...s.overall, name: "overall" }].map((c, i) =>
+      `<tr data-system="${escapeXml(s.name)}" data-bucket="${escapeXml(c.name)}">${i === 0 ? `<th rowspan="${s.buckets.length + 1}">${named(s.name)}</th>` : ""}<td>${escapeXml(c.name)}</td>` +
+      `<td class="num">${c.stories ?? "–"}</td>${td(c.quality_mean, 3, false, c.quality_ci)}${td(c.reward_mean, 3, false, c.reward_ci)}${td(c.length_score_mean, 1, false, c.length_score_ci)}` +
+      `${td(c.length_ratio_mean, 2)}${td(c.truncated_frac, 0, false, null, true)}</tr>`))
+  const detail = `<table class="eval-detail"><tr><th>System</th><th>Bucket</th><th>n</th><th>Quality</th><th>Reward</th><th>S<sub>l</sub></th><th>Length ratio</th><th>Truncated</th></tr>${detailRows.join("")}</table>`
+  const dimensionIds = [...new Set(e.systems.flatMap((s) => Object.keys(s.dimensions)))]
+  const dimensions = dimensionIds.length === 0
+    ? na("Scores per rubric dimension")
+    : `<table class="dimensions"><tr><th>Dimension</th>${e.systems.map((s) => `<th>${named(s.name)}</th>`).join("")}</tr>${
+      dimensionIds.map((d) => `<tr><th>${escapeXml(d)}</th>${e.systems.map((s) => td(s.dimensions[d] ?? null, 2)).join("")}</tr>`).join("")
+    }</table>`
+  const seriesNames = e.systems.map((s) => s.name)
+  const chart = (title: string, yLabel: string, pick: (c: EvalCell) => Num) =>
+    barChart({ title, yLabel, seriesNames, groups: e.bucketNames.map((label, i) => ({ label, values: e.systems.map((s) => pick(s.buckets[i]!)) })) })
+  const charts = `<div class="charts">${chart("Quality per requested-length bucket", "mean quality (0-1)", (c) => c.quality_mean)}${chart("Length score S_l per requested-length bucket", "S_l (0-100)", (c) => c.length_score_mean)}</div>`
+  return table +
+    "<p>Quality is the judge's normalised score Q<sub>norm</sub> (0–1); S<sub>l</sub> is LongWriter's length score (0–100); length ratio is words written / words requested; reward is Q<sub>norm</sub> · L (quality times the length factor); truncated stories hit the token cap. Brackets: bootstrap 95% intervals over prompts.</p>" +
+    charts + "<h3>Per system and bucket</h3>" + detail + "<h3>Mean score per rubric dimension</h3>" + dimensions
+}
+
+const pairwiseHtml = (r: ReportJson) => {
+  const e = r.evaluation
+  const ratings = e?.ratings ?? null
+  if (e === null || ratings === null) return na("Pairwise ratings")
+  const rating = (s: SystemRating | undefined) => (s === undefined ? td(null, 0) : td(s.rating, 0, false, s.rating_ci))
+  const rows = ratings.systems.map((s) => {
+    const v = s.vs_baseline
+    return `<tr data-system="${escapeXml(s.name)}"><th>${escapeXml(s.name)}${s.name === ratings.baseline ? " <small>(baseline)</small>" : ""}</th>${rating(s)}` +
+      `${td(v?.rate ?? null, 0, false, v?.rate_ci, true)}<td class="num">${v === null ? "–" : `${v.wins} / ${v.ties} / ${v.losses}`}</td></tr>`
+  })
+  const table = `<table class="elo"><tr><th>System</th><th>Elo (Bradley-Terry, ${escapeXml(ratings.baseline)} = 1000) [95% CI]</th><th>Win rate vs ${escapeXml(ratings.baseline)} [95% CI]</th><th>W / T / L</th></tr>${rows.join("")}</table>`
+  const consistency = ratings.position_consistency === null ? "–" : `${fmt(ratings.position_consistency * 100, 0)}%`
+  const summary = `<p>${ratings.comparisons} comparisons scored, ${ratings.unscorable} unscorable; position consistency ${consistency} (the share of comparisons whose two orders agree).</p>`
+  const buckets = e.bucketNames.filter((b) => ratings.buckets[b] !== undefined)
+  const perBucket = buckets.length === 0 ? "" :
+    `<h3>Elo per requested-length bucket</h3><table class="elo-buckets"><tr><th>System</th>${buckets.map((b) => `<th>${escapeXml(b)} <small>(${ratings.buckets[b]!.comparisons} comparisons)</small></th>`).join("")}</tr>${
+      ratings.systems.map((s) => `<tr data-system="${escapeXml(s.name)}"><th>${escapeXml(s.name)}</th>${buckets.map((b) => rating(ratings.buckets[b]!.systems.find((x) => x.name === s.name))).join("")}</tr>`).join("")
+    }</table>`
+  return "<p>Each pair of stories for the same prompt is judged in both orders, and a win counts only when the two orders agree (otherwise a tie); the intervals resample prompts (bootstrap 95%).</p>" +
+    table + summary + perBucket
 }
 
 const samplesHtml = (r: ReportJson) =>
   r.samples.length === 0
-    ? na("Sample stories from the final evaluation")
+    ? na("Sample stories from the evaluation")
     : r.samples.map((s) =>
       `<div class="story"><h3>${escapeXml(s.id)}</h3>` +
       (s.prompt === null ? "" : `<p><strong>Prompt:</strong> ${escapeXml(s.prompt)}</p>`) +
@@ -448,9 +533,11 @@ const toHtml = (r: ReportJson): string =>
 ${summaryHtml(r)}
 <h2>Training curves</h2>
 ${trainingHtml(r)}
-<h2>Evaluation: initial vs final policy</h2>
+<h2>Evaluation by requested length</h2>
 ${evaluationHtml(r)}
-<h2>Sample stories (final policy)</h2>
+<h2>Pairwise preference (Elo)</h2>
+${pairwiseHtml(r)}
+<h2>${escapeXml(r.samplesFrom === null ? "Sample stories" : `Sample stories (written by ${r.samplesFrom})`)}</h2>
 ${samplesHtml(r)}
 ${r.proxyJudge ? `<p class="note">Note: these scores come from the proxy judge (rubric <code>${escapeXml(r.rubric ?? "")}</code>), which measures text statistics (variety, repetition, sentence rhythm, prompt coverage, endings), not literary quality.</p>` : ""}
 </body></html>

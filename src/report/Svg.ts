@@ -1,6 +1,6 @@
 /**
  * Tiny inline SVG charts for the run report: a line chart (training curves) and a grouped bar
- * chart (before/after per bucket). No dependencies, no fonts, no scripts; every text is escaped.
+ * chart (one bar per system per bucket). No dependencies, no fonts, no scripts; every text is escaped.
  * The SVG is meant to be inlined in an HTML5 document (so it carries no namespace URL).
  */
 
@@ -147,7 +147,7 @@ export interface BarChartOptions {
   readonly height?: number
 }
 
-/** A grouped bar chart (e.g. initial vs final policy per bucket); null values are left out. */
+/** A grouped bar chart (e.g. each evaluated system per bucket); null values are left out. */
 export const barChart = (o: BarChartOptions): string => {
   const width = o.width ?? 520
   const height = o.height ?? 300
