@@ -1,6 +1,8 @@
 /**
  * polaris: GRPO with an LLM-judge reward and human-reference injection, as a cached,
  * resumable Effect DAG. This module is the public API; see docs/ for guides and examples.
+ * The POLARIS stages and pipelines are importable as `polaris/stages/<file>.ts` and
+ * `polaris/pipelines/<file>.ts`.
  */
 export * as ArtifactStore from "./ArtifactStore.ts"
 export * as CacheKey from "./CacheKey.ts"
@@ -35,8 +37,8 @@ export * as Sampling from "./model/Sampling.ts"
 export { StoryModel } from "./model/StoryModel.ts"
 export { Tokenizer } from "./model/tokenizer/Tokenizer.ts"
 export * as Transformer from "./model/Transformer.ts"
-export { Judge, JudgeError, Verdict } from "./engines/judge/Judge.ts"
-export type { JudgeItem, JudgeShape, JudgeTotals } from "./engines/judge/Judge.ts"
+export { Judge, JudgeError, Preference, Verdict } from "./engines/judge/Judge.ts"
+export type { JudgeItem, JudgeShape, JudgeTotals, PairItem } from "./engines/judge/Judge.ts"
 export * as Judges from "./engines/judge/Judges.ts"
 export * as Rubric from "./engines/judge/Rubric.ts"
 export * as Reward from "./grpo/Reward.ts"
