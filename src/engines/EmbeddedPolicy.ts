@@ -26,6 +26,7 @@ import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import { decays } from "../model/Transformer.ts"
 import {
+  inferenceOnly,
   PolicyEngine,
   PolicyError,
   type CheckpointRef,
@@ -129,31 +130,25 @@ const isOnnxExport = (dir: string) =>
 /** The turn-ending token's id (ChatTemplate.endToken). */
 const endTokenOf = (tokenizer: Tokenizer): number => tokenizer.tokenId(endToken(tokenizer))
 
-const inferenceOnly = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
+const onnxExport = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
   Effect.gen(function*() {
     const model = yield* attempt("load ONNX export", () => ExternalModel.load(options.checkpoint, options.threads !== undefined ? { threads: options.threads } : {}))
     const tokenizer = model.tokenizer
     const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`) })
     const file = [join(options.checkpoint, "model.onnx"), join(options.checkpoint, "onnx", "model.onnx")].find((f) => existsSync(f))!
-    const unsupported = (what: string) => Effect.fail(fail("Unsupported", `${what}: ${options.checkpoint} is an inference-only ONNX export`))
-    return {
+    return inferenceOnly({
       fingerprint: `onnx:${sha256(readFileSync(file)).slice(0, 16)}`,
       tokenizer,
       endToken,
       maxContext: model.maxContext,
       promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
       sample: sampler((rows, params) => model.generate(rows, params, [endToken])),
-      logprobs: teacherForcing((items) => model.score(items)),
-      forwardBackward: () => unsupported("forward_backward"),
-      optimStep: () => unsupported("optim_step"),
-      save: () => unsupported("save"),
-      load: () => unsupported("load"),
-      publish: () => Effect.succeed(undefined)
-    } satisfies PolicyEngineShape
+      logprobs: teacherForcing((items) => model.score(items))
+    }, `${options.checkpoint} is an inference-only ONNX export`)
   })
 
 export const make = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
-  isOnnxExport(options.checkpoint) ? inferenceOnly(options) : trainable(options)
+  isOnnxExport(options.checkpoint) ? onnxExport(options) : trainable(options)
 
 const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
   Effect.gen(function*() {

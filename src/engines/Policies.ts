@@ -24,7 +24,7 @@ import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
-import { PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
+import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
 import * as TinkerPolicy from "./TinkerPolicy.ts"
 import * as VllmSampler from "./VllmSampler.ts"
 
@@ -67,28 +67,22 @@ type PolicySection = NonNullable<Recipe["policy"]>
  */
 const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerDir: string) =>
   Effect.gen(function*() {
-    const fail = (reason: "Checkpoint" | "Unsupported", message: string, cause?: unknown) => new PolicyError({ reason, message, retryable: false, cause })
+    const fail = (message: string, cause?: unknown) => new PolicyError({ reason: "Checkpoint", message, retryable: false, cause })
     const tokenizer = yield* Effect.try({
       try: () => Tokenizer.fromFile(join(tokenizerDir, "tokenizer.json")),
-      catch: (e) => fail("Checkpoint", `vllm tokenizer ${tokenizerDir}: ${(e as Error).message}`, e)
+      catch: (e) => fail(`vllm tokenizer ${tokenizerDir}: ${(e as Error).message}`, e)
     })
-    const end = yield* Effect.try({ try: () => tokenizer.tokenId(endToken(tokenizer)), catch: (e) => fail("Checkpoint", `vllm tokenizer: ${(e as Error).message}`) })
+    const end = yield* Effect.try({ try: () => tokenizer.tokenId(endToken(tokenizer)), catch: (e) => fail(`vllm tokenizer: ${(e as Error).message}`) })
     const sampler = yield* VllmSampler.make({ urls, model: policy.model, ...(policy.api_key !== undefined ? { apiKey: policy.api_key } : {}) }, end)
-    const unsupported = (what: string) => Effect.fail(fail("Unsupported", `${what}: vllm without base_url samples only (no trainer)`))
-    return {
+    return inferenceOnly({
       fingerprint: sampler.fingerprint,
       tokenizer,
       endToken: end,
       maxContext: policy.max_context ?? 32768,
       promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
       sample: sampler.sample,
-      logprobs: sampler.logprobs,
-      forwardBackward: () => unsupported("forward_backward"),
-      optimStep: () => unsupported("optim_step"),
-      save: () => unsupported("save"),
-      load: () => unsupported("load"),
-      publish: () => Effect.succeed(undefined)
-    } satisfies PolicyEngineShape
+      logprobs: sampler.logprobs
+    }, "vllm without base_url samples only (no trainer)")
   })
 
 /**

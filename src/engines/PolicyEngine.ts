@@ -24,7 +24,7 @@
  * Effect.runPromise(Effect.provide(program, EmbeddedPolicy.layer({ checkpoint: "models/story-1m" })))
  * ```
  */
-import { Context, Data, type Effect, Schema } from "effect"
+import { Context, Data, Effect, Schema } from "effect"
 import type { AdamParams } from "../model/AdamW.ts"
 import type { SamplingParams } from "../model/Sampling.ts"
 import type { ChatOptions } from "../model/tokenizer/ChatTemplate.ts"
@@ -132,6 +132,25 @@ export interface PolicyEngineShape extends Fingerprinted {
 }
 
 export class PolicyEngine extends Context.Service<PolicyEngine, PolicyEngineShape>()("polaris/PolicyEngine") {}
+
+/** The sampling half of an engine; `inferenceOnly` completes it. */
+export type SamplingEngine = Pick<PolicyEngineShape, "fingerprint" | "tokenizer" | "endToken" | "maxContext" | "promptIds" | "sample" | "logprobs">
+
+/**
+ * An engine that samples and scores but cannot train (an ONNX export, a served model): every
+ * training call fails `Unsupported`, saying `why`; `publish` has nothing to publish.
+ */
+export const inferenceOnly = (engine: SamplingEngine, why: string): PolicyEngineShape => {
+  const unsupported = (what: string) => Effect.fail(new PolicyError({ reason: "Unsupported", retryable: false, message: `${what}: ${why}` }))
+  return {
+    ...engine,
+    forwardBackward: () => unsupported("forward_backward"),
+    optimStep: () => unsupported("optim_step"),
+    save: () => unsupported("save"),
+    load: () => unsupported("load"),
+    publish: () => Effect.succeed(undefined)
+  }
+}
 
 /** The datum for "prompt then completion", Tinker-aligned, with per-completion-token arrays. */
 export const datumOf = (

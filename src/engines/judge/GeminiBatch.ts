@@ -17,8 +17,8 @@ import type { InlinedRequest } from "@google/genai"
 import { Deferred, Duration, Effect, Layer, type Result } from "effect"
 import { LlmError, readGeminiReply } from "../llm/Remote.ts"
 import { fromSdk, geminiClient, type GeminiJudgeOptions } from "./Gemini.ts"
-import { Judge, type JudgeError, type JudgeItem, type JudgeShape, type PairItem, type Preference, type Verdict } from "./Judge.ts"
-import { cost, judgeFingerprint, toJudgeError } from "./RemoteJudge.ts"
+import { Judge, type JudgeError, type JudgeShape } from "./Judge.ts"
+import { type Answered, type Ask, cost, judgeFingerprint, judgeMethods, toJudgeError } from "./RemoteJudge.ts"
 import * as Rubric from "./Rubric.ts"
 
 export interface GeminiBatchOptions extends Omit<GeminiJudgeOptions, "limits" | "attempts" | "backoff" | "timeout"> {
@@ -43,15 +43,7 @@ interface Pending {
 
 type InlineResult = { response?: unknown; error?: { message?: string } }
 
-/** What a verdict and a preference share once the job answered. */
-interface Answered<A> {
-  readonly value: A
-  readonly rubric: string
-  readonly judge: string
-  readonly usage: Verdict["usage"]
-  readonly cost_usd: number
-  readonly calls: number
-}
+
 
 export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<JudgeShape> =>
   Effect.sync(() => {
@@ -59,7 +51,6 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
     const client = geminiClient(options)
     const { model, ai } = client
     const origin = client.origin("batchGenerateContent")
-    const schema = Rubric.replyJsonSchema(rubric)
     const rubricId = Rubric.fingerprint(rubric)
     // The online judge's fingerprint: a verdict from either serves both.
     const fingerprint = judgeFingerprint("gemini", model, client.settings, rubric)
@@ -122,7 +113,7 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
     })
 
     /** Queues one judgement for the next job and waits for its answer. */
-    const submit = <A>(prompt: { readonly system: string; readonly user: string }, replySchema: unknown, decode: (text: string) => Result.Result<A, string>, what: string) =>
+    const submit: Ask = <A>(prompt: { readonly system: string; readonly user: string }, replySchema: unknown, decode: (text: string) => Result.Result<A, string>, what: string) =>
       Effect.gen(function*() {
         const done = yield* Deferred.make<Answered<A>, JudgeError>()
         pending.push({
@@ -140,22 +131,10 @@ export const makeGeminiBatch = (options: GeminiBatchOptions): Effect.Effect<Judg
         return yield* Deferred.await(done)
       })
 
-    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
-      Effect.map(submit(Rubric.judgePrompt(rubric, item), schema, (text) => Rubric.decodeReply(rubric, text), "verdict"), ({ value, ...rest }) => ({
-        ...rest,
-        scores: value.scores,
-        evidence: value.evidence,
-        quality: Rubric.quality(rubric, value.scores)
-      }))
-
-    const compare = (item: PairItem): Effect.Effect<Preference, JudgeError> =>
-      Effect.map(submit(Rubric.pairPrompt(rubric, item), Rubric.pairReplyJsonSchema(), Rubric.decodePairReply, "preference"), ({ value, ...rest }) => ({ ...rest, ...value }))
-
     return {
       fingerprint,
       rubric,
-      score,
-      compare,
+      ...judgeMethods(rubric, submit),
       preferredConcurrency: Number.POSITIVE_INFINITY,
       totals: () => ({
         ...totals,

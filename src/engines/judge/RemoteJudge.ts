@@ -11,7 +11,7 @@ import { Effect, type Result } from "effect"
 import { digest } from "../../Canonical.ts"
 import { attempts, type LlmError, malformed, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
 import * as RateLimiter from "../llm/RateLimiter.ts"
-import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type PairItem, type Preference, type Verdict } from "./Judge.ts"
+import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type PairItem, type Preference, type Usage, type Verdict } from "./Judge.ts"
 import * as Rubric from "./Rubric.ts"
 
 /** USD per million tokens; thought tokens are billed as output (as Gemini and OpenAI bill them). */
@@ -40,6 +40,41 @@ export interface Backend {
   readonly call: (prompt: { readonly system: string; readonly user: string }, schema: unknown, name: string) => Effect.Effect<Reply, unknown>
 }
 
+/** A decoded answer with what every judgement records (verdicts and preferences alike). */
+export interface Answered<A> {
+  readonly value: A
+  readonly rubric: string
+  readonly judge: string
+  readonly usage: Usage
+  readonly cost_usd: number
+  readonly calls: number
+}
+
+/** One way of asking the judge model (online attempts, or an item of a batch job). */
+export type Ask = <A>(
+  prompt: { readonly system: string; readonly user: string },
+  schema: unknown,
+  decode: (text: string) => Result.Result<A, string>,
+  what: string
+) => Effect.Effect<Answered<A>, JudgeError>
+
+/** `score` (the rubric's verdict) and `compare` (a pairwise preference) over one way of asking. */
+export const judgeMethods = (rubric: Rubric.Rubric, ask: Ask): Pick<JudgeShape, "score" | "compare"> => {
+  const verdictSchema = Rubric.replyJsonSchema(rubric)
+  const pairSchema = Rubric.pairReplyJsonSchema()
+  return {
+    score: (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
+      Effect.map(ask(Rubric.judgePrompt(rubric, item), verdictSchema, (text) => Rubric.decodeReply(rubric, text), "verdict"), ({ value, ...rest }) => ({
+        ...rest,
+        scores: value.scores,
+        evidence: value.evidence,
+        quality: Rubric.quality(rubric, value.scores)
+      })),
+    compare: (item: PairItem): Effect.Effect<Preference, JudgeError> =>
+      Effect.map(ask(Rubric.pairPrompt(rubric, item), pairSchema, Rubric.decodePairReply, "preference"), ({ value, ...rest }) => ({ ...rest, ...value }))
+  }
+}
+
 /** USD of one call's tokens. */
 export const cost = (u: TokenUsage, price: Price | undefined): number =>
   price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
@@ -59,15 +94,13 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
   Effect.gen(function*() {
     const { rubric } = options
     const limiter = options.limits === undefined ? RateLimiter.unlimited : yield* RateLimiter.make(options.limits)
-    const schema = Rubric.replyJsonSchema(rubric)
-    const pairSchema = Rubric.pairReplyJsonSchema()
     const rubricId = Rubric.fingerprint(rubric)
     const fingerprint = judgeFingerprint(backend.name, backend.model, backend.settings, rubric)
     const totals = { calls: 0, failedCalls: 0, verdicts: 0, usage: ZERO, costUsd: 0 }
     const expected = options.expectedOutputTokens ?? 2000
 
     /** One judgement: attempts (each rate-limited and counted) until the reply decodes. */
-    const ask = <A>(prompt: { readonly system: string; readonly user: string }, schema: unknown, decode: (text: string) => Result.Result<A, string>, what: string) =>
+    const ask: Ask = (prompt, schema, decode, what) =>
       Effect.gen(function*() {
         const estimate = Math.ceil((prompt.system.length + prompt.user.length) / 4) + expected
         let calls = 0
@@ -85,7 +118,7 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
           )
         })
         // Each attempt takes a rate-limit permit and is counted, failed or not.
-        const counted = (attempt: Effect.Effect<A, LlmError>) =>
+        const counted = <A>(attempt: Effect.Effect<A, LlmError>) =>
           limiter.withPermit(estimate, Effect.suspend(() => {
             calls++
             return Effect.tapError(attempt, () => Effect.sync(() => void totals.failedCalls++))
@@ -109,22 +142,10 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
         }
       })
 
-    const score = (item: JudgeItem): Effect.Effect<Verdict, JudgeError> =>
-      Effect.map(ask(Rubric.judgePrompt(rubric, item), schema, (text) => Rubric.decodeReply(rubric, text), "verdict"), ({ value, ...rest }) => ({
-        ...rest,
-        scores: value.scores,
-        evidence: value.evidence,
-        quality: Rubric.quality(rubric, value.scores)
-      }))
-
-    const compare = (item: PairItem): Effect.Effect<Preference, JudgeError> =>
-      Effect.map(ask(Rubric.pairPrompt(rubric, item), pairSchema, Rubric.decodePairReply, "preference"), ({ value, ...rest }) => ({ ...rest, ...value }))
-
     return {
       fingerprint,
       rubric,
-      score,
-      compare,
+      ...judgeMethods(rubric, ask),
       totals: (): JudgeTotals => ({
         ...totals,
         usage: { input_tokens: totals.usage.input, output_tokens: totals.usage.output, thought_tokens: totals.usage.thought }
