@@ -10,7 +10,7 @@
  */
 import { Effect, Schema } from "effect"
 import { sha256 } from "../src/Canonical.ts"
-import { Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
+import { inFlight, Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
 import { lengthScore, reward, stripThinking, storyWords } from "../src/grpo/Reward.ts"
 import * as Stage from "../src/Stage.ts"
 
@@ -88,7 +88,7 @@ export const judge = Stage.make({
             }
           }),
           Effect.tap(() => ctx.progress(++done, stories.length))
-        ), { concurrency })
+        ), { concurrency: inFlight(judge, concurrency) })
       const after = judge.totals()
       const scored = judged.filter((j) => j.quality !== null)
       yield* ctx.metric({

@@ -9,7 +9,7 @@
  */
 import { Effect, Schema } from "effect"
 import { sha256 } from "../src/Canonical.ts"
-import { Judge, type JudgeError, Preference } from "../src/engines/judge/Judge.ts"
+import { inFlight, Judge, type JudgeError, Preference } from "../src/engines/judge/Judge.ts"
 import { bradleyTerryCI, type PairwiseComparison, positionConsistency, winRate } from "../src/eval/Stats.ts"
 import { stripThinking } from "../src/grpo/Reward.ts"
 import * as Stage from "../src/Stage.ts"
@@ -105,7 +105,7 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
               ab: null, ba: null, preferences: [], unscorable: { reason: e.reason, message: e.message, calls: e.calls ?? 0 }
             })),
             Effect.tap(() => ctx.progress(++done, plan.length))
-          ), { concurrency })
+          ), { concurrency: inFlight(judge, concurrency) })
         const after = judge.totals()
         const scored = comparisons.filter((c) => c.unscorable === null)
         yield* ctx.metric({

@@ -159,4 +159,30 @@ describe("eval-length", () => {
     expect(calls()).toEqual({ verdicts: 0, pairs: 0 })
     expect(readFileSync(join(store, "runs", third.runId, "config.json"), "utf8")).not.toContain("k-eval")
   }, 300_000)
+
+  it("with the batch judge, each stage sends its judgements as one job, not jobs of max_in_flight", async () => {
+    const dir = tempDirInRepo("eval-batch-")
+    const userOf = (req: any): string => req.contents[0].parts[0].text
+    const answer = (req: any) => {
+      const user = userOf(req)
+      if (/<story_1_/.test(user)) return JSON.stringify({ analysis: "a", winner: "tie" })
+      return JSON.stringify(Object.fromEntries(rubric.dimensions.map((d) => [d.id, { evidence: "e", score: 5 }])))
+    }
+    const server = await startFakeGemini({ answer, requireKey: "k-batch", batchPolls: 1 })
+    closers.push(() => server.close())
+    const store = join(dir, "store")
+    const summary = await run([
+      "--store", store,
+      "--set", "judge={backend: gemini, model: gemini-3-flash-preview, api_key: '${POLARIS_TEST_KEY}', rubric: story-quality, batch: true, batch_poll_s: 0.05, max_in_flight: 2}",
+      "--set", `judge.base_url=${server.url}`
+    ], { ...process.env, POLARIS_TEST_KEY: "k-batch" })
+    const jobs = server.calls.filter((c) => c.method === "POST" && /:batchGenerateContent$/.test(c.path)).map((c: any) => c.body.batch.inputConfig.requests.requests.length)
+    // Two judge nodes of 12 stories and 24 ordered comparisons: at most one job per stage
+    // (in practice one job: the stages submit within the same collection window), where jobs of
+    // max_in_flight would make many small ones, each waiting for the last.
+    expect(jobs.reduce((a: number, b: number) => a + b, 0)).toBe(2 * 12 + 24)
+    expect(jobs.length).toBeLessThanOrEqual(3)
+    expect(server.calls.some((c) => /:generateContent$/.test(c.path))).toBe(false)
+    expect(evaluationOf(store, summary).ratings).toMatchObject({ comparisons: 12, unscorable: 0 })
+  }, 120_000)
 })

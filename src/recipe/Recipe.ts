@@ -106,7 +106,8 @@ export const Judge = Schema.Struct({
   samples: field(PositiveInt, "Judgements per story, averaged (1 online; 2-3 for evaluation)"),
   timeout_s: field(PositiveInt, "Time limit of one judge call, seconds (default 120)"),
   attempts: field(PositiveInt, "Attempts per judgement before it is recorded unscorable (default 6)"),
-  batch: field(Schema.Boolean, "gemini: submit through the Batch API (evaluation only: half price, results in hours)")
+  batch: field(Schema.Boolean, "gemini: submit through the Batch API (evaluation only: half price, results in hours)"),
+  batch_poll_s: field(Schema.Finite.check(Schema.isGreaterThan(0)), "gemini batch: seconds between polls of a running job (default 30)")
 })
 
 /** How rewards are made from judge scores and lengths. */

@@ -130,3 +130,12 @@ export interface JudgeShape extends Fingerprinted {
 }
 
 export class Judge extends Context.Service<Judge, JudgeShape>()("polaris/Judge") {}
+
+/**
+ * How many judgements a stage asks for at once: its own `requested`, or more when the judge
+ * prefers it (the batch judge wants every item of the stage in one job, not jobs of `requested`).
+ */
+export const inFlight = (judge: JudgeShape, requested: number): number | "unbounded" => {
+  const n = Math.max(requested, judge.preferredConcurrency ?? 0)
+  return Number.isFinite(n) ? n : "unbounded"
+}

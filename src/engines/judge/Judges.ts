@@ -73,6 +73,7 @@ export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.Rub
         ...(section.price_per_million !== undefined ? { price: section.price_per_million } : {}),
         ...(section.temperature !== undefined ? { temperature: section.temperature } : {}),
         ...(section.base_url !== undefined ? { baseUrl: section.base_url } : {}),
+        ...(section.batch_poll_s !== undefined ? { pollEvery: Duration.seconds(section.batch_poll_s) } : {}),
         ...(level !== undefined ? { thinkingLevel: level as "MINIMAL" | "LOW" | "MEDIUM" | "HIGH" } : {})
       }))
     }
