@@ -69,7 +69,7 @@ const execute = (
       // Outputs meant for people (text, small records) are shown; big ones stay in the store.
       for (const [name, value] of Object.entries(result.outputs as Record<string, unknown>)) {
         const text = typeof value === "string" ? value : JSON.stringify(value)
-        if (text.length <= 4000) yield* Console.log(`${name}:\n${text}\n`)
+        yield* Console.log(text.length <= 4000 ? `${name}:\n${text}\n` : `${name}: ${(text.length / 1000).toFixed(1)} kB, in the store (\`polaris report\` renders evaluations)\n`)
       }
       yield* Console.log(`run ${result.runId}: ${result.executed} executed, ${result.cached} cached\n  ${result.dir}`)
     }
