@@ -63,10 +63,15 @@ export default define("polaris", (b, recipe) => {
   const start = b.node(samplerStart, { id: "sampler-start", inputs: { strata } })
   const init = b.node(initTrain, { id: "init-train", inputs: { start }, params: { model, digest: recipe.policy?.backend === "embedded" ? sourceDigest(model) : model } })
 
+  // Intermediate checkpoints to evaluate besides the initial and the final policy (eval.checkpoints).
+  const steps = g.steps ?? 10
+  const evalAt = new Set(recipe.eval?.checkpoints ?? [])
+  for (const k of evalAt) if (!Number.isInteger(k) || k < 1 || k >= steps) throw new Error(`eval.checkpoints: ${k} is not a step between 1 and ${steps - 1} (grpo.steps = ${steps})`)
+  const checkpoints: Array<{ readonly step: number; readonly state: NodeRef<TrainState, any> }> = []
   const final = b.loop("train", {
-    steps: g.steps ?? 10,
+    steps,
     init,
-    body: (s, state) => {
+    body: (s, state, index) => {
       const policy = s.node(policyOf, { id: "policy", inputs: { state } })
       const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous: s.node(batchOf, { id: "sampler", inputs: { state } }) }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
       const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy }, params: { group_size: groupSize, seed, sampling } })
@@ -89,7 +94,7 @@ export default define("polaris", (b, recipe) => {
           truncated: g.truncated ?? "keep"
         }
       })
-      return s.node(update, {
+      const next = s.node(update, {
         id: "update",
         inputs: { batch: trainBatch, policy, next: batch },
         params: {
@@ -104,6 +109,8 @@ export default define("polaris", (b, recipe) => {
           beta: g.beta ?? 0
         }
       })
+      if (evalAt.has(index + 1)) checkpoints.push({ step: index + 1, state: next })
+      return next
     }
   })
 
@@ -115,7 +122,8 @@ export default define("polaris", (b, recipe) => {
     const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evaluation.prompts, batch: evaluation.batch, policy }, params: { group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling } })
     return { name, scope, groups }
   }
-  return { final, evaluation: evaluateSystems(b, recipe, evaluation.prompts, [system("initial", init), system("final", final)], "initial") }
+  const systems = [system("initial", init), ...checkpoints.map(({ step, state }) => system(`step-${step}`, state)), system("final", final)]
+  return { final, evaluation: evaluateSystems(b, recipe, evaluation.prompts, systems, "initial") }
 })
 
 /** The Writer (premises), the Judge, and the recipe's policy engine (checkpoints of the embedded one in the store). */

@@ -12,7 +12,7 @@ import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
-const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=2", "--set", "eval.prompts_per_bucket=2"]
+const SMALL = ["--set", "grpo.steps=2", "--set", "grpo.groups_per_step=2", "--set", "eval.prompts_per_bucket=2", "--set", "eval.checkpoints=[1]"]
 
 /** The HTML's full-precision value in a table cell, as written in `data-value`. */
 const cell = (v: number | null) => (v === null ? undefined : `data-value="${escapeXml(String(v))}"`)
@@ -52,7 +52,9 @@ describe("polaris report", () => {
 
     // The evaluation tables: the `evaluation` node's numbers, per system, per bucket and overall.
     const evaluation = readObject(store, summary.nodes.evaluation.object)
-    expect(evaluation.systems.map((s: { name: string }) => s.name)).toEqual(["initial", "final"])
+    // The initial policy, the checkpoint of step 1 (eval.checkpoints), the final policy.
+    expect(evaluation.systems.map((s: { name: string }) => s.name)).toEqual(["initial", "step-1", "final"])
+    expect(readObject(store, summary.nodes["step-1-policy"].object).step).toBe(1)
     expect(json.evaluation.baseline).toBe("initial")
     expect(json.evaluation.bucketNames).toEqual(["id", "near-ood", "far-ood"])
     expect(Object.keys(evaluation.systems[0].summary.buckets).sort()).toEqual(["far-ood", "id", "near-ood"])
@@ -86,9 +88,9 @@ describe("polaris report", () => {
       expect(mine.dimensions).toEqual(s.dimensions)
     })
     // The delta row: final minus initial, for the same columns.
-    const [initial, final] = evaluation.systems.map((s: { summary: any }) => s.summary)
+    const [initial, , final] = evaluation.systems.map((s: { summary: any }) => s.summary)
     expect(json.evaluation.systems[0].delta).toBeNull()
-    const delta = json.evaluation.systems[1].delta
+    const delta = json.evaluation.systems[2].delta
     for (const k of ["quality_mean", "length_score_mean", "length_ratio_mean"] as const) {
       expect(delta.overall[k]).toBeCloseTo(final[k] - initial[k], 12)
       expect(rowOf(table, `class="delta" data-system="final"`)).toContain(cell(delta.overall[k]))
@@ -99,7 +101,7 @@ describe("polaris report", () => {
     // The pairwise ratings: the stored ratings, both systems, the baseline at exactly 1000.
     expect(json.evaluation.ratings).toEqual(evaluation.ratings)
     const ratings = evaluation.ratings
-    expect(ratings.systems.map((s: { name: string }) => s.name).sort()).toEqual(["final", "initial"])
+    expect(ratings.systems.map((s: { name: string }) => s.name).sort()).toEqual(["final", "initial", "step-1"])
     expect(ratings.systems.find((s: { name: string }) => s.name === "initial").rating).toBe(1000)
     const elo = section("elo")
     expect(rowOf(elo, `data-system="initial"`)).toContain('data-value="1000"')

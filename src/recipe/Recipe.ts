@@ -156,7 +156,8 @@ export const Eval = Schema.Struct({
     name: doc(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][\w.-]*$/)), "Name in tables and node ids (letters, digits, '.', '_', '-')"),
     policy: doc(Policy, "The engine and model that writes this system's stories")
   })), "eval-length: the models under test"),
-  baseline: field(Schema.String, "eval-length: the system every rating is anchored on (default the first)")
+  baseline: field(Schema.String, "eval-length: the system every rating is anchored on (default the first)"),
+  checkpoints: field(Schema.Array(PositiveInt), "polaris: training steps whose checkpoints are evaluated too, besides the initial and the final policy")
 })
 
 /** Retry policy of one resource class. */
