@@ -18,7 +18,7 @@ import * as Checkpoint from "../src/model/Checkpoint.ts"
 import { serve } from "../src/serve/Server.ts"
 import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { type FakeServer, startFakeGemini } from "./support/fakeGemini.ts"
-import { tempDirInRepo } from "./support/store.ts"
+import { anyFileContains, tempDirInRepo } from "./support/store.ts"
 
 const RECIPE = join(ROOT, "recipes", "eval-length.yaml")
 const BASE = join(ROOT, "models", "story-1m")
@@ -46,11 +46,14 @@ describe("eval-length", () => {
     const server = await serve(engine, { modelName: "polaris/story-1m", baseCheckpoint: BASE })
     closers.push(() => server.close())
     const store = join(dir, "store")
+    const key = "vllm-key-never-stored-5e1d"
     const summary = await run([
       "--store", store,
       "--set", "eval.systems.1.name=served",
-      "--set", `eval.systems.1.policy={backend: vllm, model: polaris/story-1m, sampler_urls: [${server.url}], tokenizer: ${BASE}}`
-    ])
+      "--set", `eval.systems.1.policy={backend: vllm, model: polaris/story-1m, sampler_urls: [${server.url}], tokenizer: ${BASE}, api_key: '\${POLARIS_TEST_VLLM_KEY}'}`
+    ], { ...process.env, POLARIS_TEST_VLLM_KEY: key })
+    // The served system's key is in no file of the store (node keys, frozen config, outputs).
+    expect(anyFileContains(store, key)).toBe(false)
     const evaluation = evaluationOf(store, summary)
     expect(evaluation.systems.map((s: any) => s.name)).toEqual(["story-1m", "served"])
     const [embedded, served] = evaluation.systems.map((s: any) => s.summary)
