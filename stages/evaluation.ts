@@ -56,6 +56,9 @@ export const evalBatch = Stage.make({
 /** A bootstrap 95% interval over prompts (null without data). */
 const CI = Schema.NullOr(Schema.Struct({ low: Schema.Number, high: Schema.Number }))
 
+/** Mean score per rubric dimension (null where no verdict scored it). */
+const Dimensions = Schema.Record(Schema.String, Schema.NullOr(Schema.Number))
+
 const BucketSummary = Schema.Struct({
   stories: Schema.Int,
   length_score_mean: Schema.NullOr(Schema.Number),
@@ -65,7 +68,8 @@ const BucketSummary = Schema.Struct({
   truncated_frac: Schema.NullOr(Schema.Number),
   length_score_ci: CI,
   reward_ci: CI,
-  quality_ci: CI
+  quality_ci: CI,
+  dimensions: Dimensions
 })
 
 export const EvalSummary = Schema.Struct({
@@ -81,7 +85,7 @@ export const EvalSummary = Schema.Struct({
   reward_ci: CI,
   quality_ci: CI,
   /** Mean score per rubric dimension over every verdict (null where no verdict scored it). */
-  dimensions: Schema.Record(Schema.String, Schema.NullOr(Schema.Number)),
+  dimensions: Dimensions,
   /** Per requested-length bucket (the eval prompts' own, else hundreds of words). */
   buckets: Schema.Record(Schema.String, BucketSummary)
 })
@@ -89,9 +93,15 @@ export type EvalSummary = typeof EvalSummary.Type
 
 const mean = (xs: ReadonlyArray<number>) => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length)
 
+/** Mean score per rubric dimension over these verdicts. */
+const dimensionMeans = (verdicts: ReadonlyArray<typeof Judgement.Type["verdicts"][number]>) => {
+  const ids = [...new Set(verdicts.flatMap((v) => Object.keys(v.scores)))]
+  return Object.fromEntries(ids.map((d) => [d, mean(verdicts.flatMap((v) => (typeof v.scores[d] === "number" ? [v.scores[d] as number] : [])))]))
+}
+
 export const summarizeEval = Stage.make({
   name: "summarize-eval",
-  version: "2",
+  version: "3",
   inputs: { groups: Schema.Array(Group), judged: Schema.Array(Judgement), prompts: Schema.Array(PromptWithReference) },
   output: EvalSummary,
   run: ({ groups, judged, prompts }, _p, ctx) => {
@@ -119,7 +129,8 @@ export const summarizeEval = Stage.make({
       truncated_frac: xs.length === 0 ? null : xs.filter((x) => x.s.stop_reason === "length").length / xs.length,
       length_score_ci: ci(xs, (x) => x.j.length_score),
       reward_ci: ci(xs, (x) => x.j.reward),
-      quality_ci: ci(xs, (x) => x.j.quality)
+      quality_ci: ci(xs, (x) => x.j.quality),
+      dimensions: dimensionMeans(xs.flatMap((x) => x.j.verdicts))
     })
     // Buckets: the eval prompts' own (ID / near OOD / far OOD), else hundreds of requested words.
     const nameOf = (x: (typeof rows)[number]) => {
@@ -130,13 +141,10 @@ export const summarizeEval = Stage.make({
     }
     const buckets: Record<string, ReturnType<typeof summary>> = {}
     for (const b of [...new Set(rows.map(nameOf))]) buckets[b] = summary(rows.filter((x) => nameOf(x) === b))
-    const verdicts = rows.flatMap((x) => x.j.verdicts)
-    const dimensionIds = [...new Set(verdicts.flatMap((v) => Object.keys(v.scores)))]
     const result: EvalSummary = {
       ...summary(rows),
       words_mean: mean(rows.map((x) => x.j.words)),
       unscorable: rows.filter((x) => x.j.unscorable !== null).length,
-      dimensions: Object.fromEntries(dimensionIds.map((d) => [d, mean(verdicts.flatMap((v) => (typeof v.scores[d] === "number" ? [v.scores[d] as number] : [])))])),
       buckets
     }
     return Effect.as(ctx.metric({ stories: result.stories, length_score_mean: result.length_score_mean, reward_mean: result.reward_mean, length_ratio_mean: result.length_ratio_mean }), result)

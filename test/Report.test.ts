@@ -85,7 +85,8 @@ describe("polaris report", () => {
         const d = rowOf(detail, `data-system="${name}" data-bucket="${bucket}"`)
         for (const v of [want.quality_mean, want.reward_mean, want.length_score_mean, want.length_ratio_mean, want.truncated_frac]) if (v !== null) expect(d).toContain(cell(v))
       }
-      expect(mine.dimensions).toEqual(s.dimensions)
+      expect(mine.overall.dimensions).toEqual(s.dimensions)
+      for (const [j, b] of json.evaluation.bucketNames.entries()) expect(mine.buckets[j].dimensions).toEqual(s.buckets[b].dimensions)
     })
     // The delta row: final minus initial, for the same columns.
     const [initial, , final] = evaluation.systems.map((s: { summary: any }) => s.summary)
@@ -96,7 +97,10 @@ describe("polaris report", () => {
       expect(rowOf(table, `class="delta" data-system="final"`)).toContain(cell(delta.overall[k]))
     }
     const dimensions = section("dimensions")
-    for (const d of Object.keys(final.dimensions)) expect(dimensions).toContain(`<th>${escapeXml(d)}</th>`)
+    for (const d of Object.keys(final.dimensions)) {
+      const row = rowOf(dimensions, `data-dimension="${escapeXml(d)}"`)
+      for (const s of evaluation.systems) for (const v of [s.summary.dimensions[d], ...Object.values<any>(s.summary.buckets).map((b) => b.dimensions[d])]) if (v !== null) expect(row).toContain(cell(v))
+    }
 
     // The pairwise ratings: the stored ratings, both systems, the baseline at exactly 1000.
     expect(json.evaluation.ratings).toEqual(evaluation.ratings)

@@ -57,6 +57,8 @@ export interface EvalCell {
   /** Q_norm times the length factor. */
   readonly reward_mean: Num
   readonly reward_ci: Interval | null
+  /** Mean score per rubric dimension. */
+  readonly dimensions: Readonly<Record<string, Num>>
 }
 
 /** A system's numbers minus the baseline's. */
@@ -83,9 +85,8 @@ export interface ReportJson {
    *     baseline      the system the others are compared with
    *     bucketNames   the requested-length buckets, in the recipe's order (eval.buckets)
    *     systems       in the evaluation's order, each { name, overall: EvalCell, buckets: [{ name,
-   *                   ...EvalCell }] (bucketNames' order), dimensions: mean score per rubric
-   *                   dimension, unscorable, delta: EvalDelta vs the baseline overall and per
-   *                   bucket (null for the baseline) }
+   *                   ...EvalCell }] (bucketNames' order), unscorable, delta: EvalDelta vs the
+   *                   baseline overall and per bucket (null for the baseline) }
    *     ratings       the pairwise ratings as stored (null when pairwise judging was off)
    */
   readonly evaluation: {
@@ -95,7 +96,6 @@ export interface ReportJson {
       readonly name: string
       readonly overall: EvalCell
       readonly buckets: ReadonlyArray<{ readonly name: string } & EvalCell>
-      readonly dimensions: Readonly<Record<string, Num>>
       readonly unscorable: number
       readonly delta: { readonly overall: EvalDelta; readonly buckets: ReadonlyArray<{ readonly name: string } & EvalDelta> } | null
     }>
@@ -252,7 +252,8 @@ const EMPTY: EvalCell = {
   length_ratio_mean: null,
   truncated_frac: null,
   reward_mean: null,
-  reward_ci: null
+  reward_ci: null,
+  dimensions: {}
 }
 
 const cellOf = (s: EvalCell): EvalCell => ({
@@ -264,7 +265,8 @@ const cellOf = (s: EvalCell): EvalCell => ({
   length_ratio_mean: s.length_ratio_mean,
   truncated_frac: s.truncated_frac,
   reward_mean: s.reward_mean,
-  reward_ci: s.reward_ci
+  reward_ci: s.reward_ci,
+  dimensions: s.dimensions
 })
 
 const deltaOf = (base: EvalCell, c: EvalCell): EvalDelta => ({
@@ -292,7 +294,6 @@ const evaluationJson = (e: Evaluation, config: Json | undefined): NonNullable<Re
       return {
         name,
         ...own,
-        dimensions: summary.dimensions,
         unscorable: summary.unscorable,
         delta: baseColumns === undefined || name === e.baseline ? null : {
           overall: deltaOf(baseColumns.overall, own.overall),
@@ -475,12 +476,15 @@ const evaluationHtml = (r: ReportJson) => {
       `<td class="num">${c.stories ?? "–"}</td>${td(c.quality_mean, 3, false, c.quality_ci)}${td(c.reward_mean, 3, false, c.reward_ci)}${td(c.length_score_mean, 1, false, c.length_score_ci)}` +
       `${td(c.length_ratio_mean, 2)}${td(c.truncated_frac, 0, false, null, true)}</tr>`))
   const detail = `<table class="eval-detail"><tr><th>System</th><th>Bucket</th><th>n</th><th>Quality</th><th>Reward</th><th>S<sub>l</sub></th><th>Length ratio</th><th>Truncated</th></tr>${detailRows.join("")}</table>`
-  const dimensionIds = [...new Set(e.systems.flatMap((s) => Object.keys(s.dimensions)))]
+  // Per system: each bucket, then overall (where a dimension holds up as requests grow longer).
+  const dimensionIds = [...new Set(e.systems.flatMap((s) => Object.keys(s.overall.dimensions)))]
+  const cellsOf = (s: (typeof e.systems)[number]) => [...s.buckets, { ...s.overall, name: "overall" }]
   const dimensions = dimensionIds.length === 0
     ? na("Scores per rubric dimension")
-    : `<table class="dimensions"><tr><th>Dimension</th>${e.systems.map((s) => `<th>${named(s.name)}</th>`).join("")}</tr>${
-      dimensionIds.map((d) => `<tr><th>${escapeXml(d)}</th>${e.systems.map((s) => td(s.dimensions[d] ?? null, 2)).join("")}</tr>`).join("")
-    }</table>`
+    : `<table class="dimensions"><tr><th rowspan="2">Dimension</th>${e.systems.map((s) => `<th colspan="${s.buckets.length + 1}">${named(s.name)}</th>`).join("")}</tr>` +
+      `<tr>${e.systems.map((s) => cellsOf(s).map((c) => `<th>${escapeXml(c.name)}</th>`).join("")).join("")}</tr>${
+        dimensionIds.map((d) => `<tr data-dimension="${escapeXml(d)}"><th>${escapeXml(d)}</th>${e.systems.map((s) => cellsOf(s).map((c) => td(c.dimensions[d] ?? null, 2)).join("")).join("")}</tr>`).join("")
+      }</table>`
   const seriesNames = e.systems.map((s) => s.name)
   const chart = (title: string, yLabel: string, pick: (c: EvalCell) => Num) =>
     barChart({ title, yLabel, seriesNames, groups: e.bucketNames.map((label, i) => ({ label, values: e.systems.map((s) => pick(s.buckets[i]!)) })) })
