@@ -13,7 +13,7 @@ import { bootstrapCI } from "../src/eval/Stats.ts"
 import * as Stage from "../src/Stage.ts"
 import { PromptWithReference } from "./derivePrompts.ts"
 import { Judgement } from "./judge.ts"
-import { Ratings } from "./pairwise.ts"
+import { Interval, Ratings } from "./pairwise.ts"
 import { Group } from "./rollout.ts"
 import { Batch } from "./sampleBatch.ts"
 import { rolloutId } from "./stepCandidates.ts"
@@ -54,7 +54,7 @@ export const evalBatch = Stage.make({
 })
 
 /** A bootstrap 95% interval over prompts (null without data). */
-const CI = Schema.NullOr(Schema.Struct({ low: Schema.Number, high: Schema.Number }))
+const CI = Schema.NullOr(Interval)
 
 /** Mean score per rubric dimension (null where no verdict scored it). */
 const Dimensions = Schema.Record(Schema.String, Schema.NullOr(Schema.Number))

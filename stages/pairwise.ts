@@ -120,16 +120,17 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
   })
 }
 
-const CI = Schema.Struct({ low: Schema.Number, high: Schema.Number })
+/** A bootstrap 95% interval over prompts. */
+export const Interval = Schema.Struct({ low: Schema.Number, high: Schema.Number })
 
 /** A system's rating and its record against the baseline. */
 export const SystemRating = Schema.Struct({
   name: Schema.String,
   /** Bradley-Terry on the Elo scale; the baseline is 1000 exactly. */
   rating: Schema.Number,
-  rating_ci: CI,
+  rating_ci: Interval,
   /** Against the baseline (null for the baseline itself, or when the two never met). */
-  vs_baseline: Schema.NullOr(Schema.Struct({ wins: Schema.Int, ties: Schema.Int, losses: Schema.Int, rate: Schema.Number, rate_ci: CI }))
+  vs_baseline: Schema.NullOr(Schema.Struct({ wins: Schema.Int, ties: Schema.Int, losses: Schema.Int, rate: Schema.Number, rate_ci: Interval }))
 })
 export type SystemRating = typeof SystemRating.Type
 
