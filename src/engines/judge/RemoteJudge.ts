@@ -82,9 +82,9 @@ export const cost = (u: TokenUsage, price: Price | undefined): number =>
 const add = (a: TokenUsage, b: TokenUsage): TokenUsage => ({ input: a.input + b.input, output: a.output + b.output, thought: a.thought + b.thought })
 const ZERO: TokenUsage = { input: 0, output: 0, thought: 0 }
 
-/** `backend:model@digest`: the settings that shape a verdict and the rubric, never a key. */
+/** `backend:model@digest`: the settings that shape a verdict, the rubric and the prompts' wording, never a key. */
 export const judgeFingerprint = (name: string, model: string, settings: Readonly<Record<string, unknown>>, rubric: Rubric.Rubric): string =>
-  `${name}:${model}@${digest({ ...settings, rubric: Rubric.fingerprint(rubric) }).slice(0, 12)}`
+  `${name}:${model}@${digest({ ...settings, rubric: Rubric.fingerprint(rubric), prompts: Rubric.promptsFingerprint(rubric) }).slice(0, 12)}`
 
 /** A remote call's failure as a judgement's, with the calls it took. */
 export const toJudgeError = (e: LlmError, calls: number): JudgeError =>

@@ -418,3 +418,11 @@ export const pairPrompt = (rubric: Rubric, item: { readonly prompt: string; read
   ].join("\n")
   return { system, user }
 }
+
+/**
+ * The digest of both prompts rendered on a fixed probe: part of every remote judge's fingerprint,
+ * so rewording a template (or the rubric) makes new memo keys instead of reusing answers given to
+ * the old words.
+ */
+export const promptsFingerprint = (rubric: Rubric): string =>
+  digest([judgePrompt(rubric, { prompt: "P", story: "S" }), pairPrompt(rubric, { prompt: "P", first: "A", second: "B" })]).slice(0, 12)
