@@ -18,6 +18,7 @@ import * as Checkpoint from "../src/model/Checkpoint.ts"
 import { serve } from "../src/serve/Server.ts"
 import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { type FakeServer, startFakeGemini } from "./support/fakeGemini.ts"
+import { pairOf, storyOf, userOf } from "./support/judgePrompts.ts"
 import { anyFileContains, tempDirInRepo } from "./support/store.ts"
 
 const RECIPE = join(ROOT, "recipes", "eval-length.yaml")
@@ -87,19 +88,17 @@ describe("eval-length", () => {
   it("with a remote judge: unscorable comparisons are retried alone, and a new system costs only its own calls", async () => {
     const dir = tempDirInRepo("eval-judge-")
     let pairsFail = true
-    const userOf = (req: any): string => req.contents[0].parts[0].text
-    const between = (text: string, open: string, close: string) => text.slice(text.indexOf(open) + open.length, text.lastIndexOf(close)).trim()
     // Verdicts: scores from the story's length. Preferences: the longer story (by position), or
     // malformed while `pairsFail`: every attempt fails and the comparison is unscorable.
     const answer = (req: any) => {
       const user = userOf(req)
-      const tags = /<(story_1_[0-9a-f]+)>[\s\S]*<(story_2_[0-9a-f]+)>/.exec(user)
-      if (tags !== null) {
+      const pair = pairOf(user)
+      if (pair !== undefined) {
         if (pairsFail) return "{\"analysis\": \"cut off"
-        const [one, two] = [between(user, `\n<${tags[1]}>\n`, `\n</${tags[1]}>`), between(user, `\n<${tags[2]}>\n`, `\n</${tags[2]}>`)]
+        const [one, two] = pair
         return JSON.stringify({ analysis: `${one.length} vs ${two.length} characters`, winner: one.length === two.length ? "tie" : one.length > two.length ? "1" : "2" })
       }
-      const story = between(user.slice(user.lastIndexOf("</prompt>")), "<story>", "</story>")
+      const story = storyOf(user)
       return JSON.stringify(Object.fromEntries(rubric.dimensions.map((d, i) => [d.id, { evidence: "e", score: 1 + ((story.length + i) % 10) }])))
     }
     const server: FakeServer = await startFakeGemini({ answer, requireKey: "k-eval" })
@@ -112,7 +111,7 @@ describe("eval-length", () => {
       "--set", `judge.base_url=${server.url}`
     ]
     const calls = () => {
-      const pairs = server.calls.filter((c) => /<story_1_/.test(userOf(c.body))).length
+      const pairs = server.calls.filter((c) => pairOf(userOf(c.body)) !== undefined).length
       return { pairs, verdicts: server.calls.length - pairs }
     }
 
@@ -165,10 +164,8 @@ describe("eval-length", () => {
 
   it("with the batch judge, each stage sends its judgements as one job, not jobs of max_in_flight", async () => {
     const dir = tempDirInRepo("eval-batch-")
-    const userOf = (req: any): string => req.contents[0].parts[0].text
     const answer = (req: any) => {
-      const user = userOf(req)
-      if (/<story_1_/.test(user)) return JSON.stringify({ analysis: "a", winner: "tie" })
+      if (pairOf(userOf(req)) !== undefined) return JSON.stringify({ analysis: "a", winner: "tie" })
       return JSON.stringify(Object.fromEntries(rubric.dimensions.map((d) => [d.id, { evidence: "e", score: 5 }])))
     }
     const server = await startFakeGemini({ answer, requireKey: "k-batch", batchPolls: 1 })

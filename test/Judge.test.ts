@@ -16,6 +16,7 @@ import * as Rubric from "../src/engines/judge/Rubric.ts"
 import { FetchHttpClient } from "effect/http"
 import { startFakeGemini, type FakeServer, type Faults } from "./support/fakeGemini.ts"
 import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
+import { storyOf } from "./support/judgePrompts.ts"
 
 const KEY = "AIza-judge-test-key"
 const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
@@ -24,11 +25,6 @@ const hash = (s: string) => parseInt(createHash("sha256").update(s).digest("hex"
 /** The server-side judge: deterministic scores per story, dialogue null for some stories. */
 export const scoresFor = (story: string): Record<string, number | null> =>
   Object.fromEntries(rubric.dimensions.map((d) => [d.id, d.nullable === true && hash(story) % 3 === 0 ? null : 1 + (hash(story + d.id) % 10)]))
-
-const storyOf = (user: string): string => {
-  const after = user.slice(user.lastIndexOf("</prompt>"))
-  return after.slice(after.indexOf("<story>") + "<story>".length, after.lastIndexOf("</story>")).trim()
-}
 
 export const verdictText = (story: string): string =>
   JSON.stringify(Object.fromEntries(Object.entries(scoresFor(story)).map(([id, score]) => [id, { evidence: `"${story.slice(0, 20)}"`, score }])))

@@ -13,20 +13,14 @@ import { afterEach, describe, expect, it } from "vitest"
 import * as Rubric from "../src/engines/judge/Rubric.ts"
 import { startFakeGemini, type FakeServer, type Faults } from "./support/fakeGemini.ts"
 import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
+import { storyOf as storyIn, userOf } from "./support/judgePrompts.ts"
 import { BIN, polaris as run, readObject, ROOT } from "./support/cli.ts"
 import { anyFileContains, tempDirInRepo } from "./support/store.ts"
 
 const KEY = "AIza-secret-never-stored-7f3c"
 const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
 
-/** The user message of a generateContent or chat completions request. */
-const userOf = (req: any): string => req.contents?.[0]?.parts?.[0]?.text ?? req.messages?.at(-1)?.content ?? ""
-
-const storyOf = (req: any): string => {
-  const user: string = userOf(req)
-  const after = user.slice(user.lastIndexOf("</prompt>"))
-  return after.slice(after.indexOf("<story>") + 7, after.lastIndexOf("</story>")).trim()
-}
+const storyOf = (req: any): string => storyIn(userOf(req))
 /** The fake judge's verdict; its evidence names the story, so a stored verdict says whose it is. */
 const tag = (story: string) => createHash("sha256").update(story).digest("hex").slice(0, 12)
 const answer = (req: any) =>

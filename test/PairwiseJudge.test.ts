@@ -23,24 +23,13 @@ import { countWords } from "../src/text/WordCount.ts"
 import { Comparison, ratingsOf } from "../stages/pairwise.ts"
 import { type FakeServer, type Faults, startFakeGemini } from "./support/fakeGemini.ts"
 import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
+import { pairOf } from "./support/judgePrompts.ts"
 
 const KEY = "AIza-pairwise-test-key"
 const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
 const proxyRubric = Effect.runSync(Rubric.load(Rubric.PROXY_RUBRIC))
 
-/**
- * The two stories of a pairwise prompt, read as its header says: each between its own tags
- * (`<story_1_NONCE>` … `</story_1_NONCE>`), which occur nowhere else (the newline that puts each
- * tag on its own line is not part of the story).
- */
-const storiesOf = (user: string): readonly [string, string] => {
-  const read = (k: 1 | 2) => {
-    const tag = new RegExp(`<(story_${k}_[0-9a-f]{6})>`).exec(user)![1]!
-    const open = `\n<${tag}>\n`
-    return user.slice(user.indexOf(open) + open.length, user.indexOf(`\n</${tag}>`))
-  }
-  return [read(1), read(2)]
-}
+const storiesOf = (user: string): readonly [string, string] => pairOf(user)!
 
 // ---------------------------------------------------------------------------------------------
 // 1. Rubric: prompt, reply schema, decoder
