@@ -17,7 +17,7 @@
 import { Layer } from "effect"
 import * as Judges from "../src/engines/judge/Judges.ts"
 import * as Policies from "../src/engines/Policies.ts"
-import { define, type LayerContext } from "../src/PipelineModule.ts"
+import { define, type LayerContext } from "../src/dag/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
 import { rolloutSystem } from "../stages/rollout.ts"
 import { evalSamples, evalSet, evaluateSystems } from "./evaluate.ts"

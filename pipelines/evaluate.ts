@@ -7,15 +7,15 @@
  *   eval-set -> eval-prompts -> (per system) rollout -> candidates -> judge -> summary
  *                                            all rollouts -> pairwise -> ratings -> evaluation
  */
-import type { Builder, NodeRef } from "../src/Pipeline.ts"
+import type { Builder, NodeRef } from "../src/dag/Pipeline.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
-import type { PromptWithReference } from "../stages/derivePrompts.ts"
+import type { PromptWithReference } from "../src/records/PromptWithReference.ts"
 
 type Prompts = ReadonlyArray<typeof PromptWithReference.Type>
 import { collectEvaluation, evalBatch, evalPrompts, summarizeEval } from "../stages/evaluation.ts"
 import { judge } from "../stages/judge.ts"
 import { pairwise, rateSystems } from "../stages/pairwise.ts"
-import type { Group } from "../stages/rollout.ts"
+import type { Group } from "../src/records/Group.ts"
 import { noReferences, stepCandidates } from "../stages/stepCandidates.ts"
 
 /** Stories per prompt and system (eval.samples). */

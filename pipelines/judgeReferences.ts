@@ -10,7 +10,7 @@
  */
 import { Layer } from "effect"
 import * as Judges from "../src/engines/judge/Judges.ts"
-import { define } from "../src/PipelineModule.ts"
+import { define } from "../src/dag/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
 import { judge } from "../stages/judge.ts"
 import { referenceCandidates } from "../stages/referenceCandidates.ts"

@@ -10,7 +10,7 @@
  * schedule is not possible without retraining (the cosine schedule depends on the total).
  */
 import { relative } from "node:path"
-import { define } from "../src/PipelineModule.ts"
+import { define } from "../src/dag/PipelineModule.ts"
 import { dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
 import { pretrainCorpus } from "../stages/pretrainCorpus.ts"
 import { evaluateLm, exportModel, initModel, pretrainSegment } from "../stages/pretrainModel.ts"

@@ -2,13 +2,8 @@
 import { Effect, Schema } from "effect"
 import { DatasetParams, prepareDataset } from "../src/data/Dataset.ts"
 import { Story } from "../src/data/Story.ts"
-import * as Stage from "../src/Stage.ts"
-
-export const Dataset = Schema.Struct({
-  train: Schema.Array(Story),
-  heldout: Schema.Array(Story),
-  report: Schema.Record(Schema.String, Schema.Number)
-})
+import * as Stage from "../src/dag/Stage.ts"
+import { Dataset } from "../src/records/Dataset.ts"
 
 export const dataset = Stage.make({
   name: "dataset",

@@ -6,14 +6,12 @@
  * `max_words`, and the prompt asks for that length.
  */
 import { Effect, Schema } from "effect"
-import { excerpt, Prompt, requestedWords } from "../src/data/Prompts.ts"
+import { excerpt, requestedWords } from "../src/data/Prompts.ts"
 import { Story } from "../src/data/Story.ts"
 import { Writer } from "../src/engines/Writer.ts"
-import * as Stage from "../src/Stage.ts"
+import * as Stage from "../src/dag/Stage.ts"
 import { countWords } from "../src/text/WordCount.ts"
-
-/** A prompt with the reference text it was derived from (the human story of HRI). */
-export const PromptWithReference = Schema.Struct({ ...Prompt.fields, reference: Schema.String })
+import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 
 export const derivePrompts = Stage.make({
   name: "derive-prompts",

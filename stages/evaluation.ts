@@ -8,15 +8,16 @@
  */
 import { Effect, Schema } from "effect"
 import { initial } from "../src/data/Sampler.ts"
-import { sha256 } from "../src/Canonical.ts"
+import { sha256 } from "../src/dag/Canonical.ts"
 import { bootstrapCI } from "../src/eval/Stats.ts"
-import * as Stage from "../src/Stage.ts"
-import { PromptWithReference } from "./derivePrompts.ts"
-import { Judgement } from "./judge.ts"
-import { Interval, Ratings } from "./pairwise.ts"
-import { Group } from "./rollout.ts"
-import { Batch } from "./sampleBatch.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { PromptWithReference } from "../src/records/PromptWithReference.ts"
+import { Judgement } from "../src/records/Judgement.ts"
+import { Ratings } from "../src/records/Comparison.ts"
+import { Group } from "../src/records/Group.ts"
+import { Batch } from "../src/records/Batch.ts"
 import { rolloutId } from "./stepCandidates.ts"
+import { EvalSummary, Evaluation } from "../src/records/Evaluation.ts"
 
 /**
  * `eval-prompts`: held-out prompts per requested-length bucket. Each bucket takes the first
@@ -52,44 +53,6 @@ export const evalBatch = Stage.make({
   run: ({ prompts }, { max_prompts }) =>
     Effect.succeed({ prompts: prompts.map((p) => p.id).sort().slice(0, max_prompts), sampler: initial(0) })
 })
-
-/** A bootstrap 95% interval over prompts (null without data). */
-const CI = Schema.NullOr(Interval)
-
-/** Mean score per rubric dimension (null where no verdict scored it). */
-const Dimensions = Schema.Record(Schema.String, Schema.NullOr(Schema.Number))
-
-const BucketSummary = Schema.Struct({
-  stories: Schema.Int,
-  length_score_mean: Schema.NullOr(Schema.Number),
-  reward_mean: Schema.NullOr(Schema.Number),
-  quality_mean: Schema.NullOr(Schema.Number),
-  length_ratio_mean: Schema.NullOr(Schema.Number),
-  truncated_frac: Schema.NullOr(Schema.Number),
-  length_score_ci: CI,
-  reward_ci: CI,
-  quality_ci: CI,
-  dimensions: Dimensions
-})
-
-export const EvalSummary = Schema.Struct({
-  stories: Schema.Int,
-  length_score_mean: Schema.NullOr(Schema.Number),
-  reward_mean: Schema.NullOr(Schema.Number),
-  quality_mean: Schema.NullOr(Schema.Number),
-  words_mean: Schema.NullOr(Schema.Number),
-  length_ratio_mean: Schema.NullOr(Schema.Number),
-  truncated_frac: Schema.NullOr(Schema.Number),
-  unscorable: Schema.Int,
-  length_score_ci: CI,
-  reward_ci: CI,
-  quality_ci: CI,
-  /** Mean score per rubric dimension over every verdict (null where no verdict scored it). */
-  dimensions: Dimensions,
-  /** Per requested-length bucket (the eval prompts' own, else hundreds of words). */
-  buckets: Schema.Record(Schema.String, BucketSummary)
-})
-export type EvalSummary = typeof EvalSummary.Type
 
 const mean = (xs: ReadonlyArray<number>) => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length)
 
@@ -150,14 +113,6 @@ export const summarizeEval = Stage.make({
     return Effect.as(ctx.metric({ stories: result.stories, length_score_mean: result.length_score_mean, reward_mean: result.reward_mean, length_ratio_mean: result.length_ratio_mean }), result)
   }
 })
-
-/** What an evaluation found: each system's summary, and the pairwise ratings when judged. */
-export const Evaluation = Schema.Struct({
-  baseline: Schema.String,
-  systems: Schema.Array(Schema.Struct({ name: Schema.String, summary: EvalSummary })),
-  ratings: Schema.NullOr(Ratings)
-})
-export type Evaluation = typeof Evaluation.Type
 
 /**
  * `evaluation`: the stage gathering the named systems' summaries (inputs named after the

@@ -9,37 +9,11 @@
  * those stories again, and only those.
  */
 import { Effect, Schema } from "effect"
-import { sha256 } from "../src/Canonical.ts"
+import { sha256 } from "../src/dag/Canonical.ts"
 import { inFlight, Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
 import { lengthScore, reward, stripThinking, storyWords } from "../src/grpo/Reward.ts"
-import * as Stage from "../src/Stage.ts"
-
-/** A story to judge: the prompt it answers and the length that prompt asked for. */
-export const Candidate = Schema.Struct({
-  id: Schema.String,
-  prompt: Schema.String,
-  text: Schema.String,
-  requested_words: Schema.Int
-})
-export type Candidate = typeof Candidate.Type
-
-/** Why a story has no score. */
-export const Unscorable = Schema.Struct({ reason: Schema.String, message: Schema.String, calls: Schema.Number })
-
-export const Judgement = Schema.Struct({
-  id: Schema.String,
-  /** Words after stripping thinking. */
-  words: Schema.Int,
-  /** LongWriter S_l, 0..100. */
-  length_score: Schema.Number,
-  /** Mean normalised quality over the verdicts (0..1); null when unscorable. */
-  quality: Schema.NullOr(Schema.Number),
-  /** Q_norm · L; null when unscorable. */
-  reward: Schema.NullOr(Schema.Number),
-  verdicts: Schema.Array(Verdict),
-  unscorable: Schema.NullOr(Unscorable)
-})
-export type Judgement = typeof Judgement.Type
+import * as Stage from "../src/dag/Stage.ts"
+import { Candidate, Judgement } from "../src/records/Judgement.ts"
 
 export const judge = Stage.make({
   name: "judge",

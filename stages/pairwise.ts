@@ -8,35 +8,14 @@
  *   rate-systems:       comparisons -> ratings (overall and per requested-length bucket)
  */
 import { Effect, Schema } from "effect"
-import { sha256 } from "../src/Canonical.ts"
+import { sha256 } from "../src/dag/Canonical.ts"
 import { inFlight, Judge, type JudgeError, Preference } from "../src/engines/judge/Judge.ts"
 import { bradleyTerryCI, type PairwiseComparison, positionConsistency, winRate } from "../src/eval/Stats.ts"
 import { stripThinking } from "../src/grpo/Reward.ts"
-import * as Stage from "../src/Stage.ts"
-import { PromptWithReference } from "./derivePrompts.ts"
-import { Unscorable } from "./judge.ts"
-import { Group } from "./rollout.ts"
-
-/** A verdict about systems (never positions): system a, system b, or a tie. */
-export const SystemVerdict = Schema.Literals(["a", "b", "tie"])
-
-/** One dual-position comparison of stories `sample` of systems `a` and `b` on one prompt. */
-export const Comparison = Schema.Struct({
-  prompt_id: Schema.String,
-  /** The eval prompt's requested-length bucket (null for prompts without one). */
-  bucket: Schema.NullOr(Schema.String),
-  sample: Schema.Int,
-  a: Schema.String,
-  b: Schema.String,
-  /** a's story shown first. */
-  ab: Schema.NullOr(SystemVerdict),
-  /** b's story shown first. */
-  ba: Schema.NullOr(SystemVerdict),
-  /** The judge's two answers, a-first then b-first (empty when unscorable). */
-  preferences: Schema.Array(Preference),
-  unscorable: Schema.NullOr(Unscorable)
-})
-export type Comparison = typeof Comparison.Type
+import * as Stage from "../src/dag/Stage.ts"
+import { PromptWithReference } from "../src/records/PromptWithReference.ts"
+import { Group } from "../src/records/Group.ts"
+import { Comparison, Ratings, SystemRating } from "../src/records/Comparison.ts"
 
 const Prompts = Schema.Array(PromptWithReference)
 const Groups = Schema.Array(Group)
@@ -119,33 +98,6 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
       })
   })
 }
-
-/** A bootstrap 95% interval over prompts. */
-export const Interval = Schema.Struct({ low: Schema.Number, high: Schema.Number })
-
-/** A system's rating and its record against the baseline. */
-export const SystemRating = Schema.Struct({
-  name: Schema.String,
-  /** Bradley-Terry on the Elo scale; the baseline is 1000 exactly. */
-  rating: Schema.Number,
-  rating_ci: Interval,
-  /** Against the baseline (null for the baseline itself, or when the two never met). */
-  vs_baseline: Schema.NullOr(Schema.Struct({ wins: Schema.Int, ties: Schema.Int, losses: Schema.Int, rate: Schema.Number, rate_ci: Interval }))
-})
-export type SystemRating = typeof SystemRating.Type
-
-export const Ratings = Schema.Struct({
-  baseline: Schema.String,
-  /** Scored comparisons (each: both orders). */
-  comparisons: Schema.Int,
-  unscorable: Schema.Int,
-  /** Share of comparisons whose two orders agree (null without any). */
-  position_consistency: Schema.NullOr(Schema.Number),
-  systems: Schema.Array(SystemRating),
-  /** The same per requested-length bucket. */
-  buckets: Schema.Record(Schema.String, Schema.Struct({ comparisons: Schema.Int, position_consistency: Schema.NullOr(Schema.Number), systems: Schema.Array(SystemRating) }))
-})
-export type Ratings = typeof Ratings.Type
 
 /** Ratings of the systems in `comparisons` (scored ones), anchored on `baseline`. */
 export const ratingsOf = (comparisons: ReadonlyArray<Comparison>, baseline: string, options: { readonly seed: string; readonly resamples: number }) => {

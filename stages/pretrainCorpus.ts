@@ -8,24 +8,16 @@
  * The held-out stories give the held-out sets (plain and chat) for perplexity.
  */
 import { Effect, Schema } from "effect"
-import { BlobRef } from "../src/ArtifactStore.ts"
 import { premise } from "../src/data/Premise.ts"
 import { excerpt, promptText, requestedWords } from "../src/data/Prompts.ts"
 import { Story } from "../src/data/Story.ts"
 import { completionIds, promptIds } from "../src/model/tokenizer/ChatTemplate.ts"
 import { Tokenizer } from "../src/model/tokenizer/Tokenizer.ts"
 import * as TokenCorpus from "../src/model/TokenCorpus.ts"
-import * as Stage from "../src/Stage.ts"
+import * as Stage from "../src/dag/Stage.ts"
 import { countWords } from "../src/text/WordCount.ts"
-import { TokenizerFiles } from "./trainTokenizer.ts"
-
-export const PretrainCorpus = Schema.Struct({
-  train: BlobRef,
-  heldout: BlobRef,
-  heldout_chat: BlobRef,
-  stats: Schema.Record(Schema.String, Schema.Number)
-})
-export type PretrainCorpus = typeof PretrainCorpus.Type
+import { TokenizerFiles } from "../src/records/TokenizerFiles.ts"
+import { PretrainCorpus } from "../src/records/PretrainCorpus.ts"
 
 /** Windows shorter than this are dropped: they teach little and cost a padded row. */
 const MIN_WINDOW = 32

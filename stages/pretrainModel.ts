@@ -11,8 +11,7 @@
 import { Effect, Schema } from "effect"
 import { join } from "node:path"
 import { writeFile } from "node:fs/promises"
-import { BlobRef } from "../src/ArtifactStore.ts"
-import { sha256 } from "../src/Canonical.ts"
+import { sha256 } from "../src/dag/Canonical.ts"
 import { AdamW } from "../src/model/AdamW.ts"
 import * as Checkpoint from "../src/model/Checkpoint.ts"
 import { meanNll, trainSteps } from "../src/model/Pretrain.ts"
@@ -21,19 +20,11 @@ import { StoryModel } from "../src/model/StoryModel.ts"
 import { Tokenizer } from "../src/model/tokenizer/Tokenizer.ts"
 import * as TokenCorpus from "../src/model/TokenCorpus.ts"
 import { decays, defaultConfig, initWeights, ModelConfig, paramCount } from "../src/model/Transformer.ts"
-import { PermanentError } from "../src/Retry.ts"
-import * as Stage from "../src/Stage.ts"
-import { PretrainCorpus } from "./pretrainCorpus.ts"
-import { TokenizerFiles } from "./trainTokenizer.ts"
-
-export const ModelState = Schema.Struct({
-  config: ModelConfig,
-  weights: BlobRef,
-  optimizer: Schema.NullOr(BlobRef),
-  step: Schema.Int,
-  tokens: Schema.Number
-})
-export type ModelState = typeof ModelState.Type
+import { PermanentError } from "../src/dag/Retry.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { PretrainCorpus } from "../src/records/PretrainCorpus.ts"
+import { TokenizerFiles } from "../src/records/TokenizerFiles.ts"
+import { LmEvaluation, ModelState } from "../src/records/ModelState.ts"
 
 const Architecture = Schema.Struct({
   d_model: Schema.Int,
@@ -122,15 +113,6 @@ export const pretrainSegment = Stage.make({
       }
     })
 })
-
-export const LmEvaluation = Schema.Struct({
-  heldout_nll: Schema.Number,
-  heldout_perplexity: Schema.Number,
-  heldout_chat_perplexity: Schema.Number,
-  unigram_perplexity: Schema.Number,
-  heldout_tokens: Schema.Number
-})
-export type LmEvaluation = typeof LmEvaluation.Type
 
 export const evaluateLm = Stage.make({
   name: "evaluate-lm",

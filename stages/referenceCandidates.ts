@@ -4,9 +4,9 @@
  */
 import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
-import * as Stage from "../src/Stage.ts"
-import { PromptWithReference } from "./derivePrompts.ts"
-import { Candidate } from "./judge.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { PromptWithReference } from "../src/records/PromptWithReference.ts"
+import { Candidate } from "../src/records/Judgement.ts"
 
 export const referenceCandidates = Stage.make({
   name: "reference-candidates",

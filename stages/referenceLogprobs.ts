@@ -8,23 +8,13 @@ import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
 import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
 import { completionIds } from "../src/model/tokenizer/ChatTemplate.ts"
-import * as Stage from "../src/Stage.ts"
-import { PromptWithReference } from "./derivePrompts.ts"
-import { promptsOfBatch, SamplingSettings } from "./rollout.ts"
-import { Batch } from "./sampleBatch.ts"
-import { PolicyState } from "./trainState.ts"
-
-export const Reference = Schema.Struct({
-  prompt_id: Schema.String,
-  prompt_tokens: Schema.Array(Schema.Int),
-  tokens: Schema.Array(Schema.Int),
-  /** Teacher-forced logprobs of `tokens` under the policy of the step. */
-  logprobs: Schema.Array(Schema.Number),
-  text: Schema.String,
-  /** True when the story was longer than the cap and was cut. */
-  truncated: Schema.Boolean
-})
-export type Reference = typeof Reference.Type
+import * as Stage from "../src/dag/Stage.ts"
+import { PromptWithReference } from "../src/records/PromptWithReference.ts"
+import { promptsOfBatch } from "./rollout.ts"
+import { SamplingSettings } from "../src/records/Group.ts"
+import { Batch } from "../src/records/Batch.ts"
+import { PolicyState } from "../src/records/TrainState.ts"
+import { Reference } from "../src/records/Reference.ts"
 
 export const referenceLogprobs = Stage.make({
   name: "reference-logprobs",

@@ -10,45 +10,14 @@ import { promptText } from "../src/data/Prompts.ts"
 import { PolicyEngine, type PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
 import { PolicyEngines } from "../src/engines/Policies.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
-import { PermanentError } from "../src/Retry.ts"
-import { sha256 } from "../src/Canonical.ts"
-import { memoBatch } from "../src/MemoBatch.ts"
-import * as Stage from "../src/Stage.ts"
-import { PromptWithReference } from "./derivePrompts.ts"
-import { Batch } from "./sampleBatch.ts"
-import { PolicyState } from "./trainState.ts"
-
-export const Sample = Schema.Struct({
-  tokens: Schema.Array(Schema.Int),
-  logprobs: Schema.Array(Schema.Number),
-  text: Schema.String,
-  stop_reason: Schema.Literals(["stop", "length"])
-})
-export type Sample = typeof Sample.Type
-
-export const Group = Schema.Struct({
-  prompt_id: Schema.String,
-  /** The prompt as the policy and the judge read it. */
-  prompt: Schema.String,
-  requested_words: Schema.Int,
-  prompt_tokens: Schema.Array(Schema.Int),
-  samples: Schema.Array(Sample)
-})
-export type Group = typeof Group.Type
-
-export const SamplingSettings = Schema.Struct({
-  temperature: Schema.Number,
-  top_p: Schema.Number,
-  top_k: Schema.Int,
-  repetition_penalty: Schema.Number,
-  presence_penalty: Schema.Number,
-  /** Cap on new tokens; a prompt's own cap is min(this, ceil(requested_words × tokens_per_word)). */
-  max_tokens: Schema.Int,
-  tokens_per_word: Schema.Number,
-  /** The chat template's thinking mode (Qwen3-style `enable_thinking`); the trace is stripped before judging. */
-  thinking: Schema.Boolean
-})
-export type SamplingSettings = typeof SamplingSettings.Type
+import { PermanentError } from "../src/dag/Retry.ts"
+import { sha256 } from "../src/dag/Canonical.ts"
+import { memoBatch } from "../src/dag/MemoBatch.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { PromptWithReference } from "../src/records/PromptWithReference.ts"
+import { Batch } from "../src/records/Batch.ts"
+import { PolicyState } from "../src/records/TrainState.ts"
+import { Group, SamplingSettings } from "../src/records/Group.ts"
 
 /** The prompts of a batch, in batch order, or a clear error naming a missing id. */
 export const promptsOfBatch = (prompts: ReadonlyArray<typeof PromptWithReference.Type>, batch: Batch) => {

@@ -4,17 +4,10 @@
  * so step k's batch depends only on (seed, strata, state k): a resumed run draws the same batches.
  */
 import { Effect, Schema } from "effect"
-import { draw, initial, SamplerState } from "../src/data/Sampler.ts"
-import * as Stage from "../src/Stage.ts"
-import { Strata } from "./stratify.ts"
-
-export const Batch = Schema.Struct({
-  /** Prompt ids of this step, `groups_per_step` of them. */
-  prompts: Schema.Array(Schema.String),
-  /** The sampler state after this step. */
-  sampler: SamplerState
-})
-export type Batch = typeof Batch.Type
+import { draw, initial } from "../src/data/Sampler.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { Strata } from "../src/records/Strata.ts"
+import { Batch } from "../src/records/Batch.ts"
 
 /** The sampler state before step 0, as a node (the loop's initial state). */
 export const samplerStart = Stage.make({

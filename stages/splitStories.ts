@@ -6,10 +6,8 @@
 import { Effect, Schema } from "effect"
 import { ingestAll } from "../src/data/Ingest.ts"
 import { Story } from "../src/data/Story.ts"
-import * as Stage from "../src/Stage.ts"
-
-/** A source path and the digest of its content (see `sourceDigests`). */
-export const Source = Schema.Struct({ path: Schema.String, digest: Schema.String })
+import * as Stage from "../src/dag/Stage.ts"
+import { Source } from "../src/records/Source.ts"
 
 export const splitStories = Stage.make({
   name: "split-stories",

@@ -3,10 +3,10 @@
  * reference (`<prompt>#ref`) of every group, each with the prompt it answers.
  */
 import { Effect, Schema } from "effect"
-import * as Stage from "../src/Stage.ts"
-import { Candidate } from "./judge.ts"
-import { Reference } from "./referenceLogprobs.ts"
-import { Group } from "./rollout.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { Candidate } from "../src/records/Judgement.ts"
+import { Reference } from "../src/records/Reference.ts"
+import { Group } from "../src/records/Group.ts"
 
 export const rolloutId = (prompt: string, i: number) => `${prompt}#${i}`
 export const referenceId = (prompt: string) => `${prompt}#ref`

@@ -6,18 +6,9 @@
 import { Effect, Schema } from "effect"
 import { Prompt } from "../src/data/Prompts.ts"
 import { bucketOf, stratify as byBucket } from "../src/data/Sampler.ts"
-import { PermanentError } from "../src/Retry.ts"
-import * as Stage from "../src/Stage.ts"
-
-export const Strata = Schema.Struct({
-  edges: Schema.Array(Schema.Number),
-  weights: Schema.Array(Schema.Number),
-  names: Schema.Array(Schema.String),
-  /** Prompt ids per bucket, sorted. */
-  buckets: Schema.Array(Schema.Array(Schema.String)),
-  outside: Schema.Number
-})
-export type Strata = typeof Strata.Type
+import { PermanentError } from "../src/dag/Retry.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { Strata } from "../src/records/Strata.ts"
 
 export const stratify = Stage.make({
   name: "stratify",

@@ -4,21 +4,9 @@
  * steps made them, and the prompt sampler's state.
  */
 import { Effect, Schema } from "effect"
-import * as Stage from "../src/Stage.ts"
-import { Batch } from "./sampleBatch.ts"
-
-export const PolicyState = Schema.Struct({
-  /** Checkpoint the engine loads before using the policy (`PolicyEngine.load`). */
-  checkpoint: Schema.String,
-  /** Optimizer steps taken since the initial model. */
-  step: Schema.Int,
-  /** The initial model (the reference of the KL term). */
-  initial: Schema.String
-})
-export type PolicyState = typeof PolicyState.Type
-
-export const TrainState = Schema.Struct({ policy: PolicyState, batch: Batch })
-export type TrainState = typeof TrainState.Type
+import * as Stage from "../src/dag/Stage.ts"
+import { Batch } from "../src/records/Batch.ts"
+import { PolicyState, TrainState } from "../src/records/TrainState.ts"
 
 /** Step 0: the recipe's model (its content digest is a param, so new weights at the same path are a new key). */
 export const initTrain = Stage.make({

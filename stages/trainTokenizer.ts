@@ -6,11 +6,8 @@ import { Effect, Schema } from "effect"
 import { countWords, serializeTokenizerJson, trainBpeFromCounts } from "../src/model/tokenizer/BpeTrainer.ts"
 import { tokenizerConfigFor } from "../src/model/tokenizer/TokenizerFiles.ts"
 import { Story } from "../src/data/Story.ts"
-import * as Stage from "../src/Stage.ts"
-
-/** tokenizer.json and tokenizer_config.json, verbatim. */
-export const TokenizerFiles = Schema.Struct({ json: Schema.String, config: Schema.String })
-export type TokenizerFiles = typeof TokenizerFiles.Type
+import * as Stage from "../src/dag/Stage.ts"
+import { TokenizerFiles } from "../src/records/TokenizerFiles.ts"
 
 export const trainTokenizer = Stage.make({
   name: "train-tokenizer",

@@ -8,10 +8,10 @@
 import { Effect, Schema } from "effect"
 import { PolicyEngine, type Datum } from "../src/engines/PolicyEngine.ts"
 import { mismatchCorrection } from "../src/grpo/TokenLoss.ts"
-import * as Stage from "../src/Stage.ts"
-import { TrainBatch, type DatumRecord } from "./hriGroups.ts"
-import { Batch } from "./sampleBatch.ts"
-import { PolicyState, TrainState } from "./trainState.ts"
+import * as Stage from "../src/dag/Stage.ts"
+import { TrainBatch, type DatumRecord } from "../src/records/TrainBatch.ts"
+import { Batch } from "../src/records/Batch.ts"
+import { PolicyState, TrainState } from "../src/records/TrainState.ts"
 
 const datum = (d: DatumRecord): Datum => ({
   modelInput: d.model_input,

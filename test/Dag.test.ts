@@ -2,7 +2,7 @@
 import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { Pipeline, Stage } from "polaris"
-import * as Dag from "../src/Dag.ts"
+import * as Dag from "../src/dag/Dag.ts"
 
 const Numbers = Schema.Array(Schema.Number)
 const source = Stage.make({ name: "source", version: "1", output: Numbers, run: () => Effect.succeed([1, 2, 3]) })

@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { ArtifactStore, Pipeline, Stage } from "polaris"
-import * as Explain from "../src/Explain.ts"
+import * as Explain from "../src/dag/Explain.ts"
 import { runOk, tempDir } from "./support/store.ts"
 
 const Numbers = Schema.Array(Schema.Number)

@@ -3,7 +3,7 @@ import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { Pipeline, Stage } from "polaris"
 import { sampleBatch, samplerStart } from "../stages/sampleBatch.ts"
-import { Strata } from "../stages/stratify.ts"
+import { Strata } from "../src/records/Strata.ts"
 import { runOk, tempDir } from "./support/store.ts"
 
 const strata = Stage.make({

@@ -9,13 +9,13 @@
  */
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import * as ArtifactStore from "../ArtifactStore.ts"
+import * as ArtifactStore from "../dag/ArtifactStore.ts"
 import { ingest } from "../data/Ingest.ts"
 import { type Prompt, promptText } from "../data/Prompts.ts"
 import type { Story } from "../data/Story.ts"
-import * as Executor from "../Executor.ts"
-import { ModuleError } from "../PipelineModule.ts"
-import type { Strata } from "../../stages/stratify.ts"
+import * as Executor from "../dag/Executor.ts"
+import { ModuleError } from "../dag/PipelineModule.ts"
+import type { Strata } from "../records/Strata.ts"
 import { resolveTarget } from "./target.ts"
 
 /** The first `n` whitespace-separated tokens of a story's text, with an ellipsis when there are more. */

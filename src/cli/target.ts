@@ -5,12 +5,12 @@
  */
 import { resolve } from "node:path"
 import { Effect, type Layer, type Schedule } from "effect"
-import * as ArtifactStore from "../ArtifactStore.ts"
-import type { Pipeline } from "../Pipeline.ts"
-import * as PipelineModule from "../PipelineModule.ts"
-import * as Retry from "../Retry.ts"
+import * as ArtifactStore from "../dag/ArtifactStore.ts"
+import type { Pipeline } from "../dag/Pipeline.ts"
+import * as PipelineModule from "../dag/PipelineModule.ts"
+import * as Retry from "../dag/Retry.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
-import * as RunLog from "../RunLog.ts"
+import * as RunLog from "../dag/RunLog.ts"
 import * as RecipeLoader from "../recipe/RecipeLoader.ts"
 
 /** A resolved run target. */

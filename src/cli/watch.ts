@@ -7,9 +7,9 @@
 import { resolve } from "node:path"
 import { watch as chokidar } from "chokidar"
 import { Console, Deferred, Effect, Fiber, Layer } from "effect"
-import * as ArtifactStore from "../ArtifactStore.ts"
-import * as Executor from "../Executor.ts"
-import * as Progress from "../Progress.ts"
+import * as ArtifactStore from "../dag/ArtifactStore.ts"
+import * as Executor from "../dag/Executor.ts"
+import * as Progress from "../dag/Progress.ts"
 import { resolveTarget, type Target, type TargetOptions } from "./target.ts"
 
 /** Settings of a watch session. */

@@ -19,7 +19,7 @@
  * ```
  */
 import { Schema } from "effect"
-import { sha256 } from "../Canonical.ts"
+import { sha256 } from "../dag/Canonical.ts"
 import { words } from "../text/WordCount.ts"
 import type { Story } from "./Story.ts"
 

@@ -15,7 +15,7 @@
  * ```
  */
 import { Schema } from "effect"
-import { sha256 } from "../Canonical.ts"
+import { sha256 } from "../dag/Canonical.ts"
 import { countWords } from "../text/WordCount.ts"
 
 /** A story record as it crosses boundaries (JSONL artifacts, stage outputs). */

@@ -15,7 +15,7 @@
 import { Effect, Layer, Semaphore } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { sha256 } from "../Canonical.ts"
+import { sha256 } from "../dag/Canonical.ts"
 import { AdamW, type AdamParams } from "../model/AdamW.ts"
 import * as Checkpoint from "../model/Checkpoint.ts"
 import { ExternalModel } from "../model/ExternalModel.ts"

@@ -29,7 +29,7 @@ import type { AdamParams } from "../model/AdamW.ts"
 import type { SamplingParams } from "../model/Sampling.ts"
 import type { ChatOptions } from "../model/tokenizer/ChatTemplate.ts"
 import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
-import type { Fingerprinted } from "../Engine.ts"
+import type { Fingerprinted } from "../dag/Engine.ts"
 
 /** The engine losses (Tinker's names); each a SUM over tokens, normalization is the caller's. */
 export const LossFn = Schema.Union([

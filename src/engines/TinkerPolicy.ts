@@ -60,7 +60,7 @@ import { validate, type SamplingParams } from "../model/Sampling.ts"
 import { END_TOKEN, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import { engineLoss } from "../grpo/TokenLoss.ts"
-import type * as Retry from "../Retry.ts"
+import type * as Retry from "../dag/Retry.ts"
 import { attempts, classifyStatus, LlmError, malformed, parseRetryAfter, trimSlash } from "./llm/Remote.ts"
 import {
   PolicyEngine,

@@ -23,7 +23,7 @@
 import { createHash } from "node:crypto"
 import { Cause, Clock, Duration, Effect, Redacted, Schema, Semaphore } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
-import * as Retry from "../Retry.ts"
+import * as Retry from "../dag/Retry.ts"
 import { validate, type SamplingParams } from "../model/Sampling.ts"
 import { classifyStatus, LlmError, malformed, trimSlash } from "./llm/Remote.ts"
 import { PolicyError, type PolicyEngineShape, type SampledSequence, type PolicyErrorReason } from "./PolicyEngine.ts"

@@ -22,12 +22,12 @@
  * Effect.runPromise(Effect.provide(program, Writer.gemini({ apiKey: Redacted.make(key), model: "gemini-3-flash-preview" })))
  * ```
  */
-import { digest } from "../Canonical.ts"
+import { digest } from "../dag/Canonical.ts"
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { FetchHttpClient, HttpClient } from "effect/http"
 import { premise as extractivePremise, type PremiseSource } from "../data/Premise.ts"
 import { excerpt } from "../data/Prompts.ts"
-import type { Fingerprinted } from "../Engine.ts"
+import type { Fingerprinted } from "../dag/Engine.ts"
 import {
   attempts,
   LlmError,

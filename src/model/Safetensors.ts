@@ -16,7 +16,7 @@
  */
 import { readFile } from "node:fs/promises"
 import { dirname } from "node:path"
-import { atomicWrite } from "../internal/files.ts"
+import { atomicWrite } from "../dag/internal/files.ts"
 
 /** The element types supported here (a subset of what safetensors defines). */
 export type Dtype = "F32" | "F64" | "I64" | "I32" | "U8"

@@ -11,11 +11,11 @@
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
 import { Data, Effect, Option, Schema } from "effect"
-import { Evaluation, type EvalSummary } from "../../stages/evaluation.ts"
-import type { Ratings, SystemRating } from "../../stages/pairwise.ts"
-import { objectPath, pathsOf, type StorePaths } from "../ArtifactStore.ts"
-import { atomicWrite, ensureDir, readIfExists } from "../internal/files.ts"
-import { readJsonl } from "../RunLog.ts"
+import { Evaluation, type EvalSummary } from "../records/Evaluation.ts"
+import type { Ratings, SystemRating } from "../records/Comparison.ts"
+import { objectPath, pathsOf, type StorePaths } from "../dag/ArtifactStore.ts"
+import { atomicWrite, ensureDir, readIfExists } from "../dag/internal/files.ts"
+import { readJsonl } from "../dag/RunLog.ts"
 import { barChart, escapeXml, lineChart, type Series } from "./Svg.ts"
 
 /** The report could not be built: unknown run, unreadable files. */

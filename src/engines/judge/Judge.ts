@@ -21,7 +21,7 @@
  * ```
  */
 import { Context, Data, type Duration, type Effect, Schema } from "effect"
-import type { Fingerprinted } from "../../Engine.ts"
+import type { Fingerprinted } from "../../dag/Engine.ts"
 import type { Rubric } from "./Rubric.ts"
 
 /** One story to judge. `sample` tells repeated judgements of the same story apart (k > 1). */

@@ -8,7 +8,7 @@
  * const judge = yield* makeRemoteJudge({ backend: "gemini", model, rubric, settings, call, ... })
  */
 import { Effect, type Result } from "effect"
-import { digest } from "../../Canonical.ts"
+import { digest } from "../../dag/Canonical.ts"
 import { attempts, type LlmError, malformed, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
 import * as RateLimiter from "../llm/RateLimiter.ts"
 import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type PairItem, type Preference, type Usage, type Verdict } from "./Judge.ts"

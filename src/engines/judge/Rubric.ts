@@ -19,7 +19,7 @@
  */
 import { resolve } from "node:path"
 import { Data, Effect, Result, Schema } from "effect"
-import { digest, sha256 } from "../../Canonical.ts"
+import { digest, sha256 } from "../../dag/Canonical.ts"
 import { toProblems } from "../../recipe/internal/issues.ts"
 import { formatPath, type Location, originAt, type Path, type Problem, valueAt } from "../../recipe/internal/tree.ts"
 import { readYamlFile } from "../../recipe/internal/yamlFile.ts"

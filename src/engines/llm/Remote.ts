@@ -9,7 +9,7 @@
  */
 import { Cause, Data, Duration, Effect, Schema } from "effect"
 import { HttpClientRequest, type HttpClient } from "effect/http"
-import * as Retry from "../../Retry.ts"
+import * as Retry from "../../dag/Retry.ts"
 
 /** Why a remote call failed. */
 export type LlmErrorReason =

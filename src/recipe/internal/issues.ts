@@ -4,7 +4,7 @@
  * type errors name the value found; missing keys point at the mapping that lacks them.
  */
 import { Redacted, SchemaAST } from "effect"
-import { didYouMean } from "../../internal/suggest.ts"
+import { didYouMean } from "../../dag/internal/suggest.ts"
 import { originAt, type Path, pathKey, type Problem, type Tree, valueAt } from "./tree.ts"
 
 /** A Standard Schema issue, as `~standard.validate` reports it. */

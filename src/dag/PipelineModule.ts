@@ -19,7 +19,7 @@ import { dirname, isAbsolute, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Layer } from "effect"
 import * as Pipeline from "./Pipeline.ts"
-import type { Recipe } from "./recipe/Recipe.ts"
+import type { Recipe } from "../recipe/Recipe.ts"
 import type { AnyStage } from "./Stage.ts"
 
 /** A pipeline or stage module that cannot be used, said with the file and the reason. */
@@ -42,11 +42,11 @@ export const define = (name: string, build: Definition["build"]): Definition => 
 
 /** Built-in pipelines, by name: each a module (in `pipelines/`) whose default export is a Definition. */
 const BUILTINS: Readonly<Record<string, string>> = {
-  "polaris-data": resolve(import.meta.dirname, "..", "pipelines", "polarisData.ts"),
-  pretrain: resolve(import.meta.dirname, "..", "pipelines", "pretrain.ts"),
-  "judge-references": resolve(import.meta.dirname, "..", "pipelines", "judgeReferences.ts"),
-  polaris: resolve(import.meta.dirname, "..", "pipelines", "polaris.ts"),
-  "eval-length": resolve(import.meta.dirname, "..", "pipelines", "evalLength.ts")
+  "polaris-data": resolve(import.meta.dirname, "..", "..", "pipelines", "polarisData.ts"),
+  pretrain: resolve(import.meta.dirname, "..", "..", "pipelines", "pretrain.ts"),
+  "judge-references": resolve(import.meta.dirname, "..", "..", "pipelines", "judgeReferences.ts"),
+  polaris: resolve(import.meta.dirname, "..", "..", "pipelines", "polaris.ts"),
+  "eval-length": resolve(import.meta.dirname, "..", "..", "pipelines", "evalLength.ts")
 }
 
 /**

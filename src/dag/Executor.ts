@@ -20,7 +20,7 @@ import { Cause, Context, Data, Deferred, Effect, Exit, Option, type Schedule, Sc
 import { ArtifactStore, type BlobRef, type KeyComponents, type NodeEntry, type StoreError } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
 import { fingerprintFile } from "./Fingerprint.ts"
-import { seeded } from "./internal/random.ts"
+import { seeded } from "../internal/random.ts"
 import * as Memo from "./Memo.ts"
 import type { Pipeline, PipelineNode } from "./Pipeline.ts"
 import * as Retry from "./Retry.ts"
