@@ -84,7 +84,7 @@ describe("node cache", () => {
   it("a stage whose source file changed re-runs; unchanged output cuts off its descendants", async () => {
     const root = tempDir()
     const file = join(root, "stage-module.ts")
-    writeFileSync(file, "// version A\n")
+    writeFileSync(file, 'export const variant = "A"\n')
     const edited = Stage.make({
       name: "edited",
       version: "1",
@@ -103,7 +103,11 @@ describe("node cache", () => {
     reset()
     await runOk(root, p())
     expect(ran()).toEqual({})
-    writeFileSync(file, "// version B: a comment changed, output did not\n")
+    // A comment or reformatting is not a change of code (the fingerprint hashes what runs).
+    writeFileSync(file, '// a comment\nexport const variant =  "A";\n')
+    await runOk(root, p())
+    expect(ran()).toEqual({})
+    writeFileSync(file, 'export const variant = "B" // the code changed, the output did not\n')
     const result = await runOk(root, p())
     expect(ran()).toEqual({ edited: 1 })
     expect(result.nodes["total"]!.status).toBe("cached")
