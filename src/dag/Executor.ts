@@ -14,18 +14,23 @@
  * Descendants see inputs by content digest, so a node that re-ran with byte-identical output
  * leaves them cached (early cutoff). A failed node fails its descendants (skipped) while
  * independent branches finish, unless `failFast`.
+ *
+ * The whole run holds its run lock (`locks/runs/<run-id>.lock`, KeyLock.holdRun), so `cache gc`
+ * refuses to delete while it writes; a run starting while gc deletes waits, saying so on stderr.
  */
 import { availableParallelism } from "node:os"
-import { Cause, Context, Data, Deferred, Effect, Exit, Option, type Schedule, Schema, Semaphore } from "effect"
-import { ArtifactStore, type BlobRef, type KeyComponents, type NodeEntry, type StoreError } from "./ArtifactStore.ts"
+import { Cause, Context, Data, Deferred, Effect, Exit, Option, References, type Schedule, Schema, Semaphore } from "effect"
+import { ArtifactStore, type BlobRef, type KeyComponents, type NodeEntry, StoreError } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
-import { fingerprintFile } from "./Fingerprint.ts"
+import { fingerprintStage } from "./Fingerprint.ts"
 import { seeded } from "../internal/random.ts"
+import * as KeyLock from "./KeyLock.ts"
 import * as Memo from "./Memo.ts"
 import type { Pipeline, PipelineNode } from "./Pipeline.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
 import type { StageContext } from "./Stage.ts"
+import * as Tree from "./Tree.ts"
 import * as StoredValue from "./StoredValue.ts"
 
 /** How a run goes. All optional. */
@@ -133,10 +138,14 @@ export const run = <R, O>(
   pipeline: Pipeline<R, O>,
   options: RunOptions = {}
 ): Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore> =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const store = yield* ArtifactStore
     const config = options.config ?? { pipeline: pipeline.name }
     const runId = options.runId ?? RunLog.newRunId()
+    // Before the run directory exists, so a gc deleting right now cannot take it for a removed run's.
+    yield* KeyLock.holdRun(store.paths.locks, runId, {
+      onWait: (why) => Effect.logWarning(`run ${runId} waits: ${why}`).pipe(Effect.provideService(References.LogToStderr, true))
+    }).pipe(Effect.mapError((e) => new StoreError({ op: "lock", path: e.path, cause: e.cause })))
     const log = yield* RunLog.open(store.paths, runId, config)
     if (options.onStart) yield* options.onStart(log)
     const started = Date.now()
@@ -186,6 +195,8 @@ export const run = <R, O>(
       random: (index) => seeded(`${key}:${index}`),
       putBlob: (bytes) => Effect.orDie(Effect.map(store.put(bytes), (digest): BlobRef => ({ $blob: digest, bytes: bytes.byteLength }))),
       getBlob: (ref) => Effect.orDie(store.get(ref.$blob)),
+      putTree: (dir) => Effect.orDie(Tree.put(store, dir)),
+      getTree: (ref) => Effect.orDie(Tree.materialize(store, ref)),
       log: (message) => log.emit({ type: "log", node: node.id, message })
     })
 
@@ -244,7 +255,7 @@ export const run = <R, O>(
         const components = CacheKey.components({
           stage: node.stage.name,
           version: node.stage.version,
-          source: fingerprintFile(node.stage.source, fingerprints),
+          source: fingerprintStage(node.stage.source, fingerprints),
           params: node.params,
           inputs: inputDigests,
           engines
@@ -325,4 +336,4 @@ export const run = <R, O>(
     const outputs: Record<string, unknown> = {}
     for (const [name, id] of Object.entries(pipeline.outputs)) outputs[name] = (yield* Deferred.await(deferreds.get(id)!)).value
     return { runId, dir: log.dir, outputs: outputs as O, nodes: statuses, executed, cached }
-  }) as Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore>
+  })) as Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore>

@@ -7,18 +7,31 @@
  * manifest; node entries name their object and the memo keys their stage used; memo entries
  * name their object; an object that is JSON names the blobs (`{ "$blob": digest }`) inside it.
  *
- * Run `gc` while no run writes to the store: a run in flight may have stored objects that no
- * log names yet.
+ * A run in flight may have stored objects that no log names yet, so `gc` (unless a dry run)
+ * first takes the store's gc lock, which runs starting meanwhile wait for, and refuses with
+ * StoreInUse while a live run lock exists (KeyLock: runs hold one for their whole life).
  */
 import { createHash } from "node:crypto"
 import { createReadStream, type Dirent } from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
-import { Effect, Option, Schema } from "effect"
+import { Data, Effect, Option, References, Schema } from "effect"
 import { make as makeStore, objectPath, StoreError, type StorePaths } from "./ArtifactStore.ts"
 import { readIfExists } from "./internal/files.ts"
 import * as KeyLock from "./KeyLock.ts"
 import * as RunLog from "./RunLog.ts"
+
+/** `gc` refused to delete: these runs still hold their run locks, so they may be writing. */
+export class StoreInUse extends Data.TaggedError("StoreInUse")<{
+  readonly store: string
+  readonly runs: ReadonlyArray<{ readonly runId: string; readonly pid: number | undefined; readonly host: string | undefined }>
+}> {
+  override get message() {
+    const runs = this.runs.map((r) => `run ${r.runId} (pid ${r.pid ?? "?"} on ${r.host ?? "?"})`).join(", ")
+    const one = this.runs.length === 1
+    return `cache gc refused: ${runs} ${one ? "is" : "are"} still writing to the store ${this.store}; run gc again when ${one ? "it has" : "they have"} finished`
+  }
+}
 
 /** How many files and how many bytes. */
 export interface Tally { readonly count: number; readonly bytes: number }
@@ -60,7 +73,7 @@ export interface GcResult {
   readonly keptRuns: ReadonlyArray<string>
   readonly removedRuns: ReadonlyArray<string>
   readonly kept: Readonly<Record<"objects" | "nodes" | "memo", Tally>>
-  readonly removed: Readonly<Record<"runs" | "objects" | "nodes" | "memo" | "tmp" | "locks", Tally>>
+  readonly removed: Readonly<Record<"runs" | "objects" | "nodes" | "memo" | "tmp" | "locks" | "folders", Tally>>
 }
 
 const DIGEST = /^[0-9a-f]{64}$/
@@ -126,6 +139,17 @@ const dirBytes = async (dir: string): Promise<number> => {
     total += e.isDirectory() ? await dirBytes(path) : (await orMissing(fs.stat(path)))?.size ?? 0
   }
   return total
+}
+
+/** The latest modification time of anything inside `dir` (its own, when empty). */
+const newestInside = async (dir: string): Promise<number> => {
+  let newest = 0
+  for (const e of await entries(dir)) {
+    const path = join(dir, e.name)
+    const stat = await orMissing(fs.stat(path))
+    if (stat !== undefined) newest = Math.max(newest, e.isDirectory() ? Math.max(stat.mtimeMs, await newestInside(path)) : stat.mtimeMs)
+  }
+  return newest > 0 ? newest : (await orMissing(fs.stat(dir)))?.mtimeMs ?? 0
 }
 
 const readManifest = (paths: StorePaths, runId: string) => {
@@ -211,12 +235,15 @@ const runRoots = (paths: StorePaths, runId: string, nodes: Set<string>, memo: Se
     }
   })
 
-/** Every `$blob` digest inside a JSON value. */
+/** Every `$blob` and `$tree` digest inside a JSON value. */
 const blobRefs = (value: unknown, out: Array<string>): Array<string> => {
   if (Array.isArray(value)) for (const v of value) blobRefs(v, out)
   else if (value !== null && typeof value === "object") {
-    const ref = (value as Record<string, unknown>)["$blob"]
-    if (typeof ref === "string" && DIGEST.test(ref)) out.push(ref)
+    // `$tree`: a stored folder's manifest (Tree.ts), itself JSON naming its files as `$blob`s.
+    for (const field of ["$blob", "$tree"]) {
+      const ref = (value as Record<string, unknown>)[field]
+      if (typeof ref === "string" && DIGEST.test(ref)) out.push(ref)
+    }
     for (const v of Object.values(value)) blobRefs(v, out)
   }
   return out
@@ -274,19 +301,30 @@ const removeFiles = (files: ReadonlyArray<StoredFile>) =>
 
 /**
  * Removes everything the kept runs cannot reach: objects, node entries, memo entries, and
- * the directories of runs not kept; also temp files older than an hour and locks whose owner
- * process died. A dry run (the default) only reports, and touches nothing on disk.
+ * the directories of runs not kept; also temp files older than an hour and stale locks (key
+ * and run locks whose holder is gone, by KeyLock's rules). A dry run (the default) only reports,
+ * and touches nothing on disk.
  *
- * Fails with a StoreError, before removing anything, when `keepRuns` names a run that does not
- * exist: a typo must not empty the store.
+ * Fails before removing anything: with StoreInUse (naming each run) while a live run holds its
+ * run lock, and with a StoreError when `keepRuns` names a run that does not exist (a typo must
+ * not empty the store). Runs that start while gc deletes wait for it.
  *
  * @example
  * const result = yield* StoreMaintenance.gc(paths, { dryRun: false, keepRuns: [runId] })
  * console.log(`${result.removed.objects.count} objects, ${result.removed.objects.bytes} bytes freed`)
  */
-export const gc = (paths: StorePaths, options: GcOptions = {}): Effect.Effect<GcResult, StoreError> =>
-  Effect.gen(function*() {
+export const gc = (paths: StorePaths, options: GcOptions = {}): Effect.Effect<GcResult, StoreError | StoreInUse> =>
+  Effect.scoped(Effect.gen(function*() {
     const dryRun = options.dryRun ?? true
+    const lockError = (e: KeyLock.LockError) => new StoreError({ op: "lock", path: e.path, cause: e.cause })
+    if (!dryRun) {
+      // Held until gc returns: a run starting meanwhile waits. A run already going refuses gc.
+      yield* Effect.mapError(KeyLock.holdGc(paths.locks, {
+        onWait: (holder) => Effect.logWarning(`cache gc waits for another cache gc (${holder})`).pipe(Effect.provideService(References.LogToStderr, true))
+      }), lockError)
+      const live = (yield* Effect.mapError(KeyLock.runLocks(paths.locks), lockError)).filter((r) => r.live)
+      if (live.length > 0) return yield* new StoreInUse({ store: paths.root, runs: live.map((r) => ({ runId: r.runId, pid: r.pid, host: r.host })) })
+    }
     const allRuns = yield* RunLog.list(paths)
     const keptRuns = options.keepRuns === undefined ? allRuns : [...new Set(options.keepRuns)].sort()
     const unknown = keptRuns.find((id) => !allRuns.includes(id))
@@ -300,11 +338,25 @@ export const gc = (paths: StorePaths, options: GcOptions = {}): Effect.Effect<Gc
     const now = Date.now()
     const oldTmp = (yield* attempt("list", paths.tmp, () => filesIn(paths.tmp))).filter((f) => now - f.mtimeMs > TMP_MAX_AGE_MS)
     const deadLocks: Array<StoredFile> = []
-    for (const f of yield* attempt("list", paths.locks, () => filesIn(paths.locks))) {
-      if (f.name.endsWith(".lock") && (yield* attempt("read", f.path, () => KeyLock.isDead(f.path)))) deadLocks.push(f)
+    const lockFiles = yield* attempt("list", paths.locks, async () => [...await filesIn(paths.locks), ...await filesIn(join(paths.locks, "runs"))])
+    for (const f of lockFiles) {
+      if (f.name.endsWith(".lock") && (yield* Effect.mapError(KeyLock.isStaleLock(f.path), lockError))) deadLocks.push(f)
     }
     const runBytes = yield* Effect.forEach(removedRuns, (id) => attempt("stat", join(paths.runs, id), () => dirBytes(join(paths.runs, id))))
-
+    // Folders: stored trees laid out for engines (trees/<digest>, kept while their manifest is
+    // reachable) and scratch folders in tmp/ (an engine's checkpoint not yet moved into the store
+    // when its run was killed), aged like temp files by the newest thing inside them.
+    const goneFolders = yield* attempt("list", paths.root, async () => {
+      const under = async (dir: string, keep: (name: string, path: string) => Promise<boolean>) =>
+        Promise.all((await entries(dir)).filter((e) => e.isDirectory()).map(async (e) => {
+          const path = join(dir, e.name)
+          return (await keep(e.name, path)) ? [] : [{ path, bytes: await dirBytes(path) }]
+        })).then((found) => found.flat())
+      return [
+        ...await under(join(paths.root, "trees"), async (name) => objects.has(name)),
+        ...await under(paths.tmp, async (_, path) => now - (await newestInside(path)) <= TMP_MAX_AGE_MS)
+      ]
+    })
     const [keptObjects, goneObjects] = partition(objectFiles, (f) => objects.has(f.name))
     const [keptNodes, goneNodes] = partition(nodeFiles, (f) => nodeKeys.has(f.key))
     const [keptMemo, goneMemo] = partition(memoFiles, (f) => memoKeys.has(f.key))
@@ -319,7 +371,8 @@ export const gc = (paths: StorePaths, options: GcOptions = {}): Effect.Effect<Gc
       yield* removeFiles(goneMemo)
       yield* removeFiles(goneObjects)
       yield* removeFiles(oldTmp)
-      for (const lock of deadLocks) yield* attempt("remove", lock.path, () => KeyLock.removeIfDead(lock.path))
+      yield* Effect.forEach(goneFolders, (f) => attempt("remove", f.path, () => fs.rm(f.path, { recursive: true, force: true })), { discard: true })
+      for (const lock of deadLocks) yield* Effect.mapError(KeyLock.removeIfStale(lock.path), lockError)
     }
 
     return {
@@ -333,7 +386,8 @@ export const gc = (paths: StorePaths, options: GcOptions = {}): Effect.Effect<Gc
         nodes: tally(goneNodes),
         memo: tally(goneMemo),
         tmp: tally(oldTmp),
-        locks: tally(deadLocks)
+        locks: tally(deadLocks),
+        folders: tally(goneFolders)
       }
     }
-  })
+  }))
