@@ -6,8 +6,10 @@
  *
  *     objects/ab/cdef...   immutable bytes named by their sha256, read-only
  *     nodes/ab/<key>.json  node key  -> object digest, key components, metrics, memo keys
- *     memo/ab/<key>.json   memo key  -> object digest
+ *     memo/ab/<key>.json   memo key  -> object digest, key components
  *     locks/<key>.lock     per-key single-flight locks (see KeyLock)
+ *     locks/runs/<id>.lock held by each run in flight, so `cache gc` refuses to delete under it
+ *     locks/gc.lock        held by `cache gc` while it deletes; starting runs wait for it
  *     runs/<run-id>/       run directories (see RunLog)
  *     corrupt/             objects that failed verification, kept for inspection
  *     tmp/                 temp files, renamed into place
@@ -83,11 +85,25 @@ export const NodeEntry = Schema.Struct({
 })
 export type NodeEntry = typeof NodeEntry.Type
 
-/** Index entry of a memoized item. */
+/**
+ * The parts a memo key was hashed from, kept so `explain` can say which one changed. The item
+ * key is kept as a short digest per field (`CacheKey.keyFields`), never its values.
+ */
+export const MemoComponents = Schema.Struct({
+  namespace: Schema.String,
+  stage: Schema.String,
+  version: Schema.String,
+  engines: Schema.Record(Schema.String, Schema.String),
+  key: Schema.Record(Schema.String, Schema.String)
+})
+export type MemoComponents = typeof MemoComponents.Type
+
+/** Index entry of a memoized item. `components` is absent in entries written by older versions. */
 export const MemoEntry = Schema.Struct({
   key: Schema.String,
   object: Schema.String,
-  createdAt: Schema.String
+  createdAt: Schema.String,
+  components: Schema.optionalKey(MemoComponents)
 })
 export type MemoEntry = typeof MemoEntry.Type
 

@@ -8,18 +8,25 @@
  * names that upstream node and what it did in the run, so the chain can be followed back to
  * the change that started it.
  *
+ * For a node that executed, it also says which memo items it recomputed and which it reused,
+ * per namespace, and for each recomputed item which components of its key changed, compared
+ * with the nearest item (fewest differing components) that the node used in the earlier run.
+ *
  * @example
  * const e = yield* Explain.explain(ArtifactStore.pathsOf(".polaris"), "train/step-003/judge", {})
  * console.log(Explain.formatExplanation(e))
  * // node train/step-003/judge re-ran in run 20261123-190512.347-3fa9c2d1 (previous: 20261123-181002.120-77b0e1aa):
  * //   params: {"salt":"s3"} -> {"salt":"s4"}
  * //   inputs.items: 3fa9c2d1e0b7… -> 77b0e1aa41c2… (from node items, which re-ran)
+ * //   memo items:
+ * //     verdict: 3 recomputed (key.text changed ×3), 45 reused
  */
 import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { make as makeStore, type NodeEntry, StoreError, type StorePaths } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
 import { readIfExists } from "./internal/files.ts"
+import { memoItems, type MemoNamespace, type MemoReason, type MemoRecomputed } from "./internal/memoItems.ts"
 import type { Pipeline } from "./Pipeline.ts"
 import * as RunLog from "./RunLog.ts"
 
@@ -49,6 +56,8 @@ export interface Change extends CacheKey.KeyChange {
   readonly from?: InputSource
 }
 
+export type { MemoNamespace, MemoReason, MemoRecomputed } from "./internal/memoItems.ts"
+
 /** Why a node ran as it did in `run`, compared with `against`. */
 export interface Explanation {
   readonly node: string
@@ -62,6 +71,8 @@ export interface Explanation {
   readonly changes: ReadonlyArray<Change>
   /** Details for `re-executed` (the run's corrupt/missing-object events) and `unknown`. */
   readonly notes: ReadonlyArray<string>
+  /** The node's memo items in the run, per namespace in name order; empty when it used none (e.g. it was cached). */
+  readonly memo: ReadonlyArray<MemoNamespace>
 }
 
 /** Which runs to compare. Both default as described at {@link explain}. */
@@ -212,7 +223,10 @@ export const explain = (paths: StorePaths, node: string, options: ExplainOptions
 
     const key = record.key
     const previousKey = previous?.nodes[node]?.key
-    const base = { node, run, against, status: record.status, key, previousKey }
+    const store = makeStore(paths.root)
+    const previousEntry = previousKey === undefined ? undefined : yield* store.readNode(previousKey)
+    const memo = yield* memoItems(paths, store, node, run, against, previousEntry)
+    const base = { node, run, against, status: record.status, key, previousKey, memo }
     if (key === undefined) return { ...base, verdict: "no-key", changes: [], notes: [] } satisfies Explanation
     if (previousKey === undefined) return { ...base, verdict: "first", changes: [], notes: [] } satisfies Explanation
     if (key === previousKey) {
@@ -221,8 +235,7 @@ export const explain = (paths: StorePaths, node: string, options: ExplainOptions
       return { ...base, verdict: "re-executed", changes: [], notes } satisfies Explanation
     }
 
-    const store = makeStore(paths.root)
-    const entries: ReadonlyArray<NodeEntry | undefined> = [yield* store.readNode(previousKey), yield* store.readNode(key)]
+    const entries: ReadonlyArray<NodeEntry | undefined> = [previousEntry, yield* store.readNode(key)]
     const [before, after] = entries
     if (before === undefined || after === undefined) {
       const gone = [before === undefined ? previousKey : undefined, after === undefined ? key : undefined].filter((k) => k !== undefined)
@@ -278,16 +291,38 @@ const statusPhrase: Record<RunLog.ManifestNode["status"], string> = {
 const changeLine = (c: Change): string => {
   if (c.component === "params") return `params: ${paramsDelta(c.before, c.after)}`
   const line = `${c.component}: ${short(c.before)} -> ${short(c.after)}`
-  if (c.component === "source") return `${line} (the stage's source file changed)`
+  if (c.component === "source") return `${line} (the code of the stage's module, a module it imports, or a value library's version changed)`
   if (!c.component.startsWith("inputs.")) return line
   if (c.before === undefined) return `${line} (a new input${c.from ? `, from node ${c.from.node}` : ""})`
   if (c.after === undefined) return `${line} (input removed)`
   return c.from === undefined ? line : `${line} (from node ${c.from.node}, ${statusPhrase[c.from.status]})`
 }
 
+/** How each reason reads in a namespace's line. */
+const reasonLabel: Record<MemoReason, (r: MemoRecomputed) => string> = {
+  changed: (r) => `${r.changes.map((c) => c.component).join(", ")} changed`,
+  new: () => "new",
+  unknown: () => "components unknown",
+  "same-key": () => "same key"
+}
+
+/** `verdict: 3 recomputed (key.text changed ×3), 45 reused`, commonest reason first. */
+const memoLine = (m: MemoNamespace): string => {
+  const counts = new Map<string, number>()
+  for (const r of m.recomputed) {
+    const label = reasonLabel[r.reason](r)
+    counts.set(label, (counts.get(label) ?? 0) + 1)
+  }
+  const reasons = [...counts].sort(([a, x], [b, y]) => y - x || a.localeCompare(b)).map(([label, n]) => `${label} ×${n}`)
+  const unstored = m.recomputed.filter((r) => !r.stored).length
+  return `${m.namespace}: ${m.recomputed.length} recomputed${reasons.length > 0 ? ` (${reasons.join("; ")})` : ""}, ` +
+    `${m.reused.length} reused${unstored > 0 ? `, ${unstored} not stored` : ""}`
+}
+
 /**
  * A human-readable explanation: a heading line, then one indented line per changed
- * component (params show only the keys that differ; digests are cut to 12 characters).
+ * component (params show only the keys that differ; digests are cut to 12 characters),
+ * then, when the node used memo items in the run, one line per namespace.
  */
 export const formatExplanation = (e: Explanation): string => {
   const previous = `(previous: ${e.against})`
@@ -322,5 +357,6 @@ export const formatExplanation = (e: Explanation): string => {
       for (const change of e.changes) lines.push(`  ${changeLine(change)}`)
       break
   }
+  if (e.memo.length > 0) lines.push("  memo items:", ...e.memo.map((m) => `    ${memoLine(m)}`))
   return lines.join("\n")
 }

@@ -28,24 +28,26 @@ export const make = (scope: MemoScope, store: ArtifactStore["Service"]): StageCo
   <A, I, E, R>(namespace: string, itemKey: unknown, schema: Schema.Codec<A, I>, compute: Effect.Effect<A, E, R>, options?: MemoOptions<A>) => {
     const { log, node } = scope
     const key = CacheKey.memoKey(scope.stage, scope.version, namespace, itemKey, scope.engines)
+    // Kept with the entry (and an unstored item's event) so `explain` can say what changed.
+    const components = () => CacheKey.memoComponents(scope.stage, scope.version, namespace, itemKey, scope.engines)
     const quarantined = new Set<string>()
     const lookup = Effect.gen(function*() {
       const entry = yield* store.readMemo(key)
       return entry === undefined ? Option.none<A>() : yield* StoredValue.read(log, node, entry.object, schema, quarantined)
     })
     const hit = (value: A) =>
-      Effect.sync(() => scope.used.add(key)).pipe(Effect.andThen(log.emit({ type: "memo_hit", node, key })), Effect.as(value))
+      Effect.sync(() => scope.used.add(key)).pipe(Effect.andThen(log.emit({ type: "memo_hit", node, key, namespace })), Effect.as(value))
     const computeAndStore = Effect.gen(function*() {
       const value = yield* compute
       if (options?.persistIf !== undefined && !options.persistIf(value)) {
-        yield* log.emit({ type: "memo_unstored", node, key })
+        yield* log.emit({ type: "memo_unstored", node, key, namespace, components: components() })
         return value
       }
       const stored = yield* Effect.orDie(StoredValue.encode(schema, value))
       const object = yield* Effect.orDie(store.put(stored.bytes))
-      yield* Effect.orDie(store.writeMemo({ key, object, createdAt: new Date().toISOString() }))
+      yield* Effect.orDie(store.writeMemo({ key, object, createdAt: new Date().toISOString(), components: components() }))
       scope.used.add(key)
-      yield* log.emit({ type: "memo_stored", node, key, object })
+      yield* log.emit({ type: "memo_stored", node, key, object, namespace })
       return stored.value
     })
     // Store failures inside a memo are defects of the stage body: the node fails and the run says why.

@@ -16,7 +16,7 @@ import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
 import { Effect, Schema } from "effect"
-import { StoreError, type StorePaths } from "./ArtifactStore.ts"
+import { type MemoComponents, StoreError, type StorePaths } from "./ArtifactStore.ts"
 import { canonicalJson } from "./Canonical.ts"
 import { atomicWrite, ensureDir, readIfExists } from "./internal/files.ts"
 
@@ -34,9 +34,10 @@ export type RunEvent =
   | { readonly type: "missing_object"; readonly node: string; readonly object: string; readonly detail: string }
   | { readonly type: "lock_wait"; readonly node: string; readonly key: string; readonly holder: string }
   | { readonly type: "lock_broken"; readonly node: string; readonly key: string; readonly holder: string }
-  | { readonly type: "memo_hit"; readonly node: string; readonly key: string }
-  | { readonly type: "memo_stored"; readonly node: string; readonly key: string; readonly object: string }
-  | { readonly type: "memo_unstored"; readonly node: string; readonly key: string }
+  // `namespace` and the unstored item's key `components` are absent in logs of older versions.
+  | { readonly type: "memo_hit"; readonly node: string; readonly key: string; readonly namespace?: string }
+  | { readonly type: "memo_stored"; readonly node: string; readonly key: string; readonly object: string; readonly namespace?: string }
+  | { readonly type: "memo_unstored"; readonly node: string; readonly key: string; readonly namespace?: string; readonly components?: MemoComponents }
   | { readonly type: "progress"; readonly node: string; readonly done: number; readonly total: number }
   | { readonly type: "log"; readonly node: string; readonly message: string }
 
