@@ -9,6 +9,7 @@ import { Effect, Schema } from "effect"
 import { excerpt, requestedWords } from "../src/data/Prompts.ts"
 import { Story } from "../src/data/Story.ts"
 import { Writer } from "../src/engines/Writer.ts"
+import { memoCall } from "../src/dag/MemoCall.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { countWords } from "../src/text/WordCount.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
@@ -32,8 +33,8 @@ export const derivePrompts = Stage.make({
       return yield* Effect.forEach(stories, (story) =>
         Effect.gen(function*() {
           const reference = mode === "excerpt" && max_words !== undefined ? excerpt(story.text, max_words) : story.text
-          const premise = yield* ctx.memo("premise", { story: story.id, reference_words: countWords(reference) }, Schema.String,
-            writer.premise({ title: story.title, text: reference }))
+          // Keyed by what the writer reads (title and text); its model and settings are its fingerprint.
+          const premise = yield* memoCall(ctx, "premise", { title: story.title, text: reference }, Schema.String, writer.premise)
           yield* ctx.progress(++done, stories.length)
           return {
             id: `${story.id}-${mode}`,

@@ -9,9 +9,9 @@
  * those stories again, and only those.
  */
 import { Effect, Schema } from "effect"
-import { sha256 } from "../src/dag/Canonical.ts"
 import { inFlight, Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
 import { lengthScore, reward, stripThinking, storyWords } from "../src/grpo/Reward.ts"
+import { memoCall } from "../src/dag/MemoCall.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { Candidate, Judgement } from "../src/records/Judgement.ts"
 
@@ -40,7 +40,7 @@ export const judge = Stage.make({
         Effect.gen(function*() {
           const text = stripThinking(story.text)
           const verdicts = yield* Effect.forEach(Array.from({ length: samples }, (_, k) => k), (sample) =>
-            ctx.memo("verdict", { text: sha256(text), prompt: story.prompt, sample }, Verdict, judge.score({ prompt: story.prompt, story: text, sample })),
+            memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, judge.score),
             { concurrency: samples })
           return verdicts
         }).pipe(

@@ -8,10 +8,10 @@
  *   rate-systems:       comparisons -> ratings (overall and per requested-length bucket)
  */
 import { Effect, Schema } from "effect"
-import { sha256 } from "../src/dag/Canonical.ts"
 import { inFlight, Judge, type JudgeError, Preference } from "../src/engines/judge/Judge.ts"
 import { bradleyTerryCI, type PairwiseComparison, positionConsistency, winRate } from "../src/eval/Stats.ts"
 import { stripThinking } from "../src/grpo/Reward.ts"
+import { memoCall } from "../src/dag/MemoCall.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 import { Group } from "../src/records/Group.ts"
@@ -71,7 +71,7 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
         const before = judge.totals()
         let done = 0
         const asked = (first: string, second: string, sample: number, prompt: string) =>
-          ctx.memo("preference", { prompt, first: sha256(first), second: sha256(second), sample }, Preference, judge.compare({ prompt, first, second, sample }))
+          memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, judge.compare)
         const toSystem = (w: Preference["winner"], firstIs: "a" | "b") => (w === "tie" ? "tie" : (w === "first") === (firstIs === "a") ? "a" : "b")
         const comparisons = yield* Effect.forEach(plan, (c) =>
           Effect.all([asked(c.ta, c.tb, c.sample, c.prompt), asked(c.tb, c.ta, c.sample, c.prompt)], { concurrency: 2 }).pipe(

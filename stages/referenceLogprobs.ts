@@ -8,7 +8,9 @@ import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
 import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
 import { completionIds } from "../src/model/tokenizer/ChatTemplate.ts"
+import { memoBatch } from "../src/dag/MemoBatch.ts"
 import * as Stage from "../src/dag/Stage.ts"
+import { identity, loadPolicy } from "../src/engines/PolicyCheckpoint.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 import { promptsOfBatch } from "./rollout.ts"
 import { SamplingSettings } from "../src/records/Group.ts"
@@ -27,25 +29,26 @@ export const referenceLogprobs = Stage.make({
   run: ({ prompts, batch, policy }, { sampling }, ctx) =>
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
-      yield* engine.load({ path: policy.checkpoint })
+      yield* loadPolicy(engine, ctx, policy.checkpoint)
+      const checkpoint = identity(policy.checkpoint)
       const chosen = yield* promptsOfBatch(prompts, batch)
       const items = chosen.map((p) => {
         const cap = Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word)))
         const all = completionIds(engine.tokenizer, p.reference)
-        const tokens = all.slice(0, cap)
         // A human story has no reasoning: it is laid out as a reply with thinking off (Qwen3-style
         // templates then put an empty think block in the prompt), whatever the rollouts use.
-        return { p, prompt: engine.promptIds(promptText(p.requested_words, p.premise), { enableThinking: false }), tokens, truncated: all.length > cap }
+        const request = { checkpoint, prompt: engine.promptIds(promptText(p.requested_words, p.premise), { enableThinking: false }), completion: all.slice(0, cap) }
+        return { p, request, truncated: all.length > cap }
       })
-      const lps = yield* ctx.memo("reference-logprobs", { checkpoint: policy.checkpoint, prompts: items.map((i) => i.p.id), sampling },
-        Schema.Array(Schema.Array(Schema.Number)),
-        Effect.map(engine.logprobs(items.map((i) => ({ prompt: i.prompt, completion: i.tokens }))), (all) => all.map((a) => Array.from(a))))
+      // One memo per reference, keyed by what is scored (prompt and completion ids, checkpoint); the missing ones in one call.
+      const lps = yield* memoBatch(ctx, "reference-logprobs", items.map((i) => i.request), Schema.Array(Schema.Number), (missing) =>
+        Effect.map(engine.logprobs(missing), (all) => all.map((a) => Array.from(a))))
       return items.map((it, k) => ({
         prompt_id: it.p.id,
-        prompt_tokens: it.prompt,
-        tokens: it.tokens,
+        prompt_tokens: it.request.prompt,
+        tokens: it.request.completion,
         logprobs: lps[k]!,
-        text: engine.tokenizer.decode(it.tokens, { skipSpecial: true }),
+        text: engine.tokenizer.decode(it.request.completion, { skipSpecial: true }),
         truncated: it.truncated
       }))
     })

@@ -2,8 +2,9 @@
  * `rollout`: for each prompt of the step, group_size − 1 continuations from the current policy
  * with the recipe's sampling settings. Token ids and sampler logprobs are kept for the loss;
  * the text is decoded for the judge (thinking traces are stripped at judging, kept for the loss).
- * Each group is memoized under (prompt, checkpoint, step, seed, settings): a crash mid-step
- * repeats no finished group, and the missing groups are sampled in one batched call.
+ * Each group is memoized under its sampling request (prompt token ids, n, params and seed, the
+ * checkpoint's identity): a crash mid-step repeats no finished group, a changed prompt or
+ * checkpoint samples anew, and the missing groups are sampled in one batched call.
  */
 import { Effect, Schema } from "effect"
 import { promptText } from "../src/data/Prompts.ts"
@@ -17,7 +18,8 @@ import * as Stage from "../src/dag/Stage.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 import { Batch } from "../src/records/Batch.ts"
 import { PolicyState } from "../src/records/TrainState.ts"
-import { Group, SamplingSettings } from "../src/records/Group.ts"
+import { Group, SamplingSettings, Sequences } from "../src/records/Group.ts"
+import { identity, loadPolicy } from "../src/engines/PolicyCheckpoint.ts"
 
 /** The prompts of a batch, in batch order, or a clear error naming a missing id. */
 export const promptsOfBatch = (prompts: ReadonlyArray<typeof PromptWithReference.Type>, batch: Batch) => {
@@ -29,13 +31,15 @@ export const promptsOfBatch = (prompts: ReadonlyArray<typeof PromptWithReference
 }
 
 /**
- * The groups of a batch from `engine` (whose current weights are `checkpoint`): one memo per
- * group under (prompt, checkpoint, step, seed, settings), the missing ones sampled in one call.
+ * The groups of a batch from `engine` (whose current weights are `checkpoint`). Each group is one
+ * sampling request, memoized under the request itself (prompt token ids, n, sampling params with
+ * the seed, the checkpoint's identity); the missing ones are sampled in one call. Records are
+ * built from the memoized sequences and this run's prompts, so none carries stale prompt text.
  */
 export const sampleGroups = (
   engine: PolicyEngineShape,
   ctx: Stage.StageContext,
-  args: { readonly prompts: ReadonlyArray<typeof PromptWithReference.Type>; readonly batch: Batch; readonly checkpoint: string; readonly step: number; readonly group_size: number; readonly seed: number; readonly sampling: SamplingSettings }
+  args: { readonly prompts: ReadonlyArray<PromptWithReference>; readonly batch: Batch; readonly checkpoint: string; readonly step: number; readonly group_size: number; readonly seed: number; readonly sampling: SamplingSettings }
 ) =>
   Effect.gen(function*() {
     const { checkpoint, step, group_size, seed, sampling } = args
@@ -53,26 +57,21 @@ export const sampleGroups = (
         // An integer: the seed every engine accepts (Tinker and vLLM take 31-bit ints).
         seed: parseInt(sha256(`${seed}:${step}:${p.id}`).slice(0, 7), 16)
       }
-      return { p, text, ids: engine.promptIds(text, { enableThinking: sampling.thinking }), params }
+      return { p, text, request: { checkpoint, prompt: engine.promptIds(text, { enableThinking: sampling.thinking }), n: group_size - 1, params } }
     })
-    return yield* memoBatch(ctx, "group", plan.map(({ p, params }) => ({ prompt: p.id, checkpoint, step, seed, params, group_size })), Group,
-      (missing) => Effect.gen(function*() {
-        const todo = missing.map((i) => plan[i]!)
-        const sampled = yield* engine.sample(todo.map(({ ids, params }) => ({ prompt: ids, n: group_size - 1, params })))
-        yield* ctx.progress(todo.length, todo.length)
-        return todo.map(({ p, text, ids }, k) => ({
-          prompt_id: p.id,
-          prompt: text,
-          requested_words: p.requested_words,
-          prompt_tokens: ids,
-          samples: sampled[k]!.map((s) => ({
-            tokens: [...s.tokens],
-            logprobs: [...s.logprobs],
-            text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }),
-            stop_reason: s.stopReason
-          }))
-        }))
+    const sequences = yield* memoBatch(ctx, "group", plan.map((x) => x.request), Sequences, (missing) =>
+      Effect.gen(function*() {
+        const sampled = yield* engine.sample(missing)
+        yield* ctx.progress(missing.length, missing.length)
+        return sampled.map((seqs) => seqs.map((s) => ({ tokens: [...s.tokens], logprobs: [...s.logprobs], stop_reason: s.stopReason })))
       }))
+    return plan.map(({ p, text, request }, k): Group => ({
+      prompt_id: p.id,
+      prompt: text,
+      requested_words: p.requested_words,
+      prompt_tokens: request.prompt,
+      samples: sequences[k]!.map((s) => ({ ...s, text: engine.tokenizer.decode(s.tokens, { skipSpecial: true }) }))
+    }))
   })
 
 export const rollout = Stage.make({
@@ -86,8 +85,8 @@ export const rollout = Stage.make({
   run: ({ prompts, batch, policy }, { group_size, seed, sampling }, ctx) =>
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
-      yield* engine.load({ path: policy.checkpoint })
-      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: policy.checkpoint, step: policy.step, group_size, seed, sampling })
+      yield* loadPolicy(engine, ctx, policy.checkpoint)
+      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: identity(policy.checkpoint), step: policy.step, group_size, seed, sampling })
     })
 })
 

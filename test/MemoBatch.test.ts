@@ -1,5 +1,5 @@
 /**
- * memoBatch: items memoized one by one, the missing ones computed in one call, in index order;
+ * memoBatch: requests memoized one by one, the missing requests computed in one call, in order;
  * equal keys are one item (a batch that names an item twice must not wait on its own lock).
  */
 import { Effect, Schema } from "effect"
@@ -17,8 +17,8 @@ const squares = Stage.make({
   run: (_, { keys }, ctx) =>
     memoBatch(ctx, "item", keys.map((k) => ({ k })), Schema.String, (missing) =>
       Effect.sync(() => {
-        calls.push(missing.map((i) => keys[i]!))
-        return missing.map((i) => `${keys[i]}!`)
+        calls.push(missing.map((r) => r.k))
+        return missing.map((r) => `${r.k}!`)
       }))
 })
 

@@ -1,26 +1,30 @@
 /**
- * Items memoized one by one but computed together: `memoBatch` looks each item up under its own
- * memo key and hands exactly the missing ones, in their order, to one `compute` call (one
- * batched sampling call for every rollout group a crash left undone). Batch composition is thus
- * a function of what is stored, never of timing, so a resumed step computes what an
- * uninterrupted one would have.
+ * Requests memoized one by one but computed together: `memoBatch` looks each request up under
+ * its own memo key and hands exactly the missing requests, in their order, to one `compute`
+ * call (one batched sampling call for every rollout group a crash left undone). Batch
+ * composition is thus a function of what is stored, never of timing, so a resumed step
+ * computes what an uninterrupted one would have.
+ *
+ * As with `memoCall`, the key is the request and `compute` sees only the requests: whatever the
+ * engine is sent is in the key (ARCHITECTURE.md §5, "a memo key is the request").
  *
  * @example
- * const groups = yield* memoBatch(ctx, "group", prompts.map((p) => ({ prompt: p.id, step })), Group,
- *   (missing) => sampleGroups(missing.map((i) => prompts[i]!)))
+ * const samples = yield* memoBatch(ctx, "group", prompts.map((p) => ({ prompt: engine.promptIds(p), n: 5, params })),
+ *   Schema.Array(Sequence), (missing) => engine.sample(missing))
  */
 import { Deferred, Effect, type Schema } from "effect"
 import { digest } from "./Canonical.ts"
 import type { StageContext } from "./Stage.ts"
 
-export const memoBatch = <A, I, E, R>(
+export const memoBatch = <Req, A, I, E, R>(
   ctx: StageContext,
   namespace: string,
-  keys: ReadonlyArray<unknown>,
+  requests: ReadonlyArray<Req>,
   schema: Schema.Codec<A, I>,
-  compute: (missing: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<A>, E, R>
+  compute: (missing: ReadonlyArray<Req>) => Effect.Effect<ReadonlyArray<A>, E, R>
 ): Effect.Effect<Array<A>, E, R> =>
   Effect.gen(function*() {
+    const keys = requests
     if (keys.length === 0) return []
     // Equal keys are one item (two waiters on one key's lock would never both report).
     const firstOf = new Map<string, number>()
@@ -30,7 +34,7 @@ export const memoBatch = <A, I, E, R>(
       return firstOf.get(d)!
     })
     const unique = [...firstOf.values()]
-    const values = yield* memoUnique(ctx, namespace, unique.map((i) => keys[i]), schema, (missing) => compute(missing.map((m) => unique[m]!)))
+    const values = yield* memoUnique(ctx, namespace, unique.map((i) => keys[i]), schema, (missing) => compute(missing.map((m) => keys[unique[m]!]!)))
     const byIndex = new Map(unique.map((i, k) => [i, values[k]!]))
     return owner.map((i) => byIndex.get(i)!)
   })

@@ -9,6 +9,13 @@ export const Sample = Schema.Struct({
 })
 export type Sample = typeof Sample.Type
 
+/** What an engine returned for one sampling request: its n sequences (memoized as they are). */
+export const Sequences = Schema.Array(Schema.Struct({
+  tokens: Schema.Array(Schema.Int),
+  logprobs: Schema.Array(Schema.Number),
+  stop_reason: Schema.Literals(["stop", "length"])
+}))
+
 export const Group = Schema.Struct({
   prompt_id: Schema.String,
   /** The prompt as the policy and the judge read it. */

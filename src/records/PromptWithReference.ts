@@ -4,3 +4,4 @@ import { Prompt } from "../data/Prompts.ts"
 
 /** A prompt with the reference text it was derived from (the human story of HRI). */
 export const PromptWithReference = Schema.Struct({ ...Prompt.fields, reference: Schema.String })
+export type PromptWithReference = typeof PromptWithReference.Type

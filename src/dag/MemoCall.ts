@@ -1,0 +1,21 @@
+/**
+ * One memoized request: the memo key IS the request, and the call sees nothing but the request.
+ * Whatever the engine is sent (prompt text or token ids, sampling params, the checkpoint's
+ * identity, the story judged) is therefore in the key, so a changed prompt can never be
+ * answered from the cache of another (ARCHITECTURE.md §5, "a memo key is the request"). The
+ * engines' fingerprints (model, rubric, settings) join the key as for every memo.
+ *
+ * @example
+ * const verdict = yield* memoCall(ctx, "verdict", { prompt, story: text, sample }, Verdict, judge.score)
+ */
+import { Effect, type Schema } from "effect"
+import type { MemoOptions, StageContext } from "./Stage.ts"
+
+export const memoCall = <Req, A, I, E, R>(
+  ctx: StageContext,
+  namespace: string,
+  request: Req,
+  schema: Schema.Codec<A, I>,
+  call: (request: Req) => Effect.Effect<A, E, R>,
+  options?: MemoOptions<A>
+): Effect.Effect<A, E, R> => ctx.memo(namespace, request, schema, Effect.suspend(() => call(request)), options)
