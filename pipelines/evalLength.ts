@@ -14,6 +14,7 @@
  * a vLLM server (`backend: vllm`, `sampler_urls`, no `base_url`: sampling only), or a Tinker
  * service. Stories are memoized per engine fingerprint, so adding a system reuses the others'.
  */
+import { existsSync } from "node:fs"
 import { Layer } from "effect"
 import * as Judges from "../src/engines/judge/Judges.ts"
 import * as Policies from "../src/engines/Policies.ts"
@@ -22,7 +23,8 @@ import type { Recipe } from "../src/recipe/Recipe.ts"
 import { rolloutSystem } from "../stages/rollout.ts"
 import { evalSamples, evalSet, evaluateSystems } from "./evaluate.ts"
 import { samplingOf } from "./polaris.ts"
-import { datasetNode, layer as dataLayer, promptsNode, sourceDigest } from "./polarisData.ts"
+import { datasetNode, layer as dataLayer, promptsNode } from "./polarisData.ts"
+import * as Location from "../src/dag/Location.ts"
 
 type System = NonNullable<NonNullable<Recipe["eval"]>["systems"]>[number]
 
@@ -35,10 +37,14 @@ const systemsOf = (recipe: Recipe): ReadonlyArray<System> => {
   return systems
 }
 
-/** What identifies a system's model in its node's key: the section without secrets, and a local model's content digest. */
+/** What identifies a system's model in its node's key: the section without secrets, local files by content (Location). */
 const modelKey = (policy: System["policy"]): Record<string, unknown> => {
   const { api_key: _secret, ...rest } = policy
-  return policy.backend === "embedded" ? { ...rest, digest: sourceDigest(policy.model) } : rest
+  return {
+    ...rest,
+    ...(policy.backend === "embedded" ? { model: Location.of(policy.model) } : {}),
+    ...(policy.tokenizer !== undefined && existsSync(policy.tokenizer) ? { tokenizer: Location.of(policy.tokenizer) } : {})
+  }
 }
 
 export default define("eval-length", (b, recipe) => {

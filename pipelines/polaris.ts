@@ -30,7 +30,8 @@ import { batchOf, initTrain, policyOf } from "../stages/trainState.ts"
 import { type TrainState } from "../src/records/TrainState.ts"
 import { update } from "../stages/update.ts"
 import { evalSamples, evalSet, evaluateSystems, judgeParams, type SystemNode } from "./evaluate.ts"
-import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode, sourceDigest } from "./polarisData.ts"
+import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
+import * as Location from "../src/dag/Location.ts"
 
 /** The recipe's sampling settings, never left to engine defaults. */
 export const samplingOf = (recipe: Recipe) => {
@@ -62,7 +63,7 @@ export default define("polaris", (b, recipe) => {
   const buckets = recipe.data?.buckets ?? { edges: DEFAULT_EDGES }
   const strata = b.node(stratify, { id: "stratify", inputs: { prompts }, params: { edges: buckets.edges, ...(buckets.weights !== undefined ? { weights: buckets.weights } : {}) } })
   const start = b.node(samplerStart, { id: "sampler-start", inputs: { strata } })
-  const init = b.node(initTrain, { id: "init-train", inputs: { start }, params: { model, digest: recipe.policy?.backend === "embedded" ? sourceDigest(model) : model } })
+  const init = b.node(initTrain, { id: "init-train", inputs: { start }, params: { model: recipe.policy?.backend === "embedded" ? { folder: Location.of(model) } : { name: model } } })
 
   // Intermediate checkpoints to evaluate besides the initial and the final policy (eval.checkpoints).
   const steps = g.steps ?? 10

@@ -8,10 +8,9 @@
  * `data.max_words`, `data.heldout_fraction`, `data.prompt.{mode,round_to,max_words}`,
  * `data.buckets.{edges,weights}`, `data.writer`.
  */
-import { createHash } from "node:crypto"
-import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import type { Layer } from "effect"
+import * as Location from "../src/dag/Location.ts"
 import { Writer } from "../src/engines/Writer.ts"
 import type { Builder, NodeRef } from "../src/dag/Pipeline.ts"
 import { define } from "../src/dag/PipelineModule.ts"
@@ -28,23 +27,10 @@ export const DEFAULT_EDGES = [0, 1000, 2000, 3000, 4000, 12000]
 /** The corpus that ships with polaris. */
 export const BUNDLED_CORPUS = join(import.meta.dirname, "..", "examples", "anthologies")
 
-/** sha256 of a file, or of a folder's files (names and bytes, sorted; not recursive). */
-export const sourceDigest = (path: string): string => {
-  const hash = createHash("sha256")
-  const files = statSync(path).isDirectory()
-    ? readdirSync(path).sort().map((f) => join(path, f)).filter((f) => statSync(f).isFile())
-    : [path]
-  for (const f of files) hash.update(f.slice(path.length)).update("\0").update(readFileSync(f))
-  return hash.digest("hex")
-}
-
-/** The split-stories sources of a recipe: each path with the digest of its content. */
-export const sourcesOf = (paths: ReadonlyArray<string>) => paths.map((path) => ({ path, digest: sourceDigest(path) }))
-
 /** `split-stories` -> `dataset`: the recipe's stories, filtered, de-duplicated and split. */
 export const datasetNode = (b: Builder, recipe: Recipe) => {
   const data = recipe.data ?? {}
-  const stories = b.node(splitStories, { id: "split-stories", params: { sources: sourcesOf(data.anthologies ?? [BUNDLED_CORPUS]) } })
+  const stories = b.node(splitStories, { id: "split-stories", params: { sources: (data.anthologies ?? [BUNDLED_CORPUS]).map(Location.of) } })
   return b.node(dataset, {
     id: "dataset",
     inputs: { stories },

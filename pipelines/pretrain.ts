@@ -16,13 +16,14 @@ import { pretrainCorpus } from "../stages/pretrainCorpus.ts"
 import { evaluateLm, exportModel, initModel, pretrainSegment } from "../stages/pretrainModel.ts"
 import { splitStories } from "../stages/splitStories.ts"
 import { trainTokenizer } from "../stages/trainTokenizer.ts"
-import { BUNDLED_CORPUS, sourcesOf } from "./polarisData.ts"
+import * as Location from "../src/dag/Location.ts"
+import { BUNDLED_CORPUS } from "./polarisData.ts"
 
 export default define("pretrain", (b, recipe, recipeFile) => {
   const data = recipe.data ?? {}
   const p = recipe.pretrain ?? {}
   const seed = String(recipe.seed ?? 0)
-  const stories = b.node(splitStories, { id: "split-stories", params: { sources: sourcesOf(data.anthologies ?? [BUNDLED_CORPUS]) } })
+  const stories = b.node(splitStories, { id: "split-stories", params: { sources: (data.anthologies ?? [BUNDLED_CORPUS]).map(Location.of) } })
   const split = b.node(dataset, {
     id: "dataset",
     inputs: { stories },

@@ -7,15 +7,15 @@ import { Effect, Schema } from "effect"
 import { ingestAll } from "../src/data/Ingest.ts"
 import { Story } from "../src/data/Story.ts"
 import * as Stage from "../src/dag/Stage.ts"
-import { Source } from "../src/records/Source.ts"
+import { Location } from "../src/dag/Location.ts"
 
 export const splitStories = Stage.make({
   name: "split-stories",
   version: "1",
-  params: Schema.Struct({ sources: Schema.Array(Source) }),
+  params: Schema.Struct({ sources: Schema.Array(Location) }),
   output: Schema.Array(Story),
   run: (_, { sources }, ctx) =>
-    ingestAll(sources.map((s) => s.path)).pipe(
+    ingestAll(sources.map((s) => s.$path)).pipe(
       Effect.tap((stories) => ctx.metric({ stories: stories.length, anthologies: new Set(stories.map((s) => s.anthology)).size }))
     )
 })

@@ -1,21 +1,31 @@
 /**
- * The state a GRPO step hands to the next (the loop state): where the policy's weights and
- * optimizer state are (a checkpoint folder, or a `tinker://` path on a remote trainer), how many
- * steps made them, and the prompt sampler's state.
+ * The state a GRPO step hands to the next (the loop state): the policy's checkpoint (a folder
+ * stored by content, or a remote engine's `tinker://` path), how many steps made it, and the
+ * prompt sampler's state.
  */
 import { Effect, Schema } from "effect"
+import { Location } from "../src/dag/Location.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { Batch } from "../src/records/Batch.ts"
-import { PolicyState, TrainState } from "../src/records/TrainState.ts"
+import { type PolicyCheckpoint, PolicyState, TrainState } from "../src/records/TrainState.ts"
 
-/** Step 0: the recipe's model (its content digest is a param, so new weights at the same path are a new key). */
+/**
+ * Step 0: the recipe's model. A local model folder is stored by content, so every later step
+ * names it by digest, never by path (its Location keys the node by content: new weights at the
+ * same path are a new key, the same weights anywhere the same). A remote engine's base model
+ * keeps its name.
+ */
 export const initTrain = Stage.make({
   name: "init-train",
-  version: "1",
+  version: "2",
   inputs: { start: Batch },
-  params: Schema.Struct({ model: Schema.String, digest: Schema.String }),
+  params: Schema.Struct({ model: Schema.Union([Schema.Struct({ folder: Location }), Schema.Struct({ name: Schema.String })]) }),
   output: TrainState,
-  run: ({ start }, { model }) => Effect.succeed({ policy: { checkpoint: model, step: 0, initial: model }, batch: start })
+  run: ({ start }, { model }, ctx) =>
+    Effect.map("folder" in model ? ctx.putTree(model.folder.$path) : Effect.succeed<PolicyCheckpoint>(model.name), (initial) => ({
+      policy: { checkpoint: initial, step: 0, initial },
+      batch: start
+    }))
 })
 
 /** The policy of a train state (a projection, so the stages that use it key on it alone). */

@@ -3,12 +3,15 @@
  * sampler/trainer mismatch (trainer logprobs at the step's weights against the sampler's),
  * runs forwardBackward on the step's datums (`ppo` with ratio bounds 1 − ε_low, 1 + ε_high;
  * `cross_entropy` for a luffy/sft reference) and an AdamW step, `inner_iterations` times, then
- * saves, publishes, and hands the next state (new checkpoint, sampler state) to the next step.
+ * saves (a local checkpoint into the store, by content), publishes, and hands the next state
+ * (new checkpoint, sampler state) to the next step.
  */
 import { Effect, Schema } from "effect"
 import { PolicyEngine, type Datum } from "../src/engines/PolicyEngine.ts"
 import { mismatchCorrection } from "../src/grpo/TokenLoss.ts"
+import { digest } from "../src/dag/Canonical.ts"
 import * as Stage from "../src/dag/Stage.ts"
+import { loadPolicy, savePolicy } from "../src/engines/PolicyCheckpoint.ts"
 import { TrainBatch, type DatumRecord } from "../src/records/TrainBatch.ts"
 import { Batch } from "../src/records/Batch.ts"
 import { PolicyState, TrainState } from "../src/records/TrainState.ts"
@@ -43,7 +46,7 @@ export const update = Stage.make({
   run: ({ batch, policy, next }, p, ctx) =>
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
-      yield* engine.load({ path: policy.checkpoint })
+      yield* loadPolicy(engine, ctx, policy.checkpoint)
       let ppo = batch.ppo.map(datum)
       if (p.mismatch_correction !== "none" && ppo.length > 0) {
         // Trainer logprobs at the step's weights (teacher forcing) against the sampler's.
@@ -63,9 +66,9 @@ export const update = Stage.make({
         // β·k3 per token, k3 = exp(ref − lp) − (ref − lp) − 1, ref the initial policy's logprob:
         // dk3/dlp = 1 − exp(ref − lp), sent as cross_entropy weights w = β·c·(exp(ref − lp) − 1)
         // (c: the sequence's aggregation factor), exact at the step's weights (lp: the sampler's).
-        yield* engine.load({ path: policy.initial })
+        yield* loadPolicy(engine, ctx, policy.initial)
         const ref = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
-        yield* engine.load({ path: policy.checkpoint })
+        yield* loadPolicy(engine, ctx, policy.checkpoint)
         let kl = 0
         let n = 0
         ppo.forEach((d, i) => {
@@ -98,8 +101,13 @@ export const update = Stage.make({
           learning_rate: p.learning_rate
         })
       }
-      const saved = yield* engine.save(`step-${String(policy.step + 1).padStart(4, "0")}-${ctx.key.slice(0, 12)}`)
+      // Named by what the update received, never by its node key: a local checkpoint is then
+      // stored by content (its name is not kept), and a remote one's name is the same however
+      // the code that made it is worded, so an update that re-runs to the same weights changes
+      // no byte of its output and every later step stays cached (early cutoff).
+      const name = `step-${String(policy.step + 1).padStart(4, "0")}-${digest({ batch, policy, params: p }).slice(0, 12)}`
+      const checkpoint = yield* savePolicy(engine, ctx, name)
       yield* engine.publish()
-      return { policy: { ...policy, checkpoint: saved.path, step: policy.step + 1 }, batch: next }
+      return { policy: { ...policy, checkpoint, step: policy.step + 1 }, batch: next }
     })
 })

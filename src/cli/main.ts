@@ -10,6 +10,7 @@ import * as Executor from "../dag/Executor.ts"
 import * as Progress from "../dag/Progress.ts"
 import * as RunLog from "../dag/RunLog.ts"
 import * as StoreMaintenance from "../dag/StoreMaintenance.ts"
+import * as Tree from "../dag/Tree.ts"
 import * as Dag from "../dag/Dag.ts"
 import * as Explain from "../dag/Explain.ts"
 import { IngestError } from "../data/Ingest.ts"
@@ -205,16 +206,34 @@ const cacheGc = Command.make(
       const r = yield* StoreMaintenance.gc(ArtifactStore.pathsOf(a.store), { dryRun: !a.apply, ...(a.keep.length > 0 ? { keepRuns: a.keep } : {}) })
       if (a.json) return yield* Console.log(JSON.stringify(r))
       const verb = r.dryRun ? "would remove" : "removed"
-      yield* Console.log(`${verb}: ${r.removed.objects.count} objects (${(r.removed.objects.bytes / 1e6).toFixed(1)} MB), ${r.removed.nodes.count} node entries, ${r.removed.memo.count} memo entries, ${r.removedRuns.length} runs`)
+      yield* Console.log(`${verb}: ${r.removed.objects.count} objects (${(r.removed.objects.bytes / 1e6).toFixed(1)} MB), ${r.removed.nodes.count} node entries, ${r.removed.memo.count} memo entries, ${r.removedRuns.length} runs, ${r.removed.folders.count} laid-out or scratch folders (${(r.removed.folders.bytes / 1e6).toFixed(1)} MB)`)
       yield* Console.log(`kept: ${r.keptRuns.length} runs, ${r.kept.objects.count} objects (${(r.kept.objects.bytes / 1e6).toFixed(1)} MB)`)
       if (r.dryRun) yield* Console.log("dry run: nothing was deleted; pass --apply to delete")
     })
 ).pipe(
-  Command.withDescription("Delete what kept runs cannot reach (dry run unless --apply)"),
+  // With --apply, a run in flight makes gc fail with StoreInUse, printed as `polaris: cache gc refused: run <id> (pid <pid> on <host>) ...`, exit 1.
+  Command.withDescription("Delete what kept runs cannot reach (dry run unless --apply; refused while a run writes to the store)"),
   Command.withExamples([
     { command: "polaris cache gc", description: "Show what would be deleted" },
     { command: "polaris cache gc --keep RUN_ID --apply", description: "Keep one run's artifacts, delete the rest" }
   ])
+)
+
+const cacheExport = Command.make(
+  "export",
+  {
+    store,
+    tree: Argument.String("tree").pipe(Argument.withDescription("A stored folder's digest: the `$tree` of a checkpoint in a run's output (8 digits or more)")),
+    out: Flag.String("out").pipe(Flag.withDescription("The folder to write (new or empty)"))
+  },
+  (a) =>
+    Effect.gen(function*() {
+      const ref = yield* Tree.exportTo(ArtifactStore.make(a.store), a.tree, a.out)
+      yield* Console.log(`${a.out}: ${ref.$tree}, ${(ref.bytes / 1e6).toFixed(1)} MB`)
+    })
+).pipe(
+  Command.withDescription("Copy a stored folder (a trained checkpoint) out of the store"),
+  Command.withExamples([{ command: "polaris cache export 9f2c41d0 --out models/my-polaris", description: "The checkpoint a run's `final:` output names as `$tree`" }])
 )
 
 const validateCommand = Command.make("validate", { target, sets, json }, (a) =>
@@ -259,8 +278,8 @@ const explainCommand = Command.make(
       yield* Console.log(a.json ? JSON.stringify(e) : Explain.formatExplanation(e))
     })
 ).pipe(
-  Command.withDescription("Why a node re-ran: which part of its cache key changed since the previous run"),
-  Command.withExamples([{ command: "polaris explain recipe.yaml train/step-003/judge", description: "e.g. params.salt changed, or an input from a node that re-ran" }])
+  Command.withDescription("Why a node re-ran: which part of its cache key changed since the previous run, and which memo items it recomputed and why"),
+  Command.withExamples([{ command: "polaris explain recipe.yaml train/step-003/judge", description: "e.g. params.salt changed; verdict: 3 recomputed (key.text changed ×3), 45 reused" }])
 )
 
 const watchCommand = Command.make(
@@ -308,7 +327,7 @@ class StoreCorrupt extends Error {
 
 const cacheCommand = Command.make("cache").pipe(
   Command.withDescription("Inspect and maintain the artifact store"),
-  Command.withSubcommands([cacheLs, cacheVerify, cacheGc])
+  Command.withSubcommands([cacheLs, cacheVerify, cacheGc, cacheExport])
 )
 
 const polaris = Command.make("polaris").pipe(

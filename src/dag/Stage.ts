@@ -25,6 +25,7 @@ import type { BlobRef } from "./ArtifactStore.ts"
 import type { EngineKey } from "./Engine.ts"
 import { callerFile, toPath } from "./Fingerprint.ts"
 import * as Retry from "./Retry.ts"
+import type { TreeRef } from "./Tree.ts"
 
 /** Options of one memoized item. */
 export interface MemoOptions<A> {
@@ -63,6 +64,10 @@ export interface StageContext {
   readonly putBlob: (bytes: Uint8Array) => Effect.Effect<BlobRef>
   /** Reads bytes stored by `putBlob`, checksum verified. */
   readonly getBlob: (ref: BlobRef) => Effect.Effect<Uint8Array>
+  /** Stores a folder (a checkpoint) by content (Tree.ts) and returns a reference to put in the output. */
+  readonly putTree: (dir: string) => Effect.Effect<TreeRef>
+  /** The path of a folder stored by `putTree`, laid out for this process; never put it in an output. */
+  readonly getTree: (ref: TreeRef) => Effect.Effect<string>
   /** A log line in the run's event log. */
   readonly log: (message: string) => Effect.Effect<void>
 }
@@ -87,7 +92,7 @@ export interface Stage<Inputs extends InputSchemas, Out, Params, E, R> {
   readonly retry: Schedule.Schedule<unknown, unknown>
   /** Engines whose fingerprint enters the key. */
   readonly engines: ReadonlyArray<EngineKey>
-  /** Absolute path of the defining module; its bytes are the stage's source fingerprint. */
+  /** Absolute path of the defining module: its code and what it imports at run time are the stage's source fingerprint (Fingerprint.ts). */
   readonly source: string
   /**
    * Whether an output may be reused by later runs (default: always). A rejected output still
@@ -109,7 +114,7 @@ export const NoParams = Schema.Struct({})
 const THIS_FILE = fileURLToPath(import.meta.url)
 
 /**
- * Defines a stage. `source` defaults to the file that calls `make` (its bytes fingerprint
+ * Defines a stage. `source` defaults to the file that calls `make` (its code fingerprints
  * the stage); `resource` defaults to `"cpu"`; `retry` to no retry.
  */
 export const make = <

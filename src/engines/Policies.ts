@@ -1,7 +1,8 @@
 /**
  * The PolicyEngine a recipe's `policy:` section describes (docs/engines.md):
  *
- * - `embedded`: the story model in onnxruntime-node (EmbeddedPolicy.ts), checkpoints in the store;
+ * - `embedded`: the story model in onnxruntime-node (EmbeddedPolicy.ts), checkpoints saved to the
+ *   store's tmp/ and moved into the store by content (PolicyCheckpoint.ts);
  * - `tinker`: a Tinker-compatible training and sampling service (TinkerPolicy.ts);
  * - `vllm`: training on the Tinker service at `base_url`, sampling and teacher forcing on vLLM
  *   servers (`sampler_urls`, VllmSampler.ts), each published checkpoint loaded there as a
@@ -93,7 +94,7 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
   const tracked = (engine: Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope>) =>
     engine.pipe(Effect.map((e) => trackCheckpoints(e, policy.model)), Effect.provide(FetchHttpClient.layer))
   if (policy.backend === "embedded") {
-    return tracked(EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "checkpoints") }))
+    return tracked(EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "tmp", "checkpoints") }))
   }
   const need = (value: string | undefined, key: string): string => {
     if (value === undefined) throw new Error(`policy.${key} is required for the ${policy.backend} backend`)

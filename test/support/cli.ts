@@ -17,15 +17,17 @@ export interface CliResult {
 }
 
 /**
- * Runs `polaris ARGS` from the repository root. `killOn`: SIGKILL it `delayMs` after the plain
- * progress lines say that node started.
+ * Runs `polaris ARGS` from the repository root (or from `root`, a copy of the project, with its
+ * own `bin/polaris.js`). `killOn`: SIGKILL it `delayMs` after the plain progress lines say that
+ * node started.
  */
 export const polaris = (
   args: ReadonlyArray<string>,
-  options: { readonly env?: NodeJS.ProcessEnv; readonly killOn?: string; readonly delayMs?: number } = {}
+  options: { readonly env?: NodeJS.ProcessEnv; readonly killOn?: string; readonly delayMs?: number; readonly root?: string } = {}
 ) =>
   new Promise<CliResult>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] })
+    const root = options.root ?? ROOT
+    const child = spawn(process.execPath, [join(root, "bin", "polaris.js"), ...args], { cwd: root, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (d) => (stdout += d))

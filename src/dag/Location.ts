@@ -1,0 +1,44 @@
+/**
+ * A file or folder a stage reads, given in its params: where it is (`$path`, for the stage to
+ * read) and the digest of what is there (for the key). A node key takes the digest alone
+ * (CacheKey.components drops every `$path`), so the same files in another checkout, another
+ * folder or on another machine key the same, and new bytes at the same path key anew.
+ *
+ * @example
+ * b.node(splitStories, { id: "split-stories", params: { sources: paths.map(Location.of) } })
+ * // in the stage: ingest(sources.map((s) => s.$path))
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs"
+import { join, relative, sep } from "node:path"
+import { Schema } from "effect"
+import { sha256 } from "./Canonical.ts"
+
+export const Location = Schema.Struct({ $path: Schema.String, digest: Schema.String })
+export type Location = typeof Location.Type
+
+/** Every file under `dir`, recursively, as sorted `/`-separated relative paths. */
+const filesUnder = (dir: string): Array<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name)
+    return e.isDirectory() ? filesUnder(path) : e.isFile() ? [path] : []
+  })
+
+/**
+ * sha256 of a file's bytes, or of a folder's files (each relative name, then its bytes, in
+ * name order, recursively): what a stage reading `path` would read.
+ */
+export const contentDigest = (path: string): string => {
+  if (!statSync(path).isDirectory()) return sha256(readFileSync(path))
+  const entries = filesUnder(path).map((f) => relative(path, f).split(sep).join("/")).sort()
+  return sha256(entries.map((name) => `${name}\0${sha256(readFileSync(join(path, name)))}`).join("\n"))
+}
+
+/** The location of `path` with the digest of its content now. */
+export const of = (path: string): Location => ({ $path: path, digest: contentDigest(path) })
+
+/** `value` with every `$path` left out (what a key hashes). */
+export const withoutPaths = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(withoutPaths)
+  if (value === null || typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) return value
+  return Object.fromEntries(Object.entries(value).filter(([k]) => k !== "$path").map(([k, v]) => [k, withoutPaths(v)]))
+}

@@ -1,0 +1,170 @@
+/**
+ * Tree artifacts: a folder (a model checkpoint) stored in the artifact store by content. Each
+ * file is an object; a manifest object names them by relative path; the folder's identity is
+ * the manifest's digest. Stage outputs hold a `TreeRef`, never a path, so a store copied to
+ * another folder or machine still resolves every checkpoint, `gc` keeps the files of reachable
+ * trees (the manifest names them as `$blob`s), and `verify` re-hashes them like any object.
+ *
+ * Engines read folders, so `materialize` lays a tree out under `<store>/trees/<digest>/`: a
+ * derived copy (temp folder, every object checksum-verified, then one rename), re-hashed
+ * against its manifest once per store handle (a run) before use, that `gc` may delete at any time. Its path
+ * is for this process only: never put it in an output.
+ *
+ * @example
+ * const ref = yield* ctx.putTree(savedFolder)   // { $tree: "9f2c…", bytes: 15731218 }
+ * const dir = yield* ctx.getTree(ref)           // <store>/trees/9f2c…/, read-only files
+ */
+import * as fs from "node:fs/promises"
+import { join, relative, sep } from "node:path"
+import { Effect, Schema } from "effect"
+import { type ArtifactStore, BlobRef, StoreError } from "./ArtifactStore.ts"
+import { canonicalJson, sha256 } from "./Canonical.ts"
+import { tempName } from "./internal/files.ts"
+
+/** A stored folder: the digest of its manifest and the total bytes of its files. */
+export const TreeRef = Schema.Struct({ $tree: Schema.String, bytes: Schema.Number })
+export type TreeRef = typeof TreeRef.Type
+
+/** The manifest object: each file's path (`/`-separated, relative to the folder) and blob. */
+export const Manifest = Schema.Struct({ files: Schema.Record(Schema.String, BlobRef) })
+export type Manifest = typeof Manifest.Type
+
+const attempt = <A>(op: string, path: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => new StoreError({ op, path, cause }) })
+
+/** Every regular file under `dir`, as sorted relative paths. */
+const filesUnder = async (dir: string): Promise<Array<string>> => {
+  const out: Array<string> = []
+  const walk = async (d: string) => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const path = join(d, e.name)
+      if (e.isDirectory()) await walk(path)
+      else if (e.isFile()) out.push(relative(dir, path).split(sep).join("/"))
+    }
+  }
+  await walk(dir)
+  return out.sort()
+}
+
+const decodeManifest = Schema.decodeUnknownEffect(Schema.fromJsonString(Manifest))
+
+/** Stores the files of `dir` and their manifest; the same bytes give the same ref wherever the folder lies. */
+export const put = (store: ArtifactStore["Service"], dir: string): Effect.Effect<TreeRef, StoreError> =>
+  Effect.gen(function*() {
+    const names = yield* attempt("list", dir, () => filesUnder(dir))
+    const files: Record<string, BlobRef> = {}
+    let bytes = 0
+    for (const name of names) {
+      const data = yield* attempt("read", join(dir, name), () => fs.readFile(join(dir, name)))
+      files[name] = { $blob: yield* store.put(data), bytes: data.byteLength }
+      bytes += data.byteLength
+    }
+    const manifest = new TextEncoder().encode(canonicalJson({ files }, "reject"))
+    return { $tree: yield* store.put(manifest), bytes }
+  })
+
+/** The folder where `ref` is (or will be) laid out. */
+export const pathOf = (store: ArtifactStore["Service"], ref: TreeRef): string => join(store.paths.root, "trees", ref.$tree)
+
+/**
+ * Lays `ref` out as a folder of read-only files and returns its path. Every object is
+ * checksum-verified on the way; a missing or corrupt one fails (the tree cannot be rebuilt).
+ */
+export const materialize = (store: ArtifactStore["Service"], ref: TreeRef): Effect.Effect<string, StoreError> =>
+  Effect.gen(function*() {
+    const dest = pathOf(store, ref)
+    const verified = verifiedBy(store)
+    if (verified.has(dest)) return dest
+    const asStoreError = (op: string) => (e: { readonly message: string }) => new StoreError({ op, path: dest, cause: new Error(e.message) })
+    const manifestBytes = yield* Effect.mapError(store.get(ref.$tree), asStoreError("read tree"))
+    const manifest = yield* Effect.mapError(decodeManifest(new TextDecoder().decode(manifestBytes)), asStoreError("decode tree"))
+    // A folder laid out earlier (by any process) is used once its files hash to the manifest's;
+    // one that does not (a file edited, truncated or removed) is laid out again.
+    if (yield* attempt("verify", dest, () => matches(dest, manifest))) {
+      verified.add(dest)
+      return dest
+    }
+    yield* attempt("remove", dest, () => fs.rm(dest, { recursive: true, force: true }))
+    const tmp = tempName(store.paths.tmp)
+    yield* attempt("mkdir", tmp, () => fs.mkdir(tmp, { recursive: true }))
+    for (const [name, blob] of Object.entries(manifest.files)) {
+      if (name.split("/").some((part) => part === ".." || part === "" || part === ".")) {
+        return yield* new StoreError({ op: "materialize", path: dest, cause: new Error(`tree ${ref.$tree} names an unsafe path ${JSON.stringify(name)}`) })
+      }
+      const data = yield* Effect.mapError(store.get(blob.$blob), asStoreError("read tree file"))
+      const path = join(tmp, ...name.split("/"))
+      yield* attempt("write", path, async () => {
+        await fs.mkdir(join(path, ".."), { recursive: true })
+        await fs.writeFile(path, data, { mode: 0o444 })
+      })
+    }
+    yield* attempt("rename", dest, async () => {
+      await fs.mkdir(join(dest, ".."), { recursive: true })
+      // Another process may have laid the same tree out meanwhile: its copy is as good as ours.
+      await fs.rename(tmp, dest).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== "ENOTEMPTY" && e.code !== "EEXIST") throw e
+        await fs.rm(tmp, { recursive: true, force: true })
+      })
+    })
+    verified.add(dest)
+    return dest
+  })
+
+/** Folders checked against their manifest through each store handle (their files are read-only). */
+const checked = new WeakMap<object, Set<string>>()
+const verifiedBy = (store: ArtifactStore["Service"]): Set<string> => {
+  let set = checked.get(store)
+  if (set === undefined) checked.set(store, (set = new Set()))
+  return set
+}
+
+/** Whether `dir` holds exactly the manifest's files, each with its bytes. */
+const matches = async (dir: string, manifest: Manifest): Promise<boolean> => {
+  const present = await filesUnder(dir).catch(() => undefined)
+  const names = Object.keys(manifest.files).sort()
+  if (present === undefined || present.join("\n") !== names.join("\n")) return false
+  for (const name of names) {
+    const bytes = await fs.readFile(join(dir, ...name.split("/")))
+    if (sha256(bytes) !== manifest.files[name]!.$blob) return false
+  }
+  return true
+}
+
+/**
+ * Writes the tree `digest` (a `$tree`, or a unique prefix of one) out as an ordinary folder at
+ * `dest` (which must not exist yet or be empty): how a trained checkpoint leaves the store.
+ */
+export const exportTo = (store: ArtifactStore["Service"], digest: string, dest: string): Effect.Effect<TreeRef, StoreError> =>
+  Effect.gen(function*() {
+    const full = yield* resolvePrefix(store, digest)
+    const fail = (message: string) => new StoreError({ op: "export", path: dest, cause: new Error(message) })
+    const existing = yield* attempt("list", dest, () => fs.readdir(dest).catch(() => [] as Array<string>))
+    if (existing.length > 0) return yield* fail("the folder exists and is not empty")
+    const manifestBytes = yield* Effect.mapError(store.get(full), (e) => fail(e.message))
+    const manifest = yield* Effect.mapError(decodeManifest(new TextDecoder().decode(manifestBytes)), () => fail(`${full} is not a stored folder (a $tree)`))
+    let bytes = 0
+    for (const [name, blob] of Object.entries(manifest.files)) {
+      if (name.split("/").some((part) => part === ".." || part === "" || part === ".")) return yield* fail(`tree ${full} names an unsafe path ${JSON.stringify(name)}`)
+      const data = yield* Effect.mapError(store.get(blob.$blob), (e) => fail(e.message))
+      const path = join(dest, ...name.split("/"))
+      yield* attempt("write", path, async () => {
+        await fs.mkdir(join(path, ".."), { recursive: true })
+        await fs.writeFile(path, data)
+      })
+      bytes += data.byteLength
+    }
+    return { $tree: full, bytes }
+  })
+
+/** The one object whose digest starts with `prefix` (at least 8 hex digits). */
+const resolvePrefix = (store: ArtifactStore["Service"], prefix: string): Effect.Effect<string, StoreError> =>
+  Effect.gen(function*() {
+    const fail = (message: string) => new StoreError({ op: "export", path: store.paths.objects, cause: new Error(message) })
+    if (!/^[0-9a-f]{8,64}$/.test(prefix)) return yield* fail(`${JSON.stringify(prefix)} is not a digest (8 to 64 hex digits)`)
+    const shard = join(store.paths.objects, prefix.slice(0, 2))
+    const names = yield* attempt("list", shard, () => fs.readdir(shard).catch(() => [] as Array<string>))
+    const found = names.filter((n) => n.startsWith(prefix))
+    if (found.length === 0) return yield* fail(`no object ${prefix} in this store`)
+    if (found.length > 1) return yield* fail(`${prefix} names ${found.length} objects; give more digits`)
+    return found[0]!
+  })
