@@ -66,6 +66,31 @@ export const put = (store: ArtifactStore["Service"], dir: string): Effect.Effect
 /** The folder where `ref` is (or will be) laid out. */
 export const pathOf = (store: ArtifactStore["Service"], ref: TreeRef): string => join(store.paths.root, "trees", ref.$tree)
 
+/** The manifest of tree `digest`, verified like every object; failures name `where`. */
+const readManifest = (store: ArtifactStore["Service"], digest: string, where: string): Effect.Effect<Manifest, StoreError> =>
+  Effect.flatMap(store.get(digest), (bytes) => decodeManifest(new TextDecoder().decode(bytes))).pipe(
+    Effect.mapError((e) => new StoreError({ op: "read tree", path: where, cause: new Error(e._tag === "SchemaError" ? `${digest} is not a stored folder (a $tree)` : e.message) }))
+  )
+
+/** Writes the manifest's files under `dir` (verified objects); returns their total bytes. */
+const writeFiles = (store: ArtifactStore["Service"], manifest: Manifest, dir: string, mode: number): Effect.Effect<number, StoreError> =>
+  Effect.gen(function*() {
+    let bytes = 0
+    for (const [name, blob] of Object.entries(manifest.files)) {
+      if (name.split("/").some((part) => part === ".." || part === "" || part === ".")) {
+        return yield* new StoreError({ op: "write tree", path: dir, cause: new Error(`the tree names an unsafe path ${JSON.stringify(name)}`) })
+      }
+      const data = yield* Effect.mapError(store.get(blob.$blob), (e) => new StoreError({ op: "read tree file", path: dir, cause: new Error(e.message) }))
+      const path = join(dir, ...name.split("/"))
+      yield* attempt("write", path, async () => {
+        await fs.mkdir(join(path, ".."), { recursive: true })
+        await fs.writeFile(path, data, { mode })
+      })
+      bytes += data.byteLength
+    }
+    return bytes
+  })
+
 /**
  * Lays `ref` out as a folder of read-only files and returns its path. Every object is
  * checksum-verified on the way; a missing or corrupt one fails (the tree cannot be rebuilt).
@@ -75,9 +100,7 @@ export const materialize = (store: ArtifactStore["Service"], ref: TreeRef): Effe
     const dest = pathOf(store, ref)
     const verified = verifiedBy(store)
     if (verified.has(dest)) return dest
-    const asStoreError = (op: string) => (e: { readonly message: string }) => new StoreError({ op, path: dest, cause: new Error(e.message) })
-    const manifestBytes = yield* Effect.mapError(store.get(ref.$tree), asStoreError("read tree"))
-    const manifest = yield* Effect.mapError(decodeManifest(new TextDecoder().decode(manifestBytes)), asStoreError("decode tree"))
+    const manifest = yield* readManifest(store, ref.$tree, dest)
     // A folder laid out earlier (by any process) is used once its files hash to the manifest's;
     // one that does not (a file edited, truncated or removed) is laid out again.
     if (yield* attempt("verify", dest, () => matches(dest, manifest))) {
@@ -87,17 +110,7 @@ export const materialize = (store: ArtifactStore["Service"], ref: TreeRef): Effe
     yield* attempt("remove", dest, () => fs.rm(dest, { recursive: true, force: true }))
     const tmp = tempName(store.paths.tmp)
     yield* attempt("mkdir", tmp, () => fs.mkdir(tmp, { recursive: true }))
-    for (const [name, blob] of Object.entries(manifest.files)) {
-      if (name.split("/").some((part) => part === ".." || part === "" || part === ".")) {
-        return yield* new StoreError({ op: "materialize", path: dest, cause: new Error(`tree ${ref.$tree} names an unsafe path ${JSON.stringify(name)}`) })
-      }
-      const data = yield* Effect.mapError(store.get(blob.$blob), asStoreError("read tree file"))
-      const path = join(tmp, ...name.split("/"))
-      yield* attempt("write", path, async () => {
-        await fs.mkdir(join(path, ".."), { recursive: true })
-        await fs.writeFile(path, data, { mode: 0o444 })
-      })
-    }
+    yield* writeFiles(store, manifest, tmp, 0o444)
     yield* attempt("rename", dest, async () => {
       await fs.mkdir(join(dest, ".."), { recursive: true })
       // Another process may have laid the same tree out meanwhile: its copy is as good as ours.
@@ -137,23 +150,10 @@ const matches = async (dir: string, manifest: Manifest): Promise<boolean> => {
 export const exportTo = (store: ArtifactStore["Service"], digest: string, dest: string): Effect.Effect<TreeRef, StoreError> =>
   Effect.gen(function*() {
     const full = yield* resolvePrefix(store, digest)
-    const fail = (message: string) => new StoreError({ op: "export", path: dest, cause: new Error(message) })
     const existing = yield* attempt("list", dest, () => fs.readdir(dest).catch(() => [] as Array<string>))
-    if (existing.length > 0) return yield* fail("the folder exists and is not empty")
-    const manifestBytes = yield* Effect.mapError(store.get(full), (e) => fail(e.message))
-    const manifest = yield* Effect.mapError(decodeManifest(new TextDecoder().decode(manifestBytes)), () => fail(`${full} is not a stored folder (a $tree)`))
-    let bytes = 0
-    for (const [name, blob] of Object.entries(manifest.files)) {
-      if (name.split("/").some((part) => part === ".." || part === "" || part === ".")) return yield* fail(`tree ${full} names an unsafe path ${JSON.stringify(name)}`)
-      const data = yield* Effect.mapError(store.get(blob.$blob), (e) => fail(e.message))
-      const path = join(dest, ...name.split("/"))
-      yield* attempt("write", path, async () => {
-        await fs.mkdir(join(path, ".."), { recursive: true })
-        await fs.writeFile(path, data)
-      })
-      bytes += data.byteLength
-    }
-    return { $tree: full, bytes }
+    if (existing.length > 0) return yield* new StoreError({ op: "export", path: dest, cause: new Error("the folder exists and is not empty") })
+    const manifest = yield* readManifest(store, full, dest)
+    return { $tree: full, bytes: yield* writeFiles(store, manifest, dest, 0o644) }
   })
 
 /** The one object whose digest starts with `prefix` (at least 8 hex digits). */
