@@ -107,6 +107,7 @@ export default define("polaris", (b, recipe) => {
           epsilon_low: g.epsilon_low ?? 0.2,
           epsilon_high: g.epsilon_high ?? 0.28,
           mismatch_correction: g.mismatch_correction ?? "none",
+          // C of src/grpo/MismatchCorrection.ts (TRL's vllm_importance_sampling_clip_max, default 3 there).
           mismatch_cap: 2,
           beta: g.beta ?? 0
         }

@@ -1,14 +1,15 @@
 /**
  * `update`: the policy update of a GRPO step. Loads the step's policy, optionally corrects the
- * sampler/trainer mismatch (trainer logprobs at the step's weights against the sampler's),
- * runs forwardBackward on the step's datums (`ppo` with ratio bounds 1 − ε_low, 1 + ε_high;
+ * sampler/trainer mismatch (src/grpo/MismatchCorrection.ts: the trainer's logprobs at the step's
+ * weights become the old logprobs, the advantages carry TRL's importance weight), runs
+ * forwardBackward on the step's datums (`ppo` with ratio bounds 1 − ε_low, 1 + ε_high;
  * `cross_entropy` for a luffy/sft reference) and an AdamW step, `inner_iterations` times, then
  * saves (a local checkpoint into the store, by content), publishes, and hands the next state
  * (new checkpoint, sampler state) to the next step.
  */
 import { Effect, Schema } from "effect"
-import { PolicyEngine, type Datum } from "../src/engines/PolicyEngine.ts"
-import { mismatchCorrection } from "../src/grpo/TokenLoss.ts"
+import { PolicyEngine, type Datum, type PolicyEngineShape, type PolicyError } from "../src/engines/PolicyEngine.ts"
+import { correctedDatum, type MismatchCorrection, needsTrainerLogprobs } from "../src/grpo/MismatchCorrection.ts"
 import { digest } from "../src/dag/Canonical.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { loadPolicy, savePolicy } from "../src/engines/PolicyCheckpoint.ts"
@@ -23,6 +24,56 @@ const datum = (d: DatumRecord): Datum => ({
   ...(d.logprobs !== undefined ? { logprobs: d.logprobs } : {}),
   ...(d.advantages !== undefined ? { advantages: d.advantages } : {})
 })
+
+/**
+ * The `ppo` datums with the sampler/trainer mismatch corrected (MismatchCorrection.ts): one
+ * teacher-forcing pass at the step's weights gives the trainer's logprobs, which become the old
+ * logprobs, and the advantages are multiplied by TRL's importance weight w. `none`: unchanged, no pass.
+ *
+ * The datums' sampler logprobs are log-softmax of the sampler's RAW logits (PolicyEngine.ts
+ * `SampledSequence.logprobs`), while the tokens were drawn with temperature / top_p / top_k: with
+ * temperature ≠ 1 or truncation they are not the probabilities the tokens were drawn with, and w
+ * corrects numerics only. A vLLM serving `--logprobs-mode processed_logprobs` reports the drawn-with
+ * logprobs, and w then also absorbs that difference (MismatchCorrection.ts, docs/grpo.md).
+ *
+ * NOTE: `engine.logprobs` runs where the engine teacher-forces: on the training weights for the
+ * embedded engine (its scoring graph), but on the SAMPLER for the `tinker` (asample) and `vllm`
+ * (prompt_logprobs) backends, where these "trainer" logprobs are the sampler's teacher-forced ones.
+ */
+const correctMismatch = (
+  engine: PolicyEngineShape,
+  ppo: ReadonlyArray<Datum>,
+  starts: ReadonlyArray<number>,
+  correction: MismatchCorrection,
+  cap: number,
+  metric: (values: Record<string, number | null>) => Effect.Effect<void>
+): Effect.Effect<ReadonlyArray<Datum>, PolicyError> =>
+  Effect.gen(function*() {
+    if (!needsTrainerLogprobs(correction) || ppo.length === 0) return ppo
+    // trainer[i][t] scores targetTokens[t] (a one-token prompt), aligned with the datum's arrays.
+    const trainer = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
+    const weights: Array<number> = []
+    const diffs: Array<number> = []
+    const corrected = ppo.map((d, i) => {
+      const start = starts[i]!
+      const sampler = d.logprobs ?? []
+      const c = correctedDatum({ correction, cap, start, samplerLogprobs: sampler, trainerLogprobs: trainer[i]!, advantages: d.advantages ?? [] })
+      for (const w of c.weights) weights.push(w)
+      for (let t = start; t < sampler.length; t++) diffs.push(Math.abs(trainer[i]![t]! - sampler[t]!))
+      return { ...d, logprobs: c.logprobs, advantages: c.advantages }
+    })
+    // TRL's sampling/importance_sampling_ratio/{min,mean,max} and sampling/sampling_logp_difference/{mean,max}.
+    const mean = (xs: ReadonlyArray<number>) => (xs.length > 0 ? xs.reduce((a, x) => a + x, 0) / xs.length : null)
+    const extreme = (xs: ReadonlyArray<number>, f: (a: number, b: number) => number) => (xs.length > 0 ? xs.reduce((a, x) => f(a, x)) : null)
+    yield* metric({
+      importance_sampling_ratio_min: extreme(weights, Math.min),
+      importance_sampling_ratio_mean: mean(weights),
+      importance_sampling_ratio_max: extreme(weights, Math.max),
+      sampling_logp_difference_mean: mean(diffs),
+      sampling_logp_difference_max: extreme(diffs, Math.max)
+    })
+    return corrected
+  })
 
 export const update = Stage.make({
   name: "update",
@@ -47,25 +98,15 @@ export const update = Stage.make({
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
       yield* loadPolicy(engine, ctx, policy.checkpoint)
-      let ppo = batch.ppo.map(datum)
-      if (p.mismatch_correction !== "none" && ppo.length > 0) {
-        // Trainer logprobs at the step's weights (teacher forcing) against the sampler's.
-        const trainer = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
-        const mode = p.mismatch_correction === "token" ? "token_tis" : "geo_mean"
-        ppo = ppo.map((d, i) => {
-          // trainer[i][t] scores targetTokens[t]; the completion starts at `starts[i]`.
-          const adv = Array.from(d.advantages ?? [], Number)
-          const from = batch.starts[i]!
-          const sampler = Array.from(d.logprobs ?? [], Number).slice(from)
-          const factor = mismatchCorrection(trainer[i]!.slice(from), sampler, mode, p.mismatch_cap)
-          return { ...d, advantages: adv.map((a, t) => (t >= from ? a * factor[t - from]! : a)) }
-        })
-      }
+      const ppo = yield* correctMismatch(engine, batch.ppo.map(datum), batch.starts, p.mismatch_correction, p.mismatch_cap, (m) => ctx.metric({ step: policy.step, ...m }))
       const ce = batch.cross_entropy.map(datum)
       if (p.beta > 0 && ppo.length > 0) {
         // β·k3 per token, k3 = exp(ref − lp) − (ref − lp) − 1, ref the initial policy's logprob:
         // dk3/dlp = 1 − exp(ref − lp), sent as cross_entropy weights w = β·c·(exp(ref − lp) − 1)
-        // (c: the sequence's aggregation factor), exact at the step's weights (lp: the sampler's).
+        // (c: the sequence's aggregation factor), exact at the step's weights. lp is the datum's old
+        // logprob: the trainer's at the step's weights when the mismatch is corrected (what the
+        // gradient is taken at), the sampler's under `none` (unchanged). Not multiplied by the
+        // importance weight, as TRL adds β·per_token_kl after `per_token_loss * importance_sampling_ratio`.
         yield* loadPolicy(engine, ctx, policy.initial)
         const ref = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
         yield* loadPolicy(engine, ctx, policy.checkpoint)

@@ -16,7 +16,6 @@ import {
   engineLoss,
   type LossType,
   luffyWeights,
-  mismatchCorrection,
   sequenceScale,
   sftWeights
 } from "../src/grpo/TokenLoss.ts"
@@ -322,22 +321,5 @@ describe("reference token losses", () => {
   it("sftWeights: every token weighs scale", () => {
     expect(Array.from(sftWeights(3, 0.5))).toEqual([0.5, 0.5, 0.5])
     expect(sftWeights(0, 1).length).toBe(0)
-  })
-})
-
-describe("mismatchCorrection", () => {
-  const trainer = [-1, -2, -0.5, -3]
-  const sampler = [-1.5, -1.9, -0.5, -2.0]
-  it("token_tis: min(exp(lp_trainer − lp_sampler), cap) per token", () => {
-    expectClose(Array.from(mismatchCorrection(trainer, sampler, "token_tis", 1.5)), [1.5, Math.exp(-0.1), 1, Math.exp(-1)])
-  })
-  it("geo_mean: one capped exp(mean Δ) for the whole sequence", () => {
-    // Δ = [0.5, −0.1, 0, −1], mean −0.15
-    expectClose(Array.from(mismatchCorrection(trainer, sampler, "geo_mean", 2)), Array(4).fill(Math.exp(-0.15)))
-    expectClose(Array.from(mismatchCorrection([0, 0], [-1, -1], "geo_mean", 2)), [2, 2]) // exp(1) capped
-  })
-  it("none: all 1; mismatched lengths throw", () => {
-    expect(Array.from(mismatchCorrection(trainer, sampler, "none", 2))).toEqual([1, 1, 1, 1])
-    expect(() => mismatchCorrection([0], [0, 0], "token_tis", 2)).toThrow(RangeError)
   })
 })

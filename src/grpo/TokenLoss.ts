@@ -104,45 +104,6 @@ export const luffyWeights = (
  */
 export const sftWeights = (length: number, scale: number): Float32Array => new Float32Array(length).fill(scale)
 
-/** Sampler/trainer mismatch correction of the advantages. */
-export type MismatchCorrection = "none" | "token_tis" | "geo_mean"
-
-/**
- * Per-token multipliers m_t of the advantages correcting for the sampler's logprobs (vLLM, another
- * numeric path) differing from the trainer's on the same tokens, Δ_t = lp_trainer,t − lp_sampler,t:
- *
- *   none       m_t = 1
- *   token_tis  m_t = min(exp(Δ_t), cap)                     truncated importance sampling, per token
- *   geo_mean   m_t = min(exp((1/T) Σ_t Δ_t), cap)           geometric mean of the sequence ratio
- *
- * (A summed sequence ratio exp(Σ_t Δ_t) masks whole long stories: not offered.)
- *
- * @example
- * mismatchCorrection([-1, -2], [-1.5, -1.9], "token_tis", 1.5) // [1.5, 0.9048…]
- */
-export const mismatchCorrection = (
-  trainerLogprobs: ArrayLike<number>,
-  samplerLogprobs: ArrayLike<number>,
-  mode: MismatchCorrection,
-  cap: number
-): Float32Array => {
-  const n = trainerLogprobs.length
-  if (samplerLogprobs.length !== n) {
-    throw new RangeError(`mismatchCorrection: ${n} trainer logprobs but ${samplerLogprobs.length} sampler logprobs`)
-  }
-  const delta = (t: number): number => (trainerLogprobs[t] ?? 0) - (samplerLogprobs[t] ?? 0)
-  const corrections: Record<MismatchCorrection, () => Float32Array> = {
-    none: () => new Float32Array(n).fill(1),
-    token_tis: () => Float32Array.from({ length: n }, (_, t) => Math.min(Math.exp(delta(t)), cap)),
-    geo_mean: () => {
-      let s = 0
-      for (let t = 0; t < n; t++) s += delta(t)
-      return new Float32Array(n).fill(n === 0 ? 1 : Math.min(Math.exp(s / n), cap))
-    }
-  }
-  return corrections[mode]()
-}
-
 /**
  * The engine's ppo SUM loss in float64, for tests and for the clip fraction of the metrics:
  * loss = Σ_t −min(r_t·A_t, clip(r_t, clipLow, clipHigh)·A_t), r_t = exp(lp_t − lp_old,t);
