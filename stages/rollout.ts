@@ -7,11 +7,10 @@
  * checkpoint samples anew, and the missing groups are sampled in one batched call.
  */
 import { Effect, Schema } from "effect"
+import { promptsOfBatch } from "../src/data/BatchPrompts.ts"
 import { promptText } from "../src/data/Prompts.ts"
 import { PolicyEngine, type PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
-import { PolicyEngines } from "../src/engines/Policies.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
-import { PermanentError } from "../src/dag/Retry.ts"
 import { sha256 } from "../src/dag/Canonical.ts"
 import { memoBatch } from "../src/dag/MemoBatch.ts"
 import * as Stage from "../src/dag/Stage.ts"
@@ -20,15 +19,6 @@ import { Batch } from "../src/records/Batch.ts"
 import { PolicyState } from "../src/records/TrainState.ts"
 import { Group, SamplingSettings, Sequences } from "../src/records/Group.ts"
 import { identity, loadPolicy } from "../src/engines/PolicyCheckpoint.ts"
-
-/** The prompts of a batch, in batch order, or a clear error naming a missing id. */
-export const promptsOfBatch = (prompts: ReadonlyArray<typeof PromptWithReference.Type>, batch: Batch) => {
-  const byId = new Map(prompts.map((p) => [p.id, p]))
-  return Effect.forEach(batch.prompts, (id) => {
-    const p = byId.get(id)
-    return p === undefined ? Effect.fail(new PermanentError({ message: `the batch names prompt ${id}, which is not among the training prompts` })) : Effect.succeed(p)
-  })
-}
 
 /**
  * The groups of a batch from `engine` (whose current weights are `checkpoint`). Each group is one
@@ -87,25 +77,5 @@ export const rollout = Stage.make({
       const engine = yield* PolicyEngine
       yield* loadPolicy(engine, ctx, policy.checkpoint)
       return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: identity(policy.checkpoint), step: policy.step, group_size, seed, sampling })
-    })
-})
-
-/**
- * `rollout-system`: the same groups from one of several engines (evaluating models against each
- * other): `system` names its engine in the PolicyEngines registry. `model` (the policy section
- * without secrets, and the content digest of a local model) is a param so the node re-runs when
- * the model changes; each group's memo carries the engine's fingerprint.
- */
-export const rolloutSystem = Stage.make({
-  name: "rollout-system",
-  version: "1",
-  resource: "policy",
-  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch },
-  params: Schema.Struct({ system: Schema.String, model: Schema.Record(Schema.String, Schema.Unknown), group_size: Schema.Int, seed: Schema.Int, sampling: SamplingSettings }),
-  output: Schema.Array(Group),
-  run: ({ prompts, batch }, { system, group_size, seed, sampling }, ctx) =>
-    Effect.gen(function*() {
-      const engine = yield* (yield* PolicyEngines).get(system)
-      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: engine.fingerprint, step: 0, group_size, seed, sampling })
     })
 })

@@ -149,7 +149,7 @@ describe("EmbeddedPolicy", () => {
     await Checkpoint.exportOnnx(dir, ckpt)
     await withEngine((e) =>
       Effect.gen(function*() {
-        expect(e.fingerprint).toMatch(/^onnx:[0-9a-f]{16}$/)
+        expect(e.fingerprint).toMatch(/^onnx:[0-9a-f]{16}@[0-9a-f]{12}$/)
         const s = (yield* e.sample([{ prompt: e.promptIds("a fox"), n: 1, params }]))[0]![0]!
         const [lp] = yield* e.logprobs([{ prompt: e.promptIds("a fox"), completion: s.tokens }])
         s.logprobs.forEach((v, t) => expect(Math.abs(v - lp![t]!)).toBeLessThan(1e-4))

@@ -2,6 +2,8 @@
  * The proxy judge: deterministic text statistics under its own rubric. Each metric moves the
  * way its definition says on hand-built texts, and the literary rubric is refused.
  */
+import { join } from "node:path"
+import { codeFingerprint } from "../src/dag/Fingerprint.ts"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeProxy, MIN_WORDS, mattr, PROXY_DIMENSIONS, promptTerms, proxyScores } from "../src/engines/judge/Proxy.ts"
@@ -106,7 +108,8 @@ describe("makeProxy", () => {
   it("scores under the proxy rubric with evidence, no cost and no calls", async () => {
     const rubric = await Effect.runPromise(Rubric.load(Rubric.PROXY_RUBRIC))
     const judge = makeProxy(rubric)
-    expect(judge.fingerprint).toBe(`proxy/1:${Rubric.fingerprint(rubric)}`)
+    // The scoring code's fingerprint, then the rubric's: editing the formula or the rubric is a new key.
+    expect(judge.fingerprint).toBe(`proxy@${codeFingerprint(join(import.meta.dirname, "..", "src", "engines", "judge", "Proxy.ts")).slice(0, 12)}:${Rubric.fingerprint(rubric)}`)
     expect(judge.rubric).toBe(rubric)
     expect(judge.totals().verdicts).toBe(0)
     const verdict = await Effect.runPromise(judge.score({ prompt: PROMPT, story: VARIED }))
@@ -140,6 +143,6 @@ describe("makeProxy", () => {
     expect(() => makeProxy({ ...proxy, dimensions: [...proxy.dimensions, { id: "prose", name: "Prose", definition: "x" }] })).toThrow(/not measurable: prose/)
     expect(() => makeProxy({ ...proxy, dimensions: [...proxy.dimensions, proxy.dimensions[0]!] })).toThrow(/repeated/)
     // The same ids in another order are accepted.
-    expect(makeProxy({ ...proxy, dimensions: [...proxy.dimensions].reverse() }).fingerprint).toMatch(/^proxy\/1:proxy-text-stats@1:/)
+    expect(makeProxy({ ...proxy, dimensions: [...proxy.dimensions].reverse() }).fingerprint).toMatch(/^proxy@[0-9a-f]{12}:proxy-text-stats@1:/)
   })
 })

@@ -208,3 +208,15 @@ export const fingerprintFile = (path: string, cache: Map<string, string>): strin
  */
 export const fingerprintStage = (path: string, cache: Map<string, string>, random: string = RANDOM_MODULE): string =>
   fingerprintRoots(path === random ? [path] : [path, random], cache)
+
+const codeCache = new Map<string, string>()
+
+/**
+ * The fingerprint of the code behind a service that computes values in this process (the
+ * embedded policy, the proxy judge): its module's run-time closure, as for a stage. Engines put
+ * it in their own `fingerprint`, since a stage reaches an engine through its service key only.
+ *
+ * @example
+ * fingerprint: `embedded:${weightsDigest}@${codeFingerprint(import.meta.url).slice(0, 12)}`
+ */
+export const codeFingerprint = (moduleUrl: string): string => fingerprintFile(toPath(moduleUrl), codeCache)

@@ -16,6 +16,7 @@ import { Effect, Layer, Semaphore } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { sha256 } from "../dag/Canonical.ts"
+import { codeFingerprint } from "../dag/Fingerprint.ts"
 import { AdamW, type AdamParams } from "../model/AdamW.ts"
 import * as Checkpoint from "../model/Checkpoint.ts"
 import { ExternalModel } from "../model/ExternalModel.ts"
@@ -137,7 +138,7 @@ const onnxExport = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, 
     const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`) })
     const file = [join(options.checkpoint, "model.onnx"), join(options.checkpoint, "onnx", "model.onnx")].find((f) => existsSync(f))!
     return inferenceOnly({
-      fingerprint: `onnx:${sha256(readFileSync(file)).slice(0, 16)}`,
+      fingerprint: `onnx:${sha256(readFileSync(file)).slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
       tokenizer,
       endToken,
       maxContext: model.maxContext,
@@ -172,8 +173,9 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     const serial = <A, E>(e: Effect.Effect<A, E>) => trainer.withPermits(1)(e)
 
     const engine: PolicyEngineShape = {
-      // The base weights' content, not the folder path: the same model anywhere keys the same cache.
-      fingerprint: `embedded:${sha256(Checkpoint.encodeWeights(config, ckpt.weights)).slice(0, 16)}`,
+      // The base weights' content, not the folder path: the same model anywhere keys the same cache;
+      // and the code that samples and trains here (with onnxruntime's and the tokenizer's versions).
+      fingerprint: `embedded:${sha256(Checkpoint.encodeWeights(config, ckpt.weights)).slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
       tokenizer,
       endToken,
       maxContext: config.maxContext,

@@ -18,7 +18,7 @@
  * Effect.provide(program, Policies.fromRecipe(recipe.policy!, { store: ".polaris" }))
  * ```
  */
-import { Context, Effect, Layer, Scope, Semaphore } from "effect"
+import { Effect, Layer, Scope, Semaphore } from "effect"
 import { FetchHttpClient, type HttpClient } from "effect/http"
 import { join } from "node:path"
 import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
@@ -26,6 +26,7 @@ import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
 import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
+import { PolicyEngines } from "./PolicyEngines.ts"
 import * as TinkerPolicy from "./TinkerPolicy.ts"
 import * as VllmSampler from "./VllmSampler.ts"
 
@@ -123,15 +124,7 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
 export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> =>
   Layer.effect(PolicyEngine, make(policy, context))
 
-/**
- * Several engines at once, by system name (evaluation of models against each other). Each is
- * built on first use and kept: a system's engine loads its model once per run.
- */
-export interface PolicyEnginesShape {
-  readonly get: (system: string) => Effect.Effect<PolicyEngineShape, PolicyError>
-}
-
-export class PolicyEngines extends Context.Service<PolicyEngines, PolicyEnginesShape>()("polaris/PolicyEngines") {}
+export { PolicyEngines, type PolicyEnginesShape } from "./PolicyEngines.ts"
 
 /** The registry over `systems` (name → policy section); an unknown name fails BadInput. */
 export const registry = (systems: Readonly<Record<string, PolicySection>>, context: { readonly store?: string }): Layer.Layer<PolicyEngines> =>

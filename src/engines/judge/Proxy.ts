@@ -37,6 +37,7 @@
  * const verdict = yield* judge.score({ prompt, story }) // verdict.evidence.distinct: "distinct-2 = 0.81"
  * ```
  */
+import { codeFingerprint } from "../../dag/Fingerprint.ts"
 import { Effect } from "effect"
 import { sentences } from "../../data/Prompts.ts"
 import { lengthScore } from "../../grpo/Reward.ts"
@@ -211,7 +212,7 @@ export const proxyScores = (prompt: string, story: string): Record<ProxyDimensio
 /**
  * The proxy judge for `rubric`, which must have exactly the proxy's dimension ids (any order):
  * anything else, the literary rubric above all, is refused with an Error. Scores on 1..10 are
- * mapped linearly onto the rubric's scale. Fingerprint: `proxy/1:<rubric fingerprint>`; verdicts
+ * mapped linearly onto the rubric's scale. Fingerprint: `proxy@<code>:<rubric fingerprint>`; verdicts
  * cost nothing and make no calls; `totals()` counts verdicts.
  */
 export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
@@ -234,7 +235,8 @@ export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
   const toScale = (s: number) => round2(min + (s - 1) / 9 * (max - min))
   let verdicts = 0
   const NONE = { input_tokens: 0, output_tokens: 0, thought_tokens: 0 }
-  const fingerprint = `proxy/1:${rubricFingerprint}` // "/1": the code version, so a formula change in code is a new key
+  // The code that scores (this module's run-time closure), so a formula change in code is a new key.
+  const fingerprint = `proxy@${codeFingerprint(import.meta.url).slice(0, 12)}:${rubricFingerprint}`
   return {
     fingerprint,
     rubric,
