@@ -36,9 +36,8 @@ const datum = (d: DatumRecord): Datum => ({
  * corrects numerics only. A vLLM serving `--logprobs-mode processed_logprobs` reports the drawn-with
  * logprobs, and w then also absorbs that difference (MismatchCorrection.ts, docs/grpo.md).
  *
- * NOTE: `engine.logprobs` runs where the engine teacher-forces: on the training weights for the
- * embedded engine (its scoring graph), but on the SAMPLER for the `tinker` (asample) and `vllm`
- * (prompt_logprobs) backends, where these "trainer" logprobs are the sampler's teacher-forced ones.
+ * The trainer's logprobs come from `engine.trainerLogprobs`: the embedded engine's training
+ * weights, Tinker's `forward` on the training model (also under `vllm` sampling), never the sampler.
  */
 const correctMismatch = (
   engine: PolicyEngineShape,
@@ -51,7 +50,7 @@ const correctMismatch = (
   Effect.gen(function*() {
     if (!needsTrainerLogprobs(correction) || ppo.length === 0) return ppo
     // trainer[i][t] scores targetTokens[t] (a one-token prompt), aligned with the datum's arrays.
-    const trainer = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
+    const trainer = yield* engine.trainerLogprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
     const weights: Array<number> = []
     const diffs: Array<number> = []
     const corrected = ppo.map((d, i) => {

@@ -154,6 +154,12 @@ const REF = OLD[0]!.map((lp, t) => lp - 0.1 * (t + 1)) // the initial policy's l
 
 const fakeEngine = (calls: { logprobs: number; fb: Array<{ name: string; datums: ReadonlyArray<Datum> }> }): PolicyEngineShape => {
   let loaded = ""
+  const score = (items: ReadonlyArray<{ readonly completion: ReadonlyArray<number> }>) =>
+    Effect.sync(() => {
+      calls.logprobs++
+      const lp = loaded === "init" ? REF : OLD[0]!
+      return items.map((i) => Float32Array.from([...Array(i.completion.length - lp.length).fill(-7), ...lp]))
+    })
   return {
     fingerprint: "fake",
     tokenizer: undefined as never,
@@ -161,12 +167,9 @@ const fakeEngine = (calls: { logprobs: number; fb: Array<{ name: string; datums:
     maxContext: 64,
     promptIds: () => [],
     sample: () => Effect.die("unused"),
-    logprobs: (items) =>
-      Effect.sync(() => {
-        calls.logprobs++
-        const lp = loaded === "init" ? REF : OLD[0]!
-        return items.map((i) => Float32Array.from([...Array(i.completion.length - lp.length).fill(-7), ...lp]))
-      }),
+    logprobs: (items) => score(items),
+    // The fake's trainer and sampler agree at the loaded weights; the sampler logprobs of the datums do not.
+    trainerLogprobs: (items) => score(items),
     forwardBackward: (datums, loss) => Effect.sync(() => (calls.fb.push({ name: loss.name, datums }), { logprobs: [], metrics: {} })),
     optimStep: () => Effect.succeed({ gradNorm: 0, clipScale: 1, step: 1 }),
     save: (name) => Effect.succeed({ path: `tinker://${name}` }),

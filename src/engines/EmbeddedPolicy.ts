@@ -183,6 +183,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
 
       sample: sampler((rows, params) => model.generate(published, rows, params, [endToken])),
       logprobs: teacherForcing(async (items) => (await model.score(published, items)).map((s) => s.logprobs)),
+      trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score(weights, items)).map((s) => s.logprobs))(items)),
 
       forwardBackward: (datums, loss) =>
         serial(attempt("forward_backward", async () => {

@@ -4,7 +4,8 @@
  *
  * - `sample(requests)`: n continuations per prompt (each request with its own settings), with
  *   per-token sampler logprobs.
- * - `logprobs(items)`: teacher-forced logprobs of a completion after a prompt (for HRI references).
+ * - `logprobs(items)`: teacher-forced logprobs of a completion after a prompt (for HRI references);
+ *   `trainerLogprobs(items)` the same under the trainer's weights (the mismatch correction's old policy).
  * - `forwardBackward(datums, loss)`: gradients of a SUM loss accumulate until `optimStep`.
  * - `optimStep(adam)`, `save(name)` / `load(path)` (weights and optimizer state), `publish()`
  *   (the trained weights become the ones `sample` and `logprobs` use).
@@ -120,6 +121,14 @@ export interface PolicyEngineShape extends Fingerprinted {
   readonly logprobs: (
     items: ReadonlyArray<{ readonly prompt: ReadonlyArray<number>; readonly completion: ReadonlyArray<number> }>
   ) => Effect.Effect<Array<Float32Array>, PolicyError>
+  /**
+   * Teacher-forced logprobs of a completion under the TRAINER's current weights, the model
+   * `forwardBackward` differentiates (where `logprobs` asks the sampler): the old policy of the
+   * mismatch correction (grpo/MismatchCorrection.ts). Same layout as `logprobs`.
+   */
+  readonly trainerLogprobs: (
+    items: ReadonlyArray<{ readonly prompt: ReadonlyArray<number>; readonly completion: ReadonlyArray<number> }>
+  ) => Effect.Effect<Array<Float32Array>, PolicyError>
   readonly forwardBackward: (
     datums: ReadonlyArray<Datum>,
     loss: LossFn
@@ -144,6 +153,7 @@ export const inferenceOnly = (engine: SamplingEngine, why: string): PolicyEngine
   const unsupported = (what: string) => Effect.fail(new PolicyError({ reason: "Unsupported", retryable: false, message: `${what}: ${why}` }))
   return {
     ...engine,
+    trainerLogprobs: () => unsupported("forward"),
     forwardBackward: () => unsupported("forward_backward"),
     optimStep: () => unsupported("optim_step"),
     save: () => unsupported("save"),
