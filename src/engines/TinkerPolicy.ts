@@ -6,17 +6,32 @@
  *   A heartbeat (`session_heartbeat`, every 10 s as the SDK does) runs in a fiber scoped to the
  *   layer; its failures are ignored (the hosted service may end a session after 120 s without
  *   one, SkyRL ignores it).
+ * - At start-up `get_server_capabilities` must list the base model (else the layer fails with the
+ *   service's list, `Unsupported`); its `max_context_length`, when given, bounds every call.
  * - Every call that touches the model (forward_backward, optim_step, save_weights,
- *   save_weights_for_sampler, load_weights) carries `seq_id` 1, 2, 3, … without gaps: ids are
- *   allocated and the requests submitted one at a time under a semaphore, their futures are
- *   then awaited concurrently. A retried submission reuses its seq_id and the identical body
+ *   save_weights_for_sampler, load_weights) carries `seq_id` 1, 2, 3, … without gaps, counted
+ *   per training client from 1 as the SDK does (`TrainingClient._request_id_counter` starts at 0,
+ *   `seq_id = request_id + 1`: thinking-machines-lab/tinker@d595dc2
+ *   `src/tinker/lib/public_interfaces/training_client.py`), also for the fresh client `load` makes:
+ *   ids are allocated and the requests submitted one at a time under a semaphore, their futures
+ *   are then awaited concurrently. A retried submission reuses its seq_id and the identical body
  *   (the server answers the original request_id). A submission that fails for good leaves an
  *   unknown hole in the sequence, so the model is then marked broken: later model calls fail at
  *   once (a gap would stall the server's queue) until `load` makes a fresh training client.
+ * - Saves and loads are not de-duplicated by seq_id on SkyRL (their futures carry none), so a
+ *   retry after a dropped connection is answered 409 (save: the checkpoint row exists) or 400
+ *   (load: the model already has a request). A 409 on save is success once the run's checkpoint
+ *   list shows the checkpoint (waited for up to `futureTimeout`); a refused load retry loads into
+ *   another fresh training client.
+ * - Every POST carries `X-Idempotency-Key`, one per call and the same on each of its retries, as
+ *   the SDK's HTTP layer sends it (`_base_client.py`: `stainless-python-retry-<uuid4>` on every
+ *   non-GET request, reused across retries); ours is `polaris-ts-retry-<uuid4>`.
  * - Futures are polled with `retrieve_future` (§1.5 table) until a result, each wait bounded by
  *   `futureTimeout`, each HTTP call by `timeout`.
  * - `sample` and `logprobs` use `asample` on the last published sampler weights
- *   (`save_weights_for_sampler`), or on the base model before the first `publish`.
+ *   (`save_weights_for_sampler`), or on the base model before the first `publish`. Prompt
+ *   logprobs are read in the hosted shape (n entries, a leading null) or SkyRL JAX's (n − 1, no
+ *   null): tinker/PromptLogprobs.ts.
  *
  * The API key is `Redacted`: it goes out in the `X-API-Key` header only, never in the
  * fingerprint, a message or a log.
@@ -36,9 +51,12 @@
  * need deferring the backward passes to optimStep. `cross_entropy` CANNOT be compensated: its
  * per-datum loss Σ w·ℓ / Σ w does not change when the weights are scaled, so SkyRL trains on
  * (1/D)·Σ_d (Σ_t w_t·ℓ_t / Σ_t w_t), a weighted mean; weights summing to ≤ 0 (the server would
- * divide by 1e-9) are refused with BadInput. The returned `loss:sum` is always computed on the
- * client from the returned logprobs and the caller's own (unscaled) arrays in this flavour,
- * since SkyRL reports `metrics: {}`.
+ * divide by 1e-9) are refused with BadInput. The k3 KL term's gradient goes out as cross_entropy
+ * weights of both signs whose sum is about 0, so a recipe with `grpo.beta > 0` and
+ * `flavour: skyrl` is refused when it is loaded (RecipeLoader.ts). The returned `loss:sum` is
+ * always computed on the client from the returned logprobs and the caller's own (unscaled)
+ * arrays in this flavour, since SkyRL reports `metrics: {}`; the gradient norm comes from its
+ * `skyrl.ai/grad_norm` (`gradNormOf`).
  *
  * @example
  * ```ts
@@ -50,7 +68,7 @@
  * })
  * ```
  */
-import { createHash } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import { join } from "node:path"
 import { Cause, Duration, Effect, Layer, Redacted, Semaphore } from "effect"
 import type { Scope } from "effect"
@@ -62,6 +80,9 @@ import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import { engineLoss } from "../grpo/TokenLoss.ts"
 import type * as Retry from "../dag/Retry.ts"
 import { attempts, classifyStatus, LlmError, malformed, parseRetryAfter, trimSlash } from "./llm/Remote.ts"
+import { readCapabilities, servedModel } from "./tinker/Capabilities.ts"
+import { checkpointsPath, findCheckpoint, type CheckpointType } from "./tinker/Checkpoints.ts"
+import { completionLogprobs } from "./tinker/PromptLogprobs.ts"
 import {
   PolicyEngine,
   PolicyError,
@@ -101,8 +122,17 @@ export interface TinkerOptions {
   readonly heartbeat?: Duration.Input
 }
 
-/** What the client says it is in `create_session`. */
-export const SDK_VERSION = "0.25.0"
+/**
+ * What the client says it is in `create_session`: the SDK version whose wire dialect it speaks.
+ * SDK 0.25.0 always sends forward_backward as protobuf and asks for protobuf futures
+ * (thinking-machines-lab/tinker@d595dc2ba62a1494aa0f452fe1d0dbb7b321b870 `src/tinker/resources/training.py`,
+ * `src/tinker/lib/api_future_impl.py`: `Accept: application/x-protobuf`); 0.24.1 sends JSON unless
+ * the server's `/client/config` turns on `proto_write_fwdbwd` (default false), and accepts JSON
+ * results (tinker@6b02536 `src/tinker/types/client_config_response.py`, `resources/training.py`,
+ * `lib/api_future_impl.py`: `Accept: application/x-protobuf, application/json`). This client sends
+ * JSON, never asks `/client/config`, and reads JSON: 0.24.1's dialect.
+ */
+export const SDK_VERSION = "0.24.1"
 /** The SDK's chunking: at most 1024 datums and about 5 MB per forward_backward request. */
 export const MAX_CHUNK_DATUMS = 1024
 export const MAX_CHUNK_BYTES = 5_000_000
@@ -230,6 +260,20 @@ const mergeMetrics = (all: ReadonlyArray<Json>): Record<string, number> => {
   return out
 }
 
+/**
+ * The gradient norm in optim_step's metrics: `grad_norm` (or `grad_norm:<reduction>`, the Tinker
+ * metric convention), or SkyRL JAX's `skyrl.ai/grad_norm`
+ * (NovaSky-AI/SkyRL@a9564572 `skyrl/backends/jax.py` `OptimStepMetrics.to_output_metrics`);
+ * NaN when none is reported (the hosted name is not confirmed).
+ */
+export const gradNormOf = (metrics: Readonly<Record<string, unknown>>): number => {
+  for (const [k, v] of Object.entries(metrics)) {
+    const name = k.split(":")[0]
+    if ((name === "grad_norm" || name === "skyrl.ai/grad_norm") && typeof v === "number") return v
+  }
+  return Number.NaN
+}
+
 /** Greedy chunks of at most MAX_CHUNK_DATUMS datums and about MAX_CHUNK_BYTES of JSON. */
 export const chunked = <A>(items: ReadonlyArray<A>): Array<Array<A>> => {
   const out: Array<Array<A>> = []
@@ -257,6 +301,14 @@ const endTokenOf = (tokenizer: Tokenizer): number => {
 
 const numbers = (u: unknown): Array<number> | undefined =>
   Array.isArray(u) && u.every((x) => typeof x === "number") ? (u as Array<number>) : undefined
+
+/** `X-Idempotency-Key` of one call, formed as the SDK forms its own (`stainless-python-retry-<uuid4>`). */
+const idempotencyKey = (): string => `polaris-ts-retry-${randomUUID()}`
+
+/** Attempts made by one call so far. */
+interface Sent {
+  count: number
+}
 
 interface Reply {
   readonly status: number
@@ -290,12 +342,19 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
 
     // -- HTTP --------------------------------------------------------------------------------
 
-    /** One HTTP call, no retry, no time limit (callers add them). */
-    const raw = (method: "GET" | "POST", path: string, body?: string): Effect.Effect<Reply, unknown> => {
+    /**
+     * One HTTP call, no retry, no time limit (callers add them). A POST carries `key` as
+     * `X-Idempotency-Key` (a fresh one when none is given); a GET carries none, as in the SDK
+     * (tinker@d595dc2 `src/tinker/_base_client.py`: a key for every non-GET request).
+     */
+    const raw = (method: "GET" | "POST", path: string, body?: string, key?: string): Effect.Effect<Reply, unknown> => {
       const url = `${root}/${path}`
       const request = method === "GET"
         ? HttpClientRequest.get(url).pipe(HttpClientRequest.setHeaders(headers))
-        : HttpClientRequest.post(url).pipe(HttpClientRequest.setHeaders(headers), HttpClientRequest.bodyText(body ?? "{}", "application/json"))
+        : HttpClientRequest.post(url).pipe(
+          HttpClientRequest.setHeaders({ ...headers, "x-idempotency-key": key ?? idempotencyKey() }),
+          HttpClientRequest.bodyText(body ?? "{}", "application/json")
+        )
       return client.execute(request).pipe(
         Effect.flatMap((response) => Effect.map(response.text, (text) => ({ status: response.status, headers: response.headers, text })))
       )
@@ -310,15 +369,35 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       }
     }
 
-    /** A POST with the call timeout and retries of 408/429/5xx/transport (Remote.attempts). */
-    const post = (path: string, body: string): Effect.Effect<Json, LlmError> =>
-      attempts(
-        options,
-        origin(path),
-        Effect.flatMap(raw("POST", path, body), (r) =>
-          r.status >= 200 && r.status < 300 ? parse(origin(path), r.text) : Effect.fail(classifyStatus(origin(path), r.status, r.headers, r.text))
+    /**
+     * A POST with the call timeout and retries of 408/429/5xx/transport (Remote.attempts), one
+     * idempotency key for all its attempts (a new one each time the effect runs). `sent` counts
+     * the attempts: past 1, an earlier one may have reached the server.
+     */
+    const post = (path: string, body: string, sent: Sent = { count: 0 }): Effect.Effect<Json, LlmError> =>
+      Effect.suspend(() => {
+        const key = idempotencyKey()
+        return attempts(
+          options,
+          origin(path),
+          Effect.suspend(() => {
+            sent.count++
+            return Effect.flatMap(raw("POST", path, body, key), (r) =>
+              r.status >= 200 && r.status < 300 ? parse(origin(path), r.text) : Effect.fail(classifyStatus(origin(path), r.status, r.headers, r.text))
+            )
+          })
         )
+      })
+
+    /** A GET with the call timeout and retries; `path` is under `/api/v1/`. */
+    const get = (path: string): Effect.Effect<Json, LlmError> => {
+      const o = `GET ${safeOrigin(`${root}/${path}`)}`
+      return attempts(
+        options,
+        o,
+        Effect.flatMap(raw("GET", path), (r) => r.status === 200 ? parse(o, r.text) : Effect.fail(classifyStatus(o, r.status, r.headers, r.text)))
       )
+    }
 
     const requestIdOf = (o: string, reply: Json): Effect.Effect<string, LlmError> => {
       const id = reply.request_id ?? reply.future_id
@@ -327,10 +406,13 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
         : Effect.fail(malformed(o, `no request_id in ${JSON.stringify(reply).slice(0, 120)}`))
     }
 
-    /** Submits a request that answers with a future; `resubmit` sends the identical body again. */
-    const submit = (path: string, body: string): Effect.Effect<Submitted, LlmError> => {
-      const once = Effect.flatMap(post(path, body), (r) => requestIdOf(origin(path), r))
-      return Effect.map(once, (requestId) => ({ requestId, resubmit: once }))
+    /**
+     * Submits a request that answers with a future; `resubmit` sends the identical body again
+     * (after a 410, under a new idempotency key: the SDK resubmits through a new request).
+     */
+    const submit = (path: string, body: string, sent?: Sent): Effect.Effect<Submitted, LlmError> => {
+      const once = (s?: Sent) => Effect.flatMap(post(path, body, s), (r) => requestIdOf(origin(path), r))
+      return Effect.map(once(sent), (requestId) => ({ requestId, resubmit: once() }))
     }
 
     // -- futures (§1.5) ----------------------------------------------------------------------
@@ -341,14 +423,15 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     }
 
     /**
-     * Polls a future until its result. `conflict` turns a 409 into a result (save_weights);
+     * Polls a future until its result. `conflict` turns a 409 into a result (a save: the
+     * checkpoint exists, confirmed by `savedCheckpoint`);
      * `retryable` is what a futureTimeout error says (false for model calls: a caller's retry
      * would send the work again under new seq_ids while the first may still run).
      */
     const awaitFuture = (
       call: string,
       submitted: Submitted,
-      settings: { readonly retryable: boolean; readonly conflict?: () => Json }
+      settings: { readonly retryable: boolean; readonly conflict?: Effect.Effect<Json, PolicyError> }
     ): Effect.Effect<Json, PolicyError> => {
       const poll = (id: string) =>
         raw("POST", "retrieve_future", JSON.stringify({ request_id: id, allow_metadata_only: false })).pipe(Effect.timeout(timeout))
@@ -402,7 +485,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             yield* Effect.sleep(Duration.millis(Math.min(5000, cap)))
             continue
           }
-          if (status === 409 && settings.conflict !== undefined) return settings.conflict()
+          if (status === 409 && settings.conflict !== undefined) return yield* settings.conflict
           return yield* Effect.fail(toPolicy(call)(classifyStatus(o, status, r.success.headers, text)))
         }
       })
@@ -426,17 +509,21 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     })
     const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `tinker tokenizer: ${(e as Error).message}`) })
 
-    // The context length is best-effort: an old server may not answer get_server_capabilities.
-    const capabilities = yield* attempts(
-      options,
-      `GET ${safeOrigin(`${root}/get_server_capabilities`)}`,
-      Effect.flatMap(raw("GET", "get_server_capabilities"), (r) =>
-        r.status === 200 ? parse("get_server_capabilities", r.text) : Effect.fail(classifyStatus("get_server_capabilities", r.status, r.headers, r.text))
-      )
-    ).pipe(Effect.option)
-    const models = capabilities._tag === "Some" && Array.isArray(capabilities.value.supported_models) ? capabilities.value.supported_models : []
-    const entry = models.find((m): m is Json => isObject(m) && m.model_name === options.baseModel)
-    const knownContext = typeof entry?.max_context_length === "number" ? entry.max_context_length : undefined
+    // The service's own list of models (tinker/Capabilities.ts): a model it lacks fails here, with
+    // the list, not at create_model. A server without the route (404) is trusted, with a warning.
+    const capabilities = yield* get("get_server_capabilities").pipe(
+      Effect.map(readCapabilities),
+      Effect.catchIf((e) => e.status === 404, () => Effect.succeed(undefined)),
+      Effect.mapError(toPolicy("get_server_capabilities"))
+    )
+    if (capabilities === undefined) {
+      yield* Effect.logWarning(`tinker: ${safeOrigin(root)} lists no models (get_server_capabilities); ${options.baseModel} is assumed served`)
+    }
+    const served = capabilities === undefined ? undefined : servedModel(capabilities, options.baseModel)
+    if (served !== undefined && "error" in served) {
+      return yield* Effect.fail(fail("Unsupported", `tinker ${safeOrigin(root)}: ${served.error}`))
+    }
+    const knownContext = served?.model.maxContext
     const maxContext = knownContext ?? DEFAULT_MAX_CONTEXT
 
     const session = yield* Effect.mapError(
@@ -475,7 +562,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     /**
      * Allocates consecutive seq_ids and submits the bodies in order (one permit for all, so a
      * call's chunks are contiguous). A submission that fails marks the model broken, except a
-     * 409 when `conflictOk` (save_weights: the name exists), which returns undefined.
+     * 409 when `conflictOk` (a save: the checkpoint exists), which returns undefined.
      */
     const submitModel = (
       name: string,
@@ -505,10 +592,56 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
         })
       )
 
-    const awaitModel = (name: string, s: Submitted | undefined, conflict?: () => Json) =>
+    const awaitModel = (name: string, s: Submitted | undefined, conflict?: Effect.Effect<Json, PolicyError>) =>
       s === undefined && conflict !== undefined
-        ? Effect.succeed(conflict())
+        ? conflict
         : awaitFuture(name, s!, { retryable: false, ...(conflict !== undefined ? { conflict } : {}) })
+
+    /**
+     * After a 409 on a save: `{ path }` of checkpoint `name` once `model`'s checkpoint list
+     * (tinker/Checkpoints.ts) shows it, polled with backoff up to `futureTimeout` (SkyRL lists a
+     * checkpoint when it is written, and the first attempt's save may still be queued). A server
+     * without the list route (404) is trusted at the conventional path, with a warning.
+     */
+    const savedCheckpoint = (call: string, model: string, name: string, type: CheckpointType): Effect.Effect<Json, PolicyError> => {
+      const conventional = `tinker://${model}/${type === "training" ? "weights" : "sampler_weights"}/${name}`
+      const loop = Effect.gen(function*() {
+        for (let n = 0; ; n++) {
+          const listed = yield* get(checkpointsPath(model)).pipe(
+            Effect.map((reply): string | null => findCheckpoint(reply, name, type) ?? null),
+            Effect.catchIf((e) => e.status === 404, () => Effect.succeed(undefined)),
+            Effect.mapError(toPolicy(call))
+          )
+          if (listed === undefined) {
+            yield* Effect.logWarning(`tinker ${call}: 409 for ${JSON.stringify(name)} and no checkpoint list to confirm it; taking ${conventional}`)
+            return { path: conventional }
+          }
+          if (listed !== null) return { path: listed }
+          yield* Effect.sleep(Duration.millis(delay(n)))
+        }
+      })
+      return loop.pipe(
+        Effect.timeoutOrElse({
+          duration: futureTimeout,
+          orElse: () =>
+            Effect.fail(fail(
+              "Checkpoint",
+              `tinker ${call}: the server answered 409 (checkpoint ${JSON.stringify(name)} exists) but model ${model} lists no ${type} checkpoint ${JSON.stringify(name)} after ${Duration.format(futureTimeout)}`
+            ))
+        })
+      )
+    }
+
+    /** save_weights / save_weights_for_sampler of `name`; a 409 is success once `savedCheckpoint` confirms it. */
+    const saveAs = (call: "save_weights" | "save_weights_for_sampler", name: string, type: CheckpointType, body: (model: string, seqId: number) => Json) =>
+      Effect.gen(function*() {
+        let model = modelId
+        const [s] = yield* submitModel(call, call, [(m, seqId) => {
+          model = m
+          return body(m, seqId)
+        }], true)
+        return yield* awaitModel(call, s, Effect.suspend(() => savedCheckpoint(call, model, name, type)))
+      })
 
     // -- the engine --------------------------------------------------------------------------
 
@@ -554,10 +687,12 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
 
     const publishNow = Effect.gen(function*() {
       const name = `sampler-${++publishes}`
-      const [s] = yield* submitModel("save_weights_for_sampler", "save_weights_for_sampler", [
-        (model, seqId) => ({ model_id: model, path: name, seq_id: seqId, type: "save_weights_for_sampler" })
-      ])
-      const r = yield* awaitModel("save_weights_for_sampler", s)
+      const r = yield* saveAs("save_weights_for_sampler", name, "sampler", (model, seqId) => ({
+        model_id: model,
+        path: name,
+        seq_id: seqId,
+        type: "save_weights_for_sampler"
+      }))
       if (typeof r.path !== "string") return yield* Effect.fail(fail("Backend", "tinker save_weights_for_sampler: no path in the result"))
       published = r.path
       return { path: r.path } satisfies CheckpointRef
@@ -605,15 +740,48 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
               sampling_params: { max_tokens: 1, temperature: 1, top_p: 1, top_k: -1 },
               prompt_logprobs: true
             })
-            const lps = Array.isArray(r.prompt_logprobs) ? r.prompt_logprobs : []
-            const out = new Float32Array(completion.length)
-            for (let i = 0; i < completion.length; i++) {
-              const v = lps[prompt.length + i]
-              if (typeof v !== "number") return yield* Effect.fail(fail("Backend", `tinker logprobs: no prompt logprob at position ${prompt.length + i}`))
-              out[i] = v
-            }
-            return out
+            const decoded = completionLogprobs(r.prompt_logprobs, prompt.length, completion.length)
+            if ("error" in decoded) return yield* Effect.fail(fail("Backend", `tinker logprobs: ${decoded.error}`))
+            return decoded.logprobs
           }), { concurrency: "unbounded" }),
+
+      // Tinker's `forward` (ForwardRequest {forward_input, model_id, seq_id}: tinker
+      // src/tinker/types/forward_request.py@d595dc2) on the training model: the logprobs the next
+      // forward_backward starts from, where `logprobs` asks the sampler. The loss is not used.
+      trainerLogprobs: (items) =>
+        Effect.gen(function*() {
+          if (items.length === 0) return []
+          if (items.some((i) => i.prompt.length === 0)) return yield* Effect.fail(fail("BadInput", "tinker forward: a prompt needs at least one token"))
+          const datums = items.map(({ prompt, completion }) => {
+            const full = [...prompt, ...completion]
+            return { modelInput: full.slice(0, -1), targetTokens: full.slice(1), weights: new Float32Array(full.length - 1).fill(1) }
+          })
+          const loss = { name: "cross_entropy" } as const
+          yield* Effect.try({
+            try: () => datums.forEach((d, i) => checkDatum(d, loss, i, knownContext)),
+            catch: (e) => (e instanceof PolicyError ? e : fail("BadInput", String(e)))
+          })
+          const wire = datums.map((d) => wireDatum(d, loss, flavour, datums.length))
+          const submitted = yield* submitModel(
+            "forward",
+            "forward",
+            chunked(wire).map((data) => (model: string, seqId: number) => ({
+              forward_input: { data, loss_fn: loss.name, loss_fn_config: null },
+              model_id: model,
+              seq_id: seqId
+            }))
+          )
+          const results = yield* Effect.forEach(submitted, (s) => awaitModel("forward", s), { concurrency: "unbounded" })
+          const outputs = results.flatMap((r) => (Array.isArray(r.loss_fn_outputs) ? r.loss_fn_outputs : []))
+          if (outputs.length !== datums.length) return yield* Effect.fail(fail("Backend", `tinker forward: ${outputs.length} outputs for ${datums.length} datums`))
+          return yield* Effect.forEach(outputs, (o, i) => {
+            const data = isObject(o) && isObject(o.logprobs) ? numbers(o.logprobs.data) : undefined
+            const n = datums[i]!.modelInput.length
+            return data === undefined || data.length !== n
+              ? Effect.fail(fail("Backend", `tinker forward: datum ${i} has no logprobs of length ${n}`))
+              : Effect.succeed(Float32Array.from(data).slice(items[i]!.prompt.length - 1))
+          })
+        }),
 
       forwardBackward: (datums, loss) =>
         Effect.gen(function*() {
@@ -699,8 +867,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           const r = yield* awaitModel("optim_step", s)
           steps++
           const metrics = isObject(r.metrics) ? r.metrics : {}
-          const key = Object.keys(metrics).find((k) => k === "grad_norm" || k.startsWith("grad_norm:"))
-          const norm = key !== undefined && typeof metrics[key] === "number" ? metrics[key] : Number.NaN
+          const norm = gradNormOf(metrics)
           // SkyRL ignores grad_clip_norm (§1.10): nothing is clipped there.
           const clipScale = flavour === "skyrl" || params.gradClipNorm <= 0
             ? 1
@@ -713,16 +880,14 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       save: (name) =>
         Effect.gen(function*() {
           if (!NAME.test(name)) return yield* Effect.fail(fail("BadInput", `tinker save: checkpoint name ${JSON.stringify(name)}: letters, digits, '_' or '-'`))
-          let savedModel = ""
-          const [s] = yield* submitModel("save_weights", "save_weights", [
-            (model, seqId) => {
-              savedModel = model
-              return { model_id: model, path: name, seq_id: seqId, ttl_seconds: null, overwrite: false, type: "save_weights" }
-            }
-          ], true)
-          // 409: the name exists; the SDK takes that as success at the conventional path.
-          const existing = () => ({ path: `tinker://${savedModel}/weights/${name}` })
-          const r = yield* awaitModel("save_weights", s, existing)
+          const r = yield* saveAs("save_weights", name, "training", (model, seqId) => ({
+            model_id: model,
+            path: name,
+            seq_id: seqId,
+            ttl_seconds: null,
+            overwrite: false,
+            type: "save_weights"
+          }))
           if (typeof r.path !== "string") return yield* Effect.fail(fail("Checkpoint", "tinker save_weights: no path in the result"))
           return { path: r.path } satisfies CheckpointRef
         }),
@@ -730,10 +895,11 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       load: (ref) =>
         Effect.gen(function*() {
           if (ref.path === options.baseModel) {
-            // The base model itself: a fresh training client holds exactly its weights.
+            // The base model itself: a fresh training client holds exactly its weights. Its first
+            // request is seq_id 1, as for every training client the SDK makes.
             yield* submissions.withPermits(1)(Effect.gen(function*() {
               modelId = yield* createModel
-              seq = 1
+              seq = 0
               broken = undefined
               callsSinceStep = 0
             }))
@@ -742,13 +908,29 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           }
           if (!ref.path.startsWith("tinker://")) return yield* Effect.fail(fail("BadInput", `tinker load: ${JSON.stringify(ref.path)} is neither a tinker:// path nor the base model`))
           // load_weights must be a model's first request: a new training client, then switch.
+          // SkyRL does not de-duplicate load_weights by seq_id (its future carries none) and
+          // refuses a second request to a loaded model (400 "LoadWeights is not permitted with
+          // seq_id …": SkyRL@a9564572 skyrl/tinker/api.py load_weights), so a retry after an
+          // attempt that may have arrived (dropped connection, timeout, 5xx) is refused: the
+          // client's state is then unknown, and the load goes into another fresh client.
           yield* submissions.withPermits(1)(Effect.gen(function*() {
-            const fresh = yield* createModel
-            const body = JSON.stringify({ model_id: fresh, seq_id: 1, path: ref.path, optimizer: true, type: "load_weights" })
-            const s = yield* Effect.mapError(submit("load_weights", body), toPolicy("load_weights"))
-            yield* awaitFuture("load_weights", s, { retryable: false }).pipe(
-              Effect.mapError((e) => fail("Checkpoint", e.message, false, e))
-            )
+            const rounds = Math.max(1, options.attempts ?? 5)
+            let fresh = ""
+            for (let round = 1; ; round++) {
+              fresh = yield* createModel
+              const body = JSON.stringify({ model_id: fresh, seq_id: 1, path: ref.path, optimizer: true, type: "load_weights" })
+              const sent: Sent = { count: 0 }
+              const r = yield* Effect.result(submit("load_weights", body, sent))
+              if (r._tag === "Success") {
+                yield* awaitFuture("load_weights", r.success, { retryable: false }).pipe(
+                  Effect.mapError((e) => fail("Checkpoint", e.message, false, e))
+                )
+                break
+              }
+              const refusedRetry = sent.count > 1 && (r.failure.status === 400 || r.failure.status === 409)
+              if (!refusedRetry || round >= rounds) return yield* Effect.fail(toPolicy("load_weights")(r.failure))
+              yield* Effect.logWarning(`tinker load_weights: a retry into ${fresh} was refused (${r.failure.message}) after an attempt that may have arrived; loading into a fresh training client`)
+            }
             modelId = fresh
             seq = 1
             broken = undefined

@@ -29,7 +29,7 @@ import { toProblems } from "./internal/issues.ts"
 import { editorSchema } from "./internal/jsonSchema.ts"
 import { applySet } from "./internal/overrides.ts"
 import { resolveSecrets } from "./internal/secrets.ts"
-import { formatPath, kindOf, type Location, type Mapping, merge, type Path, pathKey, type Problem, type Tree } from "./internal/tree.ts"
+import { formatPath, kindOf, type Location, type Mapping, merge, originAt, type Path, pathKey, type Problem, type Tree } from "./internal/tree.ts"
 import { readYamlFile } from "./internal/yamlFile.ts"
 import { Recipe } from "./Recipe.ts"
 
@@ -164,8 +164,15 @@ const anchorPaths = (tree: Tree) => {
   const policyPaths = (policy: Mapping | undefined, at: Path) => {
     const model = policy?.model
     if (policy?.backend === "embedded" && typeof model === "string") anchor([...at, "model"], model, () => true, (abs) => abs(model))
+    // A tokenizer is a folder or a Hugging Face model id (`Qwen/Qwen3.5-9B`, model/HubCache.ts): only
+    // what is written as a path, or names an existing folder next to the recipe, is a path.
     const tokenizer = policy?.tokenizer
-    if (typeof tokenizer === "string") anchor([...at, "tokenizer"], tokenizer, () => true, (abs) => abs(tokenizer))
+    if (typeof tokenizer === "string" && !tokenizer.startsWith("~")) {
+      anchor([...at, "tokenizer"], tokenizer, () => true, (abs) =>
+        tokenizer.startsWith(".") || tokenizer.startsWith("/") || statSync(abs(tokenizer), { throwIfNoEntry: false }) !== undefined ? abs(tokenizer) : tokenizer)
+    }
+    const adapterDir = policy?.adapter_dir
+    if (typeof adapterDir === "string") anchor([...at, "adapter_dir"], adapterDir, () => true, (abs) => abs(adapterDir))
   }
   policyPaths(value.policy as Mapping | undefined, ["policy"])
   const systems = (value.eval as Mapping | undefined)?.systems
@@ -215,6 +222,34 @@ const loadNow = (
   for (const problem of toProblems(result.issues ?? [], tree, secrets.value, Recipe.ast)) {
     if (!reported.some((r) => within(problem.path, r))) problems.push(problem)
   }
+  if (result.issues === undefined) problems.push(...crossFieldProblems(result.value, tree))
   if (problems.length > 0 || result.issues !== undefined) return { problems }
   return { recipe: result.value, files, frozen: tree.value }
+}
+
+/**
+ * Rules across sections, checked once the Schema passed, each reported at the value that breaks
+ * it (`file:line:col`, or its `--set`).
+ *
+ * - `grpo.beta > 0` with `policy.flavour: skyrl` (a tinker or vllm policy): SkyRL tx's JAX backend
+ *   divides each datum's loss by max(Σweights, 1e-9) (NovaSky-AI/SkyRL@a9564572 `skyrl/backends/jax.py`,
+ *   `per_seq_loss`), and the k3 KL term goes out as cross_entropy weights of both signs summing to
+ *   about 0 (stages/update.ts), so its gradient would be scaled by up to 1e9 or the update refused
+ *   mid-run. Scaling the weights cannot undo that division, and the PPO term cannot carry the KL
+ *   gradient (its clipped tokens pass none), so the combination is refused here.
+ */
+const crossFieldProblems = (recipe: Recipe, tree: Tree): Array<Problem> => {
+  const problems: Array<Problem> = []
+  const beta = recipe.grpo?.beta ?? 0
+  const policy = recipe.policy
+  if (beta > 0 && policy?.flavour === "skyrl" && policy.backend !== "embedded") {
+    const flavourAt = originAt(tree, ["policy", "flavour"])?.value
+    problems.push({
+      where: originAt(tree, ["grpo", "beta"])!.value,
+      path: ["grpo", "beta"],
+      message: `a KL term (beta ${beta}) cannot be trained on SkyRL tx (policy.flavour: skyrl${flavourAt === undefined ? "" : ` at ${displayOrigin(originOf(flavourAt))}`}): ` +
+        `it divides each cross_entropy datum by max(sum of weights, 1e-9), and the KL weights sum to about 0; use beta: 0 there, or hosted Tinker`
+    })
+  }
+  return problems
 }
