@@ -14,7 +14,6 @@
  * a vLLM server (`backend: vllm`, `sampler_urls`, no `base_url`: sampling only), or a Tinker
  * service. Stories are memoized per engine fingerprint, so adding a system reuses the others'.
  */
-import { existsSync } from "node:fs"
 import { Layer } from "effect"
 import * as Judges from "../src/engines/judge/Judges.ts"
 import * as Policies from "../src/engines/Policies.ts"
@@ -25,6 +24,7 @@ import { evalSamples, evalSet, evaluateSystems } from "./evaluate.ts"
 import { samplingOf } from "./polaris.ts"
 import { datasetNode, layer as dataLayer, promptsNode } from "./polarisData.ts"
 import * as Location from "../src/dag/Location.ts"
+import * as HubCache from "../src/model/HubCache.ts"
 
 type System = NonNullable<NonNullable<Recipe["eval"]>["systems"]>[number]
 
@@ -37,13 +37,19 @@ const systemsOf = (recipe: Recipe): ReadonlyArray<System> => {
   return systems
 }
 
+/** A tokenizer folder by content; a Hugging Face model id by its cached snapshot's commit (HubCache.ts). */
+const tokenizerKey = (spec: string) => {
+  const identity = HubCache.tokenizerIdentity(spec)
+  return "folder" in identity ? Location.of(identity.folder) : identity.id
+}
+
 /** What identifies a system's model in its node's key: the section without secrets, local files by content (Location). */
 const modelKey = (policy: System["policy"]): Record<string, unknown> => {
   const { api_key: _secret, ...rest } = policy
   return {
     ...rest,
     ...(policy.backend === "embedded" ? { model: Location.of(policy.model) } : {}),
-    ...(policy.tokenizer !== undefined && existsSync(policy.tokenizer) ? { tokenizer: Location.of(policy.tokenizer) } : {})
+    ...(policy.tokenizer !== undefined ? { tokenizer: tokenizerKey(policy.tokenizer) } : {})
   }
 }
 

@@ -94,7 +94,7 @@ describe("EmbeddedPolicy", () => {
       }))
   })
 
-  it("samples from published weights only; save/load restores weights and optimizer exactly", async () => {
+  it("samples from published weights only (trainerLogprobs sees the trained ones); save/load restores weights and optimizer exactly", async () => {
     await withEngine((e) =>
       Effect.gen(function*() {
         const prompt = e.promptIds("a lighthouse")
@@ -109,9 +109,12 @@ describe("EmbeddedPolicy", () => {
         expect(step.step).toBe(1)
         expect(step.gradNorm).toBeGreaterThan(0)
         expect(yield* e.logprobs(probe)).toEqual(before) // not published yet
+        const trainer = yield* e.trainerLogprobs(probe) // the trainer's weights are already the new ones
+        expect(trainer).not.toEqual(before)
         yield* e.publish()
         const published = yield* e.logprobs(probe)
         expect(published).not.toEqual(before)
+        expect(published).toEqual(trainer)
         const saved = yield* e.save("step-1")
         yield* train
         yield* e.publish()

@@ -3,8 +3,14 @@
  * server): `/v1/completions` replies shaped like Examples A and B (choices prompt-major for
  * n > 1), `/health`, `/v1/models`, `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` with their
  * bare-string bodies, `/reset_prefix_cache` mounted only in dev mode.
+ *
+ * With `lora` set, the LoRA routes behave as vLLM's source has them (cited beside `loraLoad`):
+ * mounted only with runtime updating, the adapter folder read from disk, the rank checked before
+ * the tensors, and `/server_info` (dev mode) reporting `lora_config` and `logprobs_mode`.
  */
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { isAbsolute, join } from "node:path"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { Effect, Exit, Redacted } from "effect"
@@ -13,6 +19,13 @@ import { afterEach, describe, expect, it } from "vitest"
 import { type PolicyError, type SampleRequest } from "../src/engines/PolicyEngine.ts"
 import { defaultSamplingParams, type SamplingParams } from "../src/model/Sampling.ts"
 import * as VllmSampler from "../src/engines/VllmSampler.ts"
+import * as VllmLora from "../src/engines/VllmLora.ts"
+import * as Policies from "../src/engines/Policies.ts"
+import * as Archive from "../src/engines/tinker/Archive.ts"
+import type { PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
+import * as PeftAdapter from "../src/model/PeftAdapter.ts"
+import { ARCHIVE_KEY, startArchiveFake, type ArchiveFake } from "./support/fakeTinkerArchive.ts"
+import { writeSnapshot } from "./support/hubCache.ts"
 
 const BASE = "Qwen/Qwen3-8B"
 const END = 151645
@@ -65,6 +78,19 @@ interface FakeOptions {
   old?: boolean
   /** Return choices in reverse order (clients must group by index). */
   reversed?: boolean
+  /** Emulate vLLM's LoRA loading (see `loraLoad`) instead of accepting any path. */
+  lora?: {
+    /** VLLM_ALLOW_RUNTIME_LORA_UPDATING (default true): without it the routes are not mounted. */
+    runtimeUpdating?: boolean
+    /** --enable-lora (default true). */
+    enabled?: boolean
+    /** --max-lora-rank (default 16, vLLM's). */
+    maxRank?: number
+    /** --logprobs-mode, as /server_info reports it (default raw_logprobs, vLLM's). */
+    logprobsMode?: string
+    /** Whether this "host" can read a folder (default: every folder on this machine). */
+    readable?: (path: string) => boolean
+  }
 }
 
 interface Fake {
@@ -162,6 +188,36 @@ const startFake = async (options: FakeOptions = {}): Promise<Fake> => {
     })
   }
 
+  /**
+   * POST /v1/load_lora_adapter as vLLM answers it: request model {lora_name, lora_path}
+   * (vllm/entrypoints/serve/lora/protocol.py@7fd1b43); a duplicate name is a 400 InvalidUserInput
+   * and an engine failure a 500 InternalServerError, "No adapter found" a 404
+   * (vllm/frontend/entrypoints/openai/models/serving.py@055e47c `load_lora_adapter`); the engine
+   * resolves an absolute path as is and anything else as a Hub repo id
+   * (vllm/lora/utils.py@0fd1570 `get_adapter_absolute_path`), reads adapter_config.json
+   * ("Loading lora <name> failed: No adapter found for <path>" when it cannot), checks the rank
+   * ("LoRA rank <r> is greater than max_lora_rank <m>.", vllm/lora/peft_helper.py@e745baf
+   * `validate_legal`), then the tensors ("<dir> doesn't contain tensors",
+   * vllm/lora/lora_model.py@532cc25); without --enable-lora the runner raises "LoRA is not enabled.".
+   */
+  const loraLoad = (body: any): Reply => {
+    const lora = options.lora!
+    const name = body?.lora_name
+    const path = body?.lora_path
+    if (typeof name !== "string" || typeof path !== "string") return vllmError(400, "BadRequestError", "[{'type': 'missing', 'loc': ('body', 'lora_name'), 'msg': 'Field required'}]")
+    if (adapters.has(name)) return vllmError(400, "InvalidUserInput", `The lora adapter '${name}' has already been loaded.`)
+    if (lora.enabled === false) return vllmError(500, "InternalServerError", "LoRA is not enabled.")
+    const readable = lora.readable ?? (() => true)
+    const config = join(path, "adapter_config.json")
+    if (!isAbsolute(path) || !readable(path) || !existsSync(config)) return vllmError(404, "NotFoundError", `Loading lora ${name} failed: No adapter found for ${path}`)
+    const r = JSON.parse(readFileSync(config, "utf8")).r
+    const max = lora.maxRank ?? 16
+    if (r > max) return vllmError(500, "InternalServerError", `LoRA rank ${r} is greater than max_lora_rank ${max}.`)
+    if (!existsSync(join(path, "adapter_model.safetensors"))) return vllmError(500, "InternalServerError", `${path} doesn't contain tensors`)
+    adapters.set(name, path)
+    return bare(200, `Success: LoRA adapter '${name}' added successfully.`)
+  }
+
   const route = (req: Seen): Reply => {
     if (req.method === "GET" && req.path === "/health") return bare(options.health?.() ?? 200, "")
     if (req.path.startsWith("/v1/") && req.headers["authorization"] !== `Bearer ${KEY}`) return vllmError(401, "AuthenticationError", "Unauthorized")
@@ -175,6 +231,19 @@ const startFake = async (options: FakeOptions = {}): Promise<Fake> => {
       })
     }
     if (req.method === "POST" && req.path === "/v1/completions") return script.shift() ?? completion(req.body)
+    if (req.method === "GET" && req.path === "/server_info?config_format=json" && options.devMode) {
+      // vllm/entrypoints/serve/instrumentator/server_info.py@4652ef5: the VllmConfig dumped as JSON.
+      return json(200, {
+        vllm_config: {
+          model_config: { model: BASE, max_model_len: 32768, logprobs_mode: options.lora?.logprobsMode ?? "raw_logprobs" },
+          lora_config: options.lora?.enabled === false ? null : { max_lora_rank: options.lora?.maxRank ?? 16, max_loras: 1, lora_dtype: "auto" }
+        },
+        vllm_env: { VLLM_ALLOW_RUNTIME_LORA_UPDATING: options.lora?.runtimeUpdating !== false, VLLM_SERVER_DEV_MODE: true },
+        system_env: {}
+      })
+    }
+    if (req.path.endsWith("_lora_adapter") && options.lora?.runtimeUpdating === false) return json(404, { detail: "Not Found" })
+    if (req.method === "POST" && req.path === "/v1/load_lora_adapter" && options.lora !== undefined) return loraLoad(req.body)
     if (req.method === "POST" && req.path === "/v1/load_lora_adapter") {
       const { lora_name: name, lora_path: path } = req.body
       if (adapters.has(name)) return vllmError(400, "InvalidUserInput", `The lora adapter '${name}' has already been loaded.`)
@@ -475,5 +544,146 @@ describe("VllmSampler.useAdapter", () => {
       }))
     expect(value(exit)).toEqual(["Failure", BASE])
     expect(a.adapters.has("polaris-v1")).toBe(false) // unloaded again
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// LoRA set-up and adapter paths
+
+const loads = (f: Fake) => f.seen.filter((s) => s.path === "/v1/load_lora_adapter")
+const probeDir = () => mkdtempSync(join(tmpdir(), "polaris-adapter-dir-"))
+
+describe("VllmSampler start-up checks (adapters)", () => {
+  it("fails at once with the fix when runtime LoRA updating is off (the route is not mounted), and passes when it is on", async () => {
+    const off = await startFake({ lora: { runtimeUpdating: false, maxRank: 32 } })
+    const e = failure(await run(options([off.url], { adapters: { rank: 32 } }), () => Effect.void))
+    expect([e.reason, e.retryable]).toEqual(["Backend", false])
+    expect(e.message).toContain(off.url)
+    expect(e.message).toContain("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True")
+    expect(loads(off)).toHaveLength(1) // not retried
+    const on = await startFake({ lora: { maxRank: 32 } })
+    value(await run(options([on.url], { adapters: { rank: 32 } }), () => Effect.void))
+    expect(loads(on).map((s) => s.body)).toEqual([{}]) // the empty-body route check only
+  })
+
+  it("fails when --max-lora-rank is below policy.lora_rank: from /server_info in dev mode, from the probe adapter otherwise", async () => {
+    const dev = await startFake({ devMode: true, lora: { maxRank: 16, logprobsMode: "processed_logprobs" } })
+    const e1 = failure(await run(options([dev.url], { adapters: { rank: 32 } }), () => Effect.void))
+    expect(e1.message).toContain("--max-lora-rank is 16 (/server_info)")
+    expect(e1.message).toContain("start vLLM with --max-lora-rank 32")
+
+    const dir = probeDir()
+    const plain = await startFake({ lora: { maxRank: 16 } })
+    const e2 = failure(await run(options([plain.url], { adapters: { rank: 32, probeDir: dir } }), () => Effect.void))
+    expect(e2.retryable).toBe(false)
+    expect(e2.message).toContain("LoRA rank 32 is greater than max_lora_rank 16")
+    expect(e2.message).toContain("start vLLM with --max-lora-rank 32")
+    expect(loads(plain)).toHaveLength(2) // {} then the probe, whose 500 is not retried
+    expect(readdirSync(dir)).toEqual([]) // the probe folder is removed
+    // rank 48 needs 64 (vLLM accepts 1, 8, 16, 32, 64, 128, 256, 320, 512)
+    expect(VllmLora.maxLoraRankFor(48)).toBe(64)
+  })
+
+  it("fails on raw logprobs (/server_info) with --logprobs-mode processed_logprobs, and without --enable-lora", async () => {
+    const raw = await startFake({ devMode: true, lora: { maxRank: 32, logprobsMode: "raw_logprobs" } })
+    const e1 = failure(await run(options([raw.url], { adapters: { rank: 32 } }), () => Effect.void))
+    expect(e1.message).toContain("--logprobs-mode is raw_logprobs")
+    expect(e1.message).toContain("--logprobs-mode processed_logprobs")
+    const disabled = await startFake({ devMode: true, lora: { enabled: false } })
+    expect(failure(await run(options([disabled.url], { adapters: { rank: 32 } }), () => Effect.void)).message).toContain("--enable-lora")
+    const disabledProbe = await startFake({ lora: { enabled: false } })
+    expect(failure(await run(options([disabledProbe.url], { adapters: { rank: 32, probeDir: probeDir() } }), () => Effect.void)).message).toContain("--enable-lora")
+  })
+
+  it("fails when the host cannot read policy.adapter_dir", async () => {
+    const dir = probeDir()
+    const elsewhere = await startFake({ lora: { maxRank: 32, readable: () => false } })
+    const e = failure(await run(options([elsewhere.url], { adapters: { rank: 32, probeDir: dir } }), () => Effect.void))
+    expect(e.message).toContain("No adapter found")
+    expect(e.message).toContain(`cannot read ${dir}`)
+    expect(e.message).toContain("policy.adapter_dir")
+  })
+
+  it("starts when everything fits, leaving no probe adapter or folder behind, and reports max_model_len", async () => {
+    const dir = probeDir()
+    const good = await startFake({ devMode: true, lora: { maxRank: 32, logprobsMode: "processed_logprobs" } })
+    const len = value(await run(options([good.url], { adapters: { rank: 32, probeDir: dir } }), (v) => Effect.succeed(v.maxModelLen)))
+    expect(len).toBe(32768)
+    expect(loads(good)).toHaveLength(2)
+    expect(good.adapters.size).toBe(0)
+    expect(readdirSync(dir)).toEqual([])
+  })
+
+  it("never sends a tinker:// path; with `uris`, a server that cannot resolve them fails at start-up with the adapter_dir fix", async () => {
+    const a = await startFake({ lora: { maxRank: 32 } })
+    const e = failure(await run(options([a.url], { adapters: { rank: 32 } }), (v) => v.useAdapter("tinker://run-1/sampler_weights/s1")))
+    expect(e.reason).toBe("BadInput")
+    expect(e.message).toContain("policy.adapter_dir")
+    expect(loads(a).map((s) => s.body)).toEqual([{}])
+    const real = await startFake({ lora: { maxRank: 32 } })
+    const e2 = failure(await run(options([real.url], { adapters: { rank: 32, uris: true } }), () => Effect.void))
+    expect(e2.message).toContain("cannot load a tinker:// checkpoint")
+    expect(e2.message).toContain("set policy.adapter_dir")
+  })
+
+  it("a load that fails with vLLM's 500 for the rank is not retried and names the fix", async () => {
+    const dir = probeDir()
+    writeFileSync(join(dir, "adapter_config.json"), JSON.stringify({ r: 64, lora_alpha: 64, target_modules: ["q_proj"] }))
+    const a = await startFake({ lora: { maxRank: 32 } })
+    const e = failure(await run(options([a.url]), (v) => v.useAdapter(dir)))
+    expect(e.retryable).toBe(false)
+    expect(e.message).toContain("start vLLM with --max-lora-rank 64")
+    expect(loads(a)).toHaveLength(1)
+  })
+})
+
+describe("vllm sampling with a Tinker trainer (Policies.withVllmSampling + Archive)", () => {
+  const archives: Array<ArchiveFake> = []
+  afterEach(async () => {
+    await Promise.all(archives.splice(0).map((f) => f.close()))
+  })
+
+  it("loads each published tinker:// checkpoint as a local PEFT folder under adapter_dir, and removes the previous one", async () => {
+    const tar = new Uint8Array(readFileSync(new URL("./fixtures/tinker-archive/qwen3-tiny-f32.tar", import.meta.url)))
+    const archive = await startArchiveFake({ archives: { "run-1/sampler_weights/sampler-1": tar, "run-1/sampler_weights/sampler-2": tar } })
+    archives.push(archive)
+    const expectedBases = JSON.parse(readFileSync(new URL("./fixtures/tinker-archive/expected.json", import.meta.url), "utf8")).bases
+    const cache = mkdtempSync(join(tmpdir(), "polaris-hub-"))
+    writeSnapshot(cache, "polaris-test/qwen3-tiny", {
+      "config.json": JSON.stringify(expectedBases.untied.config),
+      "model.safetensors.index.json": JSON.stringify({ weight_map: Object.fromEntries(expectedBases.untied.weights.map((w: string) => [w, "model.safetensors"])) })
+    })
+    const base = await PeftAdapter.baseModel(["polaris-test/qwen3-tiny"], { HF_HUB_CACHE: cache })
+    const adapterDir = probeDir()
+    const vllm = await startFake({ lora: { maxRank: 16 } })
+
+    let published = 0
+    const trainer = {
+      fingerprint: "fake-trainer",
+      publish: () => Effect.sync(() => ({ path: `tinker://run-1/sampler_weights/sampler-${++published}` })),
+      load: () => Effect.void
+    } as unknown as PolicyEngineShape
+    const folders: Policies.AdapterFolders = {
+      folderOf: (path) => Effect.provide(Archive.toPeftFolder({ baseUrl: archive.url, apiKey: Redacted.make(ARCHIVE_KEY), adapterDir, base }, path), FetchHttpClient.layer),
+      remove: (folder) => Effect.sync(() => rmSync(folder, { recursive: true, force: true }))
+    }
+    const exit = await run(options([vllm.url], { adapters: { rank: 2, probeDir: adapterDir } }), (sampler) =>
+      Effect.gen(function*() {
+        const engine = Policies.withVllmSampling(trainer, sampler, folders)
+        yield* engine.publish()
+        yield* engine.publish()
+        yield* engine.sample([req(1)])
+        return sampler.currentModel()
+      }))
+    expect(value(exit)).toBe("polaris-v2")
+    const paths = loads(vllm).map((s) => s.body.lora_path).filter((p) => p !== undefined)
+    const [probe, first, second] = paths
+    expect(probe).toContain(".polaris-probe-")
+    expect([first, second]).toEqual([join(adapterDir, "run-1", "sampler-1"), join(adapterDir, "run-1", "sampler-2")])
+    for (const p of paths) expect(p.startsWith("tinker://")).toBe(false)
+    expect(existsSync(join(second, "adapter_model.safetensors"))).toBe(true)
+    expect(existsSync(first)).toBe(false) // switched away from: removed
+    expect([...vllm.adapters]).toEqual([["polaris-v2", second]])
+    expect(vllm.completions().at(-1)!.body.model).toBe("polaris-v2")
   })
 })

@@ -6,7 +6,13 @@
  * - `tinker`: a Tinker-compatible training and sampling service (TinkerPolicy.ts);
  * - `vllm`: training on the Tinker service at `base_url`, sampling and teacher forcing on vLLM
  *   servers (`sampler_urls`, VllmSampler.ts), each published checkpoint loaded there as a
- *   versioned LoRA adapter; without `base_url`, sampling only (evaluating a served model).
+ *   versioned LoRA adapter: with `adapter_dir`, downloaded from Tinker and written there as a
+ *   PEFT folder (tinker/Archive.ts); without it, loaded by its `tinker://` path, which only a
+ *   server that resolves those itself (`polaris serve`) can do (checked at start-up). Without
+ *   `base_url`, sampling only (evaluating a served model).
+ *
+ * `policy.tokenizer` is a local folder or a Hugging Face model id in the local cache
+ * (model/HubCache.ts); it is resolved here, once, for every backend that reads it.
  *
  * `registry` holds several engines by system name, for evaluations that compare models.
  *
@@ -20,13 +26,17 @@
  */
 import { Effect, Layer, Scope, Semaphore } from "effect"
 import { FetchHttpClient, type HttpClient } from "effect/http"
+import { rm } from "node:fs/promises"
 import { join } from "node:path"
+import * as HubCache from "../model/HubCache.ts"
+import * as PeftAdapter from "../model/PeftAdapter.ts"
 import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
 import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
+import * as Archive from "./tinker/Archive.ts"
 import * as TinkerPolicy from "./TinkerPolicy.ts"
 import * as VllmSampler from "./VllmSampler.ts"
 
@@ -46,10 +56,32 @@ export const trackCheckpoints = (engine: PolicyEngineShape, initial: string): Po
   }
 }
 
-/** Sampling and teacher forcing on vLLM, training on `trainer`; each publish becomes an adapter there. */
-export const withVllmSampling = (trainer: PolicyEngineShape, sampler: VllmSampler.VllmSampler): PolicyEngineShape => {
+/** How published checkpoints reach the vLLM servers as adapter folders. */
+export interface AdapterFolders {
+  /** The local adapter folder of a published checkpoint path (written there if needed). */
+  readonly folderOf: (path: string) => Effect.Effect<string, PolicyError>
+  /** Deletes a folder once the servers have switched away from it. */
+  readonly remove: (folder: string) => Effect.Effect<void>
+}
+
+/**
+ * Sampling and teacher forcing on vLLM, training on `trainer`; each publish becomes an adapter
+ * there (through `folders` when given, else by the published path itself).
+ */
+export const withVllmSampling = (trainer: PolicyEngineShape, sampler: VllmSampler.VllmSampler, folders?: AdapterFolders): PolicyEngineShape => {
+  let inUse: string | undefined
+  const use = (path: string) =>
+    folders === undefined
+      ? sampler.useAdapter(path)
+      : Effect.gen(function*() {
+        const folder = yield* folders.folderOf(path)
+        yield* sampler.useAdapter(folder)
+        const previous = inUse
+        inUse = folder
+        if (previous !== undefined && previous !== folder) yield* folders.remove(previous)
+      })
   const publish = () =>
-    Effect.flatMap(trainer.publish(), (ref) => (ref === undefined ? Effect.succeed(ref) : Effect.as(sampler.useAdapter(ref.path), ref)))
+    Effect.flatMap(trainer.publish(), (ref) => (ref === undefined ? Effect.succeed(ref) : Effect.as(use(ref.path), ref)))
   return {
     ...trainer,
     fingerprint: `${trainer.fingerprint}+${sampler.fingerprint}`,
@@ -63,13 +95,21 @@ export const withVllmSampling = (trainer: PolicyEngineShape, sampler: VllmSample
 
 type PolicySection = NonNullable<Recipe["policy"]>
 
+/** `policy.tokenizer` (a folder or a model id in the Hugging Face cache) as the folder holding tokenizer.json. */
+export const resolveTokenizer = (spec: string, env: HubCache.HubEnv = process.env): Effect.Effect<string, PolicyError> =>
+  Effect.try({
+    try: () => HubCache.tokenizerDir(spec, env),
+    catch: (e) => new PolicyError({ reason: "BadInput", retryable: false, message: `policy.tokenizer: ${(e as Error).message}`, cause: e })
+  })
+
 /**
  * Sampling and teacher forcing on vLLM with no trainer (evaluating a served model): the tokenizer
  * comes from `policy.tokenizer`; training calls fail `Unsupported`.
  */
-const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerDir: string) =>
+const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerSpec: string) =>
   Effect.gen(function*() {
     const fail = (message: string, cause?: unknown) => new PolicyError({ reason: "Checkpoint", message, retryable: false, cause })
+    const tokenizerDir = yield* resolveTokenizer(tokenizerSpec)
     const tokenizer = yield* Effect.try({
       try: () => Tokenizer.fromFile(join(tokenizerDir, "tokenizer.json")),
       catch: (e) => fail(`vllm tokenizer ${tokenizerDir}: ${(e as Error).message}`, e)
@@ -80,7 +120,7 @@ const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerD
       fingerprint: sampler.fingerprint,
       tokenizer,
       endToken: end,
-      maxContext: policy.max_context ?? 32768,
+      maxContext: policy.max_context ?? sampler.maxModelLen ?? 32768,
       promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
       sample: sampler.sample,
       logprobs: sampler.logprobs
@@ -104,19 +144,40 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
   const urls = policy.sampler_urls ?? []
   if (policy.backend === "vllm" && urls.length === 0) throw new Error("policy.sampler_urls is required for the vllm backend (the vLLM servers that sample)")
   if (policy.backend === "vllm" && policy.base_url === undefined) return tracked(vllmOnly(policy, urls, need(policy.tokenizer, "tokenizer")))
-  const tinker = {
-    baseUrl: need(policy.base_url, "base_url"),
+  const baseUrl = need(policy.base_url, "base_url")
+  const tokenizerSpec = need(policy.tokenizer, "tokenizer")
+  const apiKey = policy.api_key !== undefined ? { apiKey: policy.api_key } : {}
+  const tinker = (tokenizer: string) => ({
+    baseUrl,
     baseModel: policy.model,
-    tokenizer: need(policy.tokenizer, "tokenizer"),
-    ...(policy.api_key !== undefined ? { apiKey: policy.api_key } : {}),
+    tokenizer,
+    ...apiKey,
     ...(policy.lora_rank !== undefined ? { loraRank: policy.lora_rank } : {}),
     ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {})
-  }
-  if (policy.backend === "tinker") return tracked(TinkerPolicy.make(tinker))
+  })
+  if (policy.backend === "tinker") return tracked(Effect.flatMap(resolveTokenizer(tokenizerSpec), (dir) => TinkerPolicy.make(tinker(dir))))
   return tracked(Effect.gen(function*() {
-    const trainer = yield* TinkerPolicy.make(tinker)
-    const sampler = yield* VllmSampler.make({ urls, model: policy.model, ...(policy.api_key !== undefined ? { apiKey: policy.api_key } : {}) }, trainer.endToken)
-    return withVllmSampling(trainer, sampler)
+    const tokenizerDir = yield* resolveTokenizer(tokenizerSpec)
+    const rank = policy.lora_rank ?? 32 // TinkerPolicy's default
+    const adapterDir = policy.adapter_dir
+    // With adapter_dir: the base model's layout first (the conversion needs it), then the servers.
+    const base = adapterDir === undefined ? undefined : yield* Effect.tryPromise({
+      try: () => PeftAdapter.baseModel([policy.model, tokenizerDir]),
+      catch: (e) => new PolicyError({ reason: "BadInput", retryable: false, message: `policy.adapter_dir: ${(e as Error).message}`, cause: e })
+    })
+    const trainer = yield* TinkerPolicy.make(tinker(tokenizerDir))
+    const sampler = yield* VllmSampler.make({
+      urls,
+      model: policy.model,
+      ...apiKey,
+      adapters: adapterDir === undefined ? { rank, uris: true } : { rank, probeDir: adapterDir }
+    }, trainer.endToken)
+    if (adapterDir === undefined || base === undefined) return withVllmSampling(trainer, sampler)
+    const archive = { baseUrl, ...apiKey, adapterDir, base }
+    return withVllmSampling(trainer, sampler, {
+      folderOf: (path) => (Archive.parsePath(path) === undefined ? Effect.succeed(path) : Effect.provide(Archive.toPeftFolder(archive, path), FetchHttpClient.layer)),
+      remove: (folder) => (folder.startsWith(adapterDir) ? Effect.ignore(Effect.tryPromise(() => rm(folder, { recursive: true, force: true }))) : Effect.void)
+    })
   }))
 }
 

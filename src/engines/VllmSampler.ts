@@ -5,12 +5,20 @@
  *
  * - `sample`: one `POST /v1/completions` per request with token-id prompts, `n`, and every sampling
  *   parameter sent explicitly (omitted ones would come from the model's generation_config.json),
- *   `logprobs: 0` + `return_token_ids: true` (vLLM >= 0.10.2) for tokens and raw sampler logprobs.
+ *   `logprobs: 0` + `return_token_ids: true` (vLLM >= 0.10.2) for tokens and sampler logprobs
+ *   (raw or processed as `--logprobs-mode` says; a trainer needs processed_logprobs, VllmLora.ts).
  * - `logprobs`: teacher forcing with `prompt_logprobs: 0` over prompt + completion.
  * - Load balancing: round-robin over the healthy servers; a server that failed with a transport
  *   error, a timeout or a 5xx is re-checked with `GET /health` before it is used again.
  * - Retries: 408/429/5xx/transport/timeouts on `Retry.backoff` (Retry-After honoured), 400/404 are
  *   permanent. Errors name the call (`vllm /v1/completions`) and the server, never the key.
+ * - Adapters: `useAdapter` takes a local folder (a PEFT adapter, see engines/tinker/Archive.ts),
+ *   never a `tinker://` URI: vLLM resolves `lora_path` as an absolute path, else a Hugging Face
+ *   repo id (vllm-project/vllm vllm/lora/utils.py@0fd1570 `get_adapter_absolute_path`).
+ * - Start-up checks (`adapters` set, i.e. a trainer publishes adapters): runtime LoRA loading,
+ *   `--enable-lora`, `--max-lora-rank`, `--logprobs-mode`, and that the servers read the adapter
+ *   folder, each failing at once with the setting that fixes it (VllmLora.ts). The same vLLM
+ *   messages on a later load fail it for good instead of being retried.
  *
  * @example
  * const program = Effect.gen(function*() {
@@ -27,6 +35,7 @@ import * as Retry from "../dag/Retry.ts"
 import { validate, type SamplingParams } from "../model/Sampling.ts"
 import { classifyStatus, LlmError, malformed, trimSlash } from "./llm/Remote.ts"
 import { PolicyError, type PolicyEngineShape, type SampledSequence, type PolicyErrorReason } from "./PolicyEngine.ts"
+import * as VllmLora from "./VllmLora.ts"
 
 export interface VllmOptions {
   /** Base URLs of the vLLM servers (`http://host:8000`; a trailing `/v1` is ignored). */
@@ -44,6 +53,12 @@ export interface VllmOptions {
   readonly healthEvery?: Duration.Input
   /** Most requests in flight at once per server (default 64). */
   readonly inFlightPerServer?: number
+  /**
+   * Set when a trainer will publish LoRA adapters here: the servers are checked at start-up for
+   * runtime LoRA loading, the rank, the logprobs mode and (with `probeDir`) that they can read
+   * adapter folders written there.
+   */
+  readonly adapters?: VllmLora.Requirements
 }
 
 export interface VllmSampler {
@@ -59,6 +74,8 @@ export interface VllmSampler {
   /** The name sampling uses now (the base model or the current adapter): part of the rollout cache key. */
   readonly currentModel: () => string
   readonly fingerprint: string
+  /** The smallest `max_model_len` the servers report for the base model in `/v1/models`, if any. */
+  readonly maxModelLen: number | undefined
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -75,7 +92,7 @@ const Choice = Schema.Struct({
 type Choice = typeof Choice.Type
 const Completion = Schema.Struct({ choices: Schema.Array(Choice) })
 const decodeCompletion = Schema.decodeUnknownResult(Schema.fromJsonString(Completion))
-const ModelList = Schema.Struct({ data: Schema.Array(Schema.Struct({ id: Schema.String })) })
+const ModelList = Schema.Struct({ data: Schema.Array(Schema.Struct({ id: Schema.String, max_model_len: Schema.optionalKey(Schema.NullOr(Schema.Number)) })) })
 const decodeModels = Schema.decodeUnknownResult(Schema.fromJsonString(ModelList))
 
 const readCompletion = (origin: string, text: string): Effect.Effect<ReadonlyArray<Choice>, LlmError> => {
@@ -323,7 +340,7 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
         new PolicyError({ reason: "Unavailable", retryable: true, message: `vllm: no healthy server (GET /health) among ${servers.map((s) => s.url).join(", ")}` })
       )
     }
-    yield* Effect.forEach(
+    const modelLens = yield* Effect.forEach(
       alive,
       (server) =>
         Effect.gen(function*() {
@@ -338,9 +355,36 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
               new PolicyError({ reason: "BadInput", retryable: false, message: `${origin}: serves ${JSON.stringify(ids)}, not ${JSON.stringify(options.model)}` })
             )
           }
+          return models.success.data.find((m) => m.id === options.model)?.max_model_len ?? undefined
         }).pipe(Effect.mapError(toPolicyError)),
-      { concurrency: "unbounded", discard: true }
+      { concurrency: "unbounded" }
     )
+    const knownLens = modelLens.filter((n): n is number => typeof n === "number" && n > 0)
+    const maxModelLen = knownLens.length > 0 ? Math.min(...knownLens) : undefined
+
+    /** One `load_lora_adapter`, retried when transient; vLLM's known permanent failures fail with their fix. */
+    const load = (server: Server, name: string, path: string, rank: number): Effect.Effect<void, LlmError | PolicyError> => {
+      const origin = originOf("/v1/load_lora_adapter", server)
+      const once = Effect.flatMap(send(server, "POST", "/v1/load_lora_adapter", { lora_name: name, lora_path: path }, timeout), (answer) => {
+        if (answer.status >= 200 && answer.status < 300) return Effect.void
+        if (VllmLora.isUnmounted(answer.status, answer.text)) {
+          return Effect.fail(VllmLora.misconfigured(server.url, "POST /v1/load_lora_adapter is not mounted (404)", VllmLora.LORA_FIXES.runtimeUpdating))
+        }
+        const error = classifyStatus(origin, answer.status, answer.headers, answer.text)
+        const fix = VllmLora.loraFailure(error.message, { rank, path })
+        return Effect.fail(fix === undefined ? error : VllmLora.misconfigured(server.url, `loading ${path} as ${name}: ${error.message}`, fix))
+      })
+      return Retry.transient(once, schedule)
+    }
+
+    // Start: with adapters to come, the servers' LoRA settings (VllmLora.ts).
+    if (options.adapters !== undefined) {
+      yield* VllmLora.checkServers(
+        alive.map((server) => ({ url: server.url, send: (method, path, body, limit) => send(server, method, path, body, limit) })),
+        options.adapters,
+        { timeout, healthTimeout, schedule }
+      )
+    }
 
     const badInput = (message: string) => Effect.fail(new PolicyError({ reason: "BadInput", retryable: false, message: `vllm: ${message}` }))
 
@@ -384,7 +428,7 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
         { concurrency }
       )
 
-    const everywhere = <A>(f: (server: Server) => Effect.Effect<A, LlmError>) =>
+    const everywhere = <A>(f: (server: Server) => Effect.Effect<A, LlmError | PolicyError>) =>
       Effect.forEach(servers, f, { concurrency: "unbounded" }).pipe(Effect.mapError(toPolicyError))
 
     const unload = (name: string) =>
@@ -398,9 +442,15 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
     const useAdapter: VllmSampler["useAdapter"] = (path) =>
       adapterLock.withPermit(
         Effect.gen(function*() {
+          if (VllmLora.URI.test(path) && options.adapters?.uris !== true) {
+            return yield* badInput(
+              `useAdapter(${JSON.stringify(path)}): vLLM reads lora_path as a local folder (else a Hugging Face repo id), not a URI; ` +
+                "set policy.adapter_dir so Tinker sampler checkpoints are downloaded and converted to PEFT folders there"
+            )
+          }
           const name = `polaris-v${++version}`
           const previous = current
-          yield* everywhere((server) => on(server, "/v1/load_lora_adapter", { lora_name: name, lora_path: path })).pipe(
+          yield* everywhere((server) => load(server, name, path, options.adapters?.rank ?? 0)).pipe(
             Effect.tapError(() => Effect.ignore(unload(name))) // no half-loaded adapter left behind
           )
           yield* everywhere((server) =>
@@ -423,6 +473,7 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
       logprobs,
       useAdapter,
       currentModel: () => current,
-      fingerprint: `vllm:${options.model}`
+      fingerprint: `vllm:${options.model}`,
+      maxModelLen
     } satisfies VllmSampler
   })

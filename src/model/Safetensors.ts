@@ -14,18 +14,22 @@
  * const bytes = Safetensors.encode({ w: { dtype: "F32", shape: [2], data: Float32Array.of(1, -2) } })
  * const { tensors } = Safetensors.decode(bytes) // tensors.w.data: Float32Array [1, -2]
  */
-import { readFile } from "node:fs/promises"
+import { open, readFile } from "node:fs/promises"
 import { dirname } from "node:path"
 import { atomicWrite } from "../dag/internal/files.ts"
 
-/** The element types supported here (a subset of what safetensors defines). */
-export type Dtype = "F32" | "F64" | "I64" | "I32" | "U8"
+/**
+ * The element types supported here (a subset of what safetensors defines). `F16` and `BF16` are
+ * kept as their raw 16-bit words (a Uint16Array): they are carried through unchanged (LoRA
+ * adapters), not computed with.
+ */
+export type Dtype = "F32" | "F64" | "I64" | "I32" | "U8" | "F16" | "BF16"
 
 /** One tensor: its element type, its shape (`[]` is a scalar) and its row-major data. */
 export interface Tensor {
   readonly dtype: Dtype
   readonly shape: ReadonlyArray<number>
-  readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array
+  readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array
 }
 
 /** Raised for malformed files and for tensors that cannot be encoded. */
@@ -39,13 +43,16 @@ type TypedCtor =
   | BigInt64ArrayConstructor
   | Int32ArrayConstructor
   | Uint8ArrayConstructor
+  | Uint16ArrayConstructor
 
 const DTYPES: Readonly<Record<Dtype, TypedCtor>> = {
   F32: Float32Array,
   F64: Float64Array,
   I64: BigInt64Array,
   I32: Int32Array,
-  U8: Uint8Array
+  U8: Uint8Array,
+  F16: Uint16Array,
+  BF16: Uint16Array
 }
 
 const isDtype = (s: unknown): s is Dtype => typeof s === "string" && Object.hasOwn(DTYPES, s)
@@ -245,3 +252,57 @@ export const write = (
  */
 export const read = async (path: string): Promise<{ tensors: Record<string, Tensor>; metadata: Record<string, string> }> =>
   decode(await readFile(path))
+
+/** What a file's header says about one tensor, without its data. */
+export interface TensorInfo {
+  readonly dtype: string
+  readonly shape: ReadonlyArray<number>
+}
+
+/**
+ * Reads only the header of a safetensors file (names, dtypes, shapes): the tensor bytes are not
+ * read, so this is cheap on a multi-GB model shard. Dtypes are reported as written, including
+ * ones `decode` does not support.
+ *
+ * @example
+ * const { tensors } = await readHeader("model-00001-of-00004.safetensors")
+ * Object.keys(tensors) // ["lm_head.weight", "model.embed_tokens.weight", ...]
+ */
+export const readHeader = async (path: string): Promise<{ tensors: Record<string, TensorInfo>; metadata: Record<string, string> }> => {
+  const handle = await open(path, "r")
+  try {
+    const size = new Uint8Array(8)
+    const { bytesRead } = await handle.read(size, 0, 8, 0)
+    if (bytesRead < 8) fail(`${path}: file is ${bytesRead} bytes, too short for the 8-byte header length`)
+    const n64 = new DataView(size.buffer).getBigUint64(0, true)
+    if (n64 > BigInt(MAX_HEADER)) fail(`${path}: header length ${n64} exceeds the ${MAX_HEADER}-byte limit`)
+    const n = Number(n64)
+    const header = new Uint8Array(n)
+    const got = await handle.read(header, 0, n, 8)
+    if (got.bytesRead < n) fail(`${path}: header length ${n} runs past the end of the file`)
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(header))
+    } catch (e) {
+      return fail(`${path}: header is not valid UTF-8 JSON: ${(e as Error).message}`)
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return fail(`${path}: header is not a JSON object`)
+    const tensors: Record<string, TensorInfo> = {}
+    const metadata: Record<string, string> = {}
+    for (const [name, info] of Object.entries(parsed as Record<string, unknown>)) {
+      if (name === "__metadata__") {
+        if (typeof info === "object" && info !== null) {
+          for (const [k, v] of Object.entries(info as Record<string, unknown>)) if (typeof v === "string") put(metadata, k, v)
+        }
+        continue
+      }
+      const { dtype, shape } = (info ?? {}) as Record<string, unknown>
+      if (typeof dtype !== "string") fail(`${path}: tensor ${JSON.stringify(name)} has no dtype`)
+      numel(shape, `${path}: tensor ${JSON.stringify(name)}`)
+      put(tensors, name, { dtype: dtype as string, shape: shape as Array<number> })
+    }
+    return { tensors, metadata }
+  } finally {
+    await handle.close()
+  }
+}

@@ -51,7 +51,8 @@ export const Policy = Schema.Struct({
   sampler_urls: field(Schema.Array(Schema.String), "vLLM server URLs, load-balanced"),
   api_key: field(Secret, "API key"),
   lora_rank: field(PositiveInt, "LoRA rank on remote trainers"),
-  tokenizer: field(Schema.String, "Remote engines: a local folder with the model's tokenizer.json and tokenizer_config.json"),
+  tokenizer: field(Schema.String, "Remote engines: a folder with the model's tokenizer.json (+ tokenizer_config.json), or a Hugging Face model id in the local cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)"),
+  adapter_dir: field(Schema.String, "vllm with a trainer: a folder every vLLM host reads at the same path; each Tinker sampler checkpoint is downloaded and written there as a PEFT adapter for /v1/load_lora_adapter"),
   flavour: field(Schema.Literals(["hosted", "skyrl"]), "tinker: hosted Tinker or self-hosted SkyRL tx (loss normalisation differs; see docs/engines.md)"),
   max_context: field(PositiveInt, "vllm without base_url: the served model's context length (default 32768)")
 })
