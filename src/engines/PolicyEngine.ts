@@ -64,7 +64,11 @@ export interface SampleRequest {
 
 export interface SampledSequence {
   readonly tokens: ReadonlyArray<number>
-  /** log q(token) under the sampler's raw distribution (as vLLM's default raw logprobs). */
+  /**
+   * log q(token) as the sampler reports it: the raw distribution (log-softmax of the logits
+   * before temperature and top-p/top-k) on the embedded engine and vLLM's default; the
+   * distribution actually sampled on a vLLM serving `--logprobs-mode processed_logprobs`.
+   */
   readonly logprobs: ReadonlyArray<number>
   readonly stopReason: "stop" | "length"
 }
