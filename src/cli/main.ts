@@ -3,7 +3,7 @@
  * pipeline file that does not load).
  */
 import { NodeServices } from "@effect/platform-node"
-import { Cause, Console, Effect, Layer, Option } from "effect"
+import { Cause, Console, Effect, Layer, Option, References } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import * as ArtifactStore from "../dag/ArtifactStore.ts"
 import * as Executor from "../dag/Executor.ts"
@@ -342,7 +342,8 @@ const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
   return 1
 }
 
-const program = Command.run(polaris, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer))
+// Warnings and logs go to stderr: stdout carries only what a command prints (`--json` readers parse it).
+const program = Command.run(polaris, { version: "0.1.0" }).pipe(Effect.provideService(References.LogToStderr, true), Effect.provide(NodeServices.layer))
 
 Effect.runPromiseExit(program).then((exit) => {
   if (exit._tag === "Success") return

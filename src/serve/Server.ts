@@ -1,9 +1,12 @@
 /**
- * `polaris serve`: one PolicyEngine behind two HTTP protocols (protocols.md §1 and §2), so the
- * Tinker and vLLM clients can be tested over real HTTP and the small model can be hosted.
+ * `polaris serve`: one PolicyEngine behind two HTTP protocols (protocols.md §1 and §2), on
+ * Effect's HttpRouter over a Node HTTP server, so the Tinker SDK, vLLM clients and OpenAI chat
+ * clients can be pointed at it and the small model can be hosted.
  *
- * - `/api/v1/*`: the Tinker training API (TinkerRoutes.ts), JSON only.
- * - everything else: the vLLM OpenAI-compatible subset (OpenAIRoutes.ts).
+ * - `/api/v1/*`: the Tinker training API (TinkerRoutes.ts), JSON and protobuf as SDK 0.25 speaks
+ *   them; unknown routes answer `{"detail":"Not Found"}`.
+ * - everything else: the vLLM OpenAI-compatible subset (OpenAIRoutes.ts); unknown routes answer
+ *   vLLM's error body.
  *
  * Both share the engine and the sampler checkpoints: a `tinker://…/sampler_weights/…` path from
  * `save_weights_for_sampler` can be loaded as a vLLM LoRA adapter by name. Engine failures come
@@ -11,39 +14,27 @@
  *
  * @example
  * ```ts
- * const engine = await Effect.runPromise(EmbeddedPolicy.make({ checkpoint: "models/story-1m" }))
+ * // As a scoped Effect (the server stops when the scope closes):
+ * const program = Effect.gen(function*() {
+ *   const engine = yield* EmbeddedPolicy.make({ checkpoint: "models/story-1m" })
+ *   const { url } = yield* Server.make(engine, { port: 0, modelName: "polaris/story-1m" })
+ *   yield* Console.log(`Tinker at ${url}/api/v1, OpenAI at ${url}/v1`)
+ * })
+ * // Or from Promise code:
  * const server = await serve(engine, { port: 0, modelName: "polaris/story-1m" })
  * await fetch(`${server.url}/api/v1/healthz`)
  * await server.close()
  * ```
  */
-import { Effect } from "effect"
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
+import { Cause, Context, Effect, Exit, Layer, Scope } from "effect"
+import { HttpRouter, HttpServer, HttpServerError, HttpServerRequest } from "effect/http"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { createServer } from "node:http"
 import * as EmbeddedPolicy from "../engines/EmbeddedPolicy.ts"
-import type { PolicyEngineShape } from "../engines/PolicyEngine.ts"
+import type { PolicyEngineShape, PolicyError } from "../engines/PolicyEngine.ts"
+import { notFound } from "./internal/RequestError.ts"
 import * as OpenAIRoutes from "./OpenAIRoutes.ts"
 import * as TinkerRoutes from "./TinkerRoutes.ts"
-
-/** A parsed request, as the route modules see it. */
-export interface Request {
-  readonly method: string
-  /** The path without the query string (and without `/api/v1` for Tinker routes). */
-  readonly path: string
-  readonly query: URLSearchParams
-  readonly headers: IncomingMessage["headers"]
-  /** The parsed JSON body; undefined for an empty body. */
-  readonly body: unknown
-}
-
-/** A reply: JSON, plain text, or an empty body. */
-export type Reply =
-  | { readonly status: number; readonly json: unknown }
-  | { readonly status: number; readonly text: string }
-  | { readonly status: number }
-
-/** A route table: a reply, or undefined when no route matches. */
-export type Handler = (request: Request) => Promise<Reply | undefined>
 
 export interface ServeOptions {
   /** Default 0 (any free port). */
@@ -59,7 +50,7 @@ export interface ServeOptions {
   /** How long `retrieve_future` waits for a pending result before answering 408; default 10 s. */
   readonly longPollMs?: number
   /** Opens a checkpoint folder as its own (sampling) engine; default `EmbeddedPolicy.make`. */
-  readonly openEngine?: (path: string) => Promise<PolicyEngineShape>
+  readonly openEngine?: (path: string) => Effect.Effect<PolicyEngineShape, PolicyError>
 }
 
 export interface RunningServer {
@@ -68,117 +59,54 @@ export interface RunningServer {
   readonly close: () => Promise<void>
 }
 
-const MAX_BODY = 256 * 1024 * 1024
-
-class BadBody extends Error {}
-
-const readBody = (req: IncomingMessage): Promise<unknown> =>
-  new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    req.on("data", (c: Buffer) => {
-      size += c.length
-      if (size > MAX_BODY) {
-        reject(new BadBody(`request body over ${MAX_BODY} bytes`))
-        req.destroy()
-      } else chunks.push(c)
+/** Both protocols' routes, then each protocol's catch-all 404, registered on the HttpRouter. */
+export const routes = (engine: PolicyEngineShape, options: ServeOptions): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
+  HttpRouter.addAll(Effect.gen(function*() {
+    const tinker = yield* TinkerRoutes.make(engine, {
+      modelName: options.modelName,
+      longPollMs: options.longPollMs ?? 10_000,
+      openEngine: options.openEngine ?? ((path) => EmbeddedPolicy.make({ checkpoint: path })),
+      ...(options.checkpointDir !== undefined ? { checkpointDir: options.checkpointDir } : {}),
+      ...(options.baseCheckpoint !== undefined ? { baseCheckpoint: options.baseCheckpoint } : {})
     })
-    req.on("error", reject)
-    req.on("end", () => {
-      const text = Buffer.concat(chunks).toString("utf8")
-      if (text.trim() === "") return resolve(undefined)
-      try {
-        resolve(JSON.parse(text))
-      } catch (e) {
-        reject(new BadBody(`request body is not JSON: ${(e as Error).message}`))
-      }
-    })
-  })
-
-const send = (res: ServerResponse, reply: Reply) => {
-  if ("json" in reply) {
-    const body = JSON.stringify(reply.json)
-    res.writeHead(reply.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
-    res.end(body)
-  } else if ("text" in reply) {
-    res.writeHead(reply.status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(reply.text) })
-    res.end(reply.text)
-  } else {
-    res.writeHead(reply.status, { "content-length": 0 })
-    res.end()
-  }
-}
-
-const TINKER_PREFIX = "/api/v1"
-
-/** Starts the server; resolves once it listens. */
-export const serve = async (engine: PolicyEngineShape, options: ServeOptions): Promise<RunningServer> => {
-  const openEngine = options.openEngine ?? ((path: string) => Effect.runPromise(EmbeddedPolicy.make({ checkpoint: path })))
-  const tinker = TinkerRoutes.make(engine, {
-    modelName: options.modelName,
-    longPollMs: options.longPollMs ?? 10_000,
-    openEngine,
-    ...(options.checkpointDir !== undefined ? { checkpointDir: options.checkpointDir } : {}),
-    ...(options.baseCheckpoint !== undefined ? { baseCheckpoint: options.baseCheckpoint } : {})
-  })
-  const openai = OpenAIRoutes.make(engine, { modelName: options.modelName, engineFor: tinker.engineFor })
-
-  const handle = async (req: IncomingMessage): Promise<Reply> => {
-    const url = new URL(req.url ?? "/", "http://localhost")
-    const isTinker = url.pathname === TINKER_PREFIX || url.pathname.startsWith(`${TINKER_PREFIX}/`)
-    let body: unknown
-    try {
-      if (isTinker && (req.headers["content-type"] ?? "").includes("protobuf")) {
-        return { status: 415, json: { detail: "this server speaks JSON only (send Content-Type: application/json)" } }
-      }
-      body = await readBody(req)
-    } catch (e) {
-      const message = (e as Error).message
-      return isTinker ? { status: 400, json: { detail: message } } : OpenAIRoutes.errorReply(400, message)
-    }
-    const request: Request = {
-      method: req.method ?? "GET",
-      path: isTinker ? url.pathname.slice(TINKER_PREFIX.length) || "/" : url.pathname,
-      query: url.searchParams,
-      headers: req.headers,
-      body
-    }
-    const reply = await (isTinker ? tinker.handle : openai.handle)(request)
-    if (reply !== undefined) return reply
-    return isTinker
-      ? { status: 404, json: { detail: "Not Found" } }
-      : OpenAIRoutes.errorReply(404, `no route ${request.method} ${request.path}`, "NotFoundError")
-  }
-
-  const server = createServer((req, res) => {
-    handle(req).then(
-      (reply) => send(res, reply),
-      (e: unknown) => {
-        // A bug in a route: answer 500 and keep serving.
-        const message = e instanceof Error ? e.message : String(e)
-        if (!res.headersSent) send(res, { status: 500, json: { detail: message, error: { message, type: "InternalServerError", param: null, code: 500 } } })
-        else res.end()
-      }
-    )
-  })
-  server.on("clientError", (_e, socket) => socket.destroy())
-
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject)
-    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
-      server.off("error", reject)
-      resolve()
-    })
-  })
-  const address = server.address() as AddressInfo
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address
-  return {
-    url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        tinker.close()
-        server.close((e) => (e !== undefined ? reject(e) : resolve()))
-        server.closeAllConnections()
+    const openai = OpenAIRoutes.make(engine, { modelName: options.modelName, engineFor: tinker.engineFor })
+    const unknownRoute = (render: typeof TinkerRoutes.errorResponse) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        return render(notFound(`no route ${request.method} ${request.url.split("?")[0]}`))
       })
+    return [
+      ...tinker.routes,
+      ...openai.routes,
+      HttpRouter.route("*", `${TinkerRoutes.PREFIX}/*`, Effect.succeed(TinkerRoutes.errorResponse(notFound("Not Found")))),
+      HttpRouter.route("*", "*", unknownRoute(OpenAIRoutes.errorResponse))
+    ]
+  }))
+
+/** The server as a layer: a Node HTTP server on `host:port` serving `routes`. */
+export const layer = (engine: PolicyEngineShape, options: ServeOptions): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError> =>
+  HttpRouter.serve(routes(engine, options), { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provideMerge(NodeHttpServer.layer(() => createServer(), {
+      port: options.port ?? 0,
+      host: options.host ?? "127.0.0.1",
+      // Open long polls and streams are cut at close rather than awaited.
+      gracefulShutdownTimeout: "1 second"
+    }))
+  )
+
+/** Starts the server in the current scope; its address once it listens. */
+export const make = (engine: PolicyEngineShape, options: ServeOptions): Effect.Effect<{ readonly url: string }, HttpServerError.ServeError, Scope.Scope> =>
+  Effect.map(Layer.build(layer(engine, options)), (context) => ({ url: HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address) }))
+
+/** Starts the server; resolves once it listens. `close` stops it. */
+export const serve = async (engine: PolicyEngineShape, options: ServeOptions): Promise<RunningServer> => {
+  const scope = Effect.runSync(Scope.make())
+  const started = await Effect.runPromiseExit(Scope.provide(make(engine, options), scope))
+  if (Exit.isFailure(started)) {
+    await Effect.runPromise(Scope.close(scope, started))
+    const error = Cause.squash(started.cause)
+    const why = error instanceof HttpServerError.ServeError && error.cause instanceof Error ? error.cause.message : String(error)
+    throw new Error(`polaris serve: cannot listen on ${options.host ?? "127.0.0.1"}:${options.port ?? 0}: ${why}`)
   }
+  return { url: started.value.url, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
