@@ -9,12 +9,10 @@
  * 3. in a copy of the project, a comment appended to each stage file in turn, the recipe run
  *    again: how many nodes each edit executes (the contract: none).
  *
- *   npx tsx bench/quickstart-soak.ts [--kills 30] [--seed 1]
- *
- * Prints a Markdown table; docs/benchmarks.md records the last one by hand.
+ *   npm run bench -- soak          (about 10 minutes on 2 idle cores; not part of the default run)
  */
 import { spawn } from "node:child_process"
-import { cpSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { seeded } from "../src/internal/random.ts"
@@ -26,15 +24,14 @@ interface Summary {
   readonly nodes: Record<string, { readonly status: string; readonly key?: string; readonly object?: string }>
 }
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+export interface SoakOptions {
+  /** SIGKILLs that must interrupt a run (default 30). */
+  readonly kills?: number
+  readonly log: (line: string) => void
 }
-const KILLS = arg("kills", 30)
-const random = seeded(`soak:${arg("seed", 1)}`)
 
 /** `polaris run` of the full quickstart; with `killAfterMs`, SIGKILLed then unless it ended first. */
-const run = (root: string, store: string, killAfterMs?: number) =>
+const runQuickstart = (root: string, store: string, killAfterMs?: number) =>
   new Promise<{ summary?: Summary; killed: boolean; ms: number; stderr: string }>((resolve) => {
     const t0 = Date.now()
     const child = spawn(process.execPath, [join(root, "bin", "polaris.js"), "run", join(root, "recipes", "quickstart.yaml"), "--store", store, "--json"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
@@ -60,64 +57,68 @@ const finalWeights = (store: string, summary: Summary): string => {
   return read(state.policy.checkpoint.$tree).files["model.safetensors"].$blob
 }
 
-const dir = mkdtempSync(join(tmpdir(), "polaris-soak-"))
-const rows: Array<[string, string]> = []
-const log = (line: string) => process.stderr.write(`${line}\n`)
+/** Runs the soak in a temp folder (removed afterwards) and returns its table. */
+export const run = async (options: SoakOptions): Promise<{ readonly markdown: string }> => {
+  const KILLS = options.kills ?? 30
+  const random = seeded("soak:1")
+  const log = options.log
+  const dir = mkdtempSync(join(tmpdir(), "polaris-soak-"))
+  const rows: Array<[string, string]> = []
 
-// 1. Uninterrupted, then again.
-const clean = join(dir, "clean")
-const first = await run(ROOT, clean)
-const again = await run(ROOT, clean)
-rows.push(["uninterrupted run", `${first.summary!.executed} nodes executed in ${(first.ms / 1000).toFixed(1)} s`])
-rows.push(["the same run again", `${again.summary!.executed} executed, ${again.summary!.cached} cached, ${(again.ms / 1000).toFixed(1)} s`])
-log(`clean: ${first.ms} ms; again: ${again.summary!.executed} executed`)
+  // 1. Uninterrupted, then again.
+  const clean = join(dir, "clean")
+  const first = await runQuickstart(ROOT, clean)
+  const again = await runQuickstart(ROOT, clean)
+  rows.push(["uninterrupted run", `${first.summary!.executed} nodes executed in ${(first.ms / 1000).toFixed(1)} s`])
+  rows.push(["the same run again", `${again.summary!.executed} executed, ${again.summary!.cached} cached, ${(again.ms / 1000).toFixed(1)} s`])
+  log(`clean: ${first.ms} ms; again: ${again.summary!.executed} executed`)
 
-// 2. Killed at random moments, resumed in place each time.
-const killed = join(dir, "killed")
-let kills = 0
-let attempts = 0
-let finished: Summary | undefined
-while (kills < KILLS) {
-  attempts++
-  const r = await run(ROOT, killed, 1000 + random() * 7000)
-  if (r.killed) kills++
-  else {
-    finished = r.summary
-    break
+  // 2. Killed at random moments, resumed in place each time.
+  const killed = join(dir, "killed")
+  let kills = 0
+  let attempts = 0
+  let finished: Summary | undefined
+  while (kills < KILLS) {
+    attempts++
+    const r = await runQuickstart(ROOT, killed, 1000 + random() * 7000)
+    if (r.killed) kills++
+    else {
+      finished = r.summary
+      break
+    }
+    log(`kill ${kills} after ${r.ms} ms`)
   }
-  log(`kill ${kills} after ${r.ms} ms`)
-}
-const last = finished ?? (await run(ROOT, killed)).summary!
-const resumedCheck = (await run(ROOT, killed)).summary!
-const differing = Object.keys(first.summary!.nodes).filter((id) => {
-  const a = first.summary!.nodes[id]!
-  const b = resumedCheck.nodes[id]
-  return b === undefined || a.key !== b.key || a.object !== b.object
-})
-rows.push(["SIGKILLs that interrupted a run", `${kills} (of ${attempts} runs started; the run ${finished === undefined ? "then finished in one more" : "finished before the last kill"})`])
-rows.push(["nodes whose key or output differs from the uninterrupted run", `${differing.length} of ${Object.keys(first.summary!.nodes).length}${differing.length > 0 ? `: ${differing.slice(0, 5).join(", ")}` : ""}`])
-rows.push(["final weights (model.safetensors sha256)", `${finalWeights(killed, resumedCheck) === finalWeights(clean, first.summary!) ? "identical" : "DIFFERENT"}: ${finalWeights(clean, first.summary!).slice(0, 16)}…`])
-rows.push(["run after the last resume", `${resumedCheck.executed} executed`])
-log(`kills: ${kills}; differing nodes: ${differing.length}; last: ${last.executed} executed`)
+  const last = finished ?? (await runQuickstart(ROOT, killed)).summary!
+  const resumedCheck = (await runQuickstart(ROOT, killed)).summary!
+  const differing = Object.keys(first.summary!.nodes).filter((id) => {
+    const a = first.summary!.nodes[id]!
+    const b = resumedCheck.nodes[id]
+    return b === undefined || a.key !== b.key || a.object !== b.object
+  })
+  rows.push(["SIGKILLs that interrupted a run", `${kills} (of ${attempts} runs started; the run ${finished === undefined ? "then finished in one more" : "finished before the last kill"})`])
+  rows.push(["nodes whose key or output differs from the uninterrupted run", `${differing.length} of ${Object.keys(first.summary!.nodes).length}${differing.length > 0 ? `: ${differing.slice(0, 5).join(", ")}` : ""}`])
+  rows.push(["final weights (model.safetensors sha256)", `${finalWeights(killed, resumedCheck) === finalWeights(clean, first.summary!) ? "identical" : "DIFFERENT"}: ${finalWeights(clean, first.summary!).slice(0, 16)}…`])
+  rows.push(["run after the last resume", `${resumedCheck.executed} executed`])
+  log(`kills: ${kills}; differing nodes: ${differing.length}; last: ${last.executed} executed`)
 
-// 3. A comment appended to each stage file, in a copy of the project.
-const checkout = join(dir, "checkout")
-for (const part of ["bin", "src", "stages", "pipelines", "recipes", "models", "package.json", "tsconfig.json"]) cpSync(join(ROOT, part), join(checkout, part), { recursive: true })
-cpSync(join(ROOT, "examples", "anthologies"), join(checkout, "examples", "anthologies"), { recursive: true })
-symlinkSync(join(ROOT, "node_modules"), join(checkout, "node_modules"))
-const edits: Array<string> = []
-for (const file of readdirSync(join(checkout, "stages")).sort()) {
-  const path = join(checkout, "stages", file)
-  const original = readFileSync(path, "utf8")
-  writeFileSync(path, `${original}\n// A comment changes no result.\n`)
-  const r = await run(checkout, clean)
-  writeFileSync(path, original)
-  edits.push(`${file}: ${r.summary!.executed}`)
-  log(`comment in ${file}: ${r.summary!.executed} executed`)
-}
-const total = edits.map((e) => Number(e.split(": ")[1])).reduce((a, b) => a + b, 0)
-rows.push([`a comment appended to each of the ${edits.length} stage files`, `${total} nodes executed in all (${edits.filter((e) => !e.endsWith(": 0")).join(", ") || "none for any file"})`])
+  // 3. A comment appended to each stage file, in a copy of the project.
+  const checkout = join(dir, "checkout")
+  for (const part of ["bin", "src", "stages", "pipelines", "recipes", "models", "package.json", "tsconfig.json"]) cpSync(join(ROOT, part), join(checkout, part), { recursive: true })
+  cpSync(join(ROOT, "examples", "anthologies"), join(checkout, "examples", "anthologies"), { recursive: true })
+  symlinkSync(join(ROOT, "node_modules"), join(checkout, "node_modules"))
+  const edits: Array<string> = []
+  for (const file of readdirSync(join(checkout, "stages")).sort()) {
+    const path = join(checkout, "stages", file)
+    const original = readFileSync(path, "utf8")
+    writeFileSync(path, `${original}\n// A comment changes no result.\n`)
+    const r = await runQuickstart(checkout, clean)
+    writeFileSync(path, original)
+    edits.push(`${file}: ${r.summary!.executed}`)
+    log(`comment in ${file}: ${r.summary!.executed} executed`)
+  }
+  const total = edits.map((e) => Number(e.split(": ")[1])).reduce((a, b) => a + b, 0)
+  rows.push([`a comment appended to each of the ${edits.length} stage files`, `${total} nodes executed in all (${edits.filter((e) => !e.endsWith(": 0")).join(", ") || "none for any file"})`])
 
-console.log("| measurement | result |\n|---|---|")
-for (const [what, result] of rows) console.log(`| ${what} | ${result} |`)
-console.log(`\n(stores in ${dir})`)
+  rmSync(dir, { recursive: true, force: true })
+  return { markdown: ["| measurement | result |", "|---|---|", ...rows.map(([what, result]) => `| ${what} | ${result} |`)].join("\n") }
+}
