@@ -2,6 +2,11 @@
  * The `tinker` PolicyEngine: the model being trained lives on a Tinker training service (hosted
  * Tinker, or a SkyRL tx server speaking the same API), protocols.md §1, over JSON.
  *
+ * - Bodies are the wire Schemas of tinker/Wire.ts, the module `polaris serve` reads and writes
+ *   them with: requests are built as those Schemas' encoded types, replies and future results
+ *   are decoded with them, and a reply that does not decode fails the call (`Backend`, or
+ *   `Checkpoint` for saves and loads) with the Schema's account of what was wrong. Error bodies
+ *   are read as `{"detail"}` (Wire.ErrorDetail).
  * - A session (`create_session`) and a LoRA training client (`create_model`) are made on `make`.
  *   A heartbeat (`session_heartbeat`, every 10 s as the SDK does) runs in a fiber scoped to the
  *   layer; its failures are ignored (the hosted service may end a session after 120 s without
@@ -70,7 +75,7 @@
  */
 import { createHash, randomUUID } from "node:crypto"
 import { join } from "node:path"
-import { Cause, Duration, Effect, Layer, Redacted, Semaphore } from "effect"
+import { Cause, Duration, Effect, Layer, Redacted, Schema, Semaphore } from "effect"
 import type { Scope } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
 import type { AdamParams } from "../model/AdamW.ts"
@@ -83,6 +88,7 @@ import { attempts, classifyStatus, LlmError, malformed, parseRetryAfter, trimSla
 import { readCapabilities, servedModel } from "./tinker/Capabilities.ts"
 import { checkpointsPath, findCheckpoint, type CheckpointType } from "./tinker/Checkpoints.ts"
 import { completionLogprobs } from "./tinker/PromptLogprobs.ts"
+import * as Wire from "./tinker/Wire.ts"
 import {
   PolicyEngine,
   PolicyError,
@@ -139,7 +145,6 @@ export const MAX_CHUNK_BYTES = 5_000_000
 const DEFAULT_MAX_CONTEXT = 32768
 const NAME = /^[A-Za-z0-9_-]+$/
 
-type Json = Record<string, unknown>
 type Failure = LlmError | PolicyError
 
 const fail = (reason: PolicyErrorReason, message: string, retryable = false, cause?: unknown) =>
@@ -152,7 +157,35 @@ const toPolicy = (call: string) => (e: Failure): PolicyError => {
   return fail(reason, `tinker ${call}: ${e.origin}: ${e.message}`, e.retryable, e)
 }
 
-const isObject = (u: unknown): u is Json => typeof u === "object" && u !== null && !Array.isArray(u)
+const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * A request body: a value of its wire Schema's encoded type, serialized. (The request Schemas
+ * have no transformations, so the value is its own encoding.)
+ */
+const encode = <S extends Schema.Top>(_schema: S, body: S["Encoded"]): string => JSON.stringify(body)
+
+/** A short excerpt of a JSON value, for messages. */
+const excerpt = (u: unknown): string => (JSON.stringify(u) ?? String(u)).slice(0, 160)
+
+/**
+ * A reply decoded with its wire Schema; a mismatch is a PolicyError (`reason`) naming the call,
+ * with the Schema's message (what was expected, and where) and an excerpt of the reply.
+ */
+const decodeReply = <S extends Schema.ConstraintDecoder<unknown>>(schema: S, call: string, reason: PolicyErrorReason = "Backend") => {
+  const decode = Schema.decodeUnknownResult(schema)
+  return (reply: unknown): Effect.Effect<S["Type"], PolicyError> => {
+    const decoded = decode(reply)
+    return decoded._tag === "Success"
+      ? Effect.succeed(decoded.success)
+      : Effect.fail(fail(reason, `tinker ${call}: unexpected reply ${excerpt(reply)}: ${decoded.failure.message.replace(/\n\s*/g, " ")}`, false, decoded.failure))
+  }
+}
+
+const decodeFuture = Schema.decodeUnknownResult(Wire.UntypedAPIFuture)
+const isPending = Schema.is(Wire.FuturePending)
+const isFailed = Schema.is(Wire.FutureFailed)
+const isCategory = Schema.is(Wire.RequestErrorCategory)
 
 /** A URL without user:password, for messages. */
 const safeOrigin = (url: string) => {
@@ -175,11 +208,14 @@ export const tinkerSeed = (seed: number | string): number => {
   return createHash("sha256").update(`${typeof seed}:${String(seed)}`).digest().readUInt32BE(0) & 0x7fffffff
 }
 
-const tensor = (data: ArrayLike<number>, dtype: "int64" | "float32") => ({
+const tensor = (data: ArrayLike<number>, dtype: Wire.TensorDtype): Wire.TensorData => ({
   data: Array.from(data),
   dtype,
   shape: [data.length]
 })
+
+/** A token sequence as a ModelInput of one text chunk. */
+const modelInput = (tokens: ArrayLike<number>): Wire.ModelInput => ({ chunks: [{ type: "encoded_text", tokens: Array.from(tokens) }] })
 
 /** Positions that take an RL loss: a non-zero advantage or sampler logprob. */
 const lossMask = (d: Datum): Float32Array =>
@@ -203,8 +239,8 @@ const checkDatum = (d: Datum, loss: LossFn, index: number, maxContext: number | 
  * One datum as Tinker JSON (§1.4). In the skyrl flavour RL datums get `weights` = their loss
  * mask and advantages scaled by S_d·K (module doc), K = `datumsInCall`.
  */
-export const wireDatum = (d: Datum, loss: LossFn, flavour: TinkerFlavour, datumsInCall: number): Json => {
-  const inputs: Json = { target_tokens: tensor(d.targetTokens, "int64") }
+export const wireDatum = (d: Datum, loss: LossFn, flavour: TinkerFlavour, datumsInCall: number): Wire.Datum => {
+  const inputs: Record<string, Wire.TensorData> = { target_tokens: tensor(d.targetTokens, "int64") }
   if (loss.name === "cross_entropy") {
     inputs.weights = tensor(d.weights!, "float32")
   } else {
@@ -219,7 +255,7 @@ export const wireDatum = (d: Datum, loss: LossFn, flavour: TinkerFlavour, datums
       inputs.advantages = tensor(d.advantages!, "float32")
     }
   }
-  return { model_input: { chunks: [{ type: "encoded_text", tokens: Array.from(d.modelInput) }] }, loss_fn_inputs: inputs }
+  return { model_input: modelInput(d.modelInput), loss_fn_inputs: inputs }
 }
 
 /** The client-side metrics of one datum: loss (SUM semantics), loss tokens, clipped tokens. */
@@ -241,12 +277,11 @@ const datumMetrics = (d: Datum, loss: LossFn, lp: Float32Array) => {
 }
 
 /** Merges Tinker metrics by the suffix after `:` (sum, min, max; others: mean of the chunks). */
-const mergeMetrics = (all: ReadonlyArray<Json>): Record<string, number> => {
+const mergeMetrics = (all: ReadonlyArray<Readonly<Record<string, number>>>): Record<string, number> => {
   const out: Record<string, number> = {}
   const counts: Record<string, number> = {}
   for (const m of all) {
     for (const [k, v] of Object.entries(m)) {
-      if (typeof v !== "number") continue
       const kind = k.split(":").at(-1)
       const prev = out[k]
       counts[k] = (counts[k] ?? 0) + 1
@@ -261,15 +296,14 @@ const mergeMetrics = (all: ReadonlyArray<Json>): Record<string, number> => {
 }
 
 /**
- * The gradient norm in optim_step's metrics: `grad_norm` (or `grad_norm:<reduction>`, the Tinker
- * metric convention), or SkyRL JAX's `skyrl.ai/grad_norm`
- * (NovaSky-AI/SkyRL@a9564572 `skyrl/backends/jax.py` `OptimStepMetrics.to_output_metrics`);
- * NaN when none is reported (the hosted name is not confirmed).
+ * The gradient norm in optim_step's metrics: Wire.GRAD_NORM or SkyRL JAX's Wire.SKYRL_GRAD_NORM,
+ * with or without a `:<reduction>` suffix (the Tinker metric convention); NaN when none is
+ * reported (the hosted name is not confirmed).
  */
 export const gradNormOf = (metrics: Readonly<Record<string, unknown>>): number => {
   for (const [k, v] of Object.entries(metrics)) {
     const name = k.split(":")[0]
-    if ((name === "grad_norm" || name === "skyrl.ai/grad_norm") && typeof v === "number") return v
+    if ((name === Wire.GRAD_NORM || name === Wire.SKYRL_GRAD_NORM) && typeof v === "number") return v
   }
   return Number.NaN
 }
@@ -299,8 +333,8 @@ const endTokenOf = (tokenizer: Tokenizer): number => {
   return tokenizer.tokenId(name)
 }
 
-const numbers = (u: unknown): Array<number> | undefined =>
-  Array.isArray(u) && u.every((x) => typeof x === "number") ? (u as Array<number>) : undefined
+/** A non-2xx reply as an LlmError: classified by status, its message the `{"detail"}` of Wire.ErrorDetail (else the body). */
+const failure = (origin: string, r: Reply): LlmError => classifyStatus(origin, r.status, r.headers, r.text, Wire.errorMessage)
 
 /** `X-Idempotency-Key` of one call, formed as the SDK forms its own (`stainless-python-retry-<uuid4>`). */
 const idempotencyKey = (): string => `polaris-ts-retry-${randomUUID()}`
@@ -360,7 +394,8 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       )
     }
 
-    const parse = (o: string, text: string): Effect.Effect<Json, LlmError> => {
+    /** A 2xx body: a JSON object (anything else fails the attempt, as retryable). */
+    const parse = (o: string, text: string): Effect.Effect<Record<string, unknown>, LlmError> => {
       try {
         const u: unknown = JSON.parse(text)
         return isObject(u) ? Effect.succeed(u) : Effect.fail(malformed(o, `reply is not a JSON object: ${text.slice(0, 120)}`))
@@ -374,7 +409,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
      * idempotency key for all its attempts (a new one each time the effect runs). `sent` counts
      * the attempts: past 1, an earlier one may have reached the server.
      */
-    const post = (path: string, body: string, sent: Sent = { count: 0 }): Effect.Effect<Json, LlmError> =>
+    const post = (path: string, body: string, sent: Sent = { count: 0 }): Effect.Effect<unknown, LlmError> =>
       Effect.suspend(() => {
         const key = idempotencyKey()
         return attempts(
@@ -383,27 +418,28 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           Effect.suspend(() => {
             sent.count++
             return Effect.flatMap(raw("POST", path, body, key), (r) =>
-              r.status >= 200 && r.status < 300 ? parse(origin(path), r.text) : Effect.fail(classifyStatus(origin(path), r.status, r.headers, r.text))
+              r.status >= 200 && r.status < 300 ? parse(origin(path), r.text) : Effect.fail(failure(origin(path), r))
             )
           })
         )
       })
 
     /** A GET with the call timeout and retries; `path` is under `/api/v1/`. */
-    const get = (path: string): Effect.Effect<Json, LlmError> => {
+    const get = (path: string): Effect.Effect<unknown, LlmError> => {
       const o = `GET ${safeOrigin(`${root}/${path}`)}`
       return attempts(
         options,
         o,
-        Effect.flatMap(raw("GET", path), (r) => r.status === 200 ? parse(o, r.text) : Effect.fail(classifyStatus(o, r.status, r.headers, r.text)))
+        Effect.flatMap(raw("GET", path), (r) => r.status === 200 ? parse(o, r.text) : Effect.fail(failure(o, r)))
       )
     }
 
-    const requestIdOf = (o: string, reply: Json): Effect.Effect<string, LlmError> => {
-      const id = reply.request_id ?? reply.future_id
-      return typeof id === "string" || typeof id === "number"
-        ? Effect.succeed(String(id))
-        : Effect.fail(malformed(o, `no request_id in ${JSON.stringify(reply).slice(0, 120)}`))
+    /** A work request's immediate answer, Wire.UntypedAPIFuture: its request_id. */
+    const requestIdOf = (o: string, reply: unknown): Effect.Effect<string, LlmError> => {
+      const future = decodeFuture(reply)
+      return future._tag === "Success"
+        ? Effect.succeed(future.success.request_id)
+        : Effect.fail(malformed(o, `no request_id in ${excerpt(reply)}`, future.failure))
     }
 
     /**
@@ -417,24 +453,27 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
 
     // -- futures (§1.5) ----------------------------------------------------------------------
 
-    const futureError = (call: string, body: Json): PolicyError => {
-      const category = typeof body.category === "string" ? body.category : "unknown"
-      return fail(category === "user" ? "BadInput" : "Backend", `tinker ${call}: request failed (${category}): ${String(body.error)}`)
+    /** A failed request's answer (Wire.FutureFailed); a category outside the SDK's reads as "unknown", as the SDK reads it. */
+    const futureError = (call: string, body: typeof Wire.FutureFailed.Type): PolicyError => {
+      const category: Wire.RequestErrorCategory = isCategory(body.category) ? body.category : "unknown"
+      return fail(category === "user" ? "BadInput" : "Backend", `tinker ${call}: request failed (${category}): ${body.error}`)
     }
 
     /**
-     * Polls a future until its result. `conflict` turns a 409 into a result (a save: the
-     * checkpoint exists, confirmed by `savedCheckpoint`);
-     * `retryable` is what a futureTimeout error says (false for model calls: a caller's retry
-     * would send the work again under new seq_ids while the first may still run).
+     * Polls a future until its result, decoded with `result` (a mismatch fails with
+     * `settings.reason`, default Backend). `conflict` turns a 409 into a result (a save: the
+     * checkpoint exists, confirmed by `savedCheckpoint`); `retryable` is what a futureTimeout
+     * error says (false for model calls: a caller's retry would send the work again under new
+     * seq_ids while the first may still run).
      */
-    const awaitFuture = (
+    const awaitFuture = <S extends Schema.ConstraintDecoder<unknown>>(
       call: string,
       submitted: Submitted,
-      settings: { readonly retryable: boolean; readonly conflict?: Effect.Effect<Json, PolicyError> }
-    ): Effect.Effect<Json, PolicyError> => {
+      result: S,
+      settings: { readonly retryable: boolean; readonly reason?: PolicyErrorReason; readonly conflict?: Effect.Effect<S["Type"], PolicyError> }
+    ): Effect.Effect<S["Type"], PolicyError> => {
       const poll = (id: string) =>
-        raw("POST", "retrieve_future", JSON.stringify({ request_id: id, allow_metadata_only: false })).pipe(Effect.timeout(timeout))
+        raw("POST", "retrieve_future", encode(Wire.FutureRetrieveRequest, { request_id: id, allow_metadata_only: false })).pipe(Effect.timeout(timeout))
       const o = origin("retrieve_future")
       const loop = Effect.gen(function*() {
         let id = submitted.requestId
@@ -456,9 +495,9 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
               continue
             }
             const body = parsed.success
-            if (body.type === "try_again" || body.status === "complete_metadata") continue
-            if (typeof body.error === "string") return yield* Effect.fail(futureError(call, body))
-            return body
+            if (isPending(body)) continue
+            if (isFailed(body)) return yield* Effect.fail(futureError(call, body))
+            return yield* decodeReply(result, call, settings.reason)(body)
           }
           if (status === 408) continue
           if (status === 410) {
@@ -486,7 +525,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             continue
           }
           if (status === 409 && settings.conflict !== undefined) return yield* settings.conflict
-          return yield* Effect.fail(toPolicy(call)(classifyStatus(o, status, r.success.headers, text)))
+          return yield* Effect.fail(toPolicy(call)(failure(o, r.success)))
         }
       })
       return loop.pipe(
@@ -497,9 +536,9 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       )
     }
 
-    /** A request answered with a future, awaited. */
-    const call = (name: string, path: string, body: Json, retryable: boolean): Effect.Effect<Json, PolicyError> =>
-      Effect.flatMap(Effect.mapError(submit(path, JSON.stringify(body)), toPolicy(name)), (s) => awaitFuture(name, s, { retryable }))
+    /** A request (`body`, serialized) answered with a future, awaited and decoded with `result`. */
+    const call = <S extends Schema.ConstraintDecoder<unknown>>(name: string, path: string, body: string, result: S, retryable: boolean): Effect.Effect<S["Type"], PolicyError> =>
+      Effect.flatMap(Effect.mapError(submit(path, body), toPolicy(name)), (s) => awaitFuture(name, s, result, { retryable }))
 
     // -- session and model -------------------------------------------------------------------
 
@@ -511,10 +550,12 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
 
     // The service's own list of models (tinker/Capabilities.ts): a model it lacks fails here, with
     // the list, not at create_model. A server without the route (404) is trusted, with a warning.
+    const decodeCapabilities = decodeReply(Wire.GetServerCapabilitiesResponse, "get_server_capabilities")
     const capabilities = yield* get("get_server_capabilities").pipe(
-      Effect.map(readCapabilities),
+      Effect.map((reply) => ({ reply })),
       Effect.catchIf((e) => e.status === 404, () => Effect.succeed(undefined)),
-      Effect.mapError(toPolicy("get_server_capabilities"))
+      Effect.mapError(toPolicy("get_server_capabilities")),
+      Effect.flatMap((found) => (found === undefined ? Effect.succeed(undefined) : Effect.map(decodeCapabilities(found.reply), readCapabilities)))
     )
     if (capabilities === undefined) {
       yield* Effect.logWarning(`tinker: ${safeOrigin(root)} lists no models (get_server_capabilities); ${options.baseModel} is assumed served`)
@@ -526,31 +567,28 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     const knownContext = served?.model.maxContext
     const maxContext = knownContext ?? DEFAULT_MAX_CONTEXT
 
-    const session = yield* Effect.mapError(
-      post("create_session", JSON.stringify({ tags: ["polaris"], user_metadata: {}, sdk_version: SDK_VERSION, type: "create_session" })),
-      toPolicy("create_session")
+    const session = yield* post("create_session", encode(Wire.CreateSessionRequest, { tags: ["polaris"], user_metadata: {}, sdk_version: SDK_VERSION, type: "create_session" })).pipe(
+      Effect.mapError(toPolicy("create_session")),
+      Effect.flatMap(decodeReply(Wire.CreateSessionResponse, "create_session"))
     )
-    if (typeof session.session_id !== "string") return yield* Effect.fail(fail("Backend", `tinker create_session: no session_id in the reply`))
     const sessionId = session.session_id
 
-    const heartbeat = post("session_heartbeat", JSON.stringify({ session_id: sessionId, type: "session_heartbeat" })).pipe(
+    const heartbeat = post("session_heartbeat", encode(Wire.SessionHeartbeatRequest, { session_id: sessionId, type: "session_heartbeat" })).pipe(
       Effect.catch((e) => Effect.logDebug(`tinker heartbeat failed: ${e.message}`))
     )
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.heartbeat ?? "10 seconds"), heartbeat)))
 
     let modelSeqId = 0
-    const createModel = Effect.gen(function*() {
-      const body = {
+    const createModel = Effect.suspend(() => {
+      const body = encode(Wire.CreateModelRequest, {
         session_id: sessionId,
         model_seq_id: modelSeqId++,
         base_model: options.baseModel,
         user_metadata: {},
         lora_config: { rank: options.loraRank ?? 32, seed: null, train_unembed: true, train_mlp: true, train_attn: true },
         type: "create_model"
-      }
-      const r = yield* call("create_model", "create_model", body, false)
-      if (typeof r.model_id !== "string") return yield* Effect.fail(fail("Backend", "tinker create_model: no model_id in the result"))
-      return r.model_id
+      })
+      return Effect.map(call("create_model", "create_model", body, Wire.CreateModelResponse, false), (r) => r.model_id)
     })
 
     // The training client's state: its id, the last seq_id used, and whether a hole was left.
@@ -567,7 +605,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     const submitModel = (
       name: string,
       path: string,
-      bodies: ReadonlyArray<(model: string, seqId: number) => Json>,
+      bodies: ReadonlyArray<(model: string, seqId: number) => string>,
       conflictOk = false
     ): Effect.Effect<Array<Submitted | undefined>, PolicyError> =>
       submissions.withPermits(1)(
@@ -576,7 +614,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           const out: Array<Submitted | undefined> = []
           for (const build of bodies) {
             const seqId = ++seq
-            const r = yield* Effect.result(submit(path, JSON.stringify(build(modelId, seqId))))
+            const r = yield* Effect.result(submit(path, build(modelId, seqId)))
             if (r._tag === "Success") {
               out.push(r.success)
               continue
@@ -592,10 +630,15 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
         })
       )
 
-    const awaitModel = (name: string, s: Submitted | undefined, conflict?: Effect.Effect<Json, PolicyError>) =>
-      s === undefined && conflict !== undefined
-        ? conflict
-        : awaitFuture(name, s!, { retryable: false, ...(conflict !== undefined ? { conflict } : {}) })
+    const awaitModel = <S extends Schema.ConstraintDecoder<unknown>>(
+      name: string,
+      s: Submitted | undefined,
+      result: S,
+      settings: { readonly reason?: PolicyErrorReason; readonly conflict?: Effect.Effect<S["Type"], PolicyError> } = {}
+    ): Effect.Effect<S["Type"], PolicyError> =>
+      s === undefined && settings.conflict !== undefined
+        ? settings.conflict
+        : awaitFuture(name, s!, result, { retryable: false, ...settings })
 
     /**
      * After a 409 on a save: `{ path }` of checkpoint `name` once `model`'s checkpoint list
@@ -603,14 +646,20 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
      * checkpoint when it is written, and the first attempt's save may still be queued). A server
      * without the list route (404) is trusted at the conventional path, with a warning.
      */
-    const savedCheckpoint = (call: string, model: string, name: string, type: CheckpointType): Effect.Effect<Json, PolicyError> => {
+    const savedCheckpoint = (call: string, model: string, name: string, type: CheckpointType): Effect.Effect<{ readonly path: string }, PolicyError> => {
+      const decodeList = decodeReply(Wire.CheckpointsListResponse, `${call} (checkpoint list)`, "Checkpoint")
       const conventional = `tinker://${model}/${type === "training" ? "weights" : "sampler_weights"}/${name}`
       const loop = Effect.gen(function*() {
         for (let n = 0; ; n++) {
           const listed = yield* get(checkpointsPath(model)).pipe(
-            Effect.map((reply): string | null => findCheckpoint(reply, name, type) ?? null),
+            Effect.map((reply) => ({ reply })),
             Effect.catchIf((e) => e.status === 404, () => Effect.succeed(undefined)),
-            Effect.mapError(toPolicy(call))
+            Effect.mapError(toPolicy(call)),
+            Effect.flatMap((found) =>
+              found === undefined
+                ? Effect.succeed(undefined)
+                : Effect.map(decodeList(found.reply), (reply): string | null => findCheckpoint(reply, name, type) ?? null)
+            )
           )
           if (listed === undefined) {
             yield* Effect.logWarning(`tinker ${call}: 409 for ${JSON.stringify(name)} and no checkpoint list to confirm it; taking ${conventional}`)
@@ -632,15 +681,25 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       )
     }
 
-    /** save_weights / save_weights_for_sampler of `name`; a 409 is success once `savedCheckpoint` confirms it. */
-    const saveAs = (call: "save_weights" | "save_weights_for_sampler", name: string, type: CheckpointType, body: (model: string, seqId: number) => Json) =>
+    /**
+     * save_weights / save_weights_for_sampler of `name`, its result decoded with `result` (a
+     * mismatch fails with `reason`); a 409 is success once `savedCheckpoint` confirms it.
+     */
+    const saveAs = (
+      call: "save_weights" | "save_weights_for_sampler",
+      name: string,
+      type: CheckpointType,
+      body: (model: string, seqId: number) => string,
+      result: typeof Wire.SaveWeightsResponse | typeof Wire.SaveWeightsForSamplerResponse,
+      reason: PolicyErrorReason
+    ): Effect.Effect<{ readonly path?: string | null | undefined }, PolicyError> =>
       Effect.gen(function*() {
         let model = modelId
         const [s] = yield* submitModel(call, call, [(m, seqId) => {
           model = m
           return body(m, seqId)
         }], true)
-        return yield* awaitModel(call, s, Effect.suspend(() => savedCheckpoint(call, model, name, type)))
+        return yield* awaitModel(call, s, result, { reason, conflict: Effect.suspend(() => savedCheckpoint(call, model, name, type)) })
       })
 
     // -- the engine --------------------------------------------------------------------------
@@ -650,15 +709,18 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     let steps = 0
     let callsSinceStep = 0
 
-    const addressing = (): Json => (published !== undefined ? { model_path: published } : { base_model: options.baseModel })
+    /** The weights sampled from: the last published sampler weights, else the base model. */
+    const addressing = (): Pick<typeof Wire.SampleRequest.Encoded, "model_path" | "base_model"> =>
+      published !== undefined ? { model_path: published } : { base_model: options.baseModel }
 
-    const asample = (name: string, body: Json) => call(name, "asample", { ...body, ...addressing(), type: "sample" }, true)
+    const asample = (name: string, body: Omit<typeof Wire.SampleRequest.Encoded, "model_path" | "base_model" | "type">) =>
+      call(name, "asample", encode(Wire.SampleRequest, { ...body, ...addressing(), type: "sample" }), Wire.SampleResponse, true)
 
     const sampleOne = (prompt: ReadonlyArray<number>, n: number, p: SamplingParams): Effect.Effect<Array<SampledSequence>, PolicyError> =>
       Effect.gen(function*() {
         const r = yield* asample("sample", {
           num_samples: n,
-          prompt: { chunks: [{ type: "encoded_text", tokens: Array.from(prompt) }] },
+          prompt: modelInput(prompt),
           sampling_params: {
             max_tokens: p.maxTokens,
             temperature: p.temperature,
@@ -670,30 +732,27 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           prompt_logprobs: false,
           topk_prompt_logprobs: 0
         })
-        const sequences = Array.isArray(r.sequences) ? r.sequences : []
-        if (sequences.length !== n) return yield* Effect.fail(fail("Backend", `tinker sample: ${sequences.length} sequences for num_samples ${n}`))
+        if (r.sequences.length !== n) return yield* Effect.fail(fail("Backend", `tinker sample: ${r.sequences.length} sequences for num_samples ${n}`))
         const out: Array<SampledSequence> = []
-        for (const s of sequences) {
-          const tokens = isObject(s) ? numbers(s.tokens) : undefined
-          const logprobs = isObject(s) ? numbers(s.logprobs) : undefined
-          if (tokens === undefined || logprobs === undefined || logprobs.length !== tokens.length) {
+        for (const s of r.sequences) {
+          if (s.logprobs == null || s.logprobs.length !== s.tokens.length) {
             return yield* Effect.fail(fail("Backend", "tinker sample: a sequence without tokens and one logprob per token"))
           }
-          const stop = isObject(s) ? s.stop_reason : undefined
-          out.push({ tokens, logprobs, stopReason: stop === "length" ? "length" : "stop" })
+          out.push({ tokens: s.tokens, logprobs: s.logprobs, stopReason: s.stop_reason })
         }
         return out
       })
 
     const publishNow = Effect.gen(function*() {
       const name = `sampler-${++publishes}`
-      const r = yield* saveAs("save_weights_for_sampler", name, "sampler", (model, seqId) => ({
-        model_id: model,
-        path: name,
-        seq_id: seqId,
-        type: "save_weights_for_sampler"
-      }))
-      if (typeof r.path !== "string") return yield* Effect.fail(fail("Backend", "tinker save_weights_for_sampler: no path in the result"))
+      const r = yield* saveAs("save_weights_for_sampler", name, "sampler", (model, seqId) =>
+        encode(Wire.SaveWeightsForSamplerRequest, {
+          model_id: model,
+          path: name,
+          seq_id: seqId,
+          type: "save_weights_for_sampler"
+        }), Wire.SaveWeightsForSamplerResponse, "Backend")
+      if (r.path == null) return yield* Effect.fail(fail("Backend", "tinker save_weights_for_sampler: no path in the result"))
       published = r.path
       return { path: r.path } satisfies CheckpointRef
     })
@@ -736,7 +795,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             }
             const r = yield* asample("logprobs", {
               num_samples: 1,
-              prompt: { chunks: [{ type: "encoded_text", tokens: full }] },
+              prompt: modelInput(full),
               sampling_params: { max_tokens: 1, temperature: 1, top_p: 1, top_k: -1 },
               prompt_logprobs: true
             })
@@ -765,17 +824,19 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           const submitted = yield* submitModel(
             "forward",
             "forward",
-            chunked(wire).map((data) => (model: string, seqId: number) => ({
-              forward_input: { data, loss_fn: loss.name, loss_fn_config: null },
-              model_id: model,
-              seq_id: seqId
-            }))
+            chunked(wire).map((data) => (model: string, seqId: number) =>
+              encode(Wire.ForwardRequest, {
+                forward_input: { data, loss_fn: loss.name, loss_fn_config: null },
+                model_id: model,
+                seq_id: seqId
+              })
+            )
           )
-          const results = yield* Effect.forEach(submitted, (s) => awaitModel("forward", s), { concurrency: "unbounded" })
-          const outputs = results.flatMap((r) => (Array.isArray(r.loss_fn_outputs) ? r.loss_fn_outputs : []))
+          const results = yield* Effect.forEach(submitted, (s) => awaitModel("forward", s, Wire.ForwardBackwardOutput), { concurrency: "unbounded" })
+          const outputs = results.flatMap((r) => r.loss_fn_outputs)
           if (outputs.length !== datums.length) return yield* Effect.fail(fail("Backend", `tinker forward: ${outputs.length} outputs for ${datums.length} datums`))
           return yield* Effect.forEach(outputs, (o, i) => {
-            const data = isObject(o) && isObject(o.logprobs) ? numbers(o.logprobs.data) : undefined
+            const data = o["logprobs"]?.data
             const n = datums[i]!.modelInput.length
             return data === undefined || data.length !== n
               ? Effect.fail(fail("Backend", `tinker forward: datum ${i} has no logprobs of length ${n}`))
@@ -802,15 +863,17 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           const submitted = yield* submitModel(
             "forward_backward",
             "forward_backward",
-            chunked(wire).map((data) => (model: string, seqId: number) => ({
-              forward_backward_input: { data, loss_fn: loss.name, loss_fn_config: config },
-              model_id: model,
-              seq_id: seqId
-            }))
+            chunked(wire).map((data) => (model: string, seqId: number) =>
+              encode(Wire.ForwardBackwardRequest, {
+                forward_backward_input: { data, loss_fn: loss.name, loss_fn_config: config },
+                model_id: model,
+                seq_id: seqId
+              })
+            )
           )
           callsSinceStep++
-          const results = yield* Effect.forEach(submitted, (s) => awaitModel("forward_backward", s), { concurrency: "unbounded" })
-          const outputs = results.flatMap((r) => (Array.isArray(r.loss_fn_outputs) ? r.loss_fn_outputs : []))
+          const results = yield* Effect.forEach(submitted, (s) => awaitModel("forward_backward", s, Wire.ForwardBackwardOutput), { concurrency: "unbounded" })
+          const outputs = results.flatMap((r) => r.loss_fn_outputs)
           if (outputs.length !== datums.length) {
             return yield* Effect.fail(fail("Backend", `tinker forward_backward: ${outputs.length} outputs for ${datums.length} datums`))
           }
@@ -819,8 +882,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
           let tokens = 0
           let clipped = 0
           for (let i = 0; i < datums.length; i++) {
-            const o = outputs[i]
-            const data = isObject(o) && isObject(o.logprobs) ? numbers(o.logprobs.data) : undefined
+            const data = outputs[i]?.["logprobs"]?.data
             const d = datums[i]!
             if (data === undefined || data.length !== d.modelInput.length) {
               return yield* Effect.fail(fail("Backend", `tinker forward_backward: datum ${i} has no logprobs of length ${d.modelInput.length}`))
@@ -832,7 +894,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             tokens += m.tokens
             clipped += m.clipped
           }
-          const server = mergeMetrics(results.map((r) => (isObject(r.metrics) ? r.metrics : {})))
+          const server = mergeMetrics(results.map((r) => r.metrics))
           const metrics: Record<string, number> = {
             ...server,
             // hosted reports the SUM loss itself; SkyRL reports {} (and would report a mean)
@@ -849,25 +911,25 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             yield* Effect.logWarning(`tinker (skyrl): ${callsSinceStep} forwardBackward calls in one step; the sum-loss compensation is exact for one call per step only`)
           }
           const [s] = yield* submitModel("optim_step", "optim_step", [
-            (model, seqId) => ({
-              adam_params: {
-                learning_rate: params.learningRate,
-                beta1: params.beta1,
-                beta2: params.beta2,
-                eps: params.eps,
-                weight_decay: params.weightDecay,
-                grad_clip_norm: params.gradClipNorm
-              },
-              model_id: model,
-              seq_id: seqId,
-              type: "optim_step"
-            })
+            (model, seqId) =>
+              encode(Wire.OptimStepRequest, {
+                adam_params: {
+                  learning_rate: params.learningRate,
+                  beta1: params.beta1,
+                  beta2: params.beta2,
+                  eps: params.eps,
+                  weight_decay: params.weightDecay,
+                  grad_clip_norm: params.gradClipNorm
+                },
+                model_id: model,
+                seq_id: seqId,
+                type: "optim_step"
+              })
           ])
           callsSinceStep = 0
-          const r = yield* awaitModel("optim_step", s)
+          const r = yield* awaitModel("optim_step", s, Wire.OptimStepResponse)
           steps++
-          const metrics = isObject(r.metrics) ? r.metrics : {}
-          const norm = gradNormOf(metrics)
+          const norm = gradNormOf(r.metrics ?? {})
           // SkyRL ignores grad_clip_norm (§1.10): nothing is clipped there.
           const clipScale = flavour === "skyrl" || params.gradClipNorm <= 0
             ? 1
@@ -880,15 +942,16 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       save: (name) =>
         Effect.gen(function*() {
           if (!NAME.test(name)) return yield* Effect.fail(fail("BadInput", `tinker save: checkpoint name ${JSON.stringify(name)}: letters, digits, '_' or '-'`))
-          const r = yield* saveAs("save_weights", name, "training", (model, seqId) => ({
-            model_id: model,
-            path: name,
-            seq_id: seqId,
-            ttl_seconds: null,
-            overwrite: false,
-            type: "save_weights"
-          }))
-          if (typeof r.path !== "string") return yield* Effect.fail(fail("Checkpoint", "tinker save_weights: no path in the result"))
+          const r = yield* saveAs("save_weights", name, "training", (model, seqId) =>
+            encode(Wire.SaveWeightsRequest, {
+              model_id: model,
+              path: name,
+              seq_id: seqId,
+              ttl_seconds: null,
+              overwrite: false,
+              type: "save_weights"
+            }), Wire.SaveWeightsResponse, "Checkpoint")
+          if (r.path == null) return yield* Effect.fail(fail("Checkpoint", "tinker save_weights: no path in the result"))
           return { path: r.path } satisfies CheckpointRef
         }),
 
@@ -918,11 +981,11 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             let fresh = ""
             for (let round = 1; ; round++) {
               fresh = yield* createModel
-              const body = JSON.stringify({ model_id: fresh, seq_id: 1, path: ref.path, optimizer: true, type: "load_weights" })
+              const body = encode(Wire.LoadWeightsRequest, { model_id: fresh, seq_id: 1, path: ref.path, optimizer: true, type: "load_weights" })
               const sent: Sent = { count: 0 }
               const r = yield* Effect.result(submit("load_weights", body, sent))
               if (r._tag === "Success") {
-                yield* awaitFuture("load_weights", r.success, { retryable: false }).pipe(
+                yield* awaitFuture("load_weights", r.success, Wire.LoadWeightsResponse, { retryable: false }).pipe(
                   Effect.mapError((e) => fail("Checkpoint", e.message, false, e))
                 )
                 break

@@ -41,6 +41,7 @@ import { join } from "node:path"
 import { type Duration, Effect, type Schedule } from "effect"
 import * as Retry from "../dag/Retry.ts"
 import { classifyStatus, type LlmError } from "./llm/Remote.ts"
+import * as Wire from "./openai/Wire.ts"
 import { PolicyError } from "./PolicyEngine.ts"
 
 /** vLLM's accepted `--max-lora-rank` values (vllm-project/vllm vllm/config/lora.py@a78dc92 `MaxLoRARanks`; default 16). */
@@ -167,7 +168,8 @@ export const checkServers = (
     const removeProbe = probe === undefined ? Effect.void : Effect.promise(() => rm(probe.dir, { recursive: true, force: true }))
     const check = (server: CheckedServer) =>
       Effect.gen(function*() {
-        // 1. The runtime LoRA routes exist (an empty body: vLLM answers 400/422 when mounted).
+        // 1. The runtime LoRA routes exist (an empty body, deliberately not a LoadLoraAdapterRequest:
+        //    vLLM answers 400/422 when mounted).
         const routes = yield* Retry.transient(server.send("POST", "/v1/load_lora_adapter", {}, healthTimeout), schedule)
         if (routes.status === 404) return yield* Effect.fail(misconfigured(server.url, "POST /v1/load_lora_adapter is not mounted (404)", LORA_FIXES.runtimeUpdating))
         // 2. The engine config, where the server shows it (dev mode).
@@ -186,12 +188,13 @@ export const checkServers = (
         // 3. A probe adapter from the adapter folder: readable there, rank accepted.
         if (probe !== undefined) {
           const origin = `vllm /v1/load_lora_adapter @ ${server.url}`
-          const answer = yield* Retry.transient(server.send("POST", "/v1/load_lora_adapter", { lora_name: probe.name, lora_path: probe.dir }, timeout), schedule)
+          const load: typeof Wire.LoadLoraAdapterRequest.Encoded = { lora_name: probe.name, lora_path: probe.dir }
+          const answer = yield* Retry.transient(server.send("POST", "/v1/load_lora_adapter", load, timeout), schedule)
           if (answer.status >= 200 && answer.status < 300) {
-            yield* Effect.ignore(server.send("POST", "/v1/unload_lora_adapter", { lora_name: probe.name }, healthTimeout))
+            yield* Effect.ignore(server.send("POST", "/v1/unload_lora_adapter", { lora_name: probe.name } satisfies typeof Wire.UnloadLoraAdapterRequest.Encoded, healthTimeout))
             return
           }
-          const message = classifyStatus(origin, answer.status, answer.headers, answer.text).message
+          const message = classifyStatus(origin, answer.status, answer.headers, answer.text, Wire.errorMessage).message
           if (/doesn't contain tensors/.test(message)) return // read the config, accepted the rank, found no tensors: as meant
           const fix = loraFailure(message, { rank, path: probe.dir })
           if (fix !== undefined) return yield* Effect.fail(misconfigured(server.url, `a probe adapter of rank ${rank} in ${probeDir}: ${message}`, fix))
@@ -202,10 +205,12 @@ export const checkServers = (
           const origin = `vllm /v1/load_lora_adapter @ ${server.url}`
           const name = `polaris-probe-${randomBytes(6).toString("hex")}`
           const uri = `tinker://polaris-probe/sampler_weights/${name}`
-          const answer = yield* Retry.transient(server.send("POST", "/v1/load_lora_adapter", { lora_name: name, lora_path: uri }, timeout), schedule)
-          if (answer.status >= 200 && answer.status < 300) yield* Effect.ignore(server.send("POST", "/v1/unload_lora_adapter", { lora_name: name }, healthTimeout))
-          else {
-            const message = classifyStatus(origin, answer.status, answer.headers, answer.text).message
+          const load: typeof Wire.LoadLoraAdapterRequest.Encoded = { lora_name: name, lora_path: uri }
+          const answer = yield* Retry.transient(server.send("POST", "/v1/load_lora_adapter", load, timeout), schedule)
+          if (answer.status >= 200 && answer.status < 300) {
+            yield* Effect.ignore(server.send("POST", "/v1/unload_lora_adapter", { lora_name: name } satisfies typeof Wire.UnloadLoraAdapterRequest.Encoded, healthTimeout))
+          } else {
+            const message = classifyStatus(origin, answer.status, answer.headers, answer.text, Wire.errorMessage).message
             if (/No adapter found/.test(message)) {
               return yield* Effect.fail(misconfigured(server.url, `it cannot load a tinker:// checkpoint (${message})`, LORA_FIXES.uris))
             }

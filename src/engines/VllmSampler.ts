@@ -15,6 +15,11 @@
  * - Adapters: `useAdapter` takes a local folder (a PEFT adapter, see engines/tinker/Archive.ts),
  *   never a `tinker://` URI: vLLM resolves `lora_path` as an absolute path, else a Hugging Face
  *   repo id (vllm-project/vllm vllm/lora/utils.py@0fd1570 `get_adapter_absolute_path`).
+ * - Bodies are the wire Schemas of openai/Wire.ts, the module `polaris serve` reads and writes them
+ *   with: requests are built as `CompletionRequest`, `LoadLoraAdapterRequest` and
+ *   `UnloadLoraAdapterRequest` values, `/v1/completions` and `/v1/models` replies are decoded
+ *   with `CompletionResponse` and `ModelList` (a reply that does not decode is Malformed, and
+ *   retried), error bodies are read as vLLM's `ErrorResponse` (`"<type>: <message>"`).
  * - Start-up checks (`adapters` set, i.e. a trainer publishes adapters): runtime LoRA loading,
  *   `--enable-lora`, `--max-lora-rank`, `--logprobs-mode`, and that the servers read the adapter
  *   folder, each failing at once with the setting that fixes it (VllmLora.ts). The same vLLM
@@ -35,6 +40,7 @@ import * as Retry from "../dag/Retry.ts"
 import { validate, type SamplingParams } from "../model/Sampling.ts"
 import { classifyStatus, LlmError, malformed, trimSlash } from "./llm/Remote.ts"
 import { PolicyError, type PolicyEngineShape, type SampledSequence, type PolicyErrorReason } from "./PolicyEngine.ts"
+import * as Wire from "./openai/Wire.ts"
 import * as VllmLora from "./VllmLora.ts"
 
 export interface VllmOptions {
@@ -81,19 +87,9 @@ export interface VllmSampler {
 // ---------------------------------------------------------------------------------------------
 // Replies
 
-const PromptLogprob = Schema.NullOr(Schema.Record(Schema.String, Schema.Struct({ logprob: Schema.Number })))
-const Choice = Schema.Struct({
-  index: Schema.Number,
-  finish_reason: Schema.optionalKey(Schema.NullOr(Schema.String)),
-  token_ids: Schema.optionalKey(Schema.NullOr(Schema.Array(Schema.Number))),
-  logprobs: Schema.optionalKey(Schema.NullOr(Schema.Struct({ token_logprobs: Schema.Array(Schema.NullOr(Schema.Number)) }))),
-  prompt_logprobs: Schema.optionalKey(Schema.NullOr(Schema.Array(PromptLogprob)))
-})
-type Choice = typeof Choice.Type
-const Completion = Schema.Struct({ choices: Schema.Array(Choice) })
-const decodeCompletion = Schema.decodeUnknownResult(Schema.fromJsonString(Completion))
-const ModelList = Schema.Struct({ data: Schema.Array(Schema.Struct({ id: Schema.String, max_model_len: Schema.optionalKey(Schema.NullOr(Schema.Number)) })) })
-const decodeModels = Schema.decodeUnknownResult(Schema.fromJsonString(ModelList))
+type Choice = Wire.CompletionChoice
+const decodeCompletion = Schema.decodeUnknownResult(Schema.fromJsonString(Wire.CompletionResponse))
+const decodeModels = Schema.decodeUnknownResult(Schema.fromJsonString(Wire.ModelList))
 
 const readCompletion = (origin: string, text: string): Effect.Effect<ReadonlyArray<Choice>, LlmError> => {
   const decoded = decodeCompletion(text)
@@ -101,6 +97,10 @@ const readCompletion = (origin: string, text: string): Effect.Effect<ReadonlyArr
     ? Effect.fail(malformed(origin, `unexpected /v1/completions reply: ${decoded.failure.message}`, decoded.failure))
     : Effect.succeed(decoded.success.choices)
 }
+
+/** A non-2xx answer as an LlmError: classified by status, its message read as vLLM's Wire.ErrorResponse (else the body). */
+const failureOf = (origin: string, answer: VllmLora.Answer): LlmError =>
+  classifyStatus(origin, answer.status, answer.headers, answer.text, Wire.errorMessage)
 
 /** Choices of one prompt with `n` samples -> the sequences in index order (or why not). */
 const sequencesOf = (origin: string, choices: ReadonlyArray<Choice>, n: number): Effect.Effect<Array<SampledSequence>, LlmError | PolicyError> => {
@@ -182,7 +182,7 @@ export const vllmSeed = (seed: number | string): number => {
 }
 
 /** The /v1/completions body of one sample request; every sampling parameter is explicit. */
-export const sampleBody = (model: string, prompt: ReadonlyArray<number>, n: number, params: SamplingParams, endToken: number) => ({
+export const sampleBody = (model: string, prompt: ReadonlyArray<number>, n: number, params: SamplingParams, endToken: number): typeof Wire.CompletionRequest.Encoded => ({
   model,
   prompt: [...prompt],
   n,
@@ -204,7 +204,7 @@ export const sampleBody = (model: string, prompt: ReadonlyArray<number>, n: numb
 })
 
 /** The /v1/completions body that scores `full` teacher-forced (prompt_logprobs; one throwaway token). */
-export const scoreBody = (model: string, full: ReadonlyArray<number>) => ({
+export const scoreBody = (model: string, full: ReadonlyArray<number>): typeof Wire.CompletionRequest.Encoded => ({
   model,
   prompt: [...full],
   n: 1,
@@ -229,11 +229,7 @@ interface Server {
   checkedAt: number
 }
 
-interface Answer {
-  readonly status: number
-  readonly headers: Readonly<Record<string, string | undefined>>
-  readonly text: string
-}
+type Answer = VllmLora.Answer
 
 export const make = (options: VllmOptions, endToken: number): Effect.Effect<VllmSampler, PolicyError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
@@ -309,7 +305,7 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
     const ok = (origin: string, answer: Answer): Effect.Effect<string, LlmError> =>
       answer.status >= 200 && answer.status < 300
         ? Effect.succeed(answer.text)
-        : Effect.fail(classifyStatus(origin, answer.status, answer.headers, answer.text))
+        : Effect.fail(failureOf(origin, answer))
 
     /** POST to the next healthy server, with retries (each attempt may go to another server). */
     const balanced = <A>(path: string, body: () => unknown, read: (origin: string, text: string) => Effect.Effect<A, LlmError | PolicyError>) => {
@@ -365,12 +361,13 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
     /** One `load_lora_adapter`, retried when transient; vLLM's known permanent failures fail with their fix. */
     const load = (server: Server, name: string, path: string, rank: number): Effect.Effect<void, LlmError | PolicyError> => {
       const origin = originOf("/v1/load_lora_adapter", server)
-      const once = Effect.flatMap(send(server, "POST", "/v1/load_lora_adapter", { lora_name: name, lora_path: path }, timeout), (answer) => {
+      const body: typeof Wire.LoadLoraAdapterRequest.Encoded = { lora_name: name, lora_path: path }
+      const once = Effect.flatMap(send(server, "POST", "/v1/load_lora_adapter", body, timeout), (answer) => {
         if (answer.status >= 200 && answer.status < 300) return Effect.void
         if (VllmLora.isUnmounted(answer.status, answer.text)) {
           return Effect.fail(VllmLora.misconfigured(server.url, "POST /v1/load_lora_adapter is not mounted (404)", VllmLora.LORA_FIXES.runtimeUpdating))
         }
-        const error = classifyStatus(origin, answer.status, answer.headers, answer.text)
+        const error = failureOf(origin, answer)
         const fix = VllmLora.loraFailure(error.message, { rank, path })
         return Effect.fail(fix === undefined ? error : VllmLora.misconfigured(server.url, `loading ${path} as ${name}: ${error.message}`, fix))
       })
@@ -433,7 +430,7 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
 
     const unload = (name: string) =>
       everywhere((server) =>
-        on(server, "/v1/unload_lora_adapter", { lora_name: name }).pipe(
+        on(server, "/v1/unload_lora_adapter", { lora_name: name } satisfies typeof Wire.UnloadLoraAdapterRequest.Encoded).pipe(
           Effect.asVoid,
           Effect.catchIf((e) => e.status === 404, () => Effect.void) // already gone
         )

@@ -302,7 +302,7 @@ export const make = (engine: PolicyEngineShape, options: TinkerOptions): Effect.
               const r = yield* runEngine(engine.optimStep(adamOf(body.adam_params)))
               return json({
                 type: "optim_step",
-                metrics: { "grad_norm:mean": r.gradNorm, "clip_scale:mean": r.clipScale, "step:max": r.step }
+                metrics: { [`${Wire.GRAD_NORM}:mean`]: r.gradNorm, "clip_scale:mean": r.clipScale, "step:max": r.step }
               } satisfies Wire.OptimStepResponse)
             })))
       })),

@@ -78,16 +78,21 @@ const errorFacts = (text: string) => {
   return { message: status === undefined ? message : `${status}: ${message}`, retryDelay, daily }
 }
 
-/** HTTP status + headers + body -> an LlmError (permanent or retryable). */
+/**
+ * HTTP status + headers + body -> an LlmError (permanent or retryable). `message` reads the
+ * body's message in a protocol's own error shape (e.g. the wire Schemas' `errorMessage`); by
+ * default the google.rpc.Status / OpenAI `{"error":{"message"}}` shape, else the body itself.
+ */
 export const classifyStatus = (
   origin: string,
   status: number,
   headers: Readonly<Record<string, string | undefined>>,
-  body: string
+  body: string,
+  message?: (body: string) => string | undefined
 ): LlmError => {
   const facts = errorFacts(body)
   const retryAfter = parseRetryAfter(headers["retry-after"]) ?? facts.retryDelay
-  const base = { origin, status, message: `${status} ${facts.message}`.trim() }
+  const base = { origin, status, message: `${status} ${message?.(body) ?? facts.message}`.trim() }
   if (status === 429 && facts.daily) return new LlmError({ ...base, reason: "QuotaExhausted", retryable: false })
   if (status === 429) return new LlmError({ ...base, reason: "RateLimited", retryable: true, retryAfter })
   if (status === 408 || status >= 500) return new LlmError({ ...base, reason: "Unavailable", retryable: true, retryAfter })

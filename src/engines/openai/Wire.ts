@@ -23,7 +23,7 @@
  * // "data: {...}\n\n"; a stream ends with Wire.SSE_DONE
  * ```
  */
-import { Schema } from "effect"
+import { Option, Schema } from "effect"
 
 const optional = <S extends Schema.Constraint>(schema: S) => Schema.optionalKey(Schema.NullOr(schema))
 
@@ -59,6 +59,12 @@ export const ErrorResponse = Schema.Struct({
   })
 })
 export type ErrorResponse = typeof ErrorResponse.Type
+
+const decodeErrorResponse = Schema.decodeUnknownOption(Schema.fromJsonString(ErrorResponse))
+
+/** `"<type>: <message>"` of an ErrorResponse body, or undefined when `text` is not one (how clients read error replies). */
+export const errorMessage = (text: string): string | undefined =>
+  Option.getOrUndefined(Option.map(decodeErrorResponse(text), (e) => `${e.error.type}: ${e.error.message}`))
 
 /** Sampling fields completions and chat share (vLLM's `*-sampling-params` blocks). */
 const samplingFields = {

@@ -4,13 +4,10 @@
  * de-duplicated by SkyRL (its `save_weights` / `save_weights_for_sampler` futures carry no
  * seq_id, so the retry hits the checkpoint row the first attempt made and gets 409).
  *
- * Route and shape, as the SDK calls it (thinking-machines-lab/tinker@d595dc2ba62a1494aa0f452fe1d0dbb7b321b870,
+ * Route and shape, as the SDK calls it: Wire.CheckpointsListResponse
+ * (thinking-machines-lab/tinker@d595dc2ba62a1494aa0f452fe1d0dbb7b321b870,
  * `src/tinker/resources/weights.py` `list` → GET `/api/v1/training_runs/{model_id}/checkpoints`;
- * `src/tinker/types/checkpoints_list_response.py`, `src/tinker/types/checkpoint.py`):
- *
- *   {"checkpoints": [{"checkpoint_id": str, "checkpoint_type": "training" | "sampler",
- *                     "time": str, "tinker_path": str, "size_bytes"?, "public"?, "expires_at"?}],
- *    "cursor"?: …}
+ * `src/tinker/types/checkpoints_list_response.py`, `src/tinker/types/checkpoint.py`).
  *
  * SkyRL (NovaSky-AI/SkyRL@a9564572eb8e91076be43c1bd5e4615e3de17265 `skyrl/tinker/api.py`
  * `list_checkpoints`) lists only COMPLETED checkpoints, with `tinker_path`
@@ -25,20 +22,14 @@
  * findCheckpoint(reply, "step_1", "sampler")  // undefined
  */
 
-export type CheckpointType = "training" | "sampler"
+import type * as Wire from "./Wire.ts"
+
+export type CheckpointType = Wire.CheckpointType
 
 /** The route listing `modelId`'s checkpoints, under `/api/v1/` (the id's `:` kept, as the SDK sends it). */
 export const checkpointsPath = (modelId: string): string =>
   `training_runs/${encodeURIComponent(modelId).replace(/%3A/gi, ":")}/checkpoints`
 
 /** The `tinker_path` of checkpoint `name` of `type` in a list reply, if it is listed. */
-export const findCheckpoint = (reply: unknown, name: string, type: CheckpointType): string | undefined => {
-  const list = typeof reply === "object" && reply !== null ? (reply as Record<string, unknown>).checkpoints : undefined
-  if (!Array.isArray(list)) return undefined
-  for (const c of list) {
-    if (typeof c !== "object" || c === null) continue
-    const { checkpoint_id: id, checkpoint_type: kind, tinker_path: path } = c as Record<string, unknown>
-    if (id === name && kind === type && typeof path === "string") return path
-  }
-  return undefined
-}
+export const findCheckpoint = (reply: Wire.CheckpointsListResponse, name: string, type: CheckpointType): string | undefined =>
+  reply.checkpoints.find((c) => c.checkpoint_id === name && c.checkpoint_type === type)?.tinker_path

@@ -21,17 +21,23 @@
  * completionLogprobs([-1, -2, -3], 2, 2)         // the same numbers, SkyRL JAX's shape
  */
 
+import type * as Wire from "./Wire.ts"
+
 /** The decoded completion logprobs, or why the reply cannot be read. */
 export type Decoded = { readonly logprobs: Float32Array } | { readonly error: string }
 
 /**
  * Logprobs of the last `completionLength` tokens of a `promptLength + completionLength`-token
- * prompt, from the reply's `prompt_logprobs` (any JSON value).
+ * prompt, from the reply's `prompt_logprobs` (Wire.SampleResponse, decoded).
  */
-export const completionLogprobs = (promptLogprobs: unknown, promptLength: number, completionLength: number): Decoded => {
+export const completionLogprobs = (
+  promptLogprobs: Wire.SampleResponse["prompt_logprobs"],
+  promptLength: number,
+  completionLength: number
+): Decoded => {
   const n = promptLength + completionLength
-  if (!Array.isArray(promptLogprobs)) {
-    return { error: `no prompt_logprobs in the reply (got ${promptLogprobs === null ? "null" : typeof promptLogprobs}); the server may not compute them` }
+  if (promptLogprobs == null) {
+    return { error: `no prompt_logprobs in the reply (got ${promptLogprobs === null ? "null" : "none"}); the server may not compute them` }
   }
   // Index of log p(x_i | x_<i) in the reply: i for the hosted shape, i − 1 for SkyRL JAX's.
   const shift = promptLogprobs.length === n ? 0 : promptLogprobs.length === n - 1 ? -1 : undefined
@@ -43,7 +49,7 @@ export const completionLogprobs = (promptLogprobs: unknown, promptLength: number
   const out = new Float32Array(completionLength)
   for (let k = 0; k < completionLength; k++) {
     const i = promptLength + k
-    const v: unknown = promptLogprobs[i + shift]
+    const v = promptLogprobs[i + shift]
     if (typeof v !== "number" || Number.isNaN(v)) {
       return { error: `prompt_logprobs entry ${i + shift} (token ${i} of ${n}) is ${JSON.stringify(v) ?? "missing"}, not a logprob` }
     }

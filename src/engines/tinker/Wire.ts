@@ -17,7 +17,7 @@
  * const reply: Wire.SampleResponse = { type: "sample", sequences: [{ stop_reason: "stop", tokens: [5, 9], logprobs: [-0.1, -2] }] }
  * ```
  */
-import { Schema } from "effect"
+import { Option, Schema } from "effect"
 
 /** An optional field: absent or `null` on the wire. */
 const optional = <S extends Schema.Constraint>(schema: S) => Schema.optionalKey(Schema.NullOr(schema))
@@ -148,6 +148,15 @@ export const OptimStepResponse = Schema.Struct({
 })
 export type OptimStepResponse = typeof OptimStepResponse.Type
 
+/**
+ * The gradient norm's name in optim_step's `metrics`, with or without a reduction suffix
+ * (`grad_norm:mean`): `grad_norm` as polaris serve reports it (hosted Tinker's name is not
+ * confirmed), or SkyRL JAX's `skyrl.ai/grad_norm` (beside `skyrl.ai/learning_rate`;
+ * NovaSky-AI/SkyRL@a9564572 `skyrl/backends/jax.py` `OptimStepMetrics.to_output_metrics`).
+ */
+export const GRAD_NORM = "grad_norm"
+export const SKYRL_GRAD_NORM = "skyrl.ai/grad_norm"
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoints.
 
@@ -229,6 +238,31 @@ export const WeightsInfoResponse = Schema.Struct({
   train_attn: optional(Schema.Boolean)
 })
 export type WeightsInfoResponse = typeof WeightsInfoResponse.Type
+
+/** `types/checkpoint.py@d595dc2` (`time`, `expires_at`: ISO datetimes). SkyRL sends the first four only. */
+export const Checkpoint = Schema.Struct({
+  checkpoint_id: Schema.String,
+  checkpoint_type: Schema.Literals(["training", "sampler"]),
+  time: Schema.String,
+  tinker_path: Schema.String,
+  size_bytes: optional(Schema.Int),
+  public: Schema.optionalKey(Schema.Boolean),
+  expires_at: optional(Schema.String)
+})
+export type Checkpoint = typeof Checkpoint.Type
+export type CheckpointType = Checkpoint["checkpoint_type"]
+
+/**
+ * GET /training_runs/{model_id}/checkpoints (`resources/weights.py@d595dc2` `list`).
+ * `types/checkpoints_list_response.py@d595dc2`, `types/cursor.py@d595dc2`. SkyRL lists only
+ * completed checkpoints (NovaSky-AI/SkyRL@a9564572 `skyrl/tinker/api.py` `list_checkpoints`);
+ * polaris serve has no such route.
+ */
+export const CheckpointsListResponse = Schema.Struct({
+  checkpoints: Schema.Array(Checkpoint),
+  cursor: optional(Schema.Struct({ offset: Schema.Int, limit: Schema.Int, total_count: Schema.Int }))
+})
+export type CheckpointsListResponse = typeof CheckpointsListResponse.Type
 
 // ---------------------------------------------------------------------------------------------
 // Sessions and models.
@@ -343,6 +377,7 @@ export const GetServerCapabilitiesResponse = Schema.Struct({
     max_context_length: optional(Schema.Int)
   }))
 })
+export type GetServerCapabilitiesResponse = typeof GetServerCapabilitiesResponse.Type
 
 /** `types/health_response.py@d595dc2` */
 export const HealthResponse = Schema.Struct({ status: Schema.Literal("ok") })
@@ -416,6 +451,11 @@ export type SampledSequence = typeof SampledSequence.Type
 /**
  * `prompt_logprobs[0]` is null (nothing to condition on); `topk_prompt_logprobs` per position a
  * list of `[token_id, logprob]`. `types/sample_response.py@d595dc2` (JSON form: lists).
+ *
+ * SkyRL tx's JAX backend sends n − 1 prompt logprobs for an n-token prompt, with no leading null
+ * (NovaSky-AI/SkyRL@a9564572 `skyrl/tx/utils/generator.py`: `prompt_logprobs_host[i, :
+ * prompt_lengths_host[i] - 1]`); this Schema admits both, and the length tells them apart
+ * (PromptLogprobs.ts).
  */
 export const SampleResponse = Schema.Struct({
   type: optional(Schema.Literal("sample")),
@@ -461,9 +501,30 @@ export const RequestFailedResponse = Schema.Struct({
 })
 export type RequestFailedResponse = typeof RequestFailedResponse.Type
 
+/**
+ * How a client sorts a JSON 200 from retrieve_future, as the SDK does
+ * (`lib/api_future_impl.py@d595dc2` `_fetch_via_rest`): by one key each, in this order.
+ * `type: "try_again"` (TryAgainResponse) and `status: "complete_metadata"` (a metadata-only
+ * answer with `response_payload_size`, sent only when `allow_metadata_only`) mean poll again; a
+ * body with `error` failed (a `category` outside RequestErrorCategory reads as "unknown");
+ * anything else is the result, in the request's own response shape.
+ */
+export const FuturePending = Schema.Union([
+  Schema.Struct({ type: Schema.Literal("try_again") }),
+  Schema.Struct({ status: Schema.Literal("complete_metadata") })
+])
+/** See FuturePending: RequestFailedResponse as the SDK tells it apart. */
+export const FutureFailed = Schema.Struct({ error: Schema.String, category: Schema.optionalKey(Schema.Unknown) })
+
 /** SkyRL's and FastAPI's error body (408, 4xx, 5xx). */
 export const ErrorDetail = Schema.Struct({ detail: Schema.String })
 export type ErrorDetail = typeof ErrorDetail.Type
+
+const decodeErrorDetail = Schema.decodeUnknownOption(Schema.fromJsonString(ErrorDetail))
+
+/** The `detail` of an ErrorDetail body, or undefined when `text` is not one (how clients read error replies). */
+export const errorMessage = (text: string): string | undefined =>
+  Option.getOrUndefined(Option.map(decodeErrorDetail(text), (e) => e.detail))
 
 /** The protobuf media type (`resources/training.py@d595dc2`, `lib/api_future_impl.py@d595dc2`). */
 export const PROTOBUF = "application/x-protobuf"
