@@ -4,10 +4,10 @@
  * exactly the stale nodes and debounces bursts of writes.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { tempDirInRepo } from "./support/store.ts"
+import { allFiles, tempDirInRepo } from "./support/store.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const BIN = join(ROOT, "bin", "polaris.js")
@@ -22,7 +22,7 @@ const executedNodes = (json: string) =>
   Object.entries(JSON.parse(json).nodes as Record<string, { status: string }>)
     .filter(([, n]) => n.status === "executed").map(([id]) => id).sort()
 
-const STAGE = (comment: string, minLength: number) => `// ${comment}
+const STAGE = (comment: string, minLength: number, item = "s") => `// ${comment}
 import { Effect, Schema } from "effect"
 import { Stage } from "polaris"
 
@@ -34,7 +34,7 @@ export const keepLong = Stage.make({
   inputs: { stats: Schema.Array(TextStats) },
   output: Schema.Array(TextStats),
   run: ({ stats }) =>
-    Effect.succeed(stats.map((s) => ({ ...s, counts: Object.fromEntries(Object.entries(s.counts).filter(([w]) => w.length >= ${minLength})) })))
+    Effect.succeed(stats.map((${item}) => ({ ...${item}, counts: Object.fromEntries(Object.entries(${item}.counts).filter(([w]) => w.length >= ${minLength})) })))
 })
 `
 
@@ -60,8 +60,13 @@ describe("recipes with custom stages", () => {
     const second = polaris(["run", recipe, "--store", store, "--json"])
     expect(JSON.parse(second.stdout)).toMatchObject({ executed: 0, cached: 8 })
 
-    // A comment changes: the stage's source fingerprint changes, its output does not (early cutoff).
+    // A comment changes: the code does not, and nothing runs.
     writeFileSync(join(dir, "stages.ts"), STAGE("version 2: only a comment changed", 3))
+    const comment = polaris(["run", recipe, "--store", store, "--json"])
+    expect(executedNodes(comment.stdout)).toEqual([])
+
+    // The code changes, its output does not: the stage re-runs, its descendants stay cached (early cutoff).
+    writeFileSync(join(dir, "stages.ts"), STAGE("version 2", 3, "stat"))
     const third = polaris(["run", recipe, "--store", store, "--json"])
     expect(executedNodes(third.stdout)).toEqual(["keep-long"])
 
@@ -134,7 +139,8 @@ describe("polaris watch", () => {
       const done = await w.until("succeeded", 1)
       expect(done.executed).toBe(2)
       expect(readFileSync(side, "utf8")).toBe("start first\nstart second\nfinish second\n")
-      expect(readdirSync(join(dir, "store", "locks"))).toEqual([])
+      // No lock left behind: neither a key lock nor the run's own (locks/runs/).
+      expect(allFiles(join(dir, "store", "locks"))).toEqual([])
     } finally {
       w.child.kill("SIGTERM")
     }
