@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { createHash } from "node:crypto"
-import { Effect, Exit, Redacted } from "effect"
+import { Effect, Redacted } from "effect"
 import { FetchHttpClient, type HttpClient } from "effect/http"
 import { afterEach, describe, expect, it } from "vitest"
 import * as Archive from "../src/engines/tinker/Archive.ts"
@@ -20,6 +20,7 @@ import * as PeftAdapter from "../src/model/PeftAdapter.ts"
 import * as Safetensors from "../src/model/Safetensors.ts"
 import { ARCHIVE_KEY, SIGNATURE, startArchiveFake, type ArchiveFake } from "./support/fakeTinkerArchive.ts"
 import { writeSnapshot } from "./support/hubCache.ts"
+import { failure, value } from "./support/exit.ts"
 
 const FIXTURES = new URL("./fixtures/tinker-archive/", import.meta.url)
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(name, FIXTURES)))
@@ -59,16 +60,6 @@ const cacheWith = (variant: Variant) => {
 }
 
 const run = <A>(effect: Effect.Effect<A, PolicyError, HttpClient.HttpClient>) => Effect.runPromiseExit(Effect.provide(effect, FetchHttpClient.layer))
-const failure = <A>(exit: Exit.Exit<A, PolicyError>): PolicyError => {
-  if (!Exit.isFailure(exit)) throw new Error("expected a failure")
-  const e = exit.cause.reasons.find((r) => r._tag === "Fail")
-  if (e === undefined || e._tag !== "Fail") throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
-  return e.error
-}
-const value = <A>(exit: Exit.Exit<A, PolicyError>): A => {
-  if (Exit.isSuccess(exit)) return exit.value
-  throw new Error(`expected success, got ${String(exit.cause)}`)
-}
 
 const options = (fake: ArchiveFake, extra: { readonly adapterDir: string; readonly base: PeftAdapter.BaseModel }): Archive.PeftFolderOptions => ({
   baseUrl: fake.url,

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { isAbsolute, join } from "node:path"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect, Exit, Redacted } from "effect"
+import { Effect, Redacted } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { afterEach, describe, expect, it } from "vitest"
 import { type PolicyError, type SampleRequest } from "../src/engines/PolicyEngine.ts"
@@ -26,6 +26,7 @@ import type { PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
 import * as PeftAdapter from "../src/model/PeftAdapter.ts"
 import { ARCHIVE_KEY, startArchiveFake, type ArchiveFake } from "./support/fakeTinkerArchive.ts"
 import { writeSnapshot } from "./support/hubCache.ts"
+import { failure, value } from "./support/exit.ts"
 
 const BASE = "Qwen/Qwen3-8B"
 const END = 151645
@@ -300,16 +301,6 @@ const options = (urls: ReadonlyArray<string>, extra: Partial<VllmSampler.VllmOpt
 const run = <A>(opts: VllmSampler.VllmOptions, f: (v: VllmSampler.VllmSampler) => Effect.Effect<A, PolicyError>) =>
   Effect.runPromiseExit(Effect.provide(Effect.flatMap(VllmSampler.make(opts, END), f), FetchHttpClient.layer))
 
-const failure = <A>(exit: Exit.Exit<A, PolicyError>): PolicyError => {
-  if (!Exit.isFailure(exit)) throw new Error("expected a failure")
-  const e = exit.cause.reasons.find((r) => r._tag === "Fail")
-  if (e === undefined || e._tag !== "Fail") throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
-  return e.error
-}
-const value = <A>(exit: Exit.Exit<A, PolicyError>): A => {
-  if (Exit.isSuccess(exit)) return exit.value
-  throw new Error(`expected success, got ${String(exit.cause)}`)
-}
 
 const params = (p: Partial<SamplingParams> = {}): SamplingParams => ({ ...defaultSamplingParams, maxTokens: 4, seed: 3, ...p })
 const req = (n: number, p: Partial<SamplingParams> = {}, prompt: ReadonlyArray<number> = EXAMPLE_A_PROMPT): SampleRequest => ({ prompt, n, params: params(p) })
