@@ -82,26 +82,25 @@ import type { AdamParams } from "../model/AdamW.ts"
 import { validate, type SamplingParams } from "../model/Sampling.ts"
 import { END_TOKEN, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
-import { engineLoss } from "../grpo/TokenLoss.ts"
 import type * as Retry from "../dag/Retry.ts"
 import { attempts, classifyStatus, LlmError, malformed, parseRetryAfter, trimSlash } from "./llm/Remote.ts"
 import { readCapabilities, servedModel } from "./tinker/Capabilities.ts"
 import { checkpointsPath, findCheckpoint, type CheckpointType } from "./tinker/Checkpoints.ts"
 import { completionLogprobs } from "./tinker/PromptLogprobs.ts"
+import { checkDatum, chunked, datumMetrics, gradNormOf, mergeMetrics, modelInput, type TinkerFlavour, wireDatum } from "./tinker/Datums.ts"
 import * as Wire from "./tinker/Wire.ts"
 import {
   PolicyEngine,
   PolicyError,
   type CheckpointRef,
-  type Datum,
   type ForwardBackwardResult,
-  type LossFn,
   type PolicyEngineShape,
   type PolicyErrorReason,
   type SampledSequence
 } from "./PolicyEngine.ts"
 
-export type TinkerFlavour = "hosted" | "skyrl"
+export type { TinkerFlavour } from "./tinker/Datums.ts"
+export { chunked, gradNormOf, MAX_CHUNK_BYTES, MAX_CHUNK_DATUMS, wireDatum } from "./tinker/Datums.ts"
 
 export interface TinkerOptions {
   /** The service root; requests go to `${baseUrl}/api/v1/...`. */
@@ -139,9 +138,6 @@ export interface TinkerOptions {
  * JSON, never asks `/client/config`, and reads JSON: 0.24.1's dialect.
  */
 export const SDK_VERSION = "0.24.1"
-/** The SDK's chunking: at most 1024 datums and about 5 MB per forward_backward request. */
-export const MAX_CHUNK_DATUMS = 1024
-export const MAX_CHUNK_BYTES = 5_000_000
 const DEFAULT_MAX_CONTEXT = 32768
 const NAME = /^[A-Za-z0-9_-]+$/
 
@@ -206,125 +202,6 @@ const safeOrigin = (url: string) => {
 export const tinkerSeed = (seed: number | string): number => {
   if (typeof seed === "number" && Number.isInteger(seed) && seed >= 0 && seed < 2 ** 31) return seed
   return createHash("sha256").update(`${typeof seed}:${String(seed)}`).digest().readUInt32BE(0) & 0x7fffffff
-}
-
-const tensor = (data: ArrayLike<number>, dtype: Wire.TensorDtype): Wire.TensorData => ({
-  data: Array.from(data),
-  dtype,
-  shape: [data.length]
-})
-
-/** A token sequence as a ModelInput of one text chunk. */
-const modelInput = (tokens: ArrayLike<number>): Wire.ModelInput => ({ chunks: [{ type: "encoded_text", tokens: Array.from(tokens) }] })
-
-/** Positions that take an RL loss: a non-zero advantage or sampler logprob. */
-const lossMask = (d: Datum): Float32Array =>
-  Float32Array.from({ length: d.modelInput.length }, (_, t) => ((d.advantages?.[t] ?? 0) !== 0 || (d.logprobs?.[t] ?? 0) !== 0 ? 1 : 0))
-
-/** Checks the per-token arrays `loss` reads; throws a BadInput PolicyError. */
-const checkDatum = (d: Datum, loss: LossFn, index: number, maxContext: number | undefined): void => {
-  const n = d.modelInput.length
-  if (n === 0) throw fail("BadInput", `datum ${index}: empty modelInput`)
-  if (maxContext !== undefined && n + 1 > maxContext) throw fail("ContextOverflow", `datum ${index}: ${n + 1} tokens exceeds the model's context (${maxContext})`)
-  if (d.targetTokens.length !== n) throw fail("BadInput", `datum ${index}: targetTokens has ${d.targetTokens.length} entries, modelInput ${n}`)
-  const need = loss.name === "cross_entropy" ? (["weights"] as const) : (["logprobs", "advantages"] as const)
-  for (const name of need) {
-    const a = d[name]
-    if (a === undefined) throw fail("BadInput", `datum ${index}: loss ${loss.name} needs ${name}`)
-    if (a.length !== n) throw fail("BadInput", `datum ${index}: ${name} has ${a.length} entries, modelInput ${n}`)
-  }
-}
-
-/**
- * One datum as Tinker JSON (§1.4). In the skyrl flavour RL datums get `weights` = their loss
- * mask and advantages scaled by S_d·K (module doc), K = `datumsInCall`.
- */
-export const wireDatum = (d: Datum, loss: LossFn, flavour: TinkerFlavour, datumsInCall: number): Wire.Datum => {
-  const inputs: Record<string, Wire.TensorData> = { target_tokens: tensor(d.targetTokens, "int64") }
-  if (loss.name === "cross_entropy") {
-    inputs.weights = tensor(d.weights!, "float32")
-  } else {
-    inputs.logprobs = tensor(d.logprobs!, "float32")
-    if (flavour === "skyrl") {
-      const mask = lossMask(d)
-      const s = mask.reduce((a, x) => a + x, 0)
-      const scale = s * datumsInCall
-      inputs.advantages = tensor(Float32Array.from(d.advantages!, (a) => a * scale), "float32")
-      inputs.weights = tensor(mask, "float32")
-    } else {
-      inputs.advantages = tensor(d.advantages!, "float32")
-    }
-  }
-  return { model_input: modelInput(d.modelInput), loss_fn_inputs: inputs }
-}
-
-/** The client-side metrics of one datum: loss (SUM semantics), loss tokens, clipped tokens. */
-const datumMetrics = (d: Datum, loss: LossFn, lp: Float32Array) => {
-  const n = d.modelInput.length
-  let tokens = 0
-  for (let t = 0; t < n; t++) {
-    if ((d.weights?.[t] ?? 0) !== 0 && loss.name === "cross_entropy") tokens++
-    else if (loss.name !== "cross_entropy" && (d.advantages?.[t] ?? 0) !== 0) tokens++
-  }
-  if (loss.name === "cross_entropy") {
-    let l = 0
-    for (let t = 0; t < n; t++) l -= (d.weights![t] ?? 0) * (lp[t] ?? 0)
-    return { loss: l, tokens, clipped: 0 }
-  }
-  const bounds = loss.name === "ppo" ? { clipLow: loss.clipLow, clipHigh: loss.clipHigh } : { clipLow: 0, clipHigh: Number.POSITIVE_INFINITY }
-  const r = engineLoss({ logprobs: lp, oldLogprobs: d.logprobs!, advantages: d.advantages!, ...bounds })
-  return { loss: r.loss, tokens, clipped: loss.name === "ppo" ? r.clipped : 0 }
-}
-
-/** Merges Tinker metrics by the suffix after `:` (sum, min, max; others: mean of the chunks). */
-const mergeMetrics = (all: ReadonlyArray<Readonly<Record<string, number>>>): Record<string, number> => {
-  const out: Record<string, number> = {}
-  const counts: Record<string, number> = {}
-  for (const m of all) {
-    for (const [k, v] of Object.entries(m)) {
-      const kind = k.split(":").at(-1)
-      const prev = out[k]
-      counts[k] = (counts[k] ?? 0) + 1
-      if (prev === undefined) out[k] = v
-      else if (kind === "sum") out[k] = prev + v
-      else if (kind === "min") out[k] = Math.min(prev, v)
-      else if (kind === "max") out[k] = Math.max(prev, v)
-      else out[k] = prev + (v - prev) / counts[k]!
-    }
-  }
-  return out
-}
-
-/**
- * The gradient norm in optim_step's metrics: Wire.GRAD_NORM or SkyRL JAX's Wire.SKYRL_GRAD_NORM,
- * with or without a `:<reduction>` suffix (the Tinker metric convention); NaN when none is
- * reported (the hosted name is not confirmed).
- */
-export const gradNormOf = (metrics: Readonly<Record<string, unknown>>): number => {
-  for (const [k, v] of Object.entries(metrics)) {
-    const name = k.split(":")[0]
-    if ((name === Wire.GRAD_NORM || name === Wire.SKYRL_GRAD_NORM) && typeof v === "number") return v
-  }
-  return Number.NaN
-}
-
-/** Greedy chunks of at most MAX_CHUNK_DATUMS datums and about MAX_CHUNK_BYTES of JSON. */
-export const chunked = <A>(items: ReadonlyArray<A>): Array<Array<A>> => {
-  const out: Array<Array<A>> = []
-  let cur: Array<A> = []
-  let bytes = 0
-  for (const item of items) {
-    const size = JSON.stringify(item).length + 1
-    if (cur.length > 0 && (cur.length >= MAX_CHUNK_DATUMS || bytes + size > MAX_CHUNK_BYTES)) {
-      out.push(cur)
-      cur = []
-      bytes = 0
-    }
-    cur.push(item)
-    bytes += size
-  }
-  if (cur.length > 0) out.push(cur)
-  return out
 }
 
 const endTokenOf = (tokenizer: Tokenizer): number => {
