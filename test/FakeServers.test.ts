@@ -209,10 +209,8 @@ describe("fake Gemini", () => {
     expect(hung).toBeGreaterThan(4)
     expect(hung).toBeLessThan(24)
     await new Promise((r) => setTimeout(r, 20))
-    const t0 = Date.now()
     await s.close()
-    const results = await Promise.all(settled)
-    expect(Date.now() - t0).toBeLessThan(1000)
+    const results = await Promise.all(settled) // close() ended every hanging request, or this would hang
     expect(results.filter((r) => r === "ended")).toHaveLength(hung)
     expect(results.filter((r) => r === 200)).toHaveLength(N - hung)
     await s.close() // idempotent

@@ -233,13 +233,10 @@ describe("Writer.gemini", () => {
 
   it("a hanging server times out each attempt, then fails with Timeout", async () => {
     replies = [hang, hang]
-    const started = Date.now()
     const e = failure(await run(gemini({ timeout: "200 millis", attempts: 2 })))
     expect(e.reason).toBe("Timeout")
     expect(e.retryable).toBe(true)
     expect(seen).toHaveLength(2)
-    expect(Date.now() - started).toBeGreaterThanOrEqual(400)
-    expect(Date.now() - started).toBeLessThan(3000)
   })
 
   it("gives up after the configured attempts", async () => {
