@@ -6,6 +6,11 @@
  *   init:  sampler-start -> init-train
  *   step k (train/step-k/):  policy, sampler -> batch -> rollout + reference-logprobs
  *          -> candidates -> judge -> groups (rewards, advantages, datums) -> update (next state)
+ *   off-policy (`grpo.off_policy_steps: n` ≥ 1): step k's rollouts and reference logprobs use
+ *          `sampling-policy`, the state after step k−1−n (the initial one before that), its batch
+ *          follows step k−1's batch, and its `update` (off-policy-update) trains the state after
+ *          step k−1: step k+1's sampling and judging need no update after step k−n, so they run
+ *          while step k trains, with which policy sampled what fixed by the DAG.
  *   eval:  eval-set -> rollout + judge + summary (initial and final policy) -> pairwise -> ratings
  *          -> evaluation (evaluate.ts)
  *
@@ -29,6 +34,8 @@ import { stratify } from "../stages/stratify.ts"
 import { batchOf, initTrain, policyOf } from "../stages/trainState.ts"
 import { type TrainState } from "../src/records/TrainState.ts"
 import { update } from "../stages/update.ts"
+import { offPolicyUpdate } from "../stages/offPolicyUpdate.ts"
+import type { Batch } from "../src/records/Batch.ts"
 import { evalSamples, evalSet, evaluateSystems, judgeParams, type SystemNode } from "./evaluate.ts"
 import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
 import * as Location from "../src/dag/Location.ts"
@@ -70,14 +77,23 @@ export default define("polaris", (b, recipe) => {
   const evalAt = new Set(recipe.eval?.checkpoints ?? [])
   for (const k of evalAt) if (!Number.isInteger(k) || k < 1 || k >= steps) throw new Error(`eval.checkpoints: ${k} is not a step between 1 and ${steps - 1} (grpo.steps = ${steps})`)
   const checkpoints: Array<{ readonly step: number; readonly state: NodeRef<TrainState, any> }> = []
+  // Off-policy lag n: step k samples with the state after step k-1-n. With n = 0 the DAG (ids,
+  // edges, keys) is the synchronous one, where a step's batch follows the sampler state its
+  // previous update handed on; with n ≥ 1 it follows the previous batch directly (the same bytes),
+  // so sampling never waits for an update.
+  const lag = g.off_policy_steps ?? 0
+  let previousBatch: NodeRef<Batch, any> = start
   const final = b.loop("train", {
     steps,
     init,
-    body: (s, state, index) => {
+    body: (s, state, index, states) => {
       const policy = s.node(policyOf, { id: "policy", inputs: { state } })
-      const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous: s.node(batchOf, { id: "sampler", inputs: { state } }) }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
-      const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy }, params: { group_size: groupSize, seed, sampling } })
-      const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy }, params: { sampling } })
+      const sampler = lag === 0 ? policy : s.node(policyOf, { id: "sampling-policy", inputs: { state: states[Math.max(0, index - lag)]! } })
+      const previous = lag === 0 ? s.node(batchOf, { id: "sampler", inputs: { state } }) : previousBatch
+      const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
+      previousBatch = batch
+      const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy: sampler }, params: { group_size: groupSize, seed, sampling } })
+      const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy: sampler }, params: { sampling } })
       const judged = s.node(judge, { id: "judge", inputs: { stories: s.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams(recipe) })
       const reference = recipe.reward?.reference ?? { mode: "judge" as const }
       const trainBatch = s.node(hriGroups, {
@@ -96,22 +112,21 @@ export default define("polaris", (b, recipe) => {
           truncated: g.truncated ?? "keep"
         }
       })
-      const next = s.node(update, {
-        id: "update",
-        inputs: { batch: trainBatch, policy, next: batch },
-        params: {
-          learning_rate: g.learning_rate ?? 1e-5,
-          weight_decay: g.weight_decay ?? 0,
-          max_grad_norm: g.max_grad_norm ?? 1,
-          inner_iterations: g.inner_iterations ?? 1,
-          epsilon_low: g.epsilon_low ?? 0.2,
-          epsilon_high: g.epsilon_high ?? 0.28,
-          mismatch_correction: g.mismatch_correction ?? "none",
-          // C of src/grpo/MismatchCorrection.ts (TRL's vllm_importance_sampling_clip_max, default 3 there).
-          mismatch_cap: 2,
-          beta: g.beta ?? 0
-        }
-      })
+      const params = {
+        learning_rate: g.learning_rate ?? 1e-5,
+        weight_decay: g.weight_decay ?? 0,
+        max_grad_norm: g.max_grad_norm ?? 1,
+        inner_iterations: g.inner_iterations ?? 1,
+        epsilon_low: g.epsilon_low ?? 0.2,
+        epsilon_high: g.epsilon_high ?? 0.28,
+        mismatch_correction: g.mismatch_correction ?? "none",
+        // C of src/grpo/MismatchCorrection.ts (TRL's vllm_importance_sampling_clip_max, default 3 there).
+        mismatch_cap: 2,
+        beta: g.beta ?? 0
+      }
+      const next = lag === 0
+        ? s.node(update, { id: "update", inputs: { batch: trainBatch, policy, next: batch }, params })
+        : s.node(offPolicyUpdate, { id: "update", inputs: { batch: trainBatch, policy, next: batch, sampler }, params })
       if (evalAt.has(index + 1)) checkpoints.push({ step: index + 1, state: next })
       return next
     }

@@ -117,6 +117,48 @@ describe("Dag.render text", () => {
   })
 })
 
+describe("Pipeline loop: earlier states", () => {
+  const lagged = Stage.make({
+    name: "lagged-update",
+    version: "1",
+    inputs: { policy: Schema.Number, sampler: Schema.Number },
+    output: Schema.Number,
+    run: ({ policy }) => Effect.succeed(policy + 1)
+  })
+
+  it("gives step k every state so far: init first, the state it receives last; a lagged step is listed in full", () => {
+    const seen: Array<ReadonlyArray<string>> = []
+    const pipeline = Pipeline.make("lag", (b) => {
+      const final = b.loop("train", {
+        steps: 4,
+        init: b.node(init, { id: "init" }),
+        body: (s, state, k, states) => {
+          seen.push(states.map((r) => r.id))
+          expect(states.at(-1)).toBe(state)
+          return s.node(lagged, { id: "update", inputs: { policy: state, sampler: states[Math.max(0, k - 1)]! } })
+        }
+      })
+      return { final }
+    })
+    expect(seen).toEqual([
+      ["init"],
+      ["init", "train/step-000/update"],
+      ["init", "train/step-000/update", "train/step-001/update"],
+      ["init", "train/step-000/update", "train/step-001/update", "train/step-002/update"]
+    ])
+    expect(Dag.render(pipeline, "text")).toBe(
+      `pipeline "lag": 5 nodes
+  init                     [init v1, cpu]
+    train/step-000/update  [lagged-update v1, cpu]  <- policy: init, sampler: init
+    ... train: step 001 repeats this shape (update.policy <- previous step's update)
+    train/step-002/update  [lagged-update v1, cpu]  <- policy: train/step-001/update, sampler: train/step-000/update
+    train/step-003/update  [lagged-update v1, cpu]  <- policy: train/step-002/update, sampler: train/step-001/update
+  outputs: final <- train/step-003/update
+`
+    )
+  })
+})
+
 describe("Dag.render graphs", () => {
   it("mermaid: a flowchart with sanitised ids, a subgraph per loop step and edges named by input", () => {
     expect(Dag.render(training(2), "mermaid")).toBe(

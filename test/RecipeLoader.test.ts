@@ -95,7 +95,7 @@ const cases: ReadonlyArray<Case> = [
   { name: "syntax: alias inside its own anchor", files: { "recipe.yaml": P + "params: &p\n  self: *p\n" },
     errors: ["recipe.yaml:3:9: params.self: alias *p refers to a node that contains it"] },
   { name: "unknown key: __proto__ is data, not a prototype", files: { "recipe.yaml": P + "grpo:\n  __proto__: { steps: 1 }\n" },
-    errors: ["recipe.yaml:3:3: grpo.__proto__: unknown key \"__proto__\"; expected one of: steps, groups_per_step, group_size, loss_type, scale_rewards, reference_in_stats, reference_loss, luffy_gamma, epsilon_low, epsilon_high, beta, learning_rate, weight_decay, max_grad_norm, inner_iterations, mismatch_correction, truncated"] },
+    errors: ["recipe.yaml:3:3: grpo.__proto__: unknown key \"__proto__\"; expected one of: steps, groups_per_step, group_size, loss_type, scale_rewards, reference_in_stats, reference_loss, luffy_gamma, epsilon_low, epsilon_high, beta, learning_rate, weight_decay, max_grad_norm, inner_iterations, mismatch_correction, off_policy_steps, truncated"] },
   { name: "syntax: complex key", files: { "recipe.yaml": P + "? [a, b]\n: 1\n" },
     errors: ["recipe.yaml:2:3: mapping keys must be plain scalars"] },
   { name: "top level: a list", files: { "recipe.yaml": "- pipeline: grpo\n" },
@@ -157,7 +157,7 @@ const cases: ReadonlyArray<Case> = [
   { name: "unknown key: inside a record entry", files: { "recipe.yaml": P + "retries:\n  judge:\n    max_attempts: 5\n" },
     errors: ["recipe.yaml:4:5: retries.judge.max_attempts: unknown key \"max_attempts\"; expected one of: attempts, base_ms, cap_ms"] },
   { name: "unknown key: nothing close", files: { "recipe.yaml": P + "grpo:\n  zzz: 1\n" },
-    errors: ["recipe.yaml:3:3: grpo.zzz: unknown key \"zzz\"; expected one of: steps, groups_per_step, group_size, loss_type, scale_rewards, reference_in_stats, reference_loss, luffy_gamma, epsilon_low, epsilon_high, beta, learning_rate, weight_decay, max_grad_norm, inner_iterations, mismatch_correction, truncated"] },
+    errors: ["recipe.yaml:3:3: grpo.zzz: unknown key \"zzz\"; expected one of: steps, groups_per_step, group_size, loss_type, scale_rewards, reference_in_stats, reference_loss, luffy_gamma, epsilon_low, epsilon_high, beta, learning_rate, weight_decay, max_grad_norm, inner_iterations, mismatch_correction, off_policy_steps, truncated"] },
   // missing keys
   { name: "missing: pipeline", files: { "recipe.yaml": "seed: 1\n" },
     errors: ["recipe.yaml:1:1: pipeline: required key is missing (A built-in pipeline name, or a path to a .ts pipeline file)"] },

@@ -166,6 +166,11 @@ export class Builder {
    * Unrolls `steps` training steps. Step k's nodes live under `id/step-<k>/`, receive the state
    * produced by step k-1 (or `init`) and return the next state. Returns the final state.
    *
+   * `states` is every state so far: `states[0]` is `init`, `states[j]` the state after step j-1,
+   * and `states[k]` (the last) the one step k receives. A body that lags, say sampling with the
+   * policy of `states[k - 2]` while training `states[k]`, wires the older state in: which state a
+   * node uses is then fixed by the DAG, never by timing.
+   *
    * @example
    * const final = b.loop("train", { steps: 160, init: policy0, body: (s, policy, k) => {
    *   const batch = s.node(sample, { id: "batch", inputs: { sampler }, params: { step: k } })
@@ -177,15 +182,17 @@ export class Builder {
     options: {
       readonly steps: number
       readonly init: NodeRef<S, R0>
-      readonly body: (step: Builder, state: NodeRef<S, R0>, index: number) => NodeRef<S, R1>
+      readonly body: (step: Builder, state: NodeRef<S, R0>, index: number, states: ReadonlyArray<NodeRef<S, R0>>) => NodeRef<S, R1>
     }
   ): NodeRef<S, R0 | R1> {
     const scope = this.scope(id)
     const width = Math.max(3, String(Math.max(0, options.steps - 1)).length)
+    const states: Array<NodeRef<S, R0 | R1>> = [options.init]
     let state: NodeRef<S, R0 | R1> = options.init
     for (let k = 0; k < options.steps; k++) {
       // Each step's state carries the requirements of all steps before it; the return type says so.
-      state = options.body(scope.scope(`step-${String(k).padStart(width, "0")}`), state as NodeRef<S, R0>, k)
+      state = options.body(scope.scope(`step-${String(k).padStart(width, "0")}`), state as NodeRef<S, R0>, k, [...states] as Array<NodeRef<S, R0>>)
+      states.push(state)
     }
     return state
   }
