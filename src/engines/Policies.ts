@@ -11,6 +11,9 @@
  *   server that resolves those itself (`polaris serve`) can do (checked at start-up). Without
  *   `base_url`, sampling only (evaluating a served model).
  *
+ * - `simulated`: paper-scale GPU time emulated, deterministic made-up outputs (SimulatedPolicy.ts);
+ *   `policy.time_scale` compresses time, `policy.tokenizer` is optional (default the story model's).
+ *
  * `policy.tokenizer` is a local folder or a Hugging Face model id in the local cache
  * (model/HubCache.ts); it is resolved here, once, for every backend that reads it.
  *
@@ -37,6 +40,7 @@ import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
 import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
 import * as Archive from "./tinker/Archive.ts"
+import * as SimulatedPolicy from "./SimulatedPolicy.ts"
 import * as TinkerPolicy from "./TinkerPolicy.ts"
 import * as VllmSampler from "./VllmSampler.ts"
 
@@ -136,6 +140,17 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
     engine.pipe(Effect.map((e) => trackCheckpoints(e, policy.model)), Effect.provide(FetchHttpClient.layer))
   if (policy.backend === "embedded") {
     return tracked(EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "tmp", "checkpoints") }))
+  }
+  if (policy.backend === "simulated") {
+    return tracked(Effect.gen(function*() {
+      const tokenizer = policy.tokenizer === undefined ? undefined : join(yield* resolveTokenizer(policy.tokenizer), "tokenizer.json")
+      return yield* SimulatedPolicy.make({
+        model: policy.model,
+        ...(tokenizer !== undefined ? { tokenizer } : {}),
+        ...(policy.time_scale !== undefined ? { timeScale: policy.time_scale } : {}),
+        ...(policy.max_context !== undefined ? { maxContext: policy.max_context } : {})
+      })
+    }))
   }
   const need = (value: string | undefined, key: string): string => {
     if (value === undefined) throw new Error(`policy.${key} is required for the ${policy.backend} backend`)

@@ -45,7 +45,7 @@ export const Data = Schema.Struct({
 
 /** The policy engine: where sampling and updates run. */
 export const Policy = Schema.Struct({
-  backend: doc(Schema.Literals(["embedded", "tinker", "vllm"]), "embedded: the small onnxruntime model; tinker: a Tinker-compatible service; vllm: sampling on vLLM"),
+  backend: doc(Schema.Literals(["embedded", "tinker", "vllm", "simulated"]), "embedded: the small onnxruntime model; tinker: a Tinker-compatible service; vllm: sampling on vLLM; simulated: paper-scale GPU time emulated (docs/engines.md)"),
   model: doc(Schema.String, "Model: a local model directory, or the served model name"),
   base_url: field(Schema.String, "Tinker-compatible service URL"),
   sampler_urls: field(Schema.Array(Schema.String), "vLLM server URLs, load-balanced"),
@@ -54,7 +54,9 @@ export const Policy = Schema.Struct({
   tokenizer: field(Schema.String, "Remote engines: a folder with the model's tokenizer.json (+ tokenizer_config.json), or a Hugging Face model id in the local cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)"),
   adapter_dir: field(Schema.String, "vllm with a trainer: a folder every vLLM host reads at the same path; each Tinker sampler checkpoint is downloaded and written there as a PEFT adapter for /v1/load_lora_adapter"),
   flavour: field(Schema.Literals(["hosted", "skyrl"]), "tinker: hosted Tinker or self-hosted SkyRL tx (loss normalisation differs; see docs/engines.md)"),
-  max_context: field(PositiveInt, "vllm without base_url: the served model's context length (default 32768)")
+  max_context: field(PositiveInt, "vllm without base_url: the served model's context length (default 32768)"),
+  // simulated backend (issue 16 point 5)
+  time_scale: field(NonNegative, "simulated: real seconds per simulated second (0.001: 1000x faster than the paper's GPUs; default 1)")
 })
 
 /** Sampling settings for rollouts; never left to server defaults. */
@@ -93,7 +95,7 @@ export const Pretrain = Schema.Struct({
 
 /** The judge: who scores stories, on which rubric, at what rate and price. */
 export const Judge = Schema.Struct({
-  backend: doc(Schema.Literals(["proxy", "gemini", "openai"]), "proxy: measurable text statistics, no network"),
+  backend: doc(Schema.Literals(["proxy", "gemini", "openai", "simulated"]), "proxy: measurable text statistics, no network; simulated: Gemini's latency and rate limit with made-up scores (docs/engines.md)"),
   model: field(Schema.String, "Judge model"),
   rubric: field(Schema.String, "Rubric id or YAML file"),
   base_url: field(Schema.String, "OpenAI-compatible endpoint"),
@@ -108,7 +110,9 @@ export const Judge = Schema.Struct({
   timeout_s: field(PositiveInt, "Time limit of one judge call, seconds (default 120)"),
   attempts: field(PositiveInt, "Attempts per judgement before it is recorded unscorable (default 6)"),
   batch: field(Schema.Boolean, "gemini: submit through the Batch API (evaluation only: half price, results in hours)"),
-  batch_poll_s: field(Schema.Finite.check(Schema.isGreaterThan(0)), "gemini batch: seconds between polls of a running job (default 30)")
+  batch_poll_s: field(Schema.Finite.check(Schema.isGreaterThan(0)), "gemini batch: seconds between polls of a running job (default 30)"),
+  // simulated backend (issue 16 point 5)
+  time_scale: field(NonNegative, "simulated: real seconds per simulated second (default 1)")
 })
 
 /** How rewards are made from judge scores and lengths. */
@@ -138,6 +142,7 @@ export const Grpo = Schema.Struct({
   max_grad_norm: field(Schema.Finite.check(Schema.isGreaterThan(0)), "Gradient clipping"),
   inner_iterations: field(PositiveInt, "Optimizer passes per step"),
   mismatch_correction: field(Schema.Literals(["none", "token", "sequence_geometric"]), "Sampler/trainer mismatch correction"),
+  off_policy_steps: field(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)), "Steps the sampling policy lags the trained one (default 0: synchronous)"),
   truncated: field(Schema.Literals(["mask", "penalize", "keep"]), "What to do with truncated completions")
 })
 

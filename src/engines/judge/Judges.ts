@@ -4,6 +4,7 @@
  * - `proxy(rubric?)`: embedded, no network (Proxy.ts), rubric `proxy-text-stats` only.
  * - `gemini(options)`: @google/genai (Gemini.ts); `geminiBatch(options)`: through the Batch API (GeminiBatch.ts).
  * - `openai(options)`: any OpenAI-compatible endpoint (OpenAI.ts).
+ * - `simulated`: Gemini's latency and rate limit, made-up deterministic scores (Simulated.ts).
  *
  * @example
  * ```ts
@@ -18,6 +19,7 @@ import { Judge } from "./Judge.ts"
 import { openai } from "./OpenAI.ts"
 import { makeProxy } from "./Proxy.ts"
 import * as Rubric from "./Rubric.ts"
+import { makeSimulated } from "./Simulated.ts"
 
 export { gemini } from "./Gemini.ts"
 export { geminiBatch } from "./GeminiBatch.ts"
@@ -44,6 +46,16 @@ type JudgeSection = NonNullable<Recipe["judge"]>
  */
 export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | Error> => {
   if (section.backend === "proxy") return proxy(rubricPath(section.rubric, Rubric.PROXY_RUBRIC))
+  if (section.backend === "simulated") {
+    return Layer.effect(Judge, Effect.flatMap(Rubric.load(rubricPath(section.rubric, Rubric.DEFAULT_RUBRIC)), (rubric) => makeSimulated({
+      rubric,
+      ...(section.model !== undefined ? { model: section.model } : {}),
+      ...(section.time_scale !== undefined ? { timeScale: section.time_scale } : {}),
+      ...(section.requests_per_minute !== undefined ? { requestsPerMinute: section.requests_per_minute } : {}),
+      ...(section.max_in_flight !== undefined ? { maxInFlight: section.max_in_flight } : {}),
+      ...(section.price_per_million !== undefined ? { price: section.price_per_million } : {})
+    })))
+  }
   const model = section.model
   if (model === undefined) throw new Error(`judge.model is required for the ${section.backend} judge`)
   const limits = {
