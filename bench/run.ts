@@ -8,6 +8,7 @@
  *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak; about 40 s)
  *   npm run bench -- judge          judge client overhead and throughput against local servers (about 30 seconds)
  *   npm run bench -- soak           the full quickstart under 30 SIGKILLs, rerun and comment edits (about 10 minutes; not in "all")
+ *   npm run bench -- async          off-policy GRPO k = 0, 1, 2 at paper-scale simulated latencies (about 1.5 minutes; not in "all")
  *   npm run bench -- --repeats 3    fewer (or more) repetitions of each measurement
  *   npm run bench -- --no-write     print only; leave docs/benchmarks.md alone
  *
@@ -16,6 +17,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import * as Async from "./async.ts"
 import * as Engine from "./engine-overhead.ts"
 import * as Ingest from "./ingest.ts"
 import * as Judge from "./judge.ts"
@@ -25,13 +27,13 @@ import { ROOT } from "./measure.ts"
 import * as Soak from "./quickstart-soak.ts"
 import * as Store from "./store-throughput.ts"
 
-type BenchId = "engine" | "store" | "ingest" | "model" | "judge" | "soak"
+type BenchId = "engine" | "store" | "ingest" | "model" | "judge" | "soak" | "async"
 
-const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge", "soak"]
-/** What `npm run bench` runs with no names: all but the soak, which takes ten minutes. */
-const DEFAULT: ReadonlyArray<BenchId> = BENCHES.filter((id) => id !== "soak")
+const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge", "soak", "async"]
+/** What `npm run bench` runs with no names: all but the soak (ten minutes) and async (a minute and a half of mostly sleeping). */
+const DEFAULT: ReadonlyArray<BenchId> = BENCHES.filter((id) => id !== "soak" && id !== "async")
 
-const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [judge] [soak] [--repeats N] [--no-write]"
+const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [judge] [soak] [async] [--repeats N] [--no-write]"
 const DOC = join(ROOT, "docs", "benchmarks.md")
 
 interface Args {
@@ -64,7 +66,8 @@ const TITLES: Record<BenchId, string> = {
   ingest: "Ingest: the bundled corpus (12 books) into Story records",
   model: "Story model: training and sampling against PyTorch CPU, 2 threads",
   judge: "Judge clients: overhead per call and throughput against local servers, 64 in flight",
-  soak: "Cache exactness at full scale: the quickstart under 30 SIGKILLs, a rerun, a comment in every stage"
+  soak: "Cache exactness at full scale: the quickstart under 30 SIGKILLs, a rerun, a comment in every stage",
+  async: "Asynchronous GRPO: wall time per step at paper-scale simulated latencies, off_policy_steps k = 0, 1, 2"
 }
 
 const begin = (id: BenchId) => `<!-- bench:${id}:begin -->`
@@ -93,6 +96,7 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "npm run bench -- model         # story model vs PyTorch CPU, about 40 s (needs apt-get install python3-torch libopenblas0-pthread)",
     "npm run bench -- judge         # judge client overhead and throughput against local servers (about 30 seconds)",
     "npm run bench -- soak          # the full quickstart killed 30 times and resumed, rerun, comment edits (about 10 minutes; not in the default run)",
+    "npm run bench -- async         # off-policy GRPO k = 0, 1, 2 on the simulated engines at paper-scale latencies (about 1.5 minutes; not in the default run)",
     "npm run bench -- --repeats 3   # fewer repetitions; --no-write prints without touching this file",
     "```",
     "",
@@ -145,7 +149,7 @@ const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
 const main = async () => {
   const args = parseArgs(process.argv.slice(2))
   const log = (line: string) => console.log(line)
-  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined }
+  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined, async: undefined }
   const t0 = performance.now()
   for (const id of args.benches) {
     const machine = describeMachine()
@@ -160,6 +164,8 @@ const main = async () => {
       ? (await Model.run({ repeats: args.repeats ?? 3, log })).markdown
       : id === "judge"
       ? (await Judge.run({ repeats: args.repeats ?? 3, log })).markdown
+      : id === "async"
+      ? (await Async.run({ log })).markdown
       : (await Soak.run({ log })).markdown
     sections[id] = `${stamp(when, machine)}\n\n${markdown}`
     console.log(`\n## ${TITLES[id]}\n\n${sections[id]}\n`)

@@ -63,12 +63,17 @@ export default define("eval-length", (b, recipe) => {
     const groups = scope.node(rolloutSystem, {
       id: "rollout",
       inputs: { prompts: evaluation.prompts, batch: evaluation.batch },
-      params: { system: name, model: modelKey(policy), group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling }
+      params: { system: name, model: modelKey(policy), group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling },
+      resource: "sampler"
     })
     return { name, scope, groups }
   })
   return { evaluation: evaluateSystems(b, recipe, evaluation.prompts, nodes, recipe.eval?.baseline ?? systems[0]!.name) }
 })
+
+/** Sampling nodes share one slot when any system's engine is the embedded one (Policies.POOLS). */
+export const pools = (recipe: Recipe) =>
+  systemsOf(recipe).some((s) => s.policy.backend === "embedded") ? Policies.POOLS.embedded : { sampler: "sampler" }
 
 /** The Writer (premises), the Judge, and one policy engine per system. */
 export const layer = (recipe: Recipe, context: LayerContext) =>

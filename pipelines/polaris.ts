@@ -17,6 +17,11 @@
  * Recipe keys: `data.*`, `policy.*`, `sampling.*`, `judge.*`, `reward.*`, `grpo.*`, `eval.*`
  * (buckets, prompts per bucket, samples, pairwise, bootstrap). Engines: the Writer (premises), the
  * Judge, the PolicyEngine (`embedded` here; the remote engines come with their issue).
+ *
+ * Resources: sampling nodes (rollout, reference) run as `sampler`, updates as `trainer`, assigned
+ * here at wiring time so the stages' code (and every cached key) stays as it was; `pools` says
+ * whether the two share a slot (the embedded engine) or run side by side (tinker, vllm,
+ * simulated), Policies.POOLS. The judge is its own resource (`judge`) either way.
  */
 import { Layer } from "effect"
 import * as Policies from "../src/engines/Policies.ts"
@@ -92,8 +97,8 @@ export default define("polaris", (b, recipe) => {
       const previous = lag === 0 ? s.node(batchOf, { id: "sampler", inputs: { state } }) : previousBatch
       const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
       previousBatch = batch
-      const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy: sampler }, params: { group_size: groupSize, seed, sampling } })
-      const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy: sampler }, params: { sampling } })
+      const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy: sampler }, params: { group_size: groupSize, seed, sampling }, resource: "sampler" })
+      const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy: sampler }, params: { sampling }, resource: "sampler" })
       const judged = s.node(judge, { id: "judge", inputs: { stories: s.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams(recipe) })
       const reference = recipe.reward?.reference ?? { mode: "judge" as const }
       const trainBatch = s.node(hriGroups, {
@@ -125,8 +130,8 @@ export default define("polaris", (b, recipe) => {
         beta: g.beta ?? 0
       }
       const next = lag === 0
-        ? s.node(update, { id: "update", inputs: { batch: trainBatch, policy, next: batch }, params })
-        : s.node(offPolicyUpdate, { id: "update", inputs: { batch: trainBatch, policy, next: batch, sampler }, params })
+        ? s.node(update, { id: "update", inputs: { batch: trainBatch, policy, next: batch }, params, resource: "trainer" })
+        : s.node(offPolicyUpdate, { id: "update", inputs: { batch: trainBatch, policy, next: batch, sampler }, params, resource: "trainer" })
       if (evalAt.has(index + 1)) checkpoints.push({ step: index + 1, state: next })
       return next
     }
@@ -137,12 +142,15 @@ export default define("polaris", (b, recipe) => {
   const system = (name: string, state: NodeRef<TrainState, any>): SystemNode => {
     const scope = b.scope(`eval-${name}`)
     const policy = b.node(policyOf, { id: `${name}-policy`, inputs: { state } })
-    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evaluation.prompts, batch: evaluation.batch, policy }, params: { group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling } })
+    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evaluation.prompts, batch: evaluation.batch, policy }, params: { group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling }, resource: "sampler" })
     return { name, scope, groups }
   }
   const systems = [system("initial", init), ...checkpoints.map(({ step, state }) => system(`step-${step}`, state)), system("final", final)]
   return { final, evaluation: evaluateSystems(b, recipe, evaluation.prompts, systems, "initial") }
 })
+
+/** Which resource classes share a slot: the policy backend's (Policies.POOLS); embedded when unset. */
+export const pools = (recipe: Recipe) => recipe.policy === undefined ? Policies.POOLS.embedded : Policies.poolsOf(recipe.policy)
 
 /** The Writer (premises), the Judge, and the recipe's policy engine (checkpoints of the embedded one in the store). */
 export const layer = (recipe: Recipe, context: LayerContext) => {

@@ -117,7 +117,7 @@ const statsCommand = Command.make(
         }
       }
       // Runs the pipeline: cached nodes are read back, so on a finished recipe this only reads.
-      const result = yield* Executor.run(t.pipeline, { config: t.config, concurrency: t.concurrency, retries: t.retries }).pipe(
+      const result = yield* Executor.run(t.pipeline, { config: t.config, concurrency: t.concurrency, pools: t.pools, retries: t.retries }).pipe(
         Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer))
       )
       const o = result.outputs as unknown as DataOutputs

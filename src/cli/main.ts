@@ -60,6 +60,7 @@ const execute = (
       ...(options.runId !== undefined ? { runId: options.runId } : {}),
       config: t.config,
       concurrency: t.concurrency,
+      pools: t.pools,
       retries: t.retries,
       force: options.force,
       failFast: options.failFast,

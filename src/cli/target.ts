@@ -21,6 +21,8 @@ export interface Target {
   readonly config: Readonly<Record<string, unknown>>
   readonly store: string
   readonly concurrency: Readonly<Record<string, number>>
+  /** Which resource classes share a pool, from the pipeline module (its engines): Executor's `pools`. */
+  readonly pools: Readonly<Record<string, string>>
   readonly retries: Readonly<Record<string, Schedule.Schedule<unknown, unknown>>>
   /** Every file whose change makes the target stale (recipes, pipeline and stage modules). */
   readonly files: ReadonlyArray<string>
@@ -61,6 +63,7 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
         config: { pipelineFile: path },
         store: options.store ?? ".polaris",
         concurrency: {},
+        pools: loaded.pools,
         retries: {},
         files: loaded.files
       } satisfies Target
@@ -74,6 +77,7 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
       config: { recipeFile: path, sets: options.sets ?? [], recipe: loaded.frozen },
       store,
       concurrency: loaded.recipe.concurrency ?? {},
+      pools: built.pools,
       retries: retriesOf(loaded.recipe),
       files: [...loaded.files, ...built.files],
       recipe: loaded.recipe

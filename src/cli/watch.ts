@@ -62,6 +62,7 @@ export const watch = (file: string, options: WatchOptions) =>
         : Executor.run(t.pipeline, {
           config: t.config,
           concurrency: t.concurrency,
+          pools: t.pools,
           retries: t.retries,
           onStart: (log) => Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress }))
         }).pipe(

@@ -18,7 +18,7 @@
  * //   report                   [report v1, cpu]     <- policy: train/step-159/update
  * //   outputs: report <- report
  */
-import type { Pipeline, PipelineNode } from "./Pipeline.ts"
+import { type Pipeline, type PipelineNode, resourceOf } from "./Pipeline.ts"
 
 /** The formats {@link render} writes. */
 export type Format = "text" | "mermaid" | "dot"
@@ -108,7 +108,7 @@ const sameShape = (
     const b = block.nodes[i]!
     const local = b.id.slice(block.scope.length)
     if (a.id.slice(ref.block.scope.length) !== local) return false
-    if (a.stage.name !== b.stage.name || a.stage.version !== b.stage.version || a.stage.resource !== b.stage.resource) return false
+    if (a.stage.name !== b.stage.name || a.stage.version !== b.stage.version || resourceOf(a) !== resourceOf(b)) return false
     const namesA = Object.keys(a.inputs)
     const namesB = Object.keys(b.inputs)
     if (namesA.join("\u0000") !== namesB.join("\u0000")) return false
@@ -181,7 +181,7 @@ const textOf = (pipeline: Pipeline<any, any>): string => {
   const rows: Array<Row> = []
   textRows(pipeline.nodes, "", 1, rows)
   const indent = (depth: number) => "  ".repeat(depth)
-  const stageCol = (n: PipelineNode) => `[${n.stage.name} ${versionLabel(n.stage.version)}, ${n.stage.resource}]`
+  const stageCol = (n: PipelineNode) => `[${n.stage.name} ${versionLabel(n.stage.version)}, ${resourceOf(n)}]`
   let idWidth = 0
   let stageWidth = 0
   for (const row of rows) {

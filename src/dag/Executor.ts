@@ -26,7 +26,7 @@ import { fingerprintStage } from "./Fingerprint.ts"
 import { seeded } from "../internal/random.ts"
 import * as KeyLock from "./KeyLock.ts"
 import * as Memo from "./Memo.ts"
-import type { Pipeline, PipelineNode } from "./Pipeline.ts"
+import { type Pipeline, type PipelineNode, resourceOf } from "./Pipeline.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
 import type { StageContext } from "./Stage.ts"
@@ -39,8 +39,22 @@ export interface RunOptions {
   readonly runId?: string
   /** The resolved config to freeze in the run directory (secrets are masked). */
   readonly config?: unknown
-  /** Max nodes in flight per resource class. Defaults: cpu = cores, policy = 1, judge = 8, others 4. */
+  /**
+   * Max nodes in flight per resource pool (a class that shares no pool is its own). Defaults: cpu =
+   * cores, policy = sampler = trainer = 1, judge = 8, others 4.
+   */
   readonly concurrency?: Readonly<Record<string, number>>
+  /**
+   * Shared pools: resource class -> the pool whose slots it takes. Classes mapped to one pool never
+   * hold more than that pool's limit together. Defaults to {@link DEFAULT_POOLS} (sampler and
+   * trainer share `policy`, one slot: an engine that serialises its own calls); an entry mapping
+   * a class to itself gives it its own pool. Not in any cache key.
+   *
+   * @example
+   * // a remote sampler beside a remote trainer: one in flight on each, at the same time
+   * Executor.run(pipeline, { pools: { sampler: "sampler", trainer: "trainer" } })
+   */
+  readonly pools?: Readonly<Record<string, string>>
   /** Retry Schedule per resource class, replacing the stages' own (a recipe's `retries:`). */
   readonly retries?: Readonly<Record<string, Schedule.Schedule<unknown, unknown>>>
   /** Stop everything at the first failure instead of letting independent branches finish. */
@@ -107,7 +121,14 @@ interface NodeValue {
   readonly value: unknown
 }
 
-const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, judge: 8 }
+const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, sampler: 1, trainer: 1, judge: 8 }
+
+/**
+ * The safe default pools: sampling (`sampler`) and training (`trainer`) nodes share the `policy`
+ * pool, so on an engine that is one device (the embedded one: the machine's CPU) they never run
+ * at once. Engines that sample and train apart give each its own pool (`RunOptions.pools`).
+ */
+export const DEFAULT_POOLS: Readonly<Record<string, string>> = { sampler: "policy", trainer: "policy" }
 
 const describe = (error: unknown): string => {
   if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
@@ -152,12 +173,14 @@ export const run = <R, O>(
     yield* log.emit({ type: "run_started", pipeline: pipeline.name, nodes: pipeline.nodes.length, resumed: log.resumed })
 
     const limits = { ...DEFAULT_LIMITS, ...options.concurrency }
+    const pools = { ...DEFAULT_POOLS, ...options.pools }
     const semaphores = new Map<string, Semaphore.Semaphore>()
     const semaphoreOf = (resource: string) => {
-      let s = semaphores.get(resource)
+      const pool = pools[resource] ?? resource
+      let s = semaphores.get(pool)
       if (s === undefined) {
-        s = Semaphore.makeUnsafe(limits[resource] ?? 4)
-        semaphores.set(resource, s)
+        s = Semaphore.makeUnsafe(limits[pool] ?? 4)
+        semaphores.set(pool, s)
       }
       return s
     }
@@ -209,10 +232,12 @@ export const run = <R, O>(
         yield* log.emit({ type: "node_started", node: node.id, stage: node.stage.name, key })
         const t0 = Date.now()
         // The permit is held per attempt, not across back-off sleeps.
-        const attempt = semaphoreOf(node.stage.resource).withPermits(1)(
+        const resource = resourceOf(node)
+        const attempt = semaphoreOf(resource).withPermits(1)(
           Effect.suspend(() => node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>)
         )
-        const schedule = options.retries?.[node.stage.resource] ?? node.stage.retry
+        // A recipe's retries name the class, or the pool it shares (`policy` covers sampler and trainer).
+        const schedule = options.retries?.[resource] ?? options.retries?.[pools[resource] ?? resource] ?? node.stage.retry
         const produced = yield* Retry.transient(attempt, schedule, (error, failed) =>
           log.emit({ type: "node_retry", node: node.id, attempt: failed, error: describe(error) }))
         const { bytes, value } = yield* StoredValue.encode(node.stage.output, produced).pipe(

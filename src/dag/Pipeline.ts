@@ -43,7 +43,15 @@ export interface PipelineNode {
   readonly params: unknown
   /** input name -> id of the node feeding it */
   readonly inputs: Readonly<Record<string, string>>
+  /**
+   * The resource class this node runs under when it differs from its stage's (set at wiring time,
+   * `b.node(stage, { ..., resource: "trainer" })`). Like the stage's, it is not in the cache key.
+   */
+  readonly resource?: string
 }
+
+/** The resource class whose limit a node runs under: its own, else its stage's. */
+export const resourceOf = (node: PipelineNode): string => node.resource ?? node.stage.resource
 
 /** The value types of a record of references. */
 export type OutputsOf<T> = { readonly [K in keyof T]: T[K] extends NodeRef<infer O, any> ? O : never }
@@ -66,7 +74,10 @@ export class PipelineError extends Data.TaggedError("PipelineError")<{ readonly 
 
 type RefsFor<Inputs extends InputSchemas> = { readonly [K in keyof Inputs]: NodeRef<Inputs[K]["Type"], any> }
 
-type ParamsField<P> = {} extends P ? { readonly params?: P } : { readonly params: P }
+type ParamsField<P> = ({} extends P ? { readonly params?: P } : { readonly params: P }) & {
+  /** Runs the node under this resource class instead of its stage's (not in the cache key). */
+  readonly resource?: string
+}
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 
@@ -121,7 +132,7 @@ export class Builder {
     stage: Stage<Inputs, Out, Params, E, R>,
     spec: { readonly id: string; readonly inputs: Refs } & ParamsField<Params>
   ): NodeRef<Out, R | RequirementsOf<Refs>>
-  node(stage: AnyStage, spec: { readonly id: string; readonly inputs?: Record<string, NodeRef<any, any>>; readonly params?: unknown }): NodeRef<any, any> {
+  node(stage: AnyStage, spec: { readonly id: string; readonly inputs?: Record<string, NodeRef<any, any>>; readonly params?: unknown; readonly resource?: string }): NodeRef<any, any> {
     if (!ID.test(spec.id)) throw new PipelineError({ message: `node id "${spec.id}" must be letters, digits, '.', '_' or '-'` })
     const id = this.prefix + spec.id
     if (this.ids.has(id)) throw new PipelineError({ message: `duplicate node id "${id}"` })
@@ -141,7 +152,7 @@ export class Builder {
     if (namesake !== undefined) {
       throw new PipelineError({ message: `node "${id}": another stage is also named "${stage.name}" (node "${namesake.id}"); stage names must be unique, they key the cache` })
     }
-    this.nodes.push({ id, stage, params: checkParams(stage, id, spec.params), inputs })
+    this.nodes.push({ id, stage, params: checkParams(stage, id, spec.params), inputs, ...(spec.resource !== undefined && spec.resource !== stage.resource ? { resource: spec.resource } : {}) })
     this.ids.add(id)
     let ref = { id } as NodeRef<any, any>
     for (const insertion of this.insertions) {

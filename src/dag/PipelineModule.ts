@@ -63,6 +63,8 @@ export interface Loaded {
   readonly layer: Layer.Layer<any, any, never>
   /** The source files involved (the pipeline module, custom stage modules), for watch mode. */
   readonly files: ReadonlyArray<string>
+  /** Resource class -> shared pool, from the module's `pools` export (Executor's `RunOptions.pools`). */
+  readonly pools: Readonly<Record<string, string>>
 }
 
 const isPipeline = (u: unknown): u is Pipeline.Pipeline<any, any> => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Pipeline"
@@ -142,5 +144,13 @@ export const load = (recipe: Recipe, recipeFile: string, context: LayerContext =
       catch: (e) => new ModuleError({ file, reason: `its layer function failed: ${e instanceof Error ? e.message : String(e)}` })
     })) as Layer.Layer<any, any, never>
     if (!Layer.isLayer(layer)) return yield* new ModuleError({ file, reason: "its `layer` export is not a Layer (nor a function of the recipe returning one)" })
-    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)] }
+    const poolsExport = module.pools
+    const pools = yield* Effect.try({
+      try: () => (typeof poolsExport === "function" ? (poolsExport as (r: Recipe) => unknown)(recipe) : poolsExport ?? {}),
+      catch: (e) => new ModuleError({ file, reason: `its pools function failed: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    if (typeof pools !== "object" || pools === null || Object.values(pools).some((v) => typeof v !== "string")) {
+      return yield* new ModuleError({ file, reason: "its `pools` export is not a record of resource class to pool name (nor a function of the recipe returning one)" })
+    }
+    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)], pools: pools as Record<string, string> }
   })

@@ -196,6 +196,28 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
   }))
 }
 
+/**
+ * What a policy backend can run at once, as the executor's shared pools (Executor `RunOptions.pools`):
+ * the resource classes `sampler` (rollouts, reference logprobs) and `trainer` (updates).
+ *
+ * - `embedded`: one engine on this machine's CPU that serialises its own calls: sampler and
+ *   trainer share the one `policy` slot, so the quickstart never oversubscribes the cores;
+ * - `tinker`, `vllm`, `simulated`: a remote (or emulated) sampler beside a remote trainer, two
+ *   resources: one node in flight on each by default (a recipe's `concurrency:` changes that).
+ *
+ * @example
+ * Executor.run(pipeline, { pools: Policies.poolsOf(recipe.policy!) })
+ */
+export const POOLS: { readonly [B in PolicySection["backend"]]: Readonly<Record<string, string>> } = {
+  embedded: { sampler: "policy", trainer: "policy" },
+  tinker: { sampler: "sampler", trainer: "trainer" },
+  vllm: { sampler: "sampler", trainer: "trainer" },
+  simulated: { sampler: "sampler", trainer: "trainer" }
+}
+
+/** The shared pools of a recipe's policy section ({@link POOLS}). */
+export const poolsOf = (policy: PolicySection): Readonly<Record<string, string>> => POOLS[policy.backend]
+
 /** The recipe's policy engine as the PolicyEngine layer. */
 export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> =>
   Layer.effect(PolicyEngine, make(policy, context))
