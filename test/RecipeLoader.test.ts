@@ -140,7 +140,7 @@ const cases: ReadonlyArray<Case> = [
     errors: ["recipe.yaml:3:11: stages[0].uses: Expected a string matching the RegExp ^[^#]+\\.ts#[A-Za-z_$][\\w$]*$, got \"./stage.js\""] },
   // literals
   { name: "literal: misspelt backend", files: { "recipe.yaml": P + "judge:\n  backend: gemni\n" },
-    errors: ["recipe.yaml:3:12: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\", got \"gemni\"; did you mean \"gemini\"?"] },
+    errors: ["recipe.yaml:3:12: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\" | \"simulated\", got \"gemni\"; did you mean \"gemini\"?"] },
   { name: "literal: unknown loss type", files: { "recipe.yaml": P + "grpo:\n  loss_type: ppo\n" },
     errors: ["recipe.yaml:3:14: grpo.loss_type: Expected \"grpo\" | \"bnpo\" | \"dapo\" | \"dr_grpo\", got \"ppo\""] },
   { name: "literal: wrong case", files: { "recipe.yaml": P + "data:\n  prompt:\n    mode: Full\n" },
@@ -162,7 +162,7 @@ const cases: ReadonlyArray<Case> = [
   { name: "missing: pipeline", files: { "recipe.yaml": "seed: 1\n" },
     errors: ["recipe.yaml:1:1: pipeline: required key is missing (A built-in pipeline name, or a path to a .ts pipeline file)"] },
   { name: "missing: nested required key", files: { "recipe.yaml": P + "judge:\n  model: gemini-2.5\n" },
-    errors: ["recipe.yaml:3:3: judge.backend: required key is missing (one of \"proxy\", \"gemini\", \"openai\")"] },
+    errors: ["recipe.yaml:3:3: judge.backend: required key is missing (one of \"proxy\", \"gemini\", \"openai\", \"simulated\")"] },
   { name: "missing: in a list item", files: { "recipe.yaml": P + "eval:\n  buckets:\n    - name: short\n      min_words: 0\n" },
     errors: ["recipe.yaml:4:7: eval.buckets[0].max_words: required key is missing"] },
   // extends
@@ -209,7 +209,7 @@ const cases: ReadonlyArray<Case> = [
   { name: "set: malformed YAML value", files: { "recipe.yaml": P }, sets: ["data.anthologies=[a, b"],
     errors: ["--set data.anthologies=[a, b: data.anthologies: the value is not valid YAML: Flow sequence must end with a ]"] },
   { name: "set: misspelt literal", files: { "recipe.yaml": P }, sets: ["judge.backend=gemni"],
-    errors: ["--set judge.backend=gemni: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\", got \"gemni\"; did you mean \"gemini\"?"] },
+    errors: ["--set judge.backend=gemni: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\" | \"simulated\", got \"gemni\"; did you mean \"gemini\"?"] },
 ]
 
 describe("RecipeLoader: malformed recipes", () => {
@@ -395,7 +395,7 @@ describe("RecipeLoader: reporting", () => {
       "recipe.yaml:2:30: sampling.top_q: unknown key \"top_q\"; did you mean \"top_p\"?",
       "recipe.yaml:4:14: grpo.loss_type: Expected \"grpo\" | \"bnpo\" | \"dapo\" | \"dr_grpo\", got \"ppo\"",
       "recipe.yaml:5:3: grpo.stepz: unknown key \"stepz\"; did you mean \"steps\"?",
-      "recipe.yaml:7:12: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\", got \"gemni\"; did you mean \"gemini\"?",
+      "recipe.yaml:7:12: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\" | \"simulated\", got \"gemni\"; did you mean \"gemini\"?",
       "recipe.yaml:8:12: judge.api_key: environment variable JUDGE_KEY is not set",
       "--set seed=x: seed: Expected an integer, got \"x\"",
       "--set eval.pairwise=maybe: eval.pairwise: Expected true or false, got \"maybe\"",
