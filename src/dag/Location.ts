@@ -16,12 +16,15 @@ import { sha256 } from "./Canonical.ts"
 export const Location = Schema.Struct({ $path: Schema.String, digest: Schema.String })
 export type Location = typeof Location.Type
 
-/** Every file under `dir`, recursively, as sorted `/`-separated relative paths. */
-const filesUnder = (dir: string): Array<string> =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const path = join(dir, e.name)
-    return e.isDirectory() ? filesUnder(path) : e.isFile() ? [path] : []
-  })
+/** Every regular file under `dir`, recursively, as sorted `/`-separated relative paths. */
+export const filesUnder = (dir: string): Array<string> => {
+  const walk = (d: string): Array<string> =>
+    readdirSync(d, { withFileTypes: true }).flatMap((e) => {
+      const path = join(d, e.name)
+      return e.isDirectory() ? walk(path) : e.isFile() ? [relative(dir, path).split(sep).join("/")] : []
+    })
+  return walk(dir).sort()
+}
 
 /**
  * sha256 of a file's bytes, or of a folder's files (each relative name, then its bytes, in
@@ -29,7 +32,7 @@ const filesUnder = (dir: string): Array<string> =>
  */
 export const contentDigest = (path: string): string => {
   if (!statSync(path).isDirectory()) return sha256(readFileSync(path))
-  const entries = filesUnder(path).map((f) => relative(path, f).split(sep).join("/")).sort()
+  const entries = filesUnder(path)
   return sha256(entries.map((name) => `${name}\0${sha256(readFileSync(join(path, name)))}`).join("\n"))
 }
 

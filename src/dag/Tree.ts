@@ -14,12 +14,14 @@
  * const ref = yield* ctx.putTree(savedFolder)   // { $tree: "9f2c…", bytes: 15731218 }
  * const dir = yield* ctx.getTree(ref)           // <store>/trees/9f2c…/, read-only files
  */
+import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
-import { join, relative, sep } from "node:path"
+import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { type ArtifactStore, BlobRef, StoreError } from "./ArtifactStore.ts"
 import { canonicalJson, sha256 } from "./Canonical.ts"
 import { tempName } from "./internal/files.ts"
+import { filesUnder } from "./Location.ts"
 
 /** A stored folder: the digest of its manifest and the total bytes of its files. */
 export const TreeRef = Schema.Struct({ $tree: Schema.String, bytes: Schema.Number })
@@ -32,26 +34,12 @@ export type Manifest = typeof Manifest.Type
 const attempt = <A>(op: string, path: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new StoreError({ op, path, cause }) })
 
-/** Every regular file under `dir`, as sorted relative paths. */
-const filesUnder = async (dir: string): Promise<Array<string>> => {
-  const out: Array<string> = []
-  const walk = async (d: string) => {
-    for (const e of await fs.readdir(d, { withFileTypes: true })) {
-      const path = join(d, e.name)
-      if (e.isDirectory()) await walk(path)
-      else if (e.isFile()) out.push(relative(dir, path).split(sep).join("/"))
-    }
-  }
-  await walk(dir)
-  return out.sort()
-}
-
 const decodeManifest = Schema.decodeUnknownEffect(Schema.fromJsonString(Manifest))
 
 /** Stores the files of `dir` and their manifest; the same bytes give the same ref wherever the folder lies. */
 export const put = (store: ArtifactStore["Service"], dir: string): Effect.Effect<TreeRef, StoreError> =>
   Effect.gen(function*() {
-    const names = yield* attempt("list", dir, () => filesUnder(dir))
+    const names = yield* attempt("list", dir, async () => filesUnder(dir))
     const files: Record<string, BlobRef> = {}
     let bytes = 0
     for (const name of names) {
@@ -133,9 +121,9 @@ const verifiedBy = (store: ArtifactStore["Service"]): Set<string> => {
 
 /** Whether `dir` holds exactly the manifest's files, each with its bytes. */
 const matches = async (dir: string, manifest: Manifest): Promise<boolean> => {
-  const present = await filesUnder(dir).catch(() => undefined)
+  if (!existsSync(dir)) return false
   const names = Object.keys(manifest.files).sort()
-  if (present === undefined || present.join("\n") !== names.join("\n")) return false
+  if (filesUnder(dir).join("\n") !== names.join("\n")) return false
   for (const name of names) {
     const bytes = await fs.readFile(join(dir, ...name.split("/")))
     if (sha256(bytes) !== manifest.files[name]!.$blob) return false
