@@ -18,7 +18,7 @@
  * //   report                   [report v1, cpu]     <- policy: train/step-159/update
  * //   outputs: report <- report
  */
-import { type Pipeline, type PipelineNode, resourceOf } from "./Pipeline.ts"
+import { type InputWire, type Pipeline, type PipelineNode, resourceOf, wireIds } from "./Pipeline.ts"
 
 /** The formats {@link render} writes. */
 export type Format = "text" | "mermaid" | "dot"
@@ -90,6 +90,10 @@ const inputShape = (from: string, block: StepBlock, previous: StepBlock | undefi
     : previous !== undefined && from.startsWith(previous.scope) ? `prev:${from.slice(previous.scope.length)}`
     : `ext:${from}`
 
+/** The shape of a wire: a list's elements' shapes, in order. */
+const wireShape = (wire: InputWire, block: StepBlock, previous: StepBlock | undefined): string =>
+  typeof wire === "string" ? inputShape(wire, block, previous) : `[${wire.map((from) => inputShape(from, block, previous)).join(",")}]`
+
 /**
  * Whether step `block` repeats the shape of `ref`: the same nodes (local ids, stages, versions,
  * resources) wired the same way. An input `ref` takes from outside the loop may come from the
@@ -113,8 +117,8 @@ const sameShape = (
     const namesB = Object.keys(b.inputs)
     if (namesA.join("\u0000") !== namesB.join("\u0000")) return false
     for (const name of namesB) {
-      const sa = inputShape(a.inputs[name]!, ref.block, ref.previous)
-      const sb = inputShape(b.inputs[name]!, block, previous)
+      const sa = wireShape(a.inputs[name]!, ref.block, ref.previous)
+      const sb = wireShape(b.inputs[name]!, block, previous)
       if (sa === sb) continue
       if (sb.startsWith("prev:") && sa.startsWith("ext:")) {
         found.push(`${local}.${name} <- previous step's ${sb.slice("prev:".length)}`)
@@ -196,7 +200,7 @@ const textOf = (pipeline: Pipeline<any, any>): string => {
       continue
     }
     const { node } = row
-    const inputs = Object.entries(node.inputs).map(([name, from]) => `${name}: ${from}`)
+    const inputs = Object.entries(node.inputs).map(([name, wire]) => `${name}: ${typeof wire === "string" ? wire : `[${wire.join(", ")}]`}`)
     const line = `${(indent(row.depth) + node.id).padEnd(idWidth)}  ${stageCol(node).padEnd(stageWidth)}` +
       (inputs.length > 0 ? `  <- ${inputs.join(", ")}` : "")
     lines.push(line.trimEnd())
@@ -281,7 +285,7 @@ const mermaidOf = (pipeline: Pipeline<any, any>): string => {
   }
   walk(tree, 1)
   for (const node of pipeline.nodes) {
-    for (const [name, from] of Object.entries(node.inputs)) lines.push(`  ${ids.get(from)} -->|${mermaidText(name)}| ${ids.get(node.id)}`)
+    for (const [name, wire] of Object.entries(node.inputs)) for (const from of wireIds(wire)) lines.push(`  ${ids.get(from)} -->|${mermaidText(name)}| ${ids.get(node.id)}`)
   }
   return lines.join("\n") + "\n"
 }
@@ -310,7 +314,7 @@ const dotOf = (pipeline: Pipeline<any, any>): string => {
   }
   walk(tree, 1)
   for (const node of pipeline.nodes) {
-    for (const [name, from] of Object.entries(node.inputs)) lines.push(`  ${dotString(from)} -> ${dotString(node.id)} [label=${dotString(name)}];`)
+    for (const [name, wire] of Object.entries(node.inputs)) for (const from of wireIds(wire)) lines.push(`  ${dotString(from)} -> ${dotString(node.id)} [label=${dotString(name)}];`)
   }
   lines.push("}")
   return lines.join("\n") + "\n"

@@ -136,7 +136,9 @@ const sourceOf = (
     return entry === undefined ? undefined : { node: id, status: entry.status }
   }
   const wired = pipeline?.nodes.find((n) => n.id === node)?.inputs[name]
-  if (wired !== undefined) return statusOf(wired)
+  // A list (fan-in) is sourced by its first element that re-ran, else its first.
+  if (typeof wired === "string") return statusOf(wired)
+  if (wired !== undefined) return statusOf(wired.find((id) => current.nodes[id]?.status === "executed") ?? wired[0]!)
   if (change.after === undefined) return undefined
   const candidates = Object.entries(current.nodes).filter(([, n]) => n.object === change.after).map(([id]) => id)
   const agreeing = candidates.filter((id) => change.before !== undefined && previous?.nodes[id]?.object === change.before)

@@ -6,6 +6,10 @@
  * after its node). Training steps use {@link Builder.loop}, which unrolls into one sub-DAG per
  * step, carrying state from step to step, so every step's nodes cache on their own.
  *
+ * An input whose schema is an array may instead be wired to a list of references (fan-in): the
+ * stage gets their outputs in list order, and the key gets their digests in that order, so nodes
+ * that run apart (one per group, say) meet again in one node.
+ *
  * The pipeline's type records the services its stages need, so running it without providing
  * them (say, a Judge) is a compile error too.
  *
@@ -33,7 +37,8 @@ export interface NodeRef<out O, out R = never> {
 
 /** The services a reference (or a record of references) needs. */
 export type RequirementsOf<T> = T extends NodeRef<any, infer R> ? R
-  : T extends Readonly<Record<string, NodeRef<any, any>>> ? { [K in keyof T]: RequirementsOf<T[K]> }[keyof T]
+  : T extends ReadonlyArray<NodeRef<any, infer R>> ? R
+  : T extends Readonly<Record<string, NodeRef<any, any> | ReadonlyArray<NodeRef<any, any>>>> ? { [K in keyof T]: RequirementsOf<T[K]> }[keyof T]
   : never
 
 /** One node of a built pipeline. */
@@ -41,14 +46,23 @@ export interface PipelineNode {
   readonly id: string
   readonly stage: AnyStage
   readonly params: unknown
-  /** input name -> id of the node feeding it */
-  readonly inputs: Readonly<Record<string, string>>
+  /** input name -> id of the node feeding it, or the ids of the nodes whose outputs it lists (fan-in) */
+  readonly inputs: Readonly<Record<string, InputWire>>
   /**
    * The resource class this node runs under when it differs from its stage's (set at wiring time,
    * `b.node(stage, { ..., resource: "trainer" })`). Like the stage's, it is not in the cache key.
    */
   readonly resource?: string
 }
+
+/** What feeds one input: a node, or a list of nodes whose outputs the input receives in order. */
+export type InputWire = string | ReadonlyArray<string>
+
+/** The ids of the nodes a wire reads, in order. */
+export const wireIds = (wire: InputWire): ReadonlyArray<string> => typeof wire === "string" ? [wire] : wire
+
+/** Every node a node reads from, once per wire element. */
+export const upstreamOf = (node: PipelineNode): ReadonlyArray<string> => Object.values(node.inputs).flatMap(wireIds)
 
 /** The resource class whose limit a node runs under: its own, else its stage's. */
 export const resourceOf = (node: PipelineNode): string => node.resource ?? node.stage.resource
@@ -72,7 +86,11 @@ export interface Pipeline<out R = never, out O = Readonly<Record<string, unknown
 /** A pipeline that could not be built (duplicate id, bad params, unreachable node...). Thrown by `make`. */
 export class PipelineError extends Data.TaggedError("PipelineError")<{ readonly message: string }> {}
 
-type RefsFor<Inputs extends InputSchemas> = { readonly [K in keyof Inputs]: NodeRef<Inputs[K]["Type"], any> }
+/** A node's output for each input, or for an array input a list of nodes' outputs, one per element. */
+type RefsFor<Inputs extends InputSchemas> = {
+  readonly [K in keyof Inputs]: Inputs[K]["Type"] extends ReadonlyArray<infer X> ? NodeRef<Inputs[K]["Type"], any> | ReadonlyArray<NodeRef<X, any>>
+    : NodeRef<Inputs[K]["Type"], any>
+}
 
 type ParamsField<P> = ({} extends P ? { readonly params?: P } : { readonly params: P }) & {
   /** Runs the node under this resource class instead of its stage's (not in the cache key). */
@@ -132,16 +150,19 @@ export class Builder {
     stage: Stage<Inputs, Out, Params, E, R>,
     spec: { readonly id: string; readonly inputs: Refs } & ParamsField<Params>
   ): NodeRef<Out, R | RequirementsOf<Refs>>
-  node(stage: AnyStage, spec: { readonly id: string; readonly inputs?: Record<string, NodeRef<any, any>>; readonly params?: unknown; readonly resource?: string }): NodeRef<any, any> {
+  node(stage: AnyStage, spec: { readonly id: string; readonly inputs?: Record<string, NodeRef<any, any> | ReadonlyArray<NodeRef<any, any>>>; readonly params?: unknown; readonly resource?: string }): NodeRef<any, any> {
     if (!ID.test(spec.id)) throw new PipelineError({ message: `node id "${spec.id}" must be letters, digits, '.', '_' or '-'` })
     const id = this.prefix + spec.id
     if (this.ids.has(id)) throw new PipelineError({ message: `duplicate node id "${id}"` })
-    const inputs: Record<string, string> = {}
+    const inputs: Record<string, InputWire> = {}
     for (const name of Object.keys(stage.inputs)) {
-      const ref = spec.inputs?.[name]
-      if (ref === undefined) throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): input "${name}" is not wired` })
-      if (!this.ids.has(ref.id)) throw new PipelineError({ message: `node "${id}": input "${name}" refers to unknown node "${ref.id}"` })
-      inputs[name] = ref.id
+      const wired = spec.inputs?.[name]
+      if (wired === undefined) throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): input "${name}" is not wired` })
+      const refs = Array.isArray(wired) ? wired as ReadonlyArray<NodeRef<any, any>> : [wired as NodeRef<any, any>]
+      for (const ref of refs) {
+        if (!this.ids.has(ref.id)) throw new PipelineError({ message: `node "${id}": input "${name}" refers to unknown node "${ref.id}"` })
+      }
+      inputs[name] = Array.isArray(wired) ? refs.map((r) => r.id) : refs[0]!.id
     }
     for (const name of Object.keys(spec.inputs ?? {})) {
       if (!(name in stage.inputs)) {
@@ -238,7 +259,8 @@ export const make = <const Outputs extends Readonly<Record<string, NodeRef<any, 
   const visit = (id: string) => {
     if (needed.has(id)) return
     needed.add(id)
-    for (const dep of Object.values(byId.get(id)?.inputs ?? {})) visit(dep)
+    const node = byId.get(id)
+    if (node !== undefined) for (const dep of upstreamOf(node)) visit(dep)
   }
   for (const ref of Object.values(outputs)) visit(ref.id)
   const orphans = nodes.filter((n) => !needed.has(n.id)).map((n) => n.id)
