@@ -39,6 +39,19 @@ const normalise = (value: unknown, path: string, secrets: SecretPolicy): unknown
     return undefined
   }
   if (Array.isArray(value)) {
+    // Arrays of scalars (token ids, logprobs: most of a step's bytes) pass as they are, with no
+    // per-element path string: JSON.stringify writes -0 as 0 itself.
+    let scalars = true
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i]
+      if (typeof v === "number") {
+        if (!Number.isFinite(v)) throw new UnhashableValue({ path: `${path}[${i}]`, reason: `non-finite number ${v}` })
+      } else if (typeof v !== "string" && typeof v !== "boolean" && v !== null) {
+        scalars = false
+        break
+      }
+    }
+    if (scalars) return value
     return value.map((v, i) => {
       const n = normalise(v, `${path}[${i}]`, secrets)
       return n === undefined ? null : n
