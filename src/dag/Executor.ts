@@ -26,7 +26,8 @@ import { fingerprintStage } from "./Fingerprint.ts"
 import { seeded } from "../internal/random.ts"
 import * as KeyLock from "./KeyLock.ts"
 import * as Memo from "./Memo.ts"
-import { type Pipeline, type PipelineNode, resourceOf } from "./Pipeline.ts"
+import { type Pipeline, type PipelineNode, resourceOf, wireIds } from "./Pipeline.ts"
+import { digest } from "./Canonical.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
 import type { StageContext } from "./Stage.ts"
@@ -41,7 +42,7 @@ export interface RunOptions {
   readonly config?: unknown
   /**
    * Max nodes in flight per resource pool (a class that shares no pool is its own). Defaults: cpu =
-   * cores, policy = sampler = trainer = 1, judge = 8, others 4.
+   * cores, policy = trainer = 1, sampler = 16 (a pool of its own is a server that batches), judge = 8, others 4.
    */
   readonly concurrency?: Readonly<Record<string, number>>
   /**
@@ -121,7 +122,9 @@ interface NodeValue {
   readonly value: unknown
 }
 
-const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, sampler: 1, trainer: 1, judge: 8 }
+// A sampler with its own pool is a server (vLLM, Tinker) that batches concurrent requests: 16 in flight
+// lets every group of a step (and the next step's, off-policy) sample at once.
+const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, sampler: 16, trainer: 1, judge: 8 }
 
 /**
  * The safe default pools: sampling (`sampler`) and training (`trainer`) nodes share the `policy`
@@ -256,19 +259,28 @@ export const run = <R, O>(
       Effect.gen(function*() {
         const inputs: Record<string, unknown> = {}
         const inputDigests: Record<string, string> = {}
-        for (const [name, from] of Object.entries(node.inputs)) {
-          const upstream = yield* Deferred.await(deferreds.get(from)!).pipe(Effect.mapError(() => new UpstreamFailed({ node: from })))
+        for (const [name, wire] of Object.entries(node.inputs)) {
           const expected = (node.stage.inputs as Record<string, Schema.Codec<any, any>>)[name]!
+          const upstream: Array<NodeValue> = []
+          for (const from of wireIds(wire)) {
+            upstream.push(yield* Deferred.await(deferreds.get(from)!).pipe(Effect.mapError(() => new UpstreamFailed({ node: from }))))
+          }
+          const value = typeof wire === "string" ? upstream[0]!.value : upstream.map((u) => u.value)
           // Where producer and consumer declare different schemas (a custom stage meeting a built-in
-          // one), check the value at the junction, so a mismatch names both ends.
-          if (expected !== producers.get(from)?.stage.output) {
-            const checked = Schema.decodeUnknownExit(Schema.toType(expected))(upstream.value)
+          // one), check the value at the junction, so a mismatch names both ends. A list checks
+          // against the array's element schema.
+          const declared = typeof wire === "string" ? expected : (expected as unknown as Partial<Schema.$Array<any>>).value
+          const sources = wireIds(wire)
+          if (sources.some((from) => declared !== producers.get(from)?.stage.output)) {
+            const checked = Schema.decodeUnknownExit(Schema.toType(expected))(value)
             if (checked._tag === "Failure") {
-              return yield* new InputError({ node: node.id, reason: `input "${name}" from node "${from}" does not match its schema: ${describeCause(checked.cause)}` })
+              const from = typeof wire === "string" ? `node "${wire}"` : `nodes ${sources.map((id) => `"${id}"`).join(", ")}`
+              return yield* new InputError({ node: node.id, reason: `input "${name}" from ${from} does not match its schema: ${describeCause(checked.cause)}` })
             }
           }
-          inputs[name] = upstream.value
-          inputDigests[name] = upstream.digest
+          inputs[name] = value
+          // A list enters the key as its elements' digests in order.
+          inputDigests[name] = typeof wire === "string" ? upstream[0]!.digest : digest({ list: upstream.map((u) => u.digest) })
         }
         const services = yield* Effect.context<never>()
         const engines: Record<string, string> = {}
