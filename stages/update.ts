@@ -12,7 +12,7 @@ import { PolicyEngine, type Datum, type PolicyEngineShape, type PolicyError } fr
 import { correctedDatum, type MismatchCorrection, needsTrainerLogprobs } from "../src/grpo/MismatchCorrection.ts"
 import { digest } from "../src/dag/Canonical.ts"
 import * as Stage from "../src/dag/Stage.ts"
-import { loadPolicy, savePolicy } from "../src/engines/PolicyCheckpoint.ts"
+import { loadPolicy, samplingWeights, savePolicy } from "../src/engines/PolicyCheckpoint.ts"
 import { TrainBatch, type DatumRecord } from "../src/records/TrainBatch.ts"
 import { Batch } from "../src/records/Batch.ts"
 import { PolicyState, TrainState } from "../src/records/TrainState.ts"
@@ -106,9 +106,8 @@ export const update = Stage.make({
         // logprob: the trainer's at the step's weights when the mismatch is corrected (what the
         // gradient is taken at), the sampler's under `none` (unchanged). Not multiplied by the
         // importance weight, as TRL adds β·per_token_kl after `per_token_loss * importance_sampling_ratio`.
-        yield* loadPolicy(engine, ctx, policy.initial)
-        const ref = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })))
-        yield* loadPolicy(engine, ctx, policy.checkpoint)
+        const initial = yield* samplingWeights(ctx, { checkpoint: policy.initial })
+        const ref = yield* engine.logprobs(ppo.map((d) => ({ prompt: d.modelInput.slice(0, 1), completion: d.targetTokens })), initial)
         let kl = 0
         let n = 0
         ppo.forEach((d, i) => {
@@ -147,7 +146,8 @@ export const update = Stage.make({
       // no byte of its output and every later step stays cached (early cutoff).
       const name = `step-${String(policy.step + 1).padStart(4, "0")}-${digest({ batch, policy, params: p }).slice(0, 12)}`
       const checkpoint = yield* savePolicy(engine, ctx, name)
-      yield* engine.publish()
-      return { policy: { ...policy, checkpoint, step: policy.step + 1 }, batch: next }
+      const published = yield* engine.publish()
+      const { sampler: _, ...rest } = policy
+      return { policy: { ...rest, checkpoint, step: policy.step + 1, ...(published !== undefined ? { sampler: published.path } : {}) }, batch: next }
     })
 })

@@ -529,10 +529,12 @@ describe("TinkerPolicy", () => {
         expect((yield* e.save("step_1")).path).toBe(saved.path) // 409: the name exists
         yield* e.publish()
         yield* e.sample([{ prompt, n: 1, params }])
-        yield* e.load(saved)
-        yield* e.forwardBackward([datum], { name: "cross_entropy" }).pipe(expectFail) // no weights: BadInput
+        yield* e.load(saved) // the training client holds exactly these weights (nothing trained since the save): no request
         const ce = yield* e.forwardBackward([datumOf(prompt, s.tokens, { weights: [1, 1, 0] })], { name: "cross_entropy" })
         expect(ce.metrics["tokens:sum"]).toBe(2)
+        yield* e.load(saved) // trained since: a fresh training client loads it
+        yield* e.forwardBackward([datum], { name: "cross_entropy" }).pipe(expectFail) // no weights: BadInput
+        yield* e.forwardBackward([datumOf(prompt, s.tokens, { weights: [1, 1, 0] })], { name: "cross_entropy" })
         yield* e.sample([{ prompt, n: 1, params }])
         return yield* Effect.sleep("60 millis")
       }))
@@ -543,11 +545,11 @@ describe("TinkerPolicy", () => {
     for (const r of fake.requests) expect(r.headers["x-api-key"]).toBe(KEY)
     expect(fake.requests.some((r) => r.path === "session_heartbeat")).toBe(true)
 
-    // seq_ids per model: 1..6 on the first model, 1..3 on the loaded one.
+    // seq_ids per model: 1..7 on the first model, 1..3 on the loaded one.
     const seqs = fake.requests.filter((r) => r.body.seq_id !== undefined).map((r) => `${r.body.model_id}#${r.body.seq_id}`)
     expect(seqs).toEqual([
       "session-1:train:0#1", "session-1:train:0#2", "session-1:train:0#3", "session-1:train:0#4", "session-1:train:0#5", "session-1:train:0#6",
-      "session-1:train:1#1", "session-1:train:1#2", "session-1:train:1#3"
+      "session-1:train:0#7", "session-1:train:1#1", "session-1:train:1#2", "session-1:train:1#3"
     ])
 
     // Bodies match the documented shapes.
@@ -571,6 +573,37 @@ describe("TinkerPolicy", () => {
     expect(bodies(fake, "load_weights")[0]).toEqual({ model_id: "session-1:train:1", seq_id: 1, path: "tinker://session-1:train:0/weights/step_1", optimizer: true, type: "load_weights" })
     const fb = bodies(fake, "forward_backward")[0]!.forward_backward_input.data[0]
     expect(fb.loss_fn_inputs.weights).toBeUndefined() // hosted IS takes no weights
+  })
+
+  it("samples the weights a call names (off-policy): sampler weights or the base model by path, never by touching the training client", async () => {
+    const fake = await startFake("hosted")
+    await ok(options(fake), (e) =>
+      Effect.gen(function*() {
+        const prompt = e.promptIds("a fox")
+        const datum = datumOf(prompt, [5, 6], { logprobs: [-1, -1], advantages: [1, 1] })
+        yield* e.forwardBackward([datum], { name: "importance_sampling" })
+        yield* e.optimStep(defaultAdamParams)
+        const saved = yield* e.save("step_1")
+        const published = yield* e.publish()
+        // The trainer moves on (step 2 trains) while step 1's policy and the base model are sampled.
+        yield* e.forwardBackward([datum], { name: "importance_sampling" })
+        yield* e.sample([{ prompt, n: 1, params }], { checkpoint: saved.path, sampler: published!.path })
+        yield* e.logprobs([{ prompt, completion: [7] }], { checkpoint: BASE })
+        // A checkpoint named without its sampler weights: those this engine published for it.
+        yield* e.sample([{ prompt, n: 1, params }], { checkpoint: saved.path })
+        yield* e.optimStep(defaultAdamParams)
+      }))
+    const samples = bodies(fake, "asample")
+    expect(samples.map((b) => b.model_path ?? `base:${b.base_model}`)).toEqual([
+      "tinker://session-1:train:0/sampler_weights/sampler-1",
+      `base:${BASE}`,
+      "tinker://session-1:train:0/sampler_weights/sampler-1"
+    ])
+    // One training client throughout, its seq_ids unbroken: sampling never loaded or created a model.
+    expect(fake.requests.filter((r) => r.path === "create_model")).toHaveLength(1)
+    expect(fake.requests.filter((r) => r.path === "load_weights")).toEqual([])
+    expect(fake.requests.filter((r) => r.body.seq_id !== undefined).map((r) => r.body.seq_id)).toEqual([1, 2, 3, 4, 5, 6])
+    expect(fake.violations).toEqual([])
   })
 
   it("polls through try_again, 408, 410 (resubmitting), 429 and 500, and retries submissions idempotently", async () => {
@@ -817,6 +850,7 @@ describe("TinkerPolicy against the upstream servers' own behaviour", () => {
     await ok(options(fake, { flavour: "skyrl" }), (e) =>
       Effect.gen(function*() {
         const saved = yield* e.save("start")
+        yield* e.forwardBackward([datum], { name: "importance_sampling" }) // trained since the save: the load is real
         fake.submitScript.set("load_weights", ["drop-after"])
         yield* e.load(saved)
         yield* e.forwardBackward([datum], { name: "importance_sampling" })
@@ -824,7 +858,7 @@ describe("TinkerPolicy against the upstream servers' own behaviour", () => {
     const loads = fake.requests.filter((r) => r.path === "load_weights").map((r) => r.body.model_id)
     // SKYRL api.py load_weights: the retry into train:1 is refused; train:2 gets the load
     expect(loads).toEqual(["session-1:train:1", "session-1:train:1", "session-1:train:2"])
-    expect(bodies(fake, "forward_backward").map((b) => `${b.model_id}#${b.seq_id}`)).toEqual(["session-1:train:2#3"])
+    expect(bodies(fake, "forward_backward").map((b) => `${b.model_id}#${b.seq_id}`)).toEqual(["session-1:train:0#2", "session-1:train:2#3"])
     expect(fake.violations).toEqual([])
   })
 

@@ -34,7 +34,8 @@ import {
   type Datum,
   type LossFn,
   type PolicyEngineShape,
-  type PolicyErrorReason
+  type PolicyErrorReason,
+  type SamplingWeights
 } from "./PolicyEngine.ts"
 
 export interface EmbeddedOptions {
@@ -166,6 +167,25 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
 
     let weights = copy(ckpt.weights)
     let published = copy(ckpt.weights)
+    // The checkpoint folder `published` was read from; undefined once it holds weights trained here.
+    let publishedFrom: string | undefined = options.checkpoint
+    const swapping = Semaphore.makeUnsafe(1)
+    /**
+     * The sampler weights for `w`: `published` when it already holds them, else read from the
+     * checkpoint folder into `published` (the trainer's weights and optimizer stay as they are).
+     * A call in flight keeps the Map it started with.
+     */
+    const samplerWeights = (w: SamplingWeights | undefined) =>
+      w === undefined || w.checkpoint === publishedFrom ? Effect.sync(() => published) : swapping.withPermits(1)(
+        attempt("load sampler weights", async () => {
+          if (w.checkpoint === publishedFrom) return published
+          const next = await Checkpoint.read(w.checkpoint)
+          if (JSON.stringify(next.config) !== JSON.stringify(config)) throw fail("Checkpoint", `${w.checkpoint}: a different architecture than the engine's model`)
+          published = copy(next.weights)
+          publishedFrom = w.checkpoint
+          return published
+        })
+      )
     let optimizer = ckpt.optimizer !== undefined ? AdamW.fromState(sizes, ckpt.optimizer, { decay: decays }) : new AdamW(sizes, { decay: decays })
     const grads = new Map([...sizes].map(([n, size]) => [n, new Float32Array(size)]))
     // Training calls share the gradient accumulators and the weights: one at a time.
@@ -181,8 +201,8 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       maxContext: config.maxContext,
       promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
 
-      sample: sampler((rows, params) => model.generate(published, rows, params, [endToken])),
-      logprobs: teacherForcing(async (items) => (await model.score(published, items)).map((s) => s.logprobs)),
+      sample: (requests, w) => Effect.flatMap(samplerWeights(w), (at) => sampler((rows, params) => model.generate(at, rows, params, [endToken]))(requests)),
+      logprobs: (items, w) => Effect.flatMap(samplerWeights(w), (at) => teacherForcing(async (items) => (await model.score(at, items)).map((s) => s.logprobs))(items)),
       trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score(weights, items)).map((s) => s.logprobs))(items)),
 
       forwardBackward: (datums, loss) =>
@@ -228,12 +248,14 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           }
           weights = copy(next.weights)
           published = copy(next.weights)
+          publishedFrom = ref.path
           optimizer = next.optimizer !== undefined ? AdamW.fromState(sizes, next.optimizer, { decay: decays }) : new AdamW(sizes, { decay: decays })
           for (const g of grads.values()) g.fill(0)
         })),
 
       publish: () => serial(Effect.sync(() => {
         published = copy(weights)
+        publishedFrom = undefined
         return undefined // the sampler weights live in this process: no path
       }))
     }

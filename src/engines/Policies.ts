@@ -37,7 +37,7 @@ import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
-import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape } from "./PolicyEngine.ts"
+import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape, type SamplingWeights } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
 import * as Archive from "./tinker/Archive.ts"
 import * as SimulatedPolicy from "./SimulatedPolicy.ts"
@@ -74,23 +74,36 @@ export interface AdapterFolders {
  */
 export const withVllmSampling = (trainer: PolicyEngineShape, sampler: VllmSampler.VllmSampler, folders?: AdapterFolders): PolicyEngineShape => {
   let inUse: string | undefined
+  // The trainer's published path vLLM samples now; calls naming other weights switch it first.
+  let serving: string | undefined
+  const switching = Semaphore.makeUnsafe(1)
   const use = (path: string) =>
-    folders === undefined
-      ? sampler.useAdapter(path)
-      : Effect.gen(function*() {
-        const folder = yield* folders.folderOf(path)
-        yield* sampler.useAdapter(folder)
-        const previous = inUse
-        inUse = folder
-        if (previous !== undefined && previous !== folder) yield* folders.remove(previous)
-      })
+    Effect.andThen(
+      folders === undefined
+        ? sampler.useAdapter(path)
+        : Effect.gen(function*() {
+          const folder = yield* folders.folderOf(path)
+          yield* sampler.useAdapter(folder)
+          const previous = inUse
+          inUse = folder
+          if (previous !== undefined && previous !== folder) yield* folders.remove(previous)
+        }),
+      Effect.sync(() => void (serving = path))
+    )
   const publish = () =>
-    Effect.flatMap(trainer.publish(), (ref) => (ref === undefined ? Effect.succeed(ref) : Effect.as(use(ref.path), ref)))
+    Effect.flatMap(trainer.publish(), (ref) => (ref === undefined ? Effect.succeed(ref) : Effect.as(switching.withPermits(1)(use(ref.path)), ref)))
+  /**
+   * vLLM serves one adapter at a time here: weights published by another process (a resumed run)
+   * are switched to before sampling. Sampling two policies at once is not supported on this
+   * backend (off_policy_steps ≥ 1 is refused at recipe load, Recipe.ts).
+   */
+  const at = (weights: SamplingWeights | undefined) =>
+    weights?.sampler === undefined || weights.sampler === serving ? Effect.void : switching.withPermits(1)(Effect.suspend(() => weights.sampler === serving ? Effect.void : use(weights.sampler!)))
   return {
     ...trainer,
     fingerprint: `${trainer.fingerprint}+${sampler.fingerprint}`,
-    sample: sampler.sample,
-    logprobs: sampler.logprobs,
+    sample: (requests, weights) => Effect.andThen(at(weights), sampler.sample(requests)),
+    logprobs: (items, weights) => Effect.andThen(at(weights), sampler.logprobs(items)),
     publish,
     // The loaded weights must be the ones vLLM samples from.
     load: (ref) => Effect.andThen(trainer.load(ref), publish())

@@ -2,8 +2,8 @@
  * The PolicyEngine: the model being trained, behind a Tinker-shaped interface (ARCHITECTURE.md §6,
  * protocols.md §1) so the embedded ONNX model and remote GPU engines slot into the same stages.
  *
- * - `sample(requests)`: n continuations per prompt (each request with its own settings), with
- *   per-token sampler logprobs.
+ * - `sample(requests, weights?)`: n continuations per prompt (each request with its own settings),
+ *   with per-token sampler logprobs, from the given policy weights (else the last published).
  * - `logprobs(items)`: teacher-forced logprobs of a completion after a prompt (for HRI references);
  *   `trainerLogprobs(items)` the same under the trainer's weights (the mismatch correction's old policy).
  * - `forwardBackward(datums, loss)`: gradients of a SUM loss accumulate until `optimStep`.
@@ -93,6 +93,18 @@ export interface CheckpointRef {
   readonly path: string
 }
 
+/**
+ * The policy weights a sampling or scoring call uses, named per call so that a sampler can serve
+ * an older policy while the trainer trains a newer one (off-policy GRPO) and calls for different
+ * policies can be in flight at once: `checkpoint` is what `load` would take (a folder, a remote
+ * path, the base model's name), `sampler` where the sampler already holds those weights, when
+ * `publish` said (Tinker's sampler_weights path). Neither touches the trainer's state.
+ */
+export interface SamplingWeights {
+  readonly checkpoint: string
+  readonly sampler?: string
+}
+
 export type PolicyErrorReason =
   | "BadInput" // a datum or parameter the engine cannot use (not retryable)
   | "ContextOverflow" // a sequence longer than the model's context
@@ -119,11 +131,14 @@ export interface PolicyEngineShape extends Fingerprinted {
    * Samples for several requests at once (concurrent requests): `n` continuations of each
    * `prompt` under its own `params`; the result has one array of `n` sequences per request, in
    * order. A request's tokens depend only on its own prompt, params and seed, never on the other
-   * requests.
+   * requests. `weights`: the policy to sample (absent: the last published, or the only one an
+   * inference-only engine has).
    */
-  readonly sample: (requests: ReadonlyArray<SampleRequest>) => Effect.Effect<Array<Array<SampledSequence>>, PolicyError>
+  readonly sample: (requests: ReadonlyArray<SampleRequest>, weights?: SamplingWeights) => Effect.Effect<Array<Array<SampledSequence>>, PolicyError>
+  /** Teacher-forced logprobs of each completion after its prompt under `weights` (as `sample`). */
   readonly logprobs: (
-    items: ReadonlyArray<{ readonly prompt: ReadonlyArray<number>; readonly completion: ReadonlyArray<number> }>
+    items: ReadonlyArray<{ readonly prompt: ReadonlyArray<number>; readonly completion: ReadonlyArray<number> }>,
+    weights?: SamplingWeights
   ) => Effect.Effect<Array<Float32Array>, PolicyError>
   /**
    * Teacher-forced logprobs of a completion under the TRAINER's current weights, the model
@@ -140,7 +155,10 @@ export interface PolicyEngineShape extends Fingerprinted {
   readonly optimStep: (params: AdamParams) => Effect.Effect<OptimStepResult, PolicyError>
   readonly save: (name: string) => Effect.Effect<CheckpointRef, PolicyError>
   readonly load: (ref: CheckpointRef) => Effect.Effect<void, PolicyError>
-  /** Makes the trained weights the sampler's; returns where the sampler weights are, when they have a path (Tinker's sampler_weights). */
+  /**
+   * Makes the trained weights the sampler's; returns where the sampler weights are, when they have
+   * a path (Tinker's sampler_weights), for later calls to name as `SamplingWeights.sampler`.
+   */
   readonly publish: () => Effect.Effect<CheckpointRef | undefined, PolicyError>
 }
 

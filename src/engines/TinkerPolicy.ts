@@ -95,6 +95,7 @@ import {
   type CheckpointRef,
   type ForwardBackwardResult,
   type PolicyEngineShape,
+  type SamplingWeights,
   type PolicyErrorReason,
   type SampledSequence
 } from "./PolicyEngine.ts"
@@ -586,16 +587,41 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     let steps = 0
     let callsSinceStep = 0
 
-    /** The weights sampled from: the last published sampler weights, else the base model. */
-    const addressing = (): Pick<typeof Wire.SampleRequest.Encoded, "model_path" | "base_model"> =>
-      published !== undefined ? { model_path: published } : { base_model: options.baseModel }
+    /** The checkpoint the training client holds untouched (loaded or just saved; none once trained since). */
+    let holding: string | undefined
+    /** Sampler weights made here, by the checkpoint they were published from. */
+    const samplerOf = new Map<string, string>()
+    const addressingLock = Semaphore.makeUnsafe(1)
 
-    const asample = (name: string, body: Omit<typeof Wire.SampleRequest.Encoded, "model_path" | "base_model" | "type">) =>
-      call(name, "asample", encode(Wire.SampleRequest, { ...body, ...addressing(), type: "sample" }), Wire.SampleResponse, true)
+    type Addressing = Pick<typeof Wire.SampleRequest.Encoded, "model_path" | "base_model">
+    /**
+     * Where a sampling call points: the sampler weights `weights` names (SampleRequest's
+     * `model_path`), the base model itself (`base_model`), or with no weights the last published.
+     * A training checkpoint with no known sampler weights (a run resumed from a checkpoint that
+     * was published by another process) is loaded and published once, as `load` does: that goes
+     * through the training client, so it is only safe when nothing trains meanwhile.
+     */
+    const addressingOf = (weights: SamplingWeights | undefined): Effect.Effect<Addressing, PolicyError> => {
+      if (weights === undefined) return Effect.succeed(published !== undefined ? { model_path: published } : { base_model: options.baseModel })
+      if (weights.sampler !== undefined) return Effect.succeed({ model_path: weights.sampler })
+      if (weights.checkpoint === options.baseModel) return Effect.succeed({ base_model: options.baseModel })
+      const known = samplerOf.get(weights.checkpoint)
+      if (known !== undefined) return Effect.succeed({ model_path: known })
+      return addressingLock.withPermits(1)(Effect.gen(function*() {
+        const again = samplerOf.get(weights.checkpoint)
+        if (again !== undefined) return { model_path: again }
+        yield* Effect.logWarning(`tinker: no sampler weights known for ${weights.checkpoint}; loading it into the training client to publish them`)
+        yield* engine.load({ path: weights.checkpoint })
+        return { model_path: samplerOf.get(weights.checkpoint) ?? published! }
+      }))
+    }
 
-    const sampleOne = (prompt: ReadonlyArray<number>, n: number, p: SamplingParams): Effect.Effect<Array<SampledSequence>, PolicyError> =>
+    const asample = (name: string, at: Addressing, body: Omit<typeof Wire.SampleRequest.Encoded, "model_path" | "base_model" | "type">) =>
+      call(name, "asample", encode(Wire.SampleRequest, { ...body, ...at, type: "sample" }), Wire.SampleResponse, true)
+
+    const sampleOne = (at: Addressing, prompt: ReadonlyArray<number>, n: number, p: SamplingParams): Effect.Effect<Array<SampledSequence>, PolicyError> =>
       Effect.gen(function*() {
-        const r = yield* asample("sample", {
+        const r = yield* asample("sample", at, {
           num_samples: n,
           prompt: modelInput(prompt),
           sampling_params: {
@@ -631,6 +657,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
         }), Wire.SaveWeightsForSamplerResponse, "Backend")
       if (r.path == null) return yield* Effect.fail(fail("Backend", "tinker save_weights_for_sampler: no path in the result"))
       published = r.path
+      if (holding !== undefined) samplerOf.set(holding, r.path)
       return { path: r.path } satisfies CheckpointRef
     })
 
@@ -641,7 +668,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
       maxContext,
       promptIds: (prompt) => promptIds(tokenizer, prompt),
 
-      sample: (requests) =>
+      sample: (requests, weights) =>
         Effect.gen(function*() {
           for (const r of requests) {
             yield* Effect.try({ try: () => validate(r.params), catch: (e) => fail("BadInput", `sampling params: ${(e as Error).message}`) })
@@ -658,11 +685,12 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
               return yield* Effect.fail(fail("ContextOverflow", `tinker sample: a ${r.prompt.length}-token prompt exceeds the model's context (${knownContext})`))
             }
           }
-          return yield* Effect.forEach(requests, (r) => sampleOne(r.prompt, r.n, r.params), { concurrency: "unbounded" })
+          const at = yield* addressingOf(weights)
+          return yield* Effect.forEach(requests, (r) => sampleOne(at, r.prompt, r.n, r.params), { concurrency: "unbounded" })
         }),
 
-      logprobs: (items) =>
-        Effect.forEach(items, ({ prompt, completion }) =>
+      logprobs: (items, weights) =>
+        Effect.flatMap(addressingOf(weights), (at) => Effect.forEach(items, ({ prompt, completion }) =>
           Effect.gen(function*() {
             if (prompt.length === 0) return yield* Effect.fail(fail("BadInput", "logprobs: a prompt needs at least one token"))
             if (completion.length === 0) return new Float32Array(0)
@@ -670,7 +698,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             if (knownContext !== undefined && full.length >= knownContext) {
               return yield* Effect.fail(fail("ContextOverflow", `tinker logprobs: ${full.length} tokens exceed the model's context (${knownContext})`))
             }
-            const r = yield* asample("logprobs", {
+            const r = yield* asample("logprobs", at, {
               num_samples: 1,
               prompt: modelInput(full),
               sampling_params: { max_tokens: 1, temperature: 1, top_p: 1, top_k: -1 },
@@ -679,7 +707,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             const decoded = completionLogprobs(r.prompt_logprobs, prompt.length, completion.length)
             if ("error" in decoded) return yield* Effect.fail(fail("Backend", `tinker logprobs: ${decoded.error}`))
             return decoded.logprobs
-          }), { concurrency: "unbounded" }),
+          }), { concurrency: "unbounded" })),
 
       // Tinker's `forward` (ForwardRequest {forward_input, model_id, seq_id}: tinker
       // src/tinker/types/forward_request.py@d595dc2) on the training model: the logprobs the next
@@ -749,6 +777,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             )
           )
           callsSinceStep++
+          holding = undefined
           const results = yield* Effect.forEach(submitted, (s) => awaitModel("forward_backward", s, Wire.ForwardBackwardOutput), { concurrency: "unbounded" })
           const outputs = results.flatMap((r) => r.loss_fn_outputs)
           if (outputs.length !== datums.length) {
@@ -804,6 +833,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
               })
           ])
           callsSinceStep = 0
+          holding = undefined
           const r = yield* awaitModel("optim_step", s, Wire.OptimStepResponse)
           steps++
           const norm = gradNormOf(r.metrics ?? {})
@@ -829,11 +859,18 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
               type: "save_weights"
             }), Wire.SaveWeightsResponse, "Checkpoint")
           if (r.path == null) return yield* Effect.fail(fail("Checkpoint", "tinker save_weights: no path in the result"))
+          if (callsSinceStep === 0) holding = r.path
           return { path: r.path } satisfies CheckpointRef
         }),
 
       load: (ref) =>
         Effect.gen(function*() {
+          // The training client already holds exactly these weights (the update before saved
+          // them): a fresh client would only cost a model and a load. Sampling follows them.
+          if (ref.path === holding) {
+            if (ref.path !== options.baseModel && samplerOf.get(ref.path) !== published) yield* publishNow
+            return
+          }
           if (ref.path === options.baseModel) {
             // The base model itself: a fresh training client holds exactly its weights. Its first
             // request is seq_id 1, as for every training client the SDK makes.
@@ -844,6 +881,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
               callsSinceStep = 0
             }))
             published = undefined
+            holding = ref.path
             return
           }
           if (!ref.path.startsWith("tinker://")) return yield* Effect.fail(fail("BadInput", `tinker load: ${JSON.stringify(ref.path)} is neither a tinker:// path nor the base model`))
@@ -876,6 +914,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
             broken = undefined
             callsSinceStep = 0
           }))
+          holding = ref.path
           // As the embedded engine, the loaded weights are also the ones sampled from.
           yield* publishNow
         }),

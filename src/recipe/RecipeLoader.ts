@@ -237,6 +237,10 @@ const loadNow = (
  *   about 0 (stages/update.ts), so its gradient would be scaled by up to 1e9 or the update refused
  *   mid-run. Scaling the weights cannot undo that division, and the PPO term cannot carry the KL
  *   gradient (its clipped tokens pass none), so the combination is refused here.
+ * - `grpo.off_policy_steps ≥ 1` with `policy.backend: vllm`: an older policy is sampled while a
+ *   newer one is published, and the vLLM sampler here serves one adapter at a time
+ *   (engines/Policies.ts `withVllmSampling`), so the lagged samples would come from the wrong
+ *   weights. Tinker names sampler weights per call; the embedded engine serialises its calls.
  */
 const crossFieldProblems = (recipe: Recipe, tree: Tree): Array<Problem> => {
   const problems: Array<Problem> = []
@@ -249,6 +253,15 @@ const crossFieldProblems = (recipe: Recipe, tree: Tree): Array<Problem> => {
       path: ["grpo", "beta"],
       message: `a KL term (beta ${beta}) cannot be trained on SkyRL tx (policy.flavour: skyrl${flavourAt === undefined ? "" : ` at ${displayOrigin(originOf(flavourAt))}`}): ` +
         `it divides each cross_entropy datum by max(sum of weights, 1e-9), and the KL weights sum to about 0; use beta: 0 there, or hosted Tinker`
+    })
+  }
+  const lag = recipe.grpo?.off_policy_steps ?? 0
+  if (lag > 0 && policy?.backend === "vllm") {
+    problems.push({
+      where: originAt(tree, ["grpo", "off_policy_steps"])!.value,
+      path: ["grpo", "off_policy_steps"],
+      message: `off_policy_steps ${lag} needs a sampler that serves an older policy while a newer one is published; ` +
+        `the vllm backend serves one adapter at a time: use 0 there, or backend tinker (sampler weights are named per call)`
     })
   }
   return problems

@@ -17,7 +17,13 @@ export const PolicyState = Schema.Struct({
   /** Optimizer steps taken since the initial model. */
   step: Schema.Int,
   /** The initial model (the reference of the KL term). */
-  initial: PolicyCheckpoint
+  initial: PolicyCheckpoint,
+  /**
+   * Where the sampler holds these weights when the engine's `publish` said (Tinker's
+   * sampler_weights path), so sampling names them without loading anything into the trainer;
+   * absent for engines that sample a checkpoint by loading it (the embedded one).
+   */
+  sampler: Schema.optionalKey(Schema.String)
 })
 export type PolicyState = typeof PolicyState.Type
 
