@@ -62,7 +62,7 @@ export default define("eval-length", (b, recipe) => {
     const scope = b.scope(`eval-${name}`)
     const groups = scope.node(rolloutSystem, {
       id: "rollout",
-      inputs: { prompts: evaluation.prompts, batch: evaluation.batch },
+      inputs: { prompts: evaluation.chosen },
       params: { system: name, model: modelKey(policy), group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling },
       resource: "sampler"
     })

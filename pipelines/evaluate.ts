@@ -17,6 +17,7 @@ import { judge } from "../stages/judge.ts"
 import { pairwise, rateSystems } from "../stages/pairwise.ts"
 import type { Group } from "../src/records/Group.ts"
 import { noReferences, stepCandidates } from "../stages/stepCandidates.ts"
+import { batchPrompts } from "../stages/batchPrompts.ts"
 
 /** Stories per prompt and system (eval.samples). */
 export const evalSamples = (recipe: Recipe): number => recipe.eval?.samples ?? 2
@@ -40,7 +41,9 @@ export const evalSet = <R>(b: Builder, recipe: Recipe, heldout: NodeRef<Prompts,
     ? b.node(evalPrompts, { id: "eval-set", inputs: { prompts: heldout }, params: { buckets, per_bucket: perBucket, seed } })
     : heldout
   const batch = b.node(evalBatch, { id: "eval-prompts", inputs: { prompts }, params: { max_prompts: perBucket * (buckets?.length ?? 1) } })
-  return { prompts, batch }
+  // The prompts the systems are asked, in batch order: what each system's rollout receives.
+  const chosen = b.node(batchPrompts, { id: "eval-chosen", inputs: { prompts, batch } })
+  return { prompts, batch, chosen }
 }
 
 /** A system under test: its name and the node of its stories, built in `scope` (`eval-<name>`). */

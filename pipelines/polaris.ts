@@ -4,8 +4,10 @@
  *
  *   data:  split-stories -> dataset -> derive-prompts -> stratify;  derive-heldout-prompts
  *   init:  sampler-start -> init-train
- *   step k (train/step-k/):  policy, sampler -> batch -> rollout + reference-logprobs
- *          -> candidates -> judge -> groups (rewards, advantages, datums) -> update (next state)
+ *   step k (train/step-k/):  policy, sampler -> batch -> per group (group-i/): prompt -> rollout
+ *          + reference-logprobs -> candidates -> judge;  all groups -> groups (rewards,
+ *          advantages, datums) -> update (next state). A group's judging starts when its own
+ *          samples are done (streaming within a step).
  *   off-policy (`grpo.off_policy_steps: n` ≥ 1): step k's rollouts and reference logprobs use
  *          `sampling-policy`, the state after step k−1−n (the initial one before that), its batch
  *          follows step k−1's batch, and its `update` (off-policy-update) trains the state after
@@ -29,6 +31,7 @@ import * as Judges from "../src/engines/judge/Judges.ts"
 import type { NodeRef } from "../src/dag/Pipeline.ts"
 import { define, type LayerContext } from "../src/dag/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
+import { batchPrompts } from "../stages/batchPrompts.ts"
 import { hriGroups } from "../stages/hriGroups.ts"
 import { judge } from "../stages/judge.ts"
 import { referenceLogprobs } from "../stages/referenceLogprobs.ts"
@@ -68,6 +71,8 @@ export default define("polaris", (b, recipe) => {
   if (model === undefined) throw new Error("policy.model is required: the model to train (a folder for the embedded engine)")
   const sampling = samplingOf(recipe)
   const groupSize = g.group_size ?? 6
+  const groupsPerStep = g.groups_per_step ?? 8
+  const groupWidth = String(groupsPerStep - 1).length
 
   const split = datasetNode(b, recipe)
   const prompts = promptsNode(b, recipe, split, "train")
@@ -95,15 +100,22 @@ export default define("polaris", (b, recipe) => {
       const policy = s.node(policyOf, { id: "policy", inputs: { state } })
       const sampler = lag === 0 ? policy : s.node(policyOf, { id: "sampling-policy", inputs: { state: states[Math.max(0, index - lag)]! } })
       const previous = lag === 0 ? s.node(batchOf, { id: "sampler", inputs: { state } }) : previousBatch
-      const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous }, params: { seed, groups_per_step: g.groups_per_step ?? 8 } })
+      const batch = s.node(sampleBatch, { id: "batch", inputs: { strata, previous }, params: { seed, groups_per_step: groupsPerStep } })
       previousBatch = batch
-      const groups = s.node(rollout, { id: "rollout", inputs: { prompts, batch, policy: sampler }, params: { group_size: groupSize, seed, sampling }, resource: "sampler" })
-      const references = s.node(referenceLogprobs, { id: "reference", inputs: { prompts, batch, policy: sampler }, params: { sampling }, resource: "sampler" })
-      const judged = s.node(judge, { id: "judge", inputs: { stories: s.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams(recipe) })
+      // One scope per group: its rollouts and reference logprobs start with the batch, and its
+      // judging as soon as they are done, not when the step's slowest group is.
+      const perGroup = Array.from({ length: groupsPerStep }, (_, i) => {
+        const gs = s.scope(`group-${String(i).padStart(groupWidth, "0")}`)
+        const chosen = gs.node(batchPrompts, { id: "prompt", inputs: { prompts, batch }, params: { group: i } })
+        const groups = gs.node(rollout, { id: "rollout", inputs: { prompts: chosen, policy: sampler }, params: { group_size: groupSize, seed, sampling }, resource: "sampler" })
+        const references = gs.node(referenceLogprobs, { id: "reference", inputs: { prompts: chosen, policy: sampler }, params: { sampling }, resource: "sampler" })
+        const judged = gs.node(judge, { id: "judge", inputs: { stories: gs.node(stepCandidates, { id: "candidates", inputs: { groups, references } }) }, params: judgeParams(recipe) })
+        return { groups, references, judged }
+      })
       const reference = recipe.reward?.reference ?? { mode: "judge" as const }
       const trainBatch = s.node(hriGroups, {
         id: "groups",
-        inputs: { groups, references, judged },
+        inputs: { groups: perGroup.map((x) => x.groups), references: perGroup.map((x) => x.references), judged: perGroup.map((x) => x.judged) },
         params: {
           reference_reward: reference.mode === "fixed" ? { mode: "fixed" as const, value: reference.value ?? 1 }
             : reference.mode === "max_of_group_plus" ? { mode: "max_of_group_plus" as const, margin: reference.value ?? 0 }
@@ -142,7 +154,7 @@ export default define("polaris", (b, recipe) => {
   const system = (name: string, state: NodeRef<TrainState, any>): SystemNode => {
     const scope = b.scope(`eval-${name}`)
     const policy = b.node(policyOf, { id: `${name}-policy`, inputs: { state } })
-    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evaluation.prompts, batch: evaluation.batch, policy }, params: { group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling }, resource: "sampler" })
+    const groups = scope.node(rollout, { id: "rollout", inputs: { prompts: evaluation.chosen, policy }, params: { group_size: evalSamples(recipe) + 1, seed: seed + 1, sampling }, resource: "sampler" })
     return { name, scope, groups }
   }
   const systems = [system("initial", init), ...checkpoints.map(({ step, state }) => system(`step-${step}`, state)), system("final", final)]

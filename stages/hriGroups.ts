@@ -48,7 +48,8 @@ const pearson = (xs: ReadonlyArray<number>, ys: ReadonlyArray<number>) => {
 export const hriGroups = Stage.make({
   name: "hri-groups",
   version: "1",
-  inputs: { groups: Schema.Array(Group), references: Schema.Array(Reference), judged: Schema.Array(Judgement) },
+  // One list per group of the step (each group's nodes run apart, `pipelines/polaris.ts`), in group order.
+  inputs: { groups: Schema.Array(Schema.Array(Group)), references: Schema.Array(Schema.Array(Reference)), judged: Schema.Array(Schema.Array(Judgement)) },
   params: Schema.Struct({
     reference_reward: Schema.Union([
       Schema.Struct({ mode: Schema.Literal("judge") }),
@@ -65,8 +66,11 @@ export const hriGroups = Stage.make({
     truncated: Schema.Literals(["mask", "penalize", "keep"])
   }),
   output: TrainBatch,
-  run: ({ groups, references, judged }, p, ctx) =>
+  run: (parts, p, ctx) =>
     Effect.gen(function*() {
+      const groups = parts.groups.flat()
+      const references = parts.references.flat()
+      const judged = parts.judged.flat()
       const byId = new Map(judged.map((j) => [j.id, j]))
       const refs = new Map(references.map((r) => [r.prompt_id, r]))
       // Rewards: a truncated rollout is masked (no reward: it leaves the statistics, advantage 0),

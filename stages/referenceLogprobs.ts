@@ -10,11 +10,9 @@ import { PolicyEngine } from "../src/engines/PolicyEngine.ts"
 import { completionIds } from "../src/model/tokenizer/ChatTemplate.ts"
 import { memoBatch } from "../src/dag/MemoBatch.ts"
 import * as Stage from "../src/dag/Stage.ts"
-import { identity, loadPolicy } from "../src/engines/PolicyCheckpoint.ts"
+import { identity, samplingWeights } from "../src/engines/PolicyCheckpoint.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
-import { promptsOfBatch } from "../src/data/BatchPrompts.ts"
 import { SamplingSettings } from "../src/records/Group.ts"
-import { Batch } from "../src/records/Batch.ts"
 import { PolicyState } from "../src/records/TrainState.ts"
 import { Reference } from "../src/records/Reference.ts"
 
@@ -23,16 +21,15 @@ export const referenceLogprobs = Stage.make({
   version: "1",
   resource: "policy",
   engines: [PolicyEngine],
-  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch, policy: PolicyState },
+  inputs: { prompts: Schema.Array(PromptWithReference), policy: PolicyState },
   params: Schema.Struct({ sampling: SamplingSettings }),
   output: Schema.Array(Reference),
-  run: ({ prompts, batch, policy }, { sampling }, ctx) =>
+  run: ({ prompts, policy }, { sampling }, ctx) =>
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
-      yield* loadPolicy(engine, ctx, policy.checkpoint)
+      const weights = yield* samplingWeights(ctx, policy)
       const checkpoint = identity(policy.checkpoint)
-      const chosen = yield* promptsOfBatch(prompts, batch)
-      const items = chosen.map((p) => {
+      const items = prompts.map((p) => {
         const cap = Math.max(1, Math.min(sampling.max_tokens, Math.ceil(p.requested_words * sampling.tokens_per_word)))
         const all = completionIds(engine.tokenizer, p.reference)
         // A human story has no reasoning: it is laid out as a reply with thinking off (Qwen3-style
@@ -42,7 +39,7 @@ export const referenceLogprobs = Stage.make({
       })
       // One memo per reference, keyed by what is scored (prompt and completion ids, checkpoint); the missing ones in one call.
       const lps = yield* memoBatch(ctx, "reference-logprobs", items.map((i) => i.request), Schema.Array(Schema.Number), (missing) =>
-        Effect.map(engine.logprobs(missing), (all) => all.map((a) => Array.from(a))))
+        Effect.map(engine.logprobs(missing, weights), (all) => all.map((a) => Array.from(a))))
       return items.map((it, k) => ({
         prompt_id: it.p.id,
         prompt_tokens: it.request.prompt,

@@ -1,5 +1,5 @@
 /**
- * `rollout`: for each prompt of the step, group_size − 1 continuations from the current policy
+ * `rollout`: for each prompt it is given (a step's group, or an evaluation's prompts), group_size − 1 continuations from the current policy
  * with the recipe's sampling settings. Token ids and sampler logprobs are kept for the loss;
  * the text is decoded for the judge (thinking traces are stripped at judging, kept for the loss).
  * Each group is memoized under its sampling request (prompt token ids, n, params and seed, the
@@ -7,21 +7,19 @@
  * checkpoint samples anew, and the missing groups are sampled in one batched call.
  */
 import { Effect, Schema } from "effect"
-import { promptsOfBatch } from "../src/data/BatchPrompts.ts"
 import { promptText } from "../src/data/Prompts.ts"
-import { PolicyEngine, type PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
+import { PolicyEngine, type PolicyEngineShape, type SamplingWeights } from "../src/engines/PolicyEngine.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
 import { sha256 } from "../src/dag/Canonical.ts"
 import { memoBatch } from "../src/dag/MemoBatch.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
-import { Batch } from "../src/records/Batch.ts"
 import { PolicyState } from "../src/records/TrainState.ts"
 import { Group, SamplingSettings, Sequences } from "../src/records/Group.ts"
-import { identity, loadPolicy } from "../src/engines/PolicyCheckpoint.ts"
+import { identity, samplingWeights } from "../src/engines/PolicyCheckpoint.ts"
 
 /**
- * The groups of a batch from `engine` (whose current weights are `checkpoint`). Each group is one
+ * The groups of `prompts` from `engine` (whose current weights are `checkpoint`). Each group is one
  * sampling request, memoized under the request itself (prompt token ids, n, sampling params with
  * the seed, the checkpoint's identity); the missing ones are sampled in one call. Records are
  * built from the memoized sequences and this run's prompts, so none carries stale prompt text.
@@ -29,12 +27,11 @@ import { identity, loadPolicy } from "../src/engines/PolicyCheckpoint.ts"
 export const sampleGroups = (
   engine: PolicyEngineShape,
   ctx: Stage.StageContext,
-  args: { readonly prompts: ReadonlyArray<PromptWithReference>; readonly batch: Batch; readonly checkpoint: string; readonly step: number; readonly group_size: number; readonly seed: number; readonly sampling: SamplingSettings }
+  args: { readonly prompts: ReadonlyArray<PromptWithReference>; readonly weights?: SamplingWeights; readonly checkpoint: string; readonly step: number; readonly group_size: number; readonly seed: number; readonly sampling: SamplingSettings }
 ) =>
   Effect.gen(function*() {
     const { checkpoint, step, group_size, seed, sampling } = args
-    const chosen = yield* promptsOfBatch(args.prompts, args.batch)
-    const plan = chosen.map((p) => {
+    const plan = args.prompts.map((p) => {
       const text = promptText(p.requested_words, p.premise)
       const params = {
         ...defaultSamplingParams,
@@ -51,7 +48,7 @@ export const sampleGroups = (
     })
     const sequences = yield* memoBatch(ctx, "group", plan.map((x) => x.request), Sequences, (missing) =>
       Effect.gen(function*() {
-        const sampled = yield* engine.sample(missing)
+        const sampled = yield* engine.sample(missing, args.weights)
         yield* ctx.progress(missing.length, missing.length)
         return sampled.map((seqs) => seqs.map((s) => ({ tokens: [...s.tokens], logprobs: [...s.logprobs], stop_reason: s.stopReason })))
       }))
@@ -69,13 +66,13 @@ export const rollout = Stage.make({
   version: "1",
   resource: "policy",
   engines: [PolicyEngine],
-  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch, policy: PolicyState },
+  inputs: { prompts: Schema.Array(PromptWithReference), policy: PolicyState },
   params: Schema.Struct({ group_size: Schema.Int, seed: Schema.Int, sampling: SamplingSettings }),
   output: Schema.Array(Group),
-  run: ({ prompts, batch, policy }, { group_size, seed, sampling }, ctx) =>
+  run: ({ prompts, policy }, { group_size, seed, sampling }, ctx) =>
     Effect.gen(function*() {
       const engine = yield* PolicyEngine
-      yield* loadPolicy(engine, ctx, policy.checkpoint)
-      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: identity(policy.checkpoint), step: policy.step, group_size, seed, sampling })
+      const weights = yield* samplingWeights(ctx, policy)
+      return yield* sampleGroups(engine, ctx, { prompts, weights, checkpoint: identity(policy.checkpoint), step: policy.step, group_size, seed, sampling })
     })
 })

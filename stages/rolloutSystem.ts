@@ -7,7 +7,6 @@
 import { Effect, Schema } from "effect"
 import * as Stage from "../src/dag/Stage.ts"
 import { PolicyEngines } from "../src/engines/PolicyEngines.ts"
-import { Batch } from "../src/records/Batch.ts"
 import { Group, SamplingSettings } from "../src/records/Group.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 import { sampleGroups } from "./rollout.ts"
@@ -16,12 +15,12 @@ export const rolloutSystem = Stage.make({
   name: "rollout-system",
   version: "1",
   resource: "policy",
-  inputs: { prompts: Schema.Array(PromptWithReference), batch: Batch },
+  inputs: { prompts: Schema.Array(PromptWithReference) },
   params: Schema.Struct({ system: Schema.String, model: Schema.Record(Schema.String, Schema.Unknown), group_size: Schema.Int, seed: Schema.Int, sampling: SamplingSettings }),
   output: Schema.Array(Group),
-  run: ({ prompts, batch }, { system, group_size, seed, sampling }, ctx) =>
+  run: ({ prompts }, { system, group_size, seed, sampling }, ctx) =>
     Effect.gen(function*() {
       const engine = yield* (yield* PolicyEngines).get(system)
-      return yield* sampleGroups(engine, ctx, { prompts, batch, checkpoint: engine.fingerprint, step: 0, group_size, seed, sampling })
+      return yield* sampleGroups(engine, ctx, { prompts, checkpoint: engine.fingerprint, step: 0, group_size, seed, sampling })
     })
 })

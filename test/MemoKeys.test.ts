@@ -14,12 +14,10 @@ import * as Judges from "../src/engines/judge/Judges.ts"
 import * as EmbeddedPolicy from "../src/engines/EmbeddedPolicy.ts"
 import { PolicyEngine, type PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
 import { Writer, type WriterShape } from "../src/engines/Writer.ts"
-import { Batch } from "../src/records/Batch.ts"
 import { Group, type SamplingSettings } from "../src/records/Group.ts"
 import { Candidate } from "../src/records/Judgement.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 import { PolicyState } from "../src/records/TrainState.ts"
-import { initial } from "../src/data/Sampler.ts"
 import { Story } from "../src/data/Story.ts"
 import { derivePrompts } from "../stages/derivePrompts.ts"
 import { judge } from "../stages/judge.ts"
@@ -35,7 +33,6 @@ const MODEL = join(ROOT, "models", "story-1m")
 const given = <A, I>(name: string, schema: Schema.Codec<A, I>) =>
   Stage.make({ name: `given-${name}`, version: "1", params: Schema.Struct({ value: schema }), output: schema, run: (_, { value }) => Effect.succeed(value) })
 const givenPrompts = given("prompts", Schema.Array(PromptWithReference))
-const givenBatch = given("batch", Batch)
 const givenPolicy = given("policy", PolicyState)
 const givenCandidates = given("candidates", Schema.Array(Candidate))
 const givenStories = given("stories", Schema.Array(Story))
@@ -80,7 +77,6 @@ const prompt = (id: string, premise: string): PromptWithReference => ({
   id, story_id: id.slice(0, 16).padEnd(16, "0"), premise, requested_words: 40, reference: `A reference story for ${id}. It has two sentences.`
 })
 const PROMPTS = [prompt("aaaaaaaaaaaaaaaa-full", "a fox who learns to sing"), prompt("bbbbbbbbbbbbbbbb-full", "a lighthouse keeper and a storm")]
-const BATCH: Batch = { prompts: PROMPTS.map((p) => p.id), sampler: initial(0) }
 
 describe("memo keys are the request", () => {
   it("group: a changed premise, checkpoint or sampling setting samples anew; a change the engine does not see samples nothing", async () => {
@@ -91,7 +87,6 @@ describe("memo keys are the request", () => {
           id: "rollout",
           inputs: {
             prompts: b.node(givenPrompts, { id: "prompts", params: { value: prompts } }),
-            batch: b.node(givenBatch, { id: "batch", params: { value: BATCH } }),
             policy: b.node(givenPolicy, { id: "policy", params: { value: { checkpoint, step: 0, initial: checkpoint } } })
           },
           params: { group_size: 3, seed: 7, sampling }
@@ -129,7 +124,6 @@ describe("memo keys are the request", () => {
           id: "reference",
           inputs: {
             prompts: b.node(givenPrompts, { id: "prompts", params: { value: prompts } }),
-            batch: b.node(givenBatch, { id: "batch", params: { value: BATCH } }),
             policy: b.node(givenPolicy, { id: "policy", params: { value: { checkpoint: MODEL, step: 0, initial: MODEL } } })
           },
           params: { sampling }

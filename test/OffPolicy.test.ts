@@ -10,7 +10,7 @@ import { readFileSync, rmSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
-import type { Pipeline } from "polaris"
+import { Pipeline } from "polaris"
 import * as PipelineModule from "../src/dag/PipelineModule.ts"
 import * as RecipeLoader from "../src/recipe/RecipeLoader.ts"
 import { polaris, ROOT } from "./support/cli.ts"
@@ -30,7 +30,7 @@ const ancestors = (pipeline: Pipeline.Pipeline<any, any>, id: string): Set<strin
   const byId = new Map(pipeline.nodes.map((n) => [n.id, n]))
   const seen = new Set<string>()
   const visit = (node: string) => {
-    for (const input of Object.values(byId.get(node)!.inputs)) {
+    for (const input of Pipeline.upstreamOf(byId.get(node)!)) {
       if (!seen.has(input)) {
         seen.add(input)
         visit(input)
@@ -53,9 +53,11 @@ describe("grpo.off_policy_steps: the DAG", () => {
     for (let s = 0; s < 5; s++) {
       const published = s - 2 >= 0 ? `${step(s - 2)}/update` : "init-train"
       for (const node of ["rollout", "reference"]) {
-        expect(byId.get(`${step(s)}/${node}`)!.inputs.policy).toBe(`${step(s)}/sampling-policy`)
-        // Through its policy input: the update two steps back, and none later.
-        expect(updatesAmong(ancestors(pipeline, `${step(s)}/${node}`))).toEqual(Array.from({ length: Math.max(0, s - 1) }, (_, j) => `${step(j)}/update`))
+        for (const group of ["group-0", "group-7"]) {
+          expect(byId.get(`${step(s)}/${group}/${node}`)!.inputs.policy).toBe(`${step(s)}/sampling-policy`)
+          // Through its policy input: the update two steps back, and none later.
+          expect(updatesAmong(ancestors(pipeline, `${step(s)}/${group}/${node}`))).toEqual(Array.from({ length: Math.max(0, s - 1) }, (_, j) => `${step(j)}/update`))
+        }
       }
       expect(byId.get(`${step(s)}/sampling-policy`)!.inputs).toEqual({ state: published })
       // The batch follows the previous batch, never an update.
@@ -73,7 +75,7 @@ describe("grpo.off_policy_steps: the DAG", () => {
     const inputs = (id: string) => pipeline.nodes.find((n) => n.id === id)!.inputs
     expect([0, 1, 2, 3, 4].map((s) => inputs(`${step(s)}/sampling-policy`).state))
       .toEqual(["init-train", "init-train", "init-train", `${step(0)}/update`, `${step(1)}/update`])
-    expect(updatesAmong(ancestors(pipeline, `${step(4)}/judge`))).toEqual([`${step(0)}/update`, `${step(1)}/update`])
+    expect(updatesAmong(ancestors(pipeline, `${step(4)}/group-3/judge`))).toEqual([`${step(0)}/update`, `${step(1)}/update`])
   })
 
   it("k = 0: exactly the synchronous DAG (node ids, stages, params and edges)", async () => {
@@ -82,7 +84,7 @@ describe("grpo.off_policy_steps: the DAG", () => {
     expect(shape(zero)).toEqual(shape(without))
     expect(zero.outputs).toEqual(without.outputs)
     const byId = new Map(zero.nodes.map((n) => [n.id, n]))
-    expect(byId.get(`${step(2)}/rollout`)!.inputs.policy).toBe(`${step(2)}/policy`)
+    expect(byId.get(`${step(2)}/group-0/rollout`)!.inputs.policy).toBe(`${step(2)}/policy`)
     expect(byId.get(`${step(2)}/update`)!.stage.name).toBe("update")
     expect(zero.nodes.some((n) => n.id.endsWith("/sampling-policy"))).toBe(false)
   })
@@ -122,7 +124,7 @@ describe("grpo.off_policy_steps through polaris", () => {
 
     // Killed while step 0 trains (step 1 may be sampling alongside), then while step 2 judges; resumed in place.
     const killed = join(dir, "killed")
-    const kills = [[`${step(0)}/update`, 200], [`${step(2)}/judge`, 0]] as const
+    const kills = [[`${step(0)}/update`, 200], [`${step(2)}/group-1/judge`, 0]] as const
     let run = await polaris(["run", RECIPE, ...LAG1, "--store", killed, "--progress", "plain"], { killOn: kills[0][0], delayMs: kills[0][1] })
     expect(run.signal, `${kills[0][0]} was never reached:\n${run.stderr}`).toBe("SIGKILL")
     run = await polaris(["resume", "--store", killed, "--progress", "plain"], { killOn: kills[1][0], delayMs: kills[1][1] })

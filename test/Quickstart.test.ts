@@ -33,7 +33,7 @@ describe("quickstart", () => {
 
     // One run, killed three times: mid-rollout, mid-judging, mid-update; each time resumed in place.
     const killed = join(dir, "killed")
-    const kills = [["train/step-000/rollout", 300], ["train/step-001/judge", 0], ["train/step-002/update", 300]] as const
+    const kills = [["train/step-000/group-1/rollout", 300], ["train/step-001/group-2/judge", 0], ["train/step-002/update", 300]] as const
     let run = await polaris(["run", RECIPE, ...SMALL, "--store", killed, "--progress", "plain"], { killOn: kills[0][0], delayMs: kills[0][1] })
     expect(run.signal, `${kills[0][0]} was never reached:\n${run.stderr}`).toBe("SIGKILL")
     for (const [node, delayMs] of kills.slice(1)) {

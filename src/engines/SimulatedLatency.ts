@@ -26,6 +26,12 @@ export interface LatencyModel {
   readonly sampleOverheadS: number
   /** Decode speed of ONE sequence inside a full batch, tokens/s: a batch lasts its longest sequence. */
   readonly decodeTokensPerS: number
+  /**
+   * Sequences the sampler decodes at once, each at `decodeTokensPerS` (continuous batching): a
+   * `sample` call holds one slot per sequence while it runs, a teacher-forcing call one; calls
+   * beyond the slots wait, as requests queue on a full vLLM.
+   */
+  readonly samplerSlots: number
   /** Fixed cost of one teacher-forcing call (`logprobs`, `trainerLogprobs`), s. */
   readonly prefillOverheadS: number
   /** Teacher-forcing (prefill) throughput over all tokens of a call, tokens/s. */
@@ -68,6 +74,8 @@ export const PAPER_LATENCY: LatencyModel = {
   // 8B stream on an A100 40GB (johnmusgrave.com/p/vllm-throughput-latency-sweep-on); the
   // paper's step is slower than that, so sampling gets its half of the measured 18 minutes.
   decodeTokensPerS: 12,
+  // The batch the decode speed above was derived for: a step's 8 × 5 rollouts and 8 references.
+  samplerSlots: 48,
   // Derived from the 1,080 s step (a small share).
   prefillOverheadS: 2,
   // Derived from the 1,080 s step: 8 references (~28k tokens) + 40 rollouts' trainer logprobs

@@ -14,9 +14,10 @@
  *   paragraph breaks; a stopped sequence ends with the end-of-turn token.
  * - Logprobs: one fixed function of (previous token, token), the same for sampling, teacher
  *   forcing and the learner, so sampler and trainer agree and PPO ratios are 1.
- * - One GPU resource with two queues, as a sampler (vLLM) beside a trainer: `sample` and
- *   `logprobs` queue on the sampler; `trainerLogprobs`, `forwardBackward`, `optimStep`, `save`,
- *   `load` and `publish` on the trainer. The two queues overlap; calls on one queue serialize.
+ * - A sampler (vLLM) beside a trainer: `sample` and `logprobs` run on the sampler, which decodes
+ *   `samplerSlots` sequences at once (a call holds a slot per sequence; more wait); `trainerLogprobs`,
+ *   `forwardBackward`, `optimStep`, `save`, `load` and `publish` queue on the trainer, one at a
+ *   time. The two overlap. The `weights` a sampling call names cost nothing to switch to.
  * - Checkpoints are names (`sim://<model>/<name>`), like a remote engine's.
  *
  * @example
@@ -150,11 +151,13 @@ export const make = (options: SimulatedOptions): Effect.Effect<PolicyEngineShape
     const endToken = yield* Effect.try({ try: () => tokenizer.tokenId(endTokenString(tokenizer)), catch: (e) => fail("Checkpoint", `${path}: ${(e as Error).message}`) })
     const maxContext = options.maxContext ?? 32_768
 
-    const sampler = Semaphore.makeUnsafe(1)
+    // The sampler decodes latency.samplerSlots sequences at once; the trainer runs one call at a time.
+    const slots = Math.max(1, latency.samplerSlots)
+    const sampler = Semaphore.makeUnsafe(slots)
     const trainer = Semaphore.makeUnsafe(1)
-    /** Holds `queue` for `seconds` of simulated time, then returns `value()`. */
-    const busy = <A>(queue: Semaphore.Semaphore, seconds: number, value: () => A) =>
-      queue.withPermits(1)(Effect.andThen(Effect.sleep(Duration.millis(seconds * 1000 * timeScale)), Effect.sync(value)))
+    /** Holds `permits` of `queue` for `seconds` of simulated time, then returns `value()`. */
+    const busy = <A>(queue: Semaphore.Semaphore, seconds: number, value: () => A, permits = 1) =>
+      queue.withPermits(Math.min(permits, queue === sampler ? slots : 1))(Effect.andThen(Effect.sleep(Duration.millis(seconds * 1000 * timeScale)), Effect.sync(value)))
 
     const lengthOf = (request: { readonly prompt: ReadonlyArray<number>; readonly params: SamplingParams }, random: () => number): number => {
       const { low, high } = latency.lengthRatio
@@ -263,7 +266,7 @@ export const make = (options: SimulatedOptions): Effect.Effect<PolicyEngineShape
           }
           const out = requests.map((r) => Array.from({ length: r.n }, (_, row) => sequence(r, row)))
           const lengths = out.flatMap((seqs) => seqs.map((s) => s.tokens.length))
-          return busy(sampler, sampleSeconds(latency, lengths), () => out)
+          return busy(sampler, sampleSeconds(latency, lengths), () => out, lengths.length)
         }),
       logprobs: teacherForcing(sampler),
       trainerLogprobs: teacherForcing(trainer),
