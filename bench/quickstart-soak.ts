@@ -2,7 +2,8 @@
  * The full quickstart under fire, for the cache's exactness claims at full scale (too long for
  * CI; the reduced quickstart is tested in test/Quickstart.test.ts and test/CacheExactness.test.ts):
  *
- * 1. an uninterrupted run from an empty store, then the same run again (all cached);
+ * 1. an uninterrupted run from an empty store, then the same run again (all cached), and a second
+ *    uninterrupted run in another store (the same keys and bytes);
  * 2. another store, SIGKILLed at `--kills` random moments (each run resumed in place by
  *    running the recipe again), then finished: every node's output must be byte-identical to
  *    the uninterrupted run's (same key, same object digest), the final weights included;
@@ -10,6 +11,7 @@
  *    again: how many nodes each edit executes (the contract: none).
  *
  *   npm run bench -- soak          (about 10 minutes on 2 idle cores; not part of the default run)
+ *   npm run bench -- soak-offpolicy  the same with grpo.off_policy_steps: 1 and 20 kills, no edits (issue 16)
  */
 import { spawn } from "node:child_process"
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
@@ -27,14 +29,19 @@ interface Summary {
 export interface SoakOptions {
   /** SIGKILLs that must interrupt a run (default 30). */
   readonly kills?: number
+  /** `--set`s for every run (`grpo.off_policy_steps=1` for the off-policy soak). */
+  readonly sets?: ReadonlyArray<string>
+  /** Whether to run part 3, the comment edits (default true). */
+  readonly edits?: boolean
   readonly log: (line: string) => void
 }
 
 /** `polaris run` of the full quickstart; with `killAfterMs`, SIGKILLed then unless it ended first. */
-const runQuickstart = (root: string, store: string, killAfterMs?: number) =>
+const runQuickstart = (root: string, store: string, killAfterMs?: number, sets: ReadonlyArray<string> = []) =>
   new Promise<{ summary?: Summary; killed: boolean; ms: number; stderr: string }>((resolve) => {
     const t0 = Date.now()
-    const child = spawn(process.execPath, [join(root, "bin", "polaris.js"), "run", join(root, "recipes", "quickstart.yaml"), "--store", store, "--json"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+    const args = [join(root, "bin", "polaris.js"), "run", join(root, "recipes", "quickstart.yaml"), ...sets.flatMap((s) => ["--set", s]), "--store", store, "--json"]
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (d) => (stdout += d))
@@ -60,6 +67,7 @@ const finalWeights = (store: string, summary: Summary): string => {
 /** Runs the soak in a temp folder (removed afterwards) and returns its table. */
 export const run = async (options: SoakOptions): Promise<{ readonly markdown: string }> => {
   const KILLS = options.kills ?? 30
+  const sets = options.sets ?? []
   const random = seeded("soak:1")
   const log = options.log
   const dir = mkdtempSync(join(tmpdir(), "polaris-soak-"))
@@ -67,10 +75,14 @@ export const run = async (options: SoakOptions): Promise<{ readonly markdown: st
 
   // 1. Uninterrupted, then again.
   const clean = join(dir, "clean")
-  const first = await runQuickstart(ROOT, clean)
-  const again = await runQuickstart(ROOT, clean)
+  const first = await runQuickstart(ROOT, clean, undefined, sets)
+  const again = await runQuickstart(ROOT, clean, undefined, sets)
+  // A second uninterrupted run in its own store: the same keys and bytes, node for node.
+  const twin = await runQuickstart(ROOT, join(dir, "twin"), undefined, sets)
+  const twinDiffers = Object.keys(first.summary!.nodes).filter((id) => first.summary!.nodes[id]!.object !== twin.summary!.nodes[id]?.object || first.summary!.nodes[id]!.key !== twin.summary!.nodes[id]?.key)
   rows.push(["uninterrupted run", `${first.summary!.executed} nodes executed in ${(first.ms / 1000).toFixed(1)} s`])
   rows.push(["the same run again", `${again.summary!.executed} executed, ${again.summary!.cached} cached, ${(again.ms / 1000).toFixed(1)} s`])
+  rows.push(["a second uninterrupted run, another store: nodes whose key or output differs", `${twinDiffers.length} of ${Object.keys(first.summary!.nodes).length}`])
   log(`clean: ${first.ms} ms; again: ${again.summary!.executed} executed`)
 
   // 2. Killed at random moments, resumed in place each time.
@@ -80,7 +92,7 @@ export const run = async (options: SoakOptions): Promise<{ readonly markdown: st
   let finished: Summary | undefined
   while (kills < KILLS) {
     attempts++
-    const r = await runQuickstart(ROOT, killed, 1000 + random() * 7000)
+    const r = await runQuickstart(ROOT, killed, 1000 + random() * 7000, sets)
     if (r.killed) kills++
     else {
       finished = r.summary
@@ -88,8 +100,8 @@ export const run = async (options: SoakOptions): Promise<{ readonly markdown: st
     }
     log(`kill ${kills} after ${r.ms} ms`)
   }
-  const last = finished ?? (await runQuickstart(ROOT, killed)).summary!
-  const resumedCheck = (await runQuickstart(ROOT, killed)).summary!
+  const last = finished ?? (await runQuickstart(ROOT, killed, undefined, sets)).summary!
+  const resumedCheck = (await runQuickstart(ROOT, killed, undefined, sets)).summary!
   const differing = Object.keys(first.summary!.nodes).filter((id) => {
     const a = first.summary!.nodes[id]!
     const b = resumedCheck.nodes[id]
@@ -102,6 +114,10 @@ export const run = async (options: SoakOptions): Promise<{ readonly markdown: st
   log(`kills: ${kills}; differing nodes: ${differing.length}; last: ${last.executed} executed`)
 
   // 3. A comment appended to each stage file, in a copy of the project.
+  if (options.edits === false) {
+    rmSync(dir, { recursive: true, force: true })
+    return { markdown: table(rows) }
+  }
   const checkout = join(dir, "checkout")
   for (const part of ["bin", "src", "stages", "pipelines", "recipes", "models", "package.json", "tsconfig.json"]) cpSync(join(ROOT, part), join(checkout, part), { recursive: true })
   cpSync(join(ROOT, "examples", "anthologies"), join(checkout, "examples", "anthologies"), { recursive: true })
@@ -111,7 +127,7 @@ export const run = async (options: SoakOptions): Promise<{ readonly markdown: st
     const path = join(checkout, "stages", file)
     const original = readFileSync(path, "utf8")
     writeFileSync(path, `${original}\n// A comment changes no result.\n`)
-    const r = await runQuickstart(checkout, clean)
+    const r = await runQuickstart(checkout, clean, undefined, sets)
     writeFileSync(path, original)
     edits.push(`${file}: ${r.summary!.executed}`)
     log(`comment in ${file}: ${r.summary!.executed} executed`)
@@ -120,5 +136,8 @@ export const run = async (options: SoakOptions): Promise<{ readonly markdown: st
   rows.push([`a comment appended to each of the ${edits.length} stage files`, `${total} nodes executed in all (${edits.filter((e) => !e.endsWith(": 0")).join(", ") || "none for any file"})`])
 
   rmSync(dir, { recursive: true, force: true })
-  return { markdown: ["| measurement | result |", "|---|---|", ...rows.map(([what, result]) => `| ${what} | ${result} |`)].join("\n") }
+  return { markdown: table(rows) }
 }
+
+const table = (rows: ReadonlyArray<readonly [string, string]>) =>
+  ["| measurement | result |", "|---|---|", ...rows.map(([what, result]) => `| ${what} | ${result} |`)].join("\n")

@@ -9,6 +9,7 @@
  *   npm run bench -- judge          judge client overhead and throughput against local servers (about 30 seconds)
  *   npm run bench -- soak           the full quickstart under 30 SIGKILLs, rerun and comment edits (about 10 minutes; not in "all")
  *   npm run bench -- async          off-policy GRPO k = 0, 1, 2 at paper-scale simulated latencies (about 7 minutes; not in "all")
+ *   npm run bench -- soak-offpolicy the quickstart with off_policy_steps 1 under 20 SIGKILLs, and a twin run (about 10 minutes; not in "all")
  *   npm run bench -- learning       off-policy GRPO k = 0 vs 1 on the full quickstart, 4 seeds each (about 30 minutes; not in "all")
  *   npm run bench -- --repeats 3    fewer (or more) repetitions of each measurement
  *   npm run bench -- --no-write     print only; leave docs/benchmarks.md alone
@@ -29,13 +30,13 @@ import { ROOT } from "./measure.ts"
 import * as Soak from "./quickstart-soak.ts"
 import * as Store from "./store-throughput.ts"
 
-type BenchId = "engine" | "store" | "ingest" | "model" | "judge" | "soak" | "async" | "learning"
+type BenchId = "engine" | "store" | "ingest" | "model" | "judge" | "soak" | "soak-offpolicy" | "async" | "learning"
 
-const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge", "soak", "async", "learning"]
-/** What `npm run bench` runs with no names: all but the soak (ten minutes), async (seven minutes of mostly sleeping) and learning (half an hour). */
-const DEFAULT: ReadonlyArray<BenchId> = BENCHES.filter((id) => id !== "soak" && id !== "async" && id !== "learning")
+const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge", "soak", "soak-offpolicy", "async", "learning"]
+/** What `npm run bench` runs with no names: all but the soaks (ten minutes each), async (seven minutes of mostly sleeping) and learning (half an hour). */
+const DEFAULT: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge"]
 
-const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [judge] [soak] [async] [learning] [--repeats N] [--no-write]"
+const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [judge] [soak] [soak-offpolicy] [async] [learning] [--repeats N] [--no-write]"
 const DOC = join(ROOT, "docs", "benchmarks.md")
 
 interface Args {
@@ -69,6 +70,7 @@ const TITLES: Record<BenchId, string> = {
   model: "Story model: training and sampling against PyTorch CPU, 2 threads",
   judge: "Judge clients: overhead per call and throughput against local servers, 64 in flight",
   soak: "Cache exactness at full scale: the quickstart under 30 SIGKILLs, a rerun, a comment in every stage",
+  "soak-offpolicy": "Off-policy GRPO under fire: the quickstart with off_policy_steps 1 under 20 SIGKILLs",
   async: "Asynchronous GRPO: wall time per step at paper-scale simulated latencies, off_policy_steps k = 0, 1, 2",
   learning: "Asynchronous GRPO still learns: the quickstart with off_policy_steps k = 0 and 1, 4 seeds each"
 }
@@ -100,6 +102,7 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "npm run bench -- judge         # judge client overhead and throughput against local servers (about 30 seconds)",
     "npm run bench -- soak          # the full quickstart killed 30 times and resumed, rerun, comment edits (about 10 minutes; not in the default run)",
     "npm run bench -- async         # off-policy GRPO k = 0, 1, 2 on the simulated engines at paper-scale latencies (about 7 minutes; not in the default run)",
+    "npm run bench -- soak-offpolicy # the quickstart with off_policy_steps 1 killed 20 times and resumed, and a second clean run (about 12 minutes; not in the default run)",
     "npm run bench -- learning      # the quickstart with off-policy k = 0 and 1, 4 seeds each: gains and wall time (about 30 minutes; not in the default run)",
     "npm run bench -- --repeats 3   # fewer repetitions; --no-write prints without touching this file",
     "```",
@@ -153,7 +156,7 @@ const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
 const main = async () => {
   const args = parseArgs(process.argv.slice(2))
   const log = (line: string) => console.log(line)
-  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined, async: undefined, learning: undefined }
+  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined, "soak-offpolicy": undefined, async: undefined, learning: undefined }
   const t0 = performance.now()
   for (const id of args.benches) {
     const machine = describeMachine()
@@ -172,6 +175,8 @@ const main = async () => {
       ? (await Async.run({ log })).markdown
       : id === "learning"
       ? (await Learning.run({ log })).markdown
+      : id === "soak-offpolicy"
+      ? (await Soak.run({ log, kills: 20, sets: ["grpo.off_policy_steps=1"], edits: false })).markdown
       : (await Soak.run({ log })).markdown
     sections[id] = `${stamp(when, machine)}\n\n${markdown}`
     console.log(`\n## ${TITLES[id]}\n\n${sections[id]}\n`)
