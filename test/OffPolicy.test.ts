@@ -6,7 +6,7 @@
  * resumed ends byte-identical too, and the update's metrics carry the staleness. With k = 0 the
  * DAG, keys and objects are the synchronous ones, so existing caches stay valid.
  */
-import { readFileSync, rmSync } from "node:fs"
+import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
@@ -87,6 +87,23 @@ describe("grpo.off_policy_steps: the DAG", () => {
     expect(byId.get(`${step(2)}/group-0/rollout`)!.inputs.policy).toBe(`${step(2)}/policy`)
     expect(byId.get(`${step(2)}/update`)!.stage.name).toBe("update")
     expect(zero.nodes.some((n) => n.id.endsWith("/sampling-policy"))).toBe(false)
+  })
+
+  it("refuses a lag on the vllm backend, which serves one adapter at a time, naming the recipe line", async () => {
+    const dir = tempDirInRepo("off-policy-vllm-")
+    const file = join(dir, "vllm.yaml")
+    writeFileSync(file, [
+      "pipeline: polaris",
+      "policy: { backend: vllm, model: Qwen/Qwen3-8B, base_url: http://localhost:1, sampler_urls: [http://localhost:2], tokenizer: ./tok }",
+      "grpo:",
+      "  off_policy_steps: 1",
+      ""
+    ].join("\n"))
+    const r = await Effect.runPromise(Effect.result(RecipeLoader.load(file, { sets: [], env: {} })))
+    expect(r._tag).toBe("Failure")
+    const message = r._tag === "Failure" ? String((r.failure as { message: string }).message) : ""
+    expect(message).toContain("vllm.yaml:4:")
+    expect(message).toContain("serves one adapter at a time")
   })
 
   it("refuses a negative or fractional lag at the recipe", async () => {
