@@ -12,6 +12,7 @@ import { Effect, Schema } from "effect"
 import { inFlight, Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
 import { lengthScore, reward, stripThinking, storyWords } from "../src/grpo/Reward.ts"
 import { memoCall } from "../src/dag/MemoCall.ts"
+import * as Spend from "../src/engines/judge/Spend.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { Candidate, Judgement } from "../src/records/Judgement.ts"
 
@@ -34,13 +35,13 @@ export const judge = Stage.make({
   run: ({ stories }, { samples, length_factor, concurrency }, ctx) =>
     Effect.gen(function*() {
       const judge = yield* Judge
-      const before = judge.totals() // the layer's totals span every node: report this node's share
+      const spend = Spend.make()
       let done = 0
       const judged = yield* Effect.forEach(stories, (story) =>
         Effect.gen(function*() {
           const text = stripThinking(story.text)
           const verdicts = yield* Effect.forEach(Array.from({ length: samples }, (_, k) => k), (sample) =>
-            memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, judge.score),
+            memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, (item) => spend.track(judge.score(item))),
             { concurrency: samples })
           return verdicts
         }).pipe(
@@ -63,17 +64,12 @@ export const judge = Stage.make({
           }),
           Effect.tap(() => ctx.progress(++done, stories.length))
         ), { concurrency: inFlight(judge, concurrency) })
-      const after = judge.totals()
       const scored = judged.filter((j) => j.quality !== null)
       yield* ctx.metric({
         stories: judged.length,
         unscorable: judged.length - scored.length,
         quality_mean: scored.length > 0 ? scored.reduce((s, j) => s + j.quality!, 0) / scored.length : null,
-        judge_calls: after.calls - before.calls,
-        judge_failed_calls: after.failedCalls - before.failedCalls,
-        judge_cost_usd: after.costUsd - before.costUsd,
-        judge_input_tokens: after.usage.input_tokens - before.usage.input_tokens,
-        judge_output_tokens: after.usage.output_tokens + after.usage.thought_tokens - before.usage.output_tokens - before.usage.thought_tokens
+        ...spend.metrics()
       })
       return judged
     })

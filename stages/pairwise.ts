@@ -12,6 +12,7 @@ import { inFlight, Judge, type JudgeError, Preference } from "../src/engines/jud
 import { bradleyTerryCI, type PairwiseComparison, positionConsistency, winRate } from "../src/eval/Stats.ts"
 import { stripThinking } from "../src/grpo/Reward.ts"
 import { memoCall } from "../src/dag/MemoCall.ts"
+import * as Spend from "../src/engines/judge/Spend.ts"
 import * as Stage from "../src/dag/Stage.ts"
 import { PromptWithReference } from "../src/records/PromptWithReference.ts"
 import { Group } from "../src/records/Group.ts"
@@ -68,10 +69,10 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
             const n = Math.min(samples, ga.samples.length, gb.samples.length)
             return Array.from({ length: n }, (_, i) => ({ a, b, prompt: ga.prompt, prompt_id: ga.prompt_id, sample: i, ta: stripThinking(ga.samples[i]!.text), tb: stripThinking(gb.samples[i]!.text) }))
           }))
-        const before = judge.totals()
+        const spend = Spend.make()
         let done = 0
         const asked = (first: string, second: string, sample: number, prompt: string) =>
-          memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, judge.compare)
+          memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, (item) => spend.track(judge.compare(item)))
         const toSystem = (w: Preference["winner"], firstIs: "a" | "b") => (w === "tie" ? "tie" : (w === "first") === (firstIs === "a") ? "a" : "b")
         const comparisons = yield* Effect.forEach(plan, (c) =>
           Effect.all([asked(c.ta, c.tb, c.sample, c.prompt), asked(c.tb, c.ta, c.sample, c.prompt)], { concurrency: 2 }).pipe(
@@ -85,14 +86,13 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
             })),
             Effect.tap(() => ctx.progress(++done, plan.length))
           ), { concurrency: inFlight(judge, concurrency) })
-        const after = judge.totals()
         const scored = comparisons.filter((c) => c.unscorable === null)
         yield* ctx.metric({
           comparisons: comparisons.length,
           unscorable: comparisons.length - scored.length,
           position_consistency: scored.length === 0 ? null : scored.filter((c) => c.ab === c.ba).length / scored.length,
-          judge_calls: after.calls - before.calls,
-          judge_cost_usd: after.costUsd - before.costUsd
+          judge_calls: spend.metrics().judge_calls,
+          judge_cost_usd: spend.metrics().judge_cost_usd
         })
         return comparisons
       })

@@ -52,8 +52,8 @@ beforeAll(async () => {
 })
 const recordingPolicy = (): PolicyEngineShape => ({
   ...policy,
-  sample: (requests) => Effect.andThen(record("sample", requests), policy.sample(requests)),
-  logprobs: (items) => Effect.andThen(record("logprobs", items), policy.logprobs(items))
+  sample: (requests, weights) => Effect.andThen(record("sample", requests), policy.sample(requests, weights)),
+  logprobs: (items, weights) => Effect.andThen(record("logprobs", items), policy.logprobs(items, weights))
 })
 const recordingJudge = Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({
   ...j,
