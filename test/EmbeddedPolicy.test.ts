@@ -67,6 +67,20 @@ describe("EmbeddedPolicy", () => {
       }))
   })
 
+  it("scores an item to the same bits alone, among others, and in any order (a memoized item's value is its request's alone)", async () => {
+    await withEngine((e) =>
+      Effect.gen(function*() {
+        const items = ["a fox ran home", "the sea was grey and very cold that winter", "rain"].map((text, i) => ({ prompt: e.promptIds(`story ${i}`), completion: e.tokenizer.encode(text) }))
+        const alone: Array<Float32Array> = []
+        for (const it of items) alone.push(...(yield* e.logprobs([it])))
+        const together = yield* e.logprobs(items)
+        const reversed = (yield* e.logprobs([...items].reverse())).reverse()
+        const bits = (xs: ReadonlyArray<Float32Array>) => xs.map((x) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("hex"))
+        expect(bits(together)).toEqual(bits(alone))
+        expect(bits(reversed)).toEqual(bits(alone))
+      }))
+  })
+
   it("computes the three losses as Tinker defines them (sums over tokens)", async () => {
     await withEngine((e) =>
       Effect.gen(function*() {

@@ -114,16 +114,24 @@ const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) 
       { concurrency: 4 })
   })
 
-/** `logprobs` over a local teacher-forcing scorer: the completion's part of the full sequence's scores. */
+/**
+ * `logprobs` over a local teacher-forcing scorer: the completion's part of the full sequence's
+ * scores. Each item is scored alone, as `sample` generates each request alone: a batch's size
+ * changes the float rounding of its matrix products, so an item's logprobs would depend on
+ * which other items shared its call (a memoized reference's value on which others were
+ * missing, a step's on how its groups were split into nodes).
+ */
 const teacherForcing = (score: (items: ReadonlyArray<Scored>) => Promise<Array<Float32Array>>): PolicyEngineShape["logprobs"] =>
   (items) =>
     attempt("logprobs", async () => {
-      const scored = await score(items.map(({ prompt, completion }) => {
+      const out: Array<Float32Array> = []
+      for (const { prompt, completion } of items) {
         if (prompt.length === 0) throw fail("BadInput", "logprobs: a prompt needs at least one token")
         const full = [...prompt, ...completion]
-        return { input: full.slice(0, -1), targets: full.slice(1) }
-      }))
-      return scored.map((lp, i) => lp.slice(items[i]!.prompt.length - 1))
+        const [lp] = await score([{ input: full.slice(0, -1), targets: full.slice(1) }])
+        out.push(lp!.slice(prompt.length - 1))
+      }
+      return out
     })
 
 const isOnnxExport = (dir: string) =>
