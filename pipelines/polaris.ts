@@ -28,7 +28,11 @@
 import { Layer } from "effect"
 import * as Policies from "../src/engines/Policies.ts"
 import * as Judges from "../src/engines/judge/Judges.ts"
-import type { NodeRef } from "../src/dag/Pipeline.ts"
+import type { NodeRef, PipelineNode } from "../src/dag/Pipeline.ts"
+import type { Estimate } from "../src/dag/Plan.ts"
+import { existsSync, statSync } from "node:fs"
+import * as Rubric from "../src/engines/judge/Rubric.ts"
+import { rubricPath } from "../src/engines/judge/Judges.ts"
 import { define, type LayerContext } from "../src/dag/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
 import { batchPrompts } from "../stages/batchPrompts.ts"
@@ -169,4 +173,79 @@ export const layer = (recipe: Recipe, context: LayerContext) => {
   const policy = recipe.policy
   if (policy === undefined) throw new Error("policy is required (backend: embedded, model: a model folder)")
   return Layer.mergeAll(dataLayer(recipe), Judges.fromRecipe(recipe.judge ?? { backend: "proxy" }), Policies.fromRecipe(policy, context))
+}
+
+// -- estimates for `polaris plan` ------------------------------------------------------------
+
+/** English prose: about 0.75 words per token in BPE tokenizers of GPT / Gemini / Qwen class (OpenAI's rule of thumb). */
+const TOKENS_PER_WORD = 1.33
+/** Output tokens of one rubric verdict with its evidence, and of one pairwise analysis (RemoteJudge's default expectation). */
+const VERDICT_OUTPUT_TOKENS = 2_000
+const PREFERENCE_OUTPUT_TOKENS = 1_000
+
+const midpoint = (lo: number, hi: number) => (lo + hi) / 2
+
+/**
+ * What each node costs if it runs, from the recipe alone (no data read, no engine asked): judge
+ * calls and tokens per story (the rubric's own length counted), remote sampling and training
+ * tokens, dollars at the recipe's `price_per_million`. Requested lengths are taken at the middle
+ * of the recipe's buckets and stories at their requested length; the writer's premises depend on
+ * how many stories the data holds and are not estimated.
+ */
+export const estimate = (recipe: Recipe) => {
+  const g = recipe.grpo ?? {}
+  const sampling = samplingOf(recipe)
+  const groupSize = g.group_size ?? 6
+  const judge = recipe.judge ?? { backend: "proxy" as const }
+  const price = judge.price_per_million
+  const usd = (input: number, output: number, p: { readonly input: number; readonly output: number } | undefined) => (p === undefined ? 0 : (input * p.input + output * p.output) / 1e6)
+  const rubric = rubricPath(judge.rubric, judge.backend === "proxy" ? Rubric.PROXY_RUBRIC : Rubric.DEFAULT_RUBRIC)
+  const rubricTokens = existsSync(rubric) ? Math.round(statSync(rubric).size / 4) : 0
+  const edges = recipe.data?.buckets?.edges ?? DEFAULT_EDGES
+  const trainWords = midpoint(edges[0]!, edges.at(-1)!)
+  const evalBuckets = recipe.eval?.buckets ?? [{ name: "all", min_words: edges[0]!, max_words: edges.at(-1)! }]
+  const evalWords = evalBuckets.reduce((s, b) => s + midpoint(b.min_words, b.max_words), 0) / evalBuckets.length
+  const evalPrompts = (recipe.eval?.prompts_per_bucket ?? 16) * evalBuckets.length
+  const judgeName = judge.backend === "proxy" ? "judge (proxy, free)" : `judge (${judge.backend} ${judge.model ?? ""})`.trim()
+  const verdicts = (stories: number, words: number): Estimate => {
+    const calls = stories * (judge.samples ?? 1)
+    const input = calls * (rubricTokens + words * TOKENS_PER_WORD + 40)
+    const output = judge.backend === "proxy" ? 0 : calls * VERDICT_OUTPUT_TOKENS
+    return { engine: judgeName, calls, input_tokens: Math.round(input), output_tokens: output, usd: usd(input, output, price) }
+  }
+  const policy = recipe.policy
+  const remote = policy !== undefined && policy.backend !== "embedded" && policy.backend !== "simulated"
+  const policyPrice = policy?.price_per_million
+  const engineName = (role: string) => `${role} (${policy?.backend ?? "embedded"}${remote ? ` ${policy?.model}` : ", local"})`
+  const sampled = (prompts: number, n: number, words: number): ReadonlyArray<Estimate> => {
+    const completion = prompts * n * Math.min(sampling.max_tokens, words * TOKENS_PER_WORD)
+    const prefill = prompts * n * 40
+    return [{ engine: engineName("sampler"), calls: prompts, input_tokens: Math.round(prefill), output_tokens: Math.round(completion), usd: policyPrice === undefined ? 0 : (prefill * policyPrice.prefill + completion * policyPrice.sample) / 1e6 }]
+  }
+  return (node: PipelineNode): ReadonlyArray<Estimate> => {
+    const training = node.id.startsWith("train/")
+    switch (node.stage.name) {
+      case "judge":
+        return [training ? verdicts(groupSize, trainWords) : verdicts(evalPrompts * evalSamples(recipe), evalWords)]
+      case "pairwise": {
+        const calls = evalPrompts * evalSamples(recipe) * 2
+        const input = calls * (rubricTokens + 2 * evalWords * TOKENS_PER_WORD + 40)
+        const output = judge.backend === "proxy" ? 0 : calls * PREFERENCE_OUTPUT_TOKENS
+        return [{ engine: judgeName, calls, input_tokens: Math.round(input), output_tokens: output, usd: usd(input, output, price) }]
+      }
+      case "rollout":
+        return training ? sampled(1, groupSize - 1, trainWords) : sampled(evalPrompts, evalSamples(recipe), evalWords)
+      case "reference-logprobs": {
+        const tokens = trainWords * TOKENS_PER_WORD + 40
+        return [{ engine: engineName("sampler"), calls: 1, input_tokens: Math.round(tokens), output_tokens: 0, usd: policyPrice === undefined ? 0 : tokens * policyPrice.prefill / 1e6 }]
+      }
+      case "update":
+      case "off-policy-update": {
+        const tokens = (g.groups_per_step ?? 8) * groupSize * (trainWords * TOKENS_PER_WORD + 40) * (g.inner_iterations ?? 1)
+        return [{ engine: engineName("trainer"), calls: 1, input_tokens: Math.round(tokens), output_tokens: 0, usd: policyPrice === undefined ? 0 : tokens * policyPrice.train / 1e6 }]
+      }
+      default:
+        return []
+    }
+  }
 }

@@ -14,6 +14,8 @@ import * as Location from "../src/dag/Location.ts"
 import { Writer } from "../src/engines/Writer.ts"
 import type { Builder, NodeRef } from "../src/dag/Pipeline.ts"
 import { define } from "../src/dag/PipelineModule.ts"
+import { sharedByConfig } from "../src/dag/Engine.ts"
+import * as Secret from "../src/dag/Secret.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
 import { dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
 import { Dataset } from "../src/records/Dataset.ts"
@@ -75,6 +77,11 @@ export default define("polaris-data", (b, recipe) => {
 export const layer = (recipe: Recipe): Layer.Layer<Writer> => {
   const writer = recipe.data?.writer
   if (writer === undefined || writer.backend === "extractive") return Writer.extractive
+  // Equal sections give one Layer object: a sweep's variants then share one writer and its rate limit.
+  return sharedByConfig("writer", writer, () => Secret.layerRequiring(Writer, remoteWriter(writer), [writer.api_key]))
+}
+
+const remoteWriter = (writer: NonNullable<NonNullable<Recipe["data"]>["writer"]>): Layer.Layer<Writer> => {
   if (writer.model === undefined) throw new Error(`data.writer.model is required for the ${writer.backend} writer`)
   if (writer.backend === "gemini") {
     if (writer.api_key === undefined) throw new Error("data.writer.api_key is required for the gemini writer (write ${GEMINI_API_KEY})")

@@ -20,11 +20,17 @@ export * as Recipe from "./recipe/Recipe.ts"
 export * as RecipeLoader from "./recipe/RecipeLoader.ts"
 export * as Retry from "./dag/Retry.ts"
 export * as RunLog from "./dag/RunLog.ts"
+export * as Secret from "./dag/Secret.ts"
 export * as Stage from "./dag/Stage.ts"
+export * as StepMetrics from "./dag/StepMetrics.ts"
 export * as StoreMaintenance from "./dag/StoreMaintenance.ts"
 export * as Tree from "./dag/Tree.ts"
 export { memoBatch } from "./dag/MemoBatch.ts"
 export { memoCall } from "./dag/MemoCall.ts"
+
+// Trackers: a run's metrics as TensorBoard event files (docs/tracking.md).
+export * as TensorBoard from "./tracking/TensorBoard.ts"
+export * as Trackers from "./tracking/Trackers.ts"
 
 // The records POLARIS stages exchange (src/records), Schemas only.
 export * as Records from "./records/index.ts"

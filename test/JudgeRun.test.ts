@@ -165,3 +165,61 @@ describe.each(["gemini", "openai"] as const)("judging through polaris run (%s ju
     expect(server.calls).toHaveLength(21)
   }, 120_000)
 })
+
+describe("unscorable stories in what polaris prints", () => {
+  it("counts them per node with their reasons in the run summary, status and the report, which shows the judge-only run's verdicts", async () => {
+    // The fake judge answers prose, not the rubric's JSON, for the stories whose tag starts with 0-3:
+    // Malformed on both attempts (attempts: 2), so unscorable; the others are scored.
+    const refused = (req: any) => /^[0-3]/.test(tag(storyOf(req)))
+    const server = await startFakeGemini({ answer: (req) => (refused(req) ? "I would rather not score this story." : answer(req)), requireKey: KEY })
+    servers.push(server)
+    const dir = tempDirInRepo("judge-unscorable-summary-")
+    const store = join(dir, "store")
+    const file = recipe(dir, server, 4, "gemini")
+    const run = await polaris(["run", file, "--store", store, "--progress", "plain"])
+    expect(run.status, run.stderr).toBe(0) // unscorable stories do not fail the run
+    const runId = /^run (\S+): \d+ executed, \d+ cached$/m.exec(run.stdout)![1]!
+    const manifest = JSON.parse(readFileSync(join(store, "runs", runId, "manifest.json"), "utf8"))
+    const results: Array<any> = readObject(store, manifest.nodes.judge.object)
+    const unscorable = results.filter((r) => r.unscorable !== null)
+    expect(unscorable.length).toBeGreaterThan(0)
+    expect(unscorable.length).toBeLessThan(21)
+    expect(unscorable.every((r) => r.unscorable.reason === "Malformed")).toBe(true)
+    const n = unscorable.length
+    const message: string = unscorable[0].unscorable.message
+
+    // The run's summary: the judged list's numbers, then the unscorable items per node with reasons.
+    const scored = results.filter((r) => r.unscorable === null)
+    const mean = (xs: Array<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
+    expect(run.stdout).toContain(`judged: 21 stories, ${21 - n} scored: quality ${mean(scored.map((r) => r.quality)).toFixed(3)}  S_l ${mean(results.map((r) => r.length_score)).toFixed(1)}  reward ${mean(scored.map((r) => r.reward)).toFixed(3)}; ${n} unscorable`)
+    expect(run.stdout).toContain(`unscorable: ${n} of 21 judged items unscorable in 1 node\n  judge: ${n} of 21 unscorable (Malformed ${n})\n`)
+
+    // status, in text (with each reason's first message) and as JSON.
+    const status = await polaris(["status", "--store", store])
+    expect(status.stdout).toContain(`  judge: ${n} of 21 unscorable (Malformed ${n})\n    Malformed: ${message.split("\n")[0]!.slice(0, 99)}`)
+    const statusJson = JSON.parse((await polaris(["status", "--store", store, "--json"])).stdout)
+    expect(statusJson.unscorable).toEqual([{ node: "judge", items: 21, unscorable: n, reasons: [{ reason: "Malformed", count: n, message }] }])
+
+    // The report: the same counts, and the verdicts of this judge-only run, story by story.
+    const report = await polaris(["report", "--store", store])
+    expect(report.status, report.stderr).toBe(0)
+    const [htmlPath, jsonPath] = report.stdout.trim().split("\n")
+    const json = JSON.parse(readFileSync(jsonPath!, "utf8"))
+    const html = readFileSync(htmlPath!, "utf8")
+    expect(json.unscorable).toEqual(statusJson.unscorable)
+    expect(html).toContain(`<tr data-node="judge" data-reason="Malformed"><th rowspan="1">judge</th><td class="num" rowspan="1">${n} of 21</td><td>Malformed</td><td class="num">${n}</td>`)
+    expect(json.judged).toHaveLength(1)
+    const verdicts = json.judged[0]
+    expect(verdicts).toMatchObject({ node: "judge", stories: 21, scored: 21 - n, rubric: results.find((r) => r.verdicts.length > 0).verdicts[0].rubric })
+    expect(verdicts.quality_mean).toBeCloseTo(mean(scored.map((r) => r.quality)), 12)
+    for (const r of results) {
+      const v = verdicts.verdicts.find((x: any) => x.id === r.id)
+      expect(v).toMatchObject({ words: r.words, length_score: r.length_score, quality: r.quality, reward: r.reward })
+      expect(v.unscorable?.reason ?? null).toBe(r.unscorable?.reason ?? null)
+      if (r.unscorable === null) expect(v.scores).toEqual(r.verdicts[0].scores) // one sample: its scores
+      const row = html.slice(html.indexOf(`<tr data-story="${r.id}">`), html.indexOf("</tr>", html.indexOf(`<tr data-story="${r.id}">`)))
+      expect(row).toContain(r.unscorable === null ? "<td>scored</td>" : "unscorable: Malformed")
+    }
+    expect(html).toContain("<h2>Verdicts</h2>")
+  }, 120_000)
+})

@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { afterEach, describe, expect, it, vi } from "vitest"
-import { Pipeline, Progress, type RunLog, Stage } from "polaris"
+import { Pipeline, Progress, type RunLog, Stage, StepMetrics } from "polaris"
 import { runOk, tempDir } from "./support/store.ts"
 
 const T0 = Date.parse("2026-01-01T00:00:00.000Z")
@@ -253,5 +253,141 @@ describe("end to end", () => {
     const second = writes.join("")
     for (const node of ["numbers", "twice", "thrice"]) expect(second).toContain(`] ${node} cached\n`)
     expect(second).toMatch(/: 0 executed, 3 cached, 0 failed\n$/)
+  })
+})
+
+describe("loop steps' metrics", () => {
+  const nodes = [
+    "data",
+    "train/step-000/group-0/judge", "train/step-000/group-1/judge", "train/step-000/groups", "train/step-000/update",
+    "train/step-001/group-0/judge", "train/step-001/group-1/judge", "train/step-001/groups", "train/step-001/update",
+    "report"
+  ]
+  const metric = (ms: number, node: string, values: Record<string, unknown>): Progress.ViewEvent =>
+    ({ type: "metric", node, key: "k", values, at: new Date(T0 + ms).toISOString() })
+  const done = (ms: number, node: string) => ev(ms, { type: "node_finished", node, key: "k", object: "o", durationMs: 100 })
+  /** Step 0 whole (two judges, the groups, the update), then step 1's judges and groups. */
+  const run: ReadonlyArray<Progress.ViewEvent> = [
+    ev(0, { type: "run_started", pipeline: "polaris", nodes: nodes.length, resumed: false }),
+    ev(0, { type: "node_cached", node: "data", key: "k", object: "o" }),
+    metric(2000, "train/step-000/group-0/judge", { stories: 6, unscorable: 1, quality_mean: 0.5, judge_cost_usd: 0.012 }),
+    done(2000, "train/step-000/group-0/judge"),
+    metric(3000, "train/step-000/group-1/judge", { stories: 6, unscorable: 0, quality_mean: 0.7, judge_cost_usd: 0.010 }),
+    done(3000, "train/step-000/group-1/judge"),
+    metric(4000, "train/step-000/groups", { reward_policy_mean: 0.41, reward_reference_mean: 0.52, length_score_mean: 61.23, length_ratio_mean: 0.934, quality_mean: 0.6, unscorable: 1, note: "n/a" }),
+    done(4000, "train/step-000/groups"),
+    metric(9000, "train/step-000/update", { step: 0, kl: 0.00123, loss: 0.1234, grad_norm: 0.8 }),
+    done(9000, "train/step-000/update"),
+    metric(12_000, "train/step-001/group-0/judge", { stories: 6, unscorable: 0, judge_cost_usd: 0.011 }),
+    done(12_000, "train/step-001/group-0/judge"),
+    done(12_500, "train/step-001/group-1/judge"),
+    metric(13_000, "train/step-001/groups", { reward_policy_mean: 0.45, reward_reference_mean: 0.5, length_score_mean: 64.0, length_ratio_mean: 0.97 }),
+    done(13_000, "train/step-001/groups")
+  ]
+  const fromPlan = (events: ReadonlyArray<Progress.ViewEvent>) => events.reduce(Progress.reduce, Progress.withPlan(nodes))
+
+  it("gathers a step's metrics over its nodes: counts and spend add up over siblings, the shallowest node wins", () => {
+    const step = fromPlan(run).steps.steps.get("train\u00000")!
+    expect(step.done).toBe(true)
+    // unscorable: the step's groups node (1), not the judges' 1 + 0 added to it; spend: both judges.
+    expect(StepMetrics.values(step)).toMatchObject({ unscorable: 1, stories: 12, quality_mean: 0.6, judge_cost_usd: 0.022, loss: 0.1234, kl: 0.00123 })
+    expect(StepMetrics.values(step).note).toBeUndefined() // only numbers
+  })
+
+  it("prints one plain line per finished step, after the node that finished it", () => {
+    const print = Progress.plainPrinter()
+    const out: Array<string> = []
+    let state = Progress.withPlan(nodes)
+    for (const e of [...run, ev(14_000, { type: "node_skipped", node: "train/step-001/update", because: "x" })]) {
+      state = Progress.reduce(state, e)
+      const line = print(state, e)
+      if (line !== undefined) out.push(...line.split("\n"))
+    }
+    const at = out.indexOf("[0:09] train/step-000/update finished in 100ms")
+    expect(out[at + 1]).toBe("[0:09] step 1/2  reward 0.410 (ref 0.520)  S_l 61.2  len 0.93  KL 0.0012  loss 0.123  unscorable 1  judge $0.022")
+    // Step 2 settles when its update is skipped: its line has what it has.
+    expect(out.at(-1)).toBe("[0:14] step 2/2  reward 0.450 (ref 0.500)  S_l 64.0  len 0.97  judge $0.011")
+    expect(out.filter((l) => l.includes("] step "))).toHaveLength(2)
+  })
+
+  it("the live block shows the trend as sparklines and the latest steps, a running one marked …", () => {
+    const state = fromPlan([...run, ev(13_100, { type: "node_started", node: "train/step-001/update", stage: "update", key: "k" })])
+    expect(Progress.render(state, 120, T0 + 14_000)).toEqual([
+      "run polaris: 8/10 nodes · 7 executed · 1 cached · 0 failed · 1 running · eta 200ms",
+      "  reward ▁█ 0.450  S_l ▁█ 64.0  loss ▄ 0.123",
+      "  step 1/2  reward 0.410 (ref 0.520)  S_l 61.2  len 0.93  KL 0.0012  loss 0.123  unscorable 1  judge $0.022",
+      "  step 2/2  reward 0.450 (ref 0.500)  S_l 64.0  len 0.97  judge $0.011 …",
+      "  train/step-001/update (update) 900ms"
+    ])
+  })
+
+  it("any loop: a step without the training metrics shows its first numbers; sparklines scale to min and max", () => {
+    const grow = ["grow/step-000/grow", "grow/step-001/grow", "grow/step-002/grow"]
+    const events: Array<Progress.ViewEvent> = [ev(0, { type: "run_started", pipeline: "word-stats", nodes: 3, resumed: false })]
+    grow.forEach((node, i) => events.push(metric(i * 10, node, { size: 10 + 2 * i, coverage: 0.25 + i / 30 }), done(i * 10, node)))
+    const state = events.reduce(Progress.reduce, Progress.withPlan(grow))
+    expect(StepMetrics.line(state.steps, state.steps.steps.get("grow\u00001")!)).toBe("step 2/3  size 12  coverage 0.283")
+    expect(StepMetrics.trend(state.steps)).toBe("size ▁▅█ 14  coverage ▁▅█ 0.317")
+    expect(StepMetrics.sparkline([3, 1, 2, 5])).toBe("▅▁▃█") // (x − 1) / 4 · 7, rounded: 3.5 → 4, 0, 1.75 → 2, 7
+    expect(StepMetrics.sparkline([2, 2])).toBe("▄▄")
+  })
+
+  it("without the pipeline's node ids, the steps' lines come at the end of the run; the tty view prints them above the block", () => {
+    const log = { ...fakeLog(), metricListeners: [] as Array<(r: RunLog.MetricRecord) => void> }
+    const sub = { subscribe: log.subscribe, subscribeMetrics: (l: (r: RunLog.MetricRecord) => void) => void log.metricListeners.push(l) }
+    const feed = (e: Progress.ViewEvent) => e.type === "metric" ? log.metricListeners.forEach((l) => l(e)) : log.emit(e)
+    const plain = sink(false)
+    Effect.runSync(Progress.attach(sub, { mode: "plain", out: plain.out }))
+    run.forEach(feed)
+    const end = ev(20_000, { type: "run_finished", status: "succeeded", executed: 7, cached: 1, failed: 0, durationMs: 20_000 })
+    feed(end)
+    const text = plain.writes.join("")
+    expect(text).not.toContain("] step 1/2") // no plan: no totals either
+    expect(text).toContain("[0:20] step 1  reward 0.410 (ref 0.520)  S_l 61.2  len 0.93  KL 0.0012  loss 0.123  unscorable 1  judge $0.022\n[0:20] step 2  reward 0.450")
+    expect(text.trimEnd().split("\n").at(-1)).toBe("[0:20] run succeeded in 20s: 7 executed, 1 cached, 0 failed")
+
+    // tty, with the plan: the finished step's line is printed once above the block, which keeps the trend.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] })
+    vi.setSystemTime(T0 + 20_000)
+    const log2 = { ...fakeLog(), metricListeners: [] as Array<(r: RunLog.MetricRecord) => void> }
+    const tty = sink(true)
+    const reporter = Effect.runSync(Progress.attach(
+      { subscribe: log2.subscribe, subscribeMetrics: (l) => void log2.metricListeners.push(l) },
+      { mode: "tty", out: tty.out, nodes }
+    ))
+    for (const e of run) e.type === "metric" ? log2.metricListeners.forEach((l) => l(e)) : log2.emit(e)
+    Effect.runSync(reporter.stop)
+    const frame = tty.writes.join("")
+    expect(frame.split("step 1/2  reward").length - 1).toBe(2) // once above the block, once in it
+    expect(frame).toContain("\r\x1b[2K[0:09] step 1/2  reward 0.410 (ref 0.520)")
+    expect(frame).toContain("\r\x1b[2K  reward ▁█ 0.450  S_l ▁█ 64.0  loss ▄ 0.123\n")
+    vi.useRealTimers()
+  })
+})
+
+describe("loop steps end to end", () => {
+  const train = Stage.make({
+    name: "progress-train",
+    version: "1",
+    inputs: { x: Schema.Number },
+    output: Schema.Number,
+    run: ({ x }, _, ctx) => Effect.as(ctx.metric({ loss: 1 / (x + 1), step: x }), x + 1)
+  })
+  const start = Stage.make({ name: "progress-start", version: "1", output: Schema.Number, run: () => Effect.succeed(0) })
+  const pipeline = () =>
+    Pipeline.make("progress-loop", (p) => ({
+      final: p.loop("train", { steps: 2, init: p.node(start, { id: "start" }), body: (s, x) => s.node(train, { id: "update", inputs: { x } }) })
+    }))
+
+  it("a step's line comes when its last node settles, executed or cached (a cached node's metrics come before it settles)", async () => {
+    const root = tempDir()
+    const lines = async () => {
+      const { writes, out } = sink(false)
+      const p = pipeline()
+      await runOk(root, p, { onStart: (log) => Progress.attach(log, { mode: "plain", out, nodes: p.nodes.map((n) => n.id) }) })
+      return writes.join("").split("\n").filter((l) => l.includes("] step ")).map((l) => l.replace(/^\[[\d:]+\] /, ""))
+    }
+    expect(await lines()).toEqual(["step 1/2  loss 1.000", "step 2/2  loss 0.500"])
+    expect(await lines()).toEqual(["step 1/2  loss 1.000", "step 2/2  loss 0.500"]) // all cached
   })
 })

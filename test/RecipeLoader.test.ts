@@ -8,6 +8,7 @@ import { dirname, join, resolve, sep } from "node:path"
 import { Effect, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
 import * as RecipeLoader from "../src/recipe/RecipeLoader.ts"
+import * as Secret from "../src/dag/Secret.ts"
 import { schemaFile, schemaText } from "../src/recipe/writeSchema.ts"
 
 /** Writes `files` (relative names) into a fresh temp dir and returns it. */
@@ -181,10 +182,6 @@ const cases: ReadonlyArray<Case> = [
   { name: "extends: missing file deeper in the chain", files: { "recipe.yaml": "extends: shared/mid.yaml\n", "shared/mid.yaml": P + "extends: ../gone.yaml\n" },
     errors: ["shared/mid.yaml:2:10: extends: cannot extend \"../gone.yaml\": no such file"] },
   // environment
-  { name: "env: unset variable", files: { "recipe.yaml": P + "judge:\n  backend: gemini\n  api_key: ${GEMINI_API_KEY}\n" },
-    errors: ["recipe.yaml:4:12: judge.api_key: environment variable GEMINI_API_KEY is not set"] },
-  { name: "env: empty variable", files: { "recipe.yaml": P + "judge:\n  backend: gemini\n  api_key: ${GEMINI_API_KEY}\n" }, env: { GEMINI_API_KEY: "" },
-    errors: ["recipe.yaml:4:12: judge.api_key: environment variable GEMINI_API_KEY is empty"] },
   { name: "env: reference inside text", files: { "recipe.yaml": P + "judge:\n  backend: openai\n  base_url: https://${HOST}/v1\n" }, env: { HOST: "h" },
     errors: ["recipe.yaml:4:13: judge.base_url: \"${HOST}\" must be the whole value; secrets are never part of a text"] },
   { name: "env: lower-case name", files: { "recipe.yaml": P + "policy:\n  backend: tinker\n  model: m\n  api_key: ${tinker_key}\n" },
@@ -364,12 +361,21 @@ describe("RecipeLoader: secrets", () => {
     expect({ ...again.success.recipe, judge: undefined, policy: undefined }).toEqual({ ...recipe, judge: undefined, policy: undefined })
   })
 
-  it("reports every unset variable before anything runs", async () => {
-    const { lines } = await loadFail(files, { env: {} })
-    expect(lines).toEqual([
-      "recipe.yaml:4:12: judge.api_key: environment variable GEMINI_API_KEY is not set",
-      "recipe.yaml:8:12: policy.api_key: environment variable TINKER_API_KEY is not set"
+  it("loads with unset or empty variables, warning about each at its value; their secrets are Secret.unset", async () => {
+    const { dir, recipe, warnings } = await loadOk(files, { env: { TINKER_API_KEY: "" } })
+    expect(warnings.map((w) => RecipeLoader.formatError(w).split(`${dir}${sep}`).join(""))).toEqual([
+      "recipe.yaml:4:12: judge.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set",
+      "recipe.yaml:8:12: policy.api_key: environment variable TINKER_API_KEY is empty; nodes that need it fail until it is set"
     ])
+    expect(Secret.unsetVariables(recipe.judge!.api_key, recipe.policy!.api_key)).toEqual(["GEMINI_API_KEY", "TINKER_API_KEY"])
+    const set = await loadOk(files, { env })
+    expect(set.warnings).toEqual([])
+    expect(Secret.unsetVariables(set.recipe.judge!.api_key, set.recipe.policy!.api_key)).toEqual([])
+  })
+
+  it("a malformed reference is still an error, an unset variable beside it only a warning", async () => {
+    const { lines } = await loadFail({ "recipe.yaml": "pipeline: grpo\njudge:\n  backend: gemini\n  api_key: ${GEMINI_API_KEY}\npolicy:\n  backend: tinker\n  model: m\n  api_key: ${tinker}\n" })
+    expect(lines).toEqual(["recipe.yaml:8:12: policy.api_key: \"${tinker}\" is not an environment variable reference; names are upper-case letters, digits and _"])
   })
 })
 
@@ -396,13 +402,12 @@ describe("RecipeLoader: reporting", () => {
       "recipe.yaml:4:14: grpo.loss_type: Expected \"grpo\" | \"bnpo\" | \"dapo\" | \"dr_grpo\", got \"ppo\"",
       "recipe.yaml:5:3: grpo.stepz: unknown key \"stepz\"; did you mean \"steps\"?",
       "recipe.yaml:7:12: judge.backend: Expected \"proxy\" | \"gemini\" | \"openai\" | \"simulated\", got \"gemni\"; did you mean \"gemini\"?",
-      "recipe.yaml:8:12: judge.api_key: environment variable JUDGE_KEY is not set",
       "--set seed=x: seed: Expected an integer, got \"x\"",
       "--set eval.pairwise=maybe: eval.pairwise: Expected true or false, got \"maybe\"",
       "--set policy: expected PATH=VALUE, e.g. --set grpo.steps=20"
     ])
     expect(error.errors.map((e) => e.path)).toEqual([
-      "grpo.group_size", "sampling.temperature", "sampling.top_q", "grpo.loss_type", "grpo.stepz", "judge.backend", "judge.api_key", "seed", "eval.pairwise", ""
+      "grpo.group_size", "sampling.temperature", "sampling.top_q", "grpo.loss_type", "grpo.stepz", "judge.backend", "seed", "eval.pairwise", ""
     ])
   })
 

@@ -16,9 +16,14 @@ import * as Explain from "../dag/Explain.ts"
 import { IngestError } from "../data/Ingest.ts"
 import { ModuleError } from "../dag/PipelineModule.ts"
 import * as RecipeLoader from "../recipe/RecipeLoader.ts"
-import { resolveTarget, type Target, targetOfRun } from "./target.ts"
+import { formatWarnings, resolveTarget, type Target, targetOfRun } from "./target.ts"
+import * as Summary from "./summary.ts"
+import * as Unscorables from "../report/Unscorables.ts"
 import { dataCommand } from "./data.ts"
+import { compareCommand, planCommand, resumeSweep, sweepCommand } from "./experiment.ts"
+import * as Sweep from "../experiment/Sweep.ts"
 import { watch } from "./watch.ts"
+import { attachTrackers, exportMetricsCommand } from "./tracking.ts"
 import * as EmbeddedPolicy from "../engines/EmbeddedPolicy.ts"
 import { serve } from "../serve/Server.ts"
 import * as Report from "../report/Report.ts"
@@ -56,6 +61,8 @@ const execute = (
   options: { runId?: string; force: ReadonlyArray<string>; failFast: boolean; progress: Progress.Mode; json: boolean }
 ) =>
   Effect.gen(function*() {
+    // Unset secrets do not stop the run: only a node that needs one fails (Secret.ts).
+    if (t.warnings.length > 0) yield* Console.error(formatWarnings(t).trimEnd())
     const result = yield* Executor.run(t.pipeline, {
       ...(options.runId !== undefined ? { runId: options.runId } : {}),
       config: t.config,
@@ -64,17 +71,11 @@ const execute = (
       retries: t.retries,
       force: options.force,
       failFast: options.failFast,
-      onStart: (log) => Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress }))
+      onStart: (log) => Effect.andThen(attachTrackers(log, t.recipe?.trackers, { quiet: options.json }), Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress, nodes: t.pipeline.nodes.map((n) => n.id) })))
     }).pipe(Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer)))
-    if (options.json) yield* Console.log(JSON.stringify({ runId: result.runId, dir: result.dir, executed: result.executed, cached: result.cached, nodes: result.nodes }))
-    else {
-      // Outputs meant for people (text, small records) are shown; big ones stay in the store.
-      for (const [name, value] of Object.entries(result.outputs as Record<string, unknown>)) {
-        const text = typeof value === "string" ? value : JSON.stringify(value)
-        yield* Console.log(text.length <= 4000 ? `${name}:\n${text}\n` : `${name}: ${(text.length / 1000).toFixed(1)} kB, in the store (\`polaris report\` renders evaluations)\n`)
-      }
-      yield* Console.log(`run ${result.runId}: ${result.executed} executed, ${result.cached} cached\n  ${result.dir}`)
-    }
+    if (options.json) yield* Console.log(JSON.stringify({ runId: result.runId, dir: result.dir, executed: result.executed, cached: result.cached, nodes: result.nodes, outputs: result.outputs }))
+    // People get the headline numbers (Summary.ts); the outputs' JSON is for --json.
+    else for (const line of yield* Summary.lines(result, { store: t.store, defaultStore: defaultStore() })) yield* Console.log(line)
   })
 
 const runCommand = Command.make(
@@ -102,9 +103,10 @@ const runOrLatest = (storeDir: string, run: Option.Option<string>) =>
 
 const resumeCommand = Command.make(
   "resume",
-  { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`); default: the latest run"), Argument.optional), store, failFast, progress, json },
+  { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`) or sweep id; default: the latest run"), Argument.optional), store, failFast, progress, json },
   (a) =>
     Effect.gen(function*() {
+      if (Option.isSome(a.run) && Sweep.isSweep(a.store, a.run.value)) return yield* resumeSweep(a.store, a.run.value, a.json)
       const runId = yield* runOrLatest(a.store, a.run)
       const t = yield* targetOfRun(a.store, runId)
       yield* execute({ ...t, store: a.store }, { runId, force: [], failFast: a.failFast, progress: a.progress, json: a.json })
@@ -135,10 +137,12 @@ const statusCommand = Command.make(
       const failures = [...last.values()].filter((e) => e.type === "node_failed").map((e) => ({ node: e.node, error: e.error }))
       const finished = events.findLast((e) => e.type === "run_finished")
       const status = finished?.status ?? (summary.runs.find((r) => r.id === id)?.status ?? "incomplete")
-      if (a.json) return yield* Console.log(JSON.stringify({ run: id, status, nodes: counts, failures }))
+      const unscorable = yield* Unscorables.ofRun(a.store, id)
+      if (a.json) return yield* Console.log(JSON.stringify({ run: id, status, nodes: counts, failures, unscorable }))
       yield* Console.log(`run ${id}: ${status}`)
       for (const [k, v] of Object.entries(counts)) yield* Console.log(`  ${k.padEnd(9)} ${v}`)
       for (const f of failures) yield* Console.log(`  failed ${f.node}: ${f.error}`)
+      for (const line of Unscorables.lines(unscorable, { messages: true })) yield* Console.log(`  ${line}`)
     })
 ).pipe(
   Command.withDescription("Show a run's state (default: the latest run)"),
@@ -240,10 +244,12 @@ const cacheExport = Command.make(
 const validateCommand = Command.make("validate", { target, sets, json }, (a) =>
   Effect.gen(function*() {
     const t = yield* resolveTarget(a.target, { sets: a.sets })
-    if (a.json) return yield* Console.log(JSON.stringify({ ok: true, pipeline: t.pipeline.name, nodes: t.pipeline.nodes.length }))
-    yield* Console.log(`ok: pipeline ${t.pipeline.name}, ${t.pipeline.nodes.length} nodes`)
+    // Unset secrets are warnings (stderr), not errors: a recipe can be checked without them.
+    if (t.warnings.length > 0) yield* Console.error(formatWarnings(t).trimEnd())
+    if (a.json) return yield* Console.log(JSON.stringify({ ok: true, pipeline: t.pipeline.name, nodes: t.pipeline.nodes.length, warnings: t.warnings.map(RecipeLoader.formatError) }))
+    yield* Console.log(`ok: pipeline ${t.pipeline.name}, ${t.pipeline.nodes.length} nodes${t.warnings.length > 0 ? ` (${t.warnings.length} warning${t.warnings.length === 1 ? "" : "s"})` : ""}`)
   })).pipe(
-    Command.withDescription("Check a recipe (syntax, schema, env vars, pipeline, custom stages) without running anything"),
+    Command.withDescription("Check a recipe (syntax, schema, pipeline, custom stages) without running anything; unset secret variables are warnings"),
     Command.withExamples([{ command: "polaris validate recipes/polaris-qwen3.5-9b.yaml", description: "Errors come as file:line:col: key: message" }])
   )
 
@@ -333,13 +339,14 @@ const cacheCommand = Command.make("cache").pipe(
 
 const polaris = Command.make("polaris").pipe(
   Command.withDescription("POLARIS pipelines: cached, resumable GRPO for long-form story writing"),
-  Command.withSubcommands([runCommand, resumeCommand, statusCommand, reportCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand])
+  Command.withSubcommands([runCommand, sweepCommand, compareCommand, planCommand, resumeCommand, statusCommand, reportCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand, exportMetricsCommand])
 )
 
 const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
   const reason = cause.reasons[0]
   const error = reason?._tag === "Fail" ? reason.error : undefined
   if (CliError.isCliError(error) || error instanceof ModuleError || error instanceof RecipeLoader.RecipeErrors || error instanceof IngestError) return 2
+  if (error instanceof Sweep.SweepError && error.usage === true) return 2
   return 1
 }
 

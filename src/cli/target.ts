@@ -7,6 +7,7 @@ import { resolve } from "node:path"
 import { Effect, type Layer, type Schedule } from "effect"
 import * as ArtifactStore from "../dag/ArtifactStore.ts"
 import type { Pipeline } from "../dag/Pipeline.ts"
+import type * as Plan from "../dag/Plan.ts"
 import * as PipelineModule from "../dag/PipelineModule.ts"
 import * as Retry from "../dag/Retry.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
@@ -27,6 +28,10 @@ export interface Target {
   /** Every file whose change makes the target stale (recipes, pipeline and stage modules). */
   readonly files: ReadonlyArray<string>
   readonly recipe?: Recipe
+  /** Unset secret variables, each at its recipe value (RecipeLoader `warnings`): the run goes on. */
+  readonly warnings: ReadonlyArray<RecipeLoader.RecipeError>
+  /** What each node costs if it runs (the pipeline module's `estimate`), for `polaris plan`. */
+  readonly estimate?: Plan.Estimator
 }
 
 /** How a target is asked for on the command line. */
@@ -65,8 +70,9 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
         concurrency: {},
         pools: loaded.pools,
         retries: {},
-        files: loaded.files
-      } satisfies Target
+        files: loaded.files,
+        warnings: []
+      } satisfies Target as Target
     }
     const loaded = yield* RecipeLoader.load(path, { sets: options.sets ?? [], env: process.env })
     const store = options.store ?? loaded.recipe.store ?? ".polaris"
@@ -78,11 +84,17 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
       store,
       concurrency: loaded.recipe.concurrency ?? {},
       pools: built.pools,
+      ...(built.estimate !== undefined ? { estimate: built.estimate } : {}),
       retries: retriesOf(loaded.recipe),
       files: [...loaded.files, ...built.files],
-      recipe: loaded.recipe
-    } satisfies Target
+      recipe: loaded.recipe,
+      warnings: loaded.warnings
+    } satisfies Target as Target
   })
+
+/** `warning: file:line:col: key: message`, one line per warning, for stderr. */
+export const formatWarnings = (t: Pick<Target, "warnings">): string =>
+  t.warnings.map((w) => `warning: ${RecipeLoader.formatError(w)}\n`).join("")
 
 /** The target a run was started with, from its frozen config (the files are read again). */
 export const targetOfRun = (store: string, runId: string) =>

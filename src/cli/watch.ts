@@ -10,7 +10,8 @@ import { Console, Deferred, Effect, Fiber, Layer } from "effect"
 import * as ArtifactStore from "../dag/ArtifactStore.ts"
 import * as Executor from "../dag/Executor.ts"
 import * as Progress from "../dag/Progress.ts"
-import { resolveTarget, type Target, type TargetOptions } from "./target.ts"
+import { formatWarnings, resolveTarget, type Target, type TargetOptions } from "./target.ts"
+import { attachTrackers } from "./tracking.ts"
 
 /** Settings of a watch session. */
 export interface WatchOptions extends TargetOptions {
@@ -53,6 +54,7 @@ export const watch = (file: string, options: WatchOptions) =>
         options.json ? Console.log(JSON.stringify({ cycle, ...summary })) : Console.log(human)
       const target = yield* Effect.result(resolveTarget(file, options))
       const t = target._tag === "Success" ? target.success : undefined
+      if (t !== undefined && t.warnings.length > 0) yield* Console.error(formatWarnings(t).trimEnd())
       const paths = watchedPaths(file, t)
       const fresh = paths.filter((p) => !watching.has(p))
       if (fresh.length > 0) watcher.add(fresh)
@@ -64,7 +66,7 @@ export const watch = (file: string, options: WatchOptions) =>
           concurrency: t.concurrency,
           pools: t.pools,
           retries: t.retries,
-          onStart: (log) => Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress }))
+          onStart: (log) => Effect.andThen(attachTrackers(log, t.recipe?.trackers, { quiet: options.json }), Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress, nodes: t.pipeline.nodes.map((n) => n.id) })))
         }).pipe(
           Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer)),
           Effect.matchEffect({

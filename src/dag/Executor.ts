@@ -30,6 +30,7 @@ import { type Pipeline, type PipelineNode, resourceOf, wireIds } from "./Pipelin
 import { digest } from "./Canonical.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
+import { MissingSecret } from "./Secret.ts"
 import type { StageContext } from "./Stage.ts"
 import * as Tree from "./Tree.ts"
 import * as StoredValue from "./StoredValue.ts"
@@ -64,6 +65,41 @@ export interface RunOptions {
   readonly force?: ReadonlyArray<string>
   /** Called with the open run log before anything runs (to attach a progress view). */
   readonly onStart?: (log: RunLog.RunLog) => Effect.Effect<void>
+  /**
+   * Resource slots shared with other runs in this process ({@link makeSlots}): the runs of a
+   * sweep take their nodes' permits from one set, so together they stay within the limits. When
+   * given, it replaces `concurrency` and `pools` for admission (`pools` still picks retries).
+   */
+  readonly slots?: Slots
+}
+
+/** Per-pool semaphores: which permits a node of a resource class takes. */
+export interface Slots {
+  readonly semaphoreOf: (resource: string) => Semaphore.Semaphore
+}
+
+/**
+ * Slots for `concurrency` limits over `pools` (defaults as for a run), to share between runs.
+ *
+ * @example
+ * const slots = Executor.makeSlots({ concurrency: recipe.concurrency, pools })
+ * yield* Effect.all([Executor.run(a, { slots }), Executor.run(b, { slots })], { concurrency: "unbounded" })
+ */
+export const makeSlots = (options: { readonly concurrency?: Readonly<Record<string, number>>; readonly pools?: Readonly<Record<string, string>> } = {}): Slots => {
+  const limits = { ...DEFAULT_LIMITS, ...options.concurrency }
+  const pools = { ...DEFAULT_POOLS, ...options.pools }
+  const semaphores = new Map<string, Semaphore.Semaphore>()
+  return {
+    semaphoreOf: (resource) => {
+      const pool = pools[resource] ?? resource
+      let s = semaphores.get(pool)
+      if (s === undefined) {
+        s = Semaphore.makeUnsafe(limits[pool] ?? 4)
+        semaphores.set(pool, s)
+      }
+      return s
+    }
+  }
 }
 
 /** What happened to a node in this run. */
@@ -175,18 +211,8 @@ export const run = <R, O>(
     const started = Date.now()
     yield* log.emit({ type: "run_started", pipeline: pipeline.name, nodes: pipeline.nodes.length, resumed: log.resumed })
 
-    const limits = { ...DEFAULT_LIMITS, ...options.concurrency }
     const pools = { ...DEFAULT_POOLS, ...options.pools }
-    const semaphores = new Map<string, Semaphore.Semaphore>()
-    const semaphoreOf = (resource: string) => {
-      const pool = pools[resource] ?? resource
-      let s = semaphores.get(pool)
-      if (s === undefined) {
-        s = Semaphore.makeUnsafe(limits[pool] ?? 4)
-        semaphores.set(pool, s)
-      }
-      return s
-    }
+    const { semaphoreOf } = options.slots ?? makeSlots(options)
     const fingerprints = new Map<string, string>()
     const force = new Set(options.force ?? [])
     const producers = new Map(pipeline.nodes.map((n) => [n.id, n]))
@@ -227,8 +253,12 @@ export const run = <R, O>(
     })
 
     /** Executes the stage body and stores its output. Called holding the key's lock. */
-    const execute = (node: PipelineNode, key: string, components: KeyComponents, inputs: Record<string, unknown>) =>
+    const execute = (node: PipelineNode, key: string, components: KeyComponents, inputs: Record<string, unknown>, missing: ReadonlyArray<{ readonly engine: string; readonly variables: ReadonlyArray<string> }>) =>
       Effect.gen(function*() {
+        // An engine built without its secrets (Secret.ts) can key a cached result, never run one.
+        if (missing.length > 0) {
+          return yield* new MissingSecret({ variables: [...new Set(missing.flatMap((m) => m.variables))], needs: `engine ${missing.map((m) => m.engine).join(", ")}` })
+        }
         const memoKeys = new Set<string>()
         const metrics: Array<Record<string, any>> = []
         const ctx = contextFor(node, key, components.engines, memoKeys, metrics)
@@ -237,7 +267,12 @@ export const run = <R, O>(
         // The permit is held per attempt, not across back-off sleeps.
         const resource = resourceOf(node)
         const attempt = semaphoreOf(resource).withPermits(1)(
-          Effect.suspend(() => node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>)
+          Effect.suspend(() => {
+            // The cache entry keeps the records of the attempt that succeeded: a failed attempt's
+            // would be replayed into every run that reuses the node (metrics.jsonl keeps them all).
+            metrics.length = 0
+            return node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>
+          })
         )
         // A recipe's retries name the class, or the pool it shares (`policy` covers sampler and trainer).
         const schedule = options.retries?.[resource] ?? options.retries?.[pools[resource] ?? resource] ?? node.stage.retry
@@ -284,10 +319,12 @@ export const run = <R, O>(
         }
         const services = yield* Effect.context<never>()
         const engines: Record<string, string> = {}
+        const missing: Array<{ readonly engine: string; readonly variables: ReadonlyArray<string> }> = []
         for (const engine of node.stage.engines) {
           const service = Context.getOrUndefined(services, engine)
           if (service === undefined) return yield* new InputError({ node: node.id, reason: `stage ${node.stage.name} needs engine "${engine.key}", which was not provided` })
           engines[engine.key] = service.fingerprint
+          if (service.missingSecrets !== undefined && service.missingSecrets.length > 0) missing.push({ engine: engine.key, variables: service.missingSecrets })
         }
         const components = CacheKey.components({
           stage: node.stage.name,
@@ -308,9 +345,11 @@ export const run = <R, O>(
         })
         const reuse = (found: NodeValue & { readonly entry: NodeEntry }) =>
           Effect.gen(function*() {
-            yield* log.emit({ type: "node_cached", node: node.id, key, object: found.digest })
-            // A resumed run already holds the metrics of the nodes it finished before.
+            // A resumed run already holds the metrics of the nodes it finished before. Written before
+            // node_cached, as an executed node's are before node_finished: a view that sees a node
+            // settle has seen its metrics.
             if (log.doneBefore.get(node.id) !== key) for (const m of found.entry.metrics) yield* log.metric(node.id, key, m)
+            yield* log.emit({ type: "node_cached", node: node.id, key, object: found.digest })
             return { digest: found.digest, value: found.value, status: "cached" as NodeStatus }
           })
         const hit = yield* cachedValue
@@ -319,7 +358,7 @@ export const run = <R, O>(
           : yield* store.withLock(
             key,
             Effect.flatMap(cachedValue, (again) =>
-              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputs), (v) => ({ ...v, status: "executed" as NodeStatus }))),
+              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputs, missing), (v) => ({ ...v, status: "executed" as NodeStatus }))),
             {
               onWait: (holder) => log.emit({ type: "lock_wait", node: node.id, key, holder }),
               onBreak: (holder) => log.emit({ type: "lock_broken", node: node.id, key, holder })

@@ -19,6 +19,7 @@ import { dirname, isAbsolute, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Layer } from "effect"
 import * as Pipeline from "./Pipeline.ts"
+import type * as Plan from "./Plan.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import type { AnyStage } from "./Stage.ts"
 
@@ -65,6 +66,8 @@ export interface Loaded {
   readonly files: ReadonlyArray<string>
   /** Resource class -> shared pool, from the module's `pools` export (Executor's `RunOptions.pools`). */
   readonly pools: Readonly<Record<string, string>>
+  /** What each node costs if it runs, from the module's `estimate` export (`polaris plan`); none without one. */
+  readonly estimate?: Plan.Estimator
 }
 
 const isPipeline = (u: unknown): u is Pipeline.Pipeline<any, any> => typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Pipeline"
@@ -152,5 +155,12 @@ export const load = (recipe: Recipe, recipeFile: string, context: LayerContext =
     if (typeof pools !== "object" || pools === null || Object.values(pools).some((v) => typeof v !== "string")) {
       return yield* new ModuleError({ file, reason: "its `pools` export is not a record of resource class to pool name (nor a function of the recipe returning one)" })
     }
-    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)], pools: pools as Record<string, string> }
+    const estimateExport = module.estimate
+    const estimate = typeof estimateExport === "function"
+      ? yield* Effect.try({
+        try: () => (estimateExport as (r: Recipe) => Plan.Estimator)(recipe),
+        catch: (e) => new ModuleError({ file, reason: `its estimate function failed: ${e instanceof Error ? e.message : String(e)}` })
+      })
+      : undefined
+    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)], pools: pools as Record<string, string>, ...(estimate !== undefined ? { estimate } : {}) }
   })

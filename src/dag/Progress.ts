@@ -1,9 +1,12 @@
 /**
  * A progress view of a run, fed by the run log's events. Two views over one model:
  *
- *   - tty:   a live block redrawn in place (header with counts and ETA, one line per running
- *            node with its item progress, failed nodes with their error)
- *   - plain: one line per meaningful event, for CI logs and pipes; no ANSI codes
+ *   - tty:   a live block redrawn in place (header with counts and ETA, the loop steps' metrics
+ *            as sparklines and the latest steps' lines, one line per running node with its
+ *            item progress, failed nodes with their error); each finished step's line is also
+ *            printed once above the block, so the terminal keeps the history
+ *   - plain: one line per meaningful event, for CI logs and pipes, and one per finished loop
+ *            step with its metrics (StepMetrics.ts); no ANSI codes
  *
  * The model is a pure reducer (`reduce`) and the live block a pure `render`, so tests pin the
  * output without a terminal; `attach` only wires them to a RunLog and a stream.
@@ -12,7 +15,8 @@
  * yield* Executor.run(pipeline, { onStart: (log) => Progress.attach(log, { mode: "auto" }) })
  */
 import { Effect } from "effect"
-import type { LoggedEvent, RunLog } from "./RunLog.ts"
+import type { LoggedEvent, MetricRecord, RunLog } from "./RunLog.ts"
+import * as StepMetrics from "./StepMetrics.ts"
 
 /** Which view: `auto` is `tty` when the stream is a terminal, else `plain`; `none` shows nothing. */
 export type Mode = "auto" | "tty" | "plain" | "none"
@@ -23,6 +27,12 @@ export interface Output {
   readonly isTTY?: boolean
   readonly columns?: number
 }
+
+/** A metrics record as the view receives it (RunLog `subscribeMetrics`), tagged like an event. */
+export type MetricEvent = MetricRecord & { readonly type: "metric" }
+
+/** What the view folds: the run log's events and its metrics records. */
+export type ViewEvent = LoggedEvent | MetricEvent
 
 /** A node being executed now, with its latest item progress. */
 export interface Running {
@@ -49,6 +59,10 @@ export interface State {
   readonly running: ReadonlyArray<Running>
   readonly failures: ReadonlyArray<{ readonly node: string; readonly error: string }>
   readonly finished: { readonly status: "succeeded" | "failed"; readonly durationMs: number } | undefined
+  /** Loop steps' metrics; given the pipeline's node ids ({@link withPlan}), it knows when a step is done. */
+  readonly steps: StepMetrics.Table
+  /** The steps the last event finished (their lines are printed once). */
+  readonly finishedSteps: ReadonlyArray<StepMetrics.Step>
 }
 
 /** The state before any event. */
@@ -63,19 +77,32 @@ export const initial: State = {
   executedMs: 0,
   running: [],
   failures: [],
-  finished: undefined
+  finished: undefined,
+  steps: StepMetrics.empty,
+  finishedSteps: []
 }
+
+/** The initial state of a pipeline with these node ids: a loop step is done when its last node settles. */
+export const withPlan = (nodeIds: ReadonlyArray<string>): State => ({ ...initial, steps: StepMetrics.plan(nodeIds) })
 
 const without = (running: ReadonlyArray<Running>, node: string) => running.filter((r) => r.node !== node)
 const update = (running: ReadonlyArray<Running>, node: string, f: (r: Running) => Running) =>
   running.map((r) => (r.node === node ? f(r) : r))
 
 /** The state after one event. Pure; events the view does not show leave it unchanged. */
-export const reduce = (state: State, event: LoggedEvent): State => {
+export const reduce = (state: State, event: ViewEvent): State => {
+  const next = reduceEvent(state.finishedSteps.length > 0 ? { ...state, finishedSteps: [] } : state, event)
+  if (event.type === "metric") return { ...next, steps: StepMetrics.addMetric(next.steps, event.node, event.values) }
+  if (event.type !== "node_finished" && event.type !== "node_cached" && event.type !== "node_failed" && event.type !== "node_skipped") return next
+  const { table, finished } = StepMetrics.settle(next.steps, event.node)
+  return { ...next, steps: table, finishedSteps: finished === undefined ? [] : [finished] }
+}
+
+const reduceEvent = (state: State, event: ViewEvent): State => {
   const at = Date.parse(event.at)
   switch (event.type) {
     case "run_started":
-      return { ...initial, pipeline: event.pipeline, total: event.nodes, startedMs: at }
+      return { ...initial, pipeline: event.pipeline, total: event.nodes, startedMs: at, steps: StepMetrics.restart(state.steps) }
     case "node_started":
       return {
         ...state,
@@ -132,6 +159,8 @@ const bar = (done: number, total: number) => {
 }
 /** Shown running nodes; the rest collapse into "+N more" so the block fits a terminal. */
 const MAX_RUNNING = 10
+/** Latest loop steps shown in the live block (the finished ones are also in the scrollback). */
+const STEP_LINES = 2
 
 /** Nodes finished in any way (executed, cached, failed or skipped). */
 export const settled = (state: State): number => state.executed + state.cached + state.failed + state.skipped
@@ -167,6 +196,9 @@ export const render = (state: State, width: number, now: number): Array<string> 
     ? `run ${state.pipeline} ${state.finished.status} in ${formatDuration(state.finished.durationMs)}: ${counts}${skipped}`
     : `run ${state.pipeline}: ${counts} · ${state.running.length} running${skipped}${left === undefined ? "" : ` · eta ${formatDuration(left)}`}`
   const lines = [header]
+  const trend = StepMetrics.trend(state.steps)
+  if (trend !== undefined) lines.push(`  ${trend}`)
+  for (const l of StepMetrics.latestLines(state.steps, STEP_LINES)) lines.push(`  ${l}`)
   for (const r of state.running.slice(0, MAX_RUNNING)) {
     const p = r.progress
     const items = p === undefined ? "" : `  ${bar(p.done, p.total)} ${p.done}/${p.total}`
@@ -183,15 +215,36 @@ export const render = (state: State, width: number, now: number): Array<string> 
 export const PROGRESS_EVERY_MS = 2000
 
 /**
- * A plain-line formatter: give it the state after `event` and the event, get the log line or
- * undefined. It remembers when each node's progress was last printed, to throttle it.
+ * The lines of the loop steps `event` finished (state after it), each once. Without a plan
+ * ({@link withPlan}) no step is known to be done until the run finishes: then every step with
+ * metrics gets its line.
  */
-export const plainPrinter = (): ((state: State, event: LoggedEvent) => string | undefined) => {
+export const stepLines = (state: State, event: ViewEvent, shown: Set<string>): Array<string> => {
+  const steps = event.type === "run_finished" && state.steps.planned.size === 0 ? [...state.steps.steps.values()] : state.finishedSteps
+  return steps.flatMap((step) => {
+    const id = `${step.loop}/${step.index}`
+    const line = shown.has(id) ? undefined : StepMetrics.line(state.steps, step)
+    if (line === undefined) return []
+    shown.add(id)
+    return [line]
+  })
+}
+
+/**
+ * A plain-line formatter: give it the state after `event` and the event, get the log lines (one
+ * string, lines joined by newlines) or undefined. It remembers when each node's progress was
+ * last printed, to throttle it, and which steps' lines it printed.
+ */
+export const plainPrinter = (): ((state: State, event: ViewEvent) => string | undefined) => {
   const printed = new Map<string, { atMs: number; done: number }>()
+  const shown = new Set<string>()
   return (state, event) => {
     const at = Date.parse(event.at)
-    const line = plainText(state, event, at, printed)
-    return line === undefined ? undefined : `[${clock(at - (state.startedMs ?? at))}] ${line}`
+    const own = event.type === "metric" ? undefined : plainText(state, event, at, printed)
+    const steps = stepLines(state, event, shown)
+    // A step finished by a node prints after the node's line; the run's own line comes last.
+    const lines = own === undefined ? steps : event.type === "run_finished" ? [...steps, own] : [own, ...steps]
+    return lines.length === 0 ? undefined : lines.map((l) => `[${clock(at - (state.startedMs ?? at))}] ${l}`).join("\n")
   }
 }
 
@@ -251,10 +304,12 @@ export interface Options {
   readonly out?: Output
   /** Repaint period of the tty view. Default 100 ms. */
   readonly refreshMs?: number
+  /** The pipeline's node ids: with them a loop step's line prints as soon as its last node settles. */
+  readonly nodes?: ReadonlyArray<string>
 }
 
 /** Events the tty view also prints above its live block, since the block keeps no history. */
-const SCROLLBACK: ReadonlySet<LoggedEvent["type"]> = new Set(["node_retry", "corrupt_object", "lock_wait", "lock_broken", "log"])
+const SCROLLBACK: ReadonlySet<ViewEvent["type"]> = new Set(["node_retry", "corrupt_object", "lock_wait", "lock_broken", "log"])
 
 /**
  * Subscribes a view to `log`. The tty view repaints on an unref'd timer (it never keeps the
@@ -264,13 +319,14 @@ const SCROLLBACK: ReadonlySet<LoggedEvent["type"]> = new Set(["node_retry", "cor
  * @example
  * Executor.run(pipeline, { onStart: (log) => Progress.attach(log, { mode: "auto" }) })
  */
-export const attach = (log: Pick<RunLog, "subscribe">, options: Options): Effect.Effect<Reporter> =>
+export const attach = (log: Pick<RunLog, "subscribe"> & Partial<Pick<RunLog, "subscribeMetrics">>, options: Options): Effect.Effect<Reporter> =>
   Effect.sync(() => {
     const out: Output = options.out ?? process.stderr
     const mode = options.mode === "auto" ? (out.isTTY === true ? "tty" : "plain") : options.mode
-    let state = initial
+    let state = options.nodes === undefined ? initial : withPlan(options.nodes)
     let stopped = mode === "none"
     const printer = plainPrinter()
+    const shown = new Set<string>()
     // The tty view: lines to print once above the block, and how tall the last block was.
     const pending: Array<string> = []
     let painted = 0
@@ -293,13 +349,21 @@ export const attach = (log: Pick<RunLog, "subscribe">, options: Options): Effect
         paint()
       }
     }
-    log.subscribe((event) => {
+    const onEvent = (event: ViewEvent) => {
       if (stopped) return
       state = reduce(state, event)
-      const line = mode === "plain" || SCROLLBACK.has(event.type) ? printer(state, event) : undefined
-      if (line !== undefined && mode === "plain") out.write(`${line}\n`)
-      else if (line !== undefined) pending.push(line)
+      if (mode === "plain") {
+        const line = printer(state, event)
+        if (line !== undefined) out.write(`${line}\n`)
+      } else {
+        const line = SCROLLBACK.has(event.type) ? printer(state, event) : undefined
+        if (line !== undefined) pending.push(line)
+        const at = Date.parse(event.at)
+        for (const l of stepLines(state, event, shown)) pending.push(`[${clock(at - (state.startedMs ?? at))}] ${l}`)
+      }
       if (event.type === "run_finished") stop()
-    })
+    }
+    log.subscribe(onEvent)
+    log.subscribeMetrics?.((record) => onEvent({ ...record, type: "metric" }))
     return { stop: Effect.sync(stop), state: () => state }
   })

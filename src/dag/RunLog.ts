@@ -44,6 +44,14 @@ export type RunEvent =
 /** An event as written: with its time. */
 export type LoggedEvent = RunEvent & { readonly at: string }
 
+/** A metrics record as written to metrics.jsonl (`{ node, key, ...values }`), with its time. */
+export interface MetricRecord {
+  readonly node: string
+  readonly key: string
+  readonly values: Readonly<Record<string, unknown>>
+  readonly at: string
+}
+
 /** The manifest's record of one node. */
 export const ManifestNode = Schema.Struct({
   stage: Schema.String,
@@ -111,6 +119,8 @@ export interface RunLog {
   readonly metric: (node: string, key: string, values: Readonly<Record<string, unknown>>) => Effect.Effect<void>
   readonly writeManifest: (manifest: Manifest) => Effect.Effect<void, StoreError>
   readonly subscribe: (listener: (event: LoggedEvent) => void) => void
+  /** Hands each metrics record to `listener` as it is written (live trackers: src/tracking/Trackers.ts). */
+  readonly subscribeMetrics: (listener: (record: MetricRecord) => void) => void
   readonly close: Effect.Effect<void>
 }
 
@@ -136,6 +146,7 @@ export const open = (paths: StorePaths, runId: string, config: unknown): Effect.
       const events = openAppend(eventsFile)
       const metrics = openAppend(join(dir, "metrics.jsonl"))
       const listeners: Array<(event: LoggedEvent) => void> = []
+      const metricListeners: Array<(record: MetricRecord) => void> = []
       const log: RunLog = {
         runId,
         dir,
@@ -151,6 +162,10 @@ export const open = (paths: StorePaths, runId: string, config: unknown): Effect.
         metric: (node, key, values) =>
           Effect.sync(() => {
             fsSync.writeSync(metrics, JSON.stringify({ node, key, ...values }) + "\n")
+            if (metricListeners.length > 0) {
+              const record: MetricRecord = { node, key, values, at: new Date().toISOString() }
+              for (const l of metricListeners) l(record)
+            }
           }),
         writeManifest: (manifest) =>
           Effect.tryPromise({
@@ -159,6 +174,9 @@ export const open = (paths: StorePaths, runId: string, config: unknown): Effect.
           }),
         subscribe: (listener) => {
           listeners.push(listener)
+        },
+        subscribeMetrics: (listener) => {
+          metricListeners.push(listener)
         },
         close: Effect.sync(() => {
           fsSync.fsyncSync(events)

@@ -41,6 +41,7 @@ import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape, type 
 import { PolicyEngines } from "./PolicyEngines.ts"
 import * as Archive from "./tinker/Archive.ts"
 import * as SimulatedPolicy from "./SimulatedPolicy.ts"
+import * as Secret from "../dag/Secret.ts"
 import * as TinkerPolicy from "./TinkerPolicy.ts"
 import * as VllmSampler from "./VllmSampler.ts"
 
@@ -231,9 +232,41 @@ export const POOLS: { readonly [B in PolicySection["backend"]]: Readonly<Record<
 /** The shared pools of a recipe's policy section ({@link POOLS}). */
 export const poolsOf = (policy: PolicySection): Readonly<Record<string, string>> => POOLS[policy.backend]
 
-/** The recipe's policy engine as the PolicyEngine layer. */
-export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> =>
-  Layer.effect(PolicyEngine, make(policy, context))
+/**
+ * The recipe's policy engine as the PolicyEngine layer. With its `api_key` unset (Secret.ts), a
+ * remote engine is not connected: the layer holds a stand-in with the engine's fingerprint, so
+ * cached nodes are reused and a node that would call it fails first, naming the variable.
+ */
+export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> => {
+  const variables = remote(policy) ? Secret.unsetVariables(policy.api_key) : []
+  return variables.length > 0 ? Layer.succeed(PolicyEngine, unconnected(policy, variables)) : Layer.effect(PolicyEngine, make(policy, context))
+}
+
+/** Backends that reach a server, and so use `api_key`. */
+const remote = (policy: PolicySection): boolean => policy.backend === "tinker" || policy.backend === "vllm"
+
+/** The fingerprint `make(policy)` gives a remote engine, computed without connecting. */
+const fingerprintOf = (policy: PolicySection): string => {
+  const trainer = TinkerPolicy.fingerprintOf({ baseModel: policy.model, ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {}) })
+  const sampler = VllmSampler.fingerprintOf({ model: policy.model })
+  if (policy.backend === "tinker") return trainer
+  return policy.base_url === undefined ? sampler : `${trainer}+${sampler}`
+}
+
+/**
+ * A remote engine left unconnected for want of its secret: its fingerprint and `missingSecrets`,
+ * which the executor checks before running a node; anything else read from it is a defect that
+ * names the variable (a stage using the engine without listing it in `engines`).
+ */
+const unconnected = (policy: PolicySection, variables: ReadonlyArray<string>): PolicyEngineShape => {
+  const known: Record<string, unknown> = { fingerprint: fingerprintOf(policy), missingSecrets: variables }
+  return new Proxy(known, {
+    get: (target, property) => {
+      if (typeof property === "symbol" || property in target || property === "then" || property === "toJSON") return target[property as string]
+      throw new Secret.MissingSecret({ variables, needs: `policy.api_key, for the ${policy.backend} engine's ${property}` })
+    }
+  }) as unknown as PolicyEngineShape
+}
 
 export { PolicyEngines, type PolicyEnginesShape } from "./PolicyEngines.ts"
 
@@ -252,6 +285,12 @@ export const registry = (systems: Readonly<Record<string, PolicySection>>, conte
           if (have !== undefined) return Effect.succeed(have)
           const section = systems[system]
           if (section === undefined) return Effect.fail(new PolicyError({ reason: "BadInput", retryable: false, message: `no system named ${JSON.stringify(system)} (known: ${Object.keys(systems).join(", ")})` }))
+          // Built on first use: a system whose secret is unset fails only the nodes that sample it.
+          const variables = remote(section) ? Secret.unsetVariables(section.api_key) : []
+          if (variables.length > 0) {
+            const missing = new Secret.MissingSecret({ variables, needs: `eval.systems ${system}'s policy.api_key` })
+            return Effect.fail(new PolicyError({ reason: "BadInput", retryable: false, message: missing.message, cause: missing }))
+          }
           return Effect.tap(Effect.suspend(() => Scope.provide(make(section, context), scope)), (engine) => Effect.sync(() => void built.set(system, engine)))
         }))
     }

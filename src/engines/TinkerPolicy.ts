@@ -234,6 +234,9 @@ interface Submitted {
   readonly resubmit: Effect.Effect<string, Failure>
 }
 
+/** A Tinker engine's fingerprint, from its options alone (no session needed). */
+export const fingerprintOf = (options: Pick<TinkerOptions, "baseModel" | "flavour">): string => `tinker:${options.baseModel}@${options.flavour ?? "hosted"}`
+
 export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
@@ -662,7 +665,7 @@ export const make = (options: TinkerOptions): Effect.Effect<PolicyEngineShape, P
     })
 
     const engine: PolicyEngineShape = {
-      fingerprint: `tinker:${options.baseModel}@${flavour}`,
+      fingerprint: fingerprintOf(options),
       tokenizer,
       endToken,
       maxContext,

@@ -231,6 +231,9 @@ interface Server {
 
 type Answer = VllmLora.Answer
 
+/** A vLLM sampler's fingerprint, from its options alone (no server needed). */
+export const fingerprintOf = (options: Pick<VllmOptions, "model">): string => `vllm:${options.model}`
+
 export const make = (options: VllmOptions, endToken: number): Effect.Effect<VllmSampler, PolicyError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
@@ -470,7 +473,7 @@ export const make = (options: VllmOptions, endToken: number): Effect.Effect<Vllm
       logprobs,
       useAdapter,
       currentModel: () => current,
-      fingerprint: `vllm:${options.model}`,
+      fingerprint: fingerprintOf(options),
       maxModelLen
     } satisfies VllmSampler
   })

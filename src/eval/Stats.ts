@@ -111,6 +111,38 @@ export const bootstrapCI = (values: ReadonlyArray<number>, options: BootstrapOpt
   return { estimate: statistic(xs), ...percentileBounds(replicates, level) }
 }
 
+/**
+ * Two-level percentile bootstrap of a mean over clusters of items (seeds, each with its
+ * prompts): each replicate draws the clusters with replacement, then each drawn cluster's items
+ * with replacement, and averages the drawn clusters' item means; the estimate is the mean of the
+ * clusters' means. Both sources of spread count (Davison & Hinkley 1997, §3.8, "two-stage"
+ * resampling). NaN items are ignored; an empty cluster is dropped.
+ *
+ * @example
+ * hierarchicalBootstrapCI([[0.5, 0.7], [0.6, 0.9, 0.4]], { seed: "s" })
+ * // { estimate: 0.6, low, high }  (deterministic for the seed)
+ */
+export const hierarchicalBootstrapCI = (clusters: ReadonlyArray<ReadonlyArray<number>>, options: Omit<BootstrapOptions, "statistic">): Interval => {
+  const resamples = options.resamples ?? 1000
+  const level = options.level ?? 0.95
+  checkResamplesLevel(resamples, level)
+  const cs = clusters.map((c) => c.filter((x) => !Number.isNaN(x))).filter((c) => c.length > 0)
+  if (cs.length === 0) return { estimate: NaN, low: NaN, high: NaN }
+  const rng = seeded(options.seed)
+  const replicates = new Array<number>(resamples)
+  for (let r = 0; r < resamples; r++) {
+    let total = 0
+    for (let k = 0; k < cs.length; k++) {
+      const c = cs[Math.floor(rng() * cs.length)]!
+      let s = 0
+      for (let i = 0; i < c.length; i++) s += c[Math.floor(rng() * c.length)]!
+      total += s / c.length
+    }
+    replicates[r] = total / cs.length
+  }
+  return { estimate: mean(cs.map(mean)), ...percentileBounds(replicates, level) }
+}
+
 // ───────────────────────────── pairwise comparisons ─────────────────────────────
 
 /** A verdict naming a system (never a position): system a, system b, or a tie. */

@@ -51,6 +51,7 @@ export const Policy = Schema.Struct({
   sampler_urls: field(Schema.Array(Schema.String), "vLLM server URLs, load-balanced"),
   api_key: field(Secret, "API key"),
   lora_rank: field(PositiveInt, "LoRA rank on remote trainers"),
+  price_per_million: field(Schema.Struct({ prefill: NonNegative, sample: NonNegative, train: NonNegative }), "Remote engines: USD per million tokens of prompt (prefill), of sampled output and of training, for plans and budgets"),
   tokenizer: field(Schema.String, "Remote engines: a folder with the model's tokenizer.json (+ tokenizer_config.json), or a Hugging Face model id in the local cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)"),
   adapter_dir: field(Schema.String, "vllm with a trainer: a folder every vLLM host reads at the same path; each Tinker sampler checkpoint is downloaded and written there as a PEFT adapter for /v1/load_lora_adapter"),
   flavour: field(Schema.Literals(["hosted", "skyrl"]), "tinker: hosted Tinker or self-hosted SkyRL tx (loss normalisation differs; see docs/engines.md)"),
@@ -181,7 +182,25 @@ export const CustomStage = Schema.Struct({
   params: field(Schema.Record(Schema.String, Schema.Unknown), "The stage's params")
 })
 
+/**
+ * Where a run's metrics go besides `metrics.jsonl`, by tracker name (src/tracking/Trackers.ts).
+ * Not part of any cache key: adding or moving a tracker re-runs nothing.
+ */
+export const Trackers = Schema.Struct({
+  tensorboard: field(Schema.Struct({
+    dir: doc(Schema.String, "Log directory, relative to the recipe; each run writes event files under <dir>/<run id>/ (view: tensorboard --logdir <dir>)")
+  }), "TensorBoard event files (scalars), written as nodes finish")
+})
+
 /** A whole recipe. */
+/** The variants `polaris sweep` runs: a grid (every combination) and/or a list. */
+export const Sweep = Schema.Struct({
+  grid: field(Schema.Record(Schema.String, Schema.Array(Schema.Unknown).check(Schema.isMinLength(1))), "Dotted recipe keys (as for --set) and the values each takes; every combination is a variant"),
+  variants: field(Schema.Array(Schema.Record(Schema.String, Schema.Unknown)), "Further variants, each a map of dotted recipe keys to values"),
+  concurrency: field(PositiveInt, "Variants run at once (default: all); the engines' limits hold across the whole sweep either way")
+})
+export type Sweep = typeof Sweep.Type
+
 export const Recipe = Schema.Struct({
   $schema: field(Schema.String, "JSON Schema of recipes (for editors)"),
   extends: field(Schema.String, "A recipe this one builds on (deep merge; lists replaced)"),
@@ -199,6 +218,8 @@ export const Recipe = Schema.Struct({
   retries: field(Schema.Record(Schema.String, RetryPolicy), "Retry policy per resource class (cpu, policy, judge...)"),
   concurrency: field(Schema.Record(Schema.String, PositiveInt), "Most nodes in flight per resource class"),
   stages: field(Schema.Array(CustomStage), "Custom stages inserted into the pipeline"),
-  params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline")
+  trackers: field(Trackers, "Metric trackers the run also writes to (docs/tracking.md)"),
+  params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline"),
+  sweep: field(Sweep, "Variants for `polaris sweep` (`polaris run` ignores this)")
 })
 export type Recipe = typeof Recipe.Type

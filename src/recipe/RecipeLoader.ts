@@ -7,7 +7,10 @@
  * 2. `extends: base.yaml` (relative to the extending file, chains allowed): mappings are
  *    deep-merged, lists and scalars replaced, the extending file winning.
  * 3. `--set grpo.steps=20` overrides; the value is YAML, so `20` is a number and `[a,b]` a list.
- * 4. `${ENV_VAR}` values become Redacted secrets labelled with the variable's name.
+ * 4. `${ENV_VAR}` values become Redacted secrets labelled with the variable's name. An unset (or
+ *    empty) variable is a warning, not a problem: its secret is `Secret.unset(VAR)`, and a node
+ *    whose engine needs it fails when it would run (src/dag/Secret.ts), so a recipe can be
+ *    validated, and its cached results reused, without its secrets.
  * 5. Validation against the Recipe Schema, every issue at the node that was written: unknown
  *    keys with a did-you-mean, wrong values with the value found.
  *
@@ -55,6 +58,8 @@ export interface Loaded {
   readonly files: ReadonlyArray<string>
   /** The merged plain value, `--set`s applied, secrets still `${VAR}`: safe to store. */
   readonly frozen: unknown
+  /** What loads but will fail later: each unset secret variable, at the value that names it. */
+  readonly warnings: ReadonlyArray<RecipeError>
 }
 
 export interface LoadOptions {
@@ -181,6 +186,8 @@ const anchorPaths = (tree: Tree) => {
   if (typeof rubric === "string") anchor(["judge", "rubric"], rubric, (v) => /\.ya?ml$/.test(v), (abs) => abs(rubric))
   const output = (value.pretrain as Mapping | undefined)?.output
   if (typeof output === "string") anchor(["pretrain", "output"], output, () => true, (abs) => abs(output))
+  const tensorboardDir = ((value.trackers as Mapping | undefined)?.tensorboard as Mapping | undefined)?.dir
+  if (typeof tensorboardDir === "string") anchor(["trackers", "tensorboard", "dir"], tensorboardDir, () => true, (abs) => abs(tensorboardDir))
   const data = value.data as Mapping | undefined
   const anthologies = Array.isArray(data?.anthologies) ? data.anthologies : []
   anthologies.forEach((a, i) => {
@@ -216,7 +223,7 @@ const loadNow = (
 
   const result = standard.validate(secrets.value)
   if (result instanceof Promise) throw new Error("the Recipe Schema must validate synchronously")
-  // A value already reported (an unset variable, say) is not reported again by the Schema.
+  // A value already reported (a malformed reference, say) is not reported again by the Schema.
   const reported = secrets.problems.map((p) => p.path)
   const within = (path: Path, prefix: Path) => prefix.every((p, i) => String(path[i]) === String(p))
   for (const problem of toProblems(result.issues ?? [], tree, secrets.value, Recipe.ast)) {
@@ -224,7 +231,7 @@ const loadNow = (
   }
   if (result.issues === undefined) problems.push(...crossFieldProblems(result.value, tree))
   if (problems.length > 0 || result.issues !== undefined) return { problems }
-  return { recipe: result.value, files, frozen: tree.value }
+  return { recipe: result.value, files, frozen: tree.value, warnings: toErrors(secrets.warnings, sets).errors }
 }
 
 /**

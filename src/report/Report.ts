@@ -2,8 +2,9 @@
  * The run report: one self-contained HTML file (inline CSS and SVG, no scripts, no network) and
  * its JSON twin with the same numbers, built from a run directory and the objects it points at.
  *
- *     runs/<id>/report.html   summary, training curves, evaluation by requested length,
- *                             pairwise ratings, sample stories
+ *     runs/<id>/report.html   summary, unscorable items, training curves, evaluation by
+ *                             requested length, pairwise ratings, sample stories, and the
+ *                             verdicts of a judge-only run (Judged.ts)
  *     runs/<id>/report.json   the same numbers, machine-readable
  *
  * Works on partial runs: whatever a section needs and the run lacks is reported "not available".
@@ -16,7 +17,9 @@ import type { Ratings, SystemRating } from "../records/Comparison.ts"
 import { objectPath, pathsOf, type StorePaths } from "../dag/ArtifactStore.ts"
 import { atomicWrite, ensureDir, readIfExists } from "../dag/internal/files.ts"
 import { readJsonl } from "../dag/RunLog.ts"
+import * as Judged from "./Judged.ts"
 import { barChart, escapeXml, lineChart, type Series } from "./Svg.ts"
+import * as Unscorables from "./Unscorables.ts"
 
 /** The report could not be built: unknown run, unreadable files. */
 export class ReportError extends Data.TaggedError("ReportError")<{ readonly runId: string; readonly reason: string }> {
@@ -114,6 +117,10 @@ export interface ReportJson {
     readonly scores: Readonly<Record<string, number | null>>
     readonly text: string
   }>
+  /** Nodes with unscorable items, with their counts by reason (Unscorables.ts). */
+  readonly unscorable: ReadonlyArray<Unscorables.NodeUnscorables>
+  /** Verdicts of judge nodes outside training and evaluation (a judge-only run; Judged.ts). */
+  readonly judged: ReadonlyArray<Judged.JudgedJson>
 }
 
 type Json = Record<string, unknown>
@@ -360,7 +367,7 @@ const samples = async (run: RunData, system: string | null, count = 3): Promise<
 
 /** The rubric fingerprint the judge used (`id@version:digest`), from any judged story. */
 const rubricOf = async (run: RunData): Promise<string | null> => {
-  for (const node of Object.keys(isObj(run.manifest?.nodes) ? run.manifest.nodes : {}).filter((n) => n.endsWith("/judge"))) {
+  for (const node of Object.keys(isObj(run.manifest?.nodes) ? run.manifest.nodes : {}).filter((n) => n === "judge" || n.endsWith("/judge"))) {
     const judged = await run.output(node)
     if (!Array.isArray(judged)) continue
     for (const j of judged) {
@@ -402,7 +409,9 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     training: training.charts.length > 0 ? training : null,
     evaluation: evaluation === null ? null : evaluationJson(evaluation, run.config),
     samplesFrom,
-    samples: await samples(run, samplesFrom)
+    samples: await samples(run, samplesFrom),
+    unscorable: await Unscorables.find(run.metrics, run.output),
+    judged: await Judged.ofNodes(Object.entries(nodes).map(([id, n]) => ({ id, stage: isObj(n) && typeof n.stage === "string" ? n.stage : "" })), run.output)
   }
 }
 
@@ -430,6 +439,7 @@ th{background:#f5f5f5}table.eval{font-size:.85rem}small.ci{white-space:nowrap;co
 .story pre{white-space:pre-wrap;font-family:Georgia,serif;font-size:.95rem;background:#fafafa;padding:.6rem;max-height:28rem;overflow:auto}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;font-size:.9rem}
 .meta td:first-child{font-weight:600}
+.wide{overflow-x:auto}table.verdicts{font-size:.8rem}span.unscorable{color:#a3261b}
 `
 
 const na = (what: string) => `<p class="na">${escapeXml(what)}: not available.</p>`
@@ -447,6 +457,16 @@ const summaryHtml = (r: ReportJson) => {
   ]
   return `<table class="meta">${rows.map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${escapeXml(v)}</td></tr>`).join("")}</table>`
 }
+
+const unscorableHtml = (r: ReportJson) =>
+  r.unscorable.length === 0
+    ? "<p>None.</p>"
+    : `<p>Items a judge could not score after its retries: they carry no reward (never a score of 0) and are judged again by the next run.</p>` +
+      `<table class="unscorable"><tr><th>Node</th><th>Unscorable</th><th>Reason</th><th>Count</th><th>First message</th></tr>${
+        Unscorables.collapse(r.unscorable).flatMap((n) => n.reasons.map((x, i) =>
+          `<tr data-node="${escapeXml(n.node)}" data-reason="${escapeXml(x.reason)}">${i === 0 ? `<th rowspan="${n.reasons.length}">${escapeXml(n.node)}</th><td class="num" rowspan="${n.reasons.length}">${n.unscorable} of ${n.items}</td>` : ""}` +
+          `<td>${escapeXml(x.reason)}</td><td class="num">${x.count}</td><td><small>${escapeXml(x.message.split("\n")[0] ?? "")}</small></td></tr>`)).join("")
+      }</table>`
 
 const trainingHtml = (r: ReportJson) =>
   r.training === null
@@ -535,7 +555,9 @@ const toHtml = (r: ReportJson): string =>
 <h1>polaris run report</h1>
 <h2>Run summary</h2>
 ${summaryHtml(r)}
-<h2>Training curves</h2>
+<h2>Unscorable items</h2>
+${unscorableHtml(r)}
+${r.judged.length === 0 ? "" : `<h2>Verdicts</h2>\n${Judged.toHtml(r.judged)}\n`}<h2>Training curves</h2>
 ${trainingHtml(r)}
 <h2>Evaluation by requested length</h2>
 ${evaluationHtml(r)}

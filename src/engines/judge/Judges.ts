@@ -12,6 +12,8 @@
  * ```
  */
 import { Duration, Effect, Layer } from "effect"
+import { sharedByConfig } from "../../dag/Engine.ts"
+import * as Secret from "../../dag/Secret.ts"
 import type { Recipe } from "../../recipe/Recipe.ts"
 import { gemini } from "./Gemini.ts"
 import { geminiBatch } from "./GeminiBatch.ts"
@@ -44,7 +46,13 @@ type JudgeSection = NonNullable<Recipe["judge"]>
  * A recipe's judge: backend, model, rubric, sampling settings, limits and prices. A section
  * missing what its backend needs throws at once (before anything runs), naming the key.
  */
-export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | Error> => {
+export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | Error> =>
+  // Equal sections give one Layer object: a sweep's variants then share one judge and its rate limit.
+  sharedByConfig("judge", section, () =>
+    // Only the remote backends send the key: an unset one marks their judge (Secret.ts).
+    Secret.layerRequiring(Judge, build(section), [section.backend === "gemini" || section.backend === "openai" ? section.api_key : undefined]))
+
+const build = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | Error> => {
   if (section.backend === "proxy") return proxy(rubricPath(section.rubric, Rubric.PROXY_RUBRIC))
   if (section.backend === "simulated") {
     return Layer.effect(Judge, Effect.flatMap(Rubric.load(rubricPath(section.rubric, Rubric.DEFAULT_RUBRIC)), (rubric) => makeSimulated({
@@ -73,8 +81,9 @@ export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.Rub
   const withRubric = (make: (rubric: Rubric.Rubric) => Layer.Layer<Judge>) =>
     Layer.unwrap(Effect.map(Rubric.load(rubricPath(section.rubric, Rubric.DEFAULT_RUBRIC)), make))
   if (section.backend === "gemini") {
-    const apiKey = section.api_key
-    if (apiKey === undefined) throw new Error("judge.api_key is required for the gemini judge (write ${GEMINI_API_KEY})")
+    if (section.api_key === undefined) throw new Error("judge.api_key is required for the gemini judge (write ${GEMINI_API_KEY})")
+    // Unset, the judge is built all the same (its fingerprint keys cached verdicts) and never called.
+    const apiKey = Secret.standIn(section.api_key)
     const level = section.thinking_level?.toUpperCase()
     if (level !== undefined && !["MINIMAL", "LOW", "MEDIUM", "HIGH"].includes(level)) {
       throw new Error(`judge.thinking_level must be minimal, low, medium or high, got ${section.thinking_level}`)
@@ -97,5 +106,5 @@ export const fromRecipe = (section: JudgeSection): Layer.Layer<Judge, Rubric.Rub
   }
   const baseUrl = section.base_url
   if (baseUrl === undefined) throw new Error("judge.base_url is required for the openai judge")
-  return withRubric((rubric) => openai({ ...shared, rubric, model, baseUrl, ...(section.api_key !== undefined ? { apiKey: section.api_key } : {}) }))
+  return withRubric((rubric) => openai({ ...shared, rubric, model, baseUrl, ...(section.api_key !== undefined ? { apiKey: Secret.standIn(section.api_key) } : {}) }))
 }

@@ -1,9 +1,11 @@
 /**
  * Secrets from the environment: a string that is exactly `${NAME}` becomes
  * `Redacted.make(process.env.NAME, { label: NAME })`. Secrets are whole values: `${NAME}` inside
- * longer text is an error, and so is an unset or empty variable, each at its YAML node.
+ * longer text is an error, at its YAML node. An unset or empty variable is a warning, not an
+ * error: its secret is `Secret.unset(NAME)`, and only a node that needs it fails (src/dag/Secret.ts).
  */
 import { Redacted } from "effect"
+import * as Secret from "../../dag/Secret.ts"
 import { isMapping, type Mapping, originAt, type Path, type Problem, setKey, type Tree } from "./tree.ts"
 
 /** `${NAME}` with an environment-variable name: upper-case letters, digits and `_`. */
@@ -13,8 +15,9 @@ export const REFERENCE = /^\$\{[A-Z_][A-Z0-9_]*\}$/
 export const resolveSecrets = (
   tree: Tree,
   env: Readonly<Record<string, string | undefined>>
-): { readonly value: Mapping; readonly problems: ReadonlyArray<Problem> } => {
+): { readonly value: Mapping; readonly problems: ReadonlyArray<Problem>; readonly warnings: ReadonlyArray<Problem> } => {
   const problems: Array<Problem> = []
+  const warnings: Array<Problem> = []
   const fail = (path: Path, message: string) => problems.push({ where: originAt(tree, path)!.value, path, message })
 
   const resolve = (u: unknown, path: Path): unknown => {
@@ -34,10 +37,10 @@ export const resolveSecrets = (
     }
     const secret = env[name]
     if (secret === undefined || secret === "") {
-      fail(path, `environment variable ${name} is ${secret === undefined ? "not set" : "empty"}`)
-      return Redacted.make("", { label: name })
+      warnings.push({ where: originAt(tree, path)!.value, path, message: `environment variable ${name} is ${secret === undefined ? "not set" : "empty"}; nodes that need it fail until it is set` })
+      return Secret.unset(name)
     }
     return Redacted.make(secret, { label: name })
   }
-  return { value: resolve(tree.value, []) as Mapping, problems }
+  return { value: resolve(tree.value, []) as Mapping, problems, warnings }
 }

@@ -1,0 +1,107 @@
+/**
+ * What a run would do, before it runs: which nodes the cache already holds, which would
+ * execute, and what those would cost (calls, tokens, dollars per engine) by the pipeline's own
+ * estimates. Nothing is executed and no engine is called.
+ *
+ * A node is `cached` when its key (computed exactly as the executor does, from the digests of
+ * its cached inputs) has an entry in the store; `run` when it has none; `after` when an input
+ * is not cached, so its key is only known once that input is computed (it may still be reused
+ * then, when the input comes out the same: early cutoff). Estimates count every `run` and
+ * `after` node in full: memo items a crashed run finished make the true cost lower.
+ *
+ * @example
+ * const p = yield* Plan.plan(pipeline, { estimate })
+ * p.totals   // { judge: { calls: 9216, input_tokens: …, output_tokens: …, usd: 41.2 }, … }
+ */
+import { Context, Effect } from "effect"
+import { ArtifactStore, type StoreError } from "./ArtifactStore.ts"
+import * as CacheKey from "./CacheKey.ts"
+import { digest } from "./Canonical.ts"
+import { fingerprintStage } from "./Fingerprint.ts"
+import { type Pipeline, type PipelineNode, wireIds } from "./Pipeline.ts"
+
+/** What executing one node is expected to cost on one engine. */
+export interface Estimate {
+  /** The engine, as a person reads it: `judge`, `writer`, `sampler`, `trainer`. */
+  readonly engine: string
+  readonly calls: number
+  readonly input_tokens: number
+  readonly output_tokens: number
+  /** From the prices in the recipe; 0 where none is given (or the engine is free). */
+  readonly usd: number
+}
+
+/** A pipeline module's `estimate` export, applied to a recipe: what each node costs if it runs. */
+export type Estimator = (node: PipelineNode) => ReadonlyArray<Estimate>
+
+export type NodeStatus = "cached" | "run" | "after"
+
+export interface NodePlan {
+  readonly id: string
+  readonly stage: string
+  readonly status: NodeStatus
+  readonly estimates: ReadonlyArray<Estimate>
+}
+
+export interface PlanResult {
+  readonly nodes: ReadonlyArray<NodePlan>
+  readonly counts: Readonly<Record<NodeStatus, number>>
+  /** Per engine, over the nodes that would run (`run` and `after`). */
+  readonly totals: Readonly<Record<string, Omit<Estimate, "engine">>>
+  /** Engines the stages need that were not provided: their nodes' keys could not be computed. */
+  readonly unchecked: ReadonlyArray<string>
+}
+
+/** Plans `pipeline` against the store in context, with the engines in context (when provided). */
+export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?: Estimator } = {}): Effect.Effect<PlanResult, StoreError, ArtifactStore> =>
+  Effect.gen(function*() {
+    const store = yield* ArtifactStore
+    const services = yield* Effect.context<never>()
+    const fingerprints = new Map<string, string>()
+    const digests = new Map<string, string>()
+    const unchecked = new Set<string>()
+    const nodes: Array<NodePlan> = []
+    for (const node of pipeline.nodes) {
+      const estimates = options.estimate?.(node) ?? []
+      const inputs: Record<string, string> = {}
+      let known = true
+      for (const [name, wire] of Object.entries(node.inputs)) {
+        const ds = wireIds(wire).map((id) => digests.get(id))
+        if (ds.some((d) => d === undefined)) known = false
+        else inputs[name] = typeof wire === "string" ? ds[0]! : digest({ list: ds })
+      }
+      const engines: Record<string, string> = {}
+      for (const engine of node.stage.engines) {
+        const service = Context.getOrUndefined(services, engine)
+        if (service === undefined) {
+          unchecked.add(engine.key)
+          known = false
+        } else engines[engine.key] = service.fingerprint
+      }
+      let status: NodeStatus = "after"
+      if (known) {
+        const key = CacheKey.nodeKey(CacheKey.components({
+          stage: node.stage.name,
+          version: node.stage.version,
+          source: fingerprintStage(node.stage.source, fingerprints),
+          params: node.params,
+          inputs,
+          engines
+        }))
+        const entry = yield* store.readNode(key)
+        if (entry !== undefined) digests.set(node.id, entry.object)
+        status = entry !== undefined ? "cached" : "run"
+      }
+      nodes.push({ id: node.id, stage: node.stage.name, status, estimates: status === "cached" ? [] : estimates })
+    }
+    const counts = { cached: 0, run: 0, after: 0 }
+    const totals: Record<string, { calls: number; input_tokens: number; output_tokens: number; usd: number }> = {}
+    for (const n of nodes) {
+      counts[n.status]++
+      for (const e of n.estimates) {
+        const t = totals[e.engine] ?? { calls: 0, input_tokens: 0, output_tokens: 0, usd: 0 }
+        totals[e.engine] = { calls: t.calls + e.calls, input_tokens: t.input_tokens + e.input_tokens, output_tokens: t.output_tokens + e.output_tokens, usd: t.usd + e.usd }
+      }
+    }
+    return { nodes, counts, totals, unchecked: [...unchecked] }
+  })
