@@ -118,7 +118,7 @@ describe("shipped recipes", () => {
       const r = polaris(["validate", join("recipes", f)], { GEMINI_API_KEY: "k", TINKER_API_KEY: "k" })
       expect(r.code, `${f}: ${r.stderr}`).toBe(0)
     }
-  })
+  }, 180_000)
 })
 
 describe("polaris data stats", () => {
