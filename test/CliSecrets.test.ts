@@ -3,13 +3,13 @@
  * variable by name and exits 0; `run` warns, runs what needs no secret, and fails a node only when
  * it would call the engine that needs one, naming the variable; a cached result is reused without it.
  */
-import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import * as Rubric from "../src/engines/judge/Rubric.ts"
 import { startFakeGemini, type FakeServer } from "./support/fakeGemini.ts"
 import { polaris, ROOT } from "./support/cli.ts"
+import { judgeReferencesRecipe } from "./support/recipes.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
 const rubric = Effect.runSync(Rubric.load(Rubric.DEFAULT_RUBRIC))
@@ -61,21 +61,7 @@ describe("secrets that are not set", () => {
     servers.push(server)
     const dir = tempDirInRepo("secrets-")
     const store = join(dir, "store")
-    const file = join(dir, "recipe.yaml")
-    writeFileSync(file, [
-      "pipeline: judge-references",
-      "data:",
-      `  anthologies: [${join(ROOT, "examples", "anthologies")}]`,
-      "  min_words: 500",
-      "  max_words: 12000",
-      "  heldout_fraction: 0.1",
-      "judge:",
-      "  backend: gemini",
-      "  model: gemini-3-flash-preview",
-      `  base_url: ${server.url}`,
-      "  api_key: ${POLARIS_TEST_JUDGE_KEY}",
-      "  attempts: 1"
-    ].join("\n") + "\n")
+    const file = judgeReferencesRecipe(dir, ["backend: gemini", "model: gemini-3-flash-preview", `base_url: ${server.url}`, "api_key: ${POLARIS_TEST_JUDGE_KEY}", "attempts: 1"])
 
     const without = await polaris(["run", file, "--store", store, "--progress", "plain"], { env: bare() })
     expect(without.status).toBe(1)

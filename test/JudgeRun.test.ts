@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
@@ -15,6 +15,7 @@ import { startFakeGemini, type FakeServer, type Faults } from "./support/fakeGem
 import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
 import { storyOf as storyIn, userOf } from "./support/judgePrompts.ts"
 import { BIN, polaris as run, readObject, ROOT } from "./support/cli.ts"
+import { judgeReferencesRecipe } from "./support/recipes.ts"
 import { anyFileContains, tempDirInRepo } from "./support/store.ts"
 
 const KEY = "AIza-secret-never-stored-7f3c"
@@ -45,27 +46,17 @@ type Backend = "gemini" | "openai"
 const start = (backend: Backend, options: { latencyMs?: number; faults?: Faults }) =>
   backend === "gemini" ? startFakeGemini({ answer, requireKey: KEY, ...options }) : startFakeOpenAI({ answer, requireKey: KEY, ...options })
 
-const recipe = (dir: string, server: FakeServer, inFlight: number, backend: Backend) => {
-  const file = join(dir, "recipe.yaml")
-  writeFileSync(file, [
-    "pipeline: judge-references",
-    "data:",
-    `  anthologies: [${join(ROOT, "examples", "anthologies")}]`,
-    "  min_words: 500",
-    "  max_words: 12000",
-    "  heldout_fraction: 0.1",
-    "judge:",
-    `  backend: ${backend}`,
-    `  model: ${backend === "gemini" ? "gemini-3-flash-preview" : "Qwen/Qwen3-32B"}`,
-    `  base_url: ${server.url}`,
-    "  api_key: ${POLARIS_TEST_GEMINI_KEY}",
-    `  max_in_flight: ${inFlight}`,
-    "  timeout_s: 5",
-    "  attempts: 2",
-    "  price_per_million: { input: 0.5, output: 3.0 }"
-  ].join("\n") + "\n")
-  return file
-}
+const recipe = (dir: string, server: FakeServer, inFlight: number, backend: Backend) =>
+  judgeReferencesRecipe(dir, [
+    `backend: ${backend}`,
+    `model: ${backend === "gemini" ? "gemini-3-flash-preview" : "Qwen/Qwen3-32B"}`,
+    `base_url: ${server.url}`,
+    "api_key: ${POLARIS_TEST_GEMINI_KEY}",
+    `max_in_flight: ${inFlight}`,
+    "timeout_s: 5",
+    "attempts: 2",
+    "price_per_million: { input: 0.5, output: 3.0 }"
+  ])
 
 const env = { ...process.env, POLARIS_TEST_GEMINI_KEY: KEY }
 /** polaris with the test key in its environment, asynchronously: the fake server lives in this process. */

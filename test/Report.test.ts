@@ -3,12 +3,12 @@
  * no URLs) whose evaluation and Elo tables carry the `evaluation` node's numbers, HTML-escaped
  * sample stories, and a JSON twin with the same numbers. An unknown run exits 1.
  */
-import { spawnSync } from "node:child_process"
-import { readdirSync, readFileSync, statSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { escapeXml } from "../src/report/Svg.ts"
 import { polaris, readObject, ROOT } from "./support/cli.ts"
+import { renderInChromium } from "./support/chromium.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
@@ -138,16 +138,7 @@ describe("polaris report", () => {
 
     // It renders in headless Chromium (Debian's `chromium`) without console errors; the screenshot
     // is kept in test-artifacts/ for a look.
-    const shot = join(ROOT, "test-artifacts", "report-screenshot.png")
-    const browser = spawnSync("chromium", [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", `--user-data-dir=${tempDirInRepo("chromium-")}`, "--enable-logging=stderr", "--v=0",
-      `--screenshot=${shot}`, "--window-size=1280,2400", `file://${htmlPath}`
-    ], { encoding: "utf8", timeout: 60_000 })
-    expect(browser.error, "Debian's chromium must be installed (apt-get install chromium)").toBeUndefined()
-    expect(browser.status, browser.stderr).toBe(0)
-    expect(statSync(shot).size).toBeGreaterThan(20_000)
-    expect(browser.stderr).not.toMatch(/CONSOLE\(\d+\)|Uncaught/)
+    renderInChromium(htmlPath!, "report-screenshot", "1280,2400")
 
     // Default: into the run directory; an unknown run exits 1.
     const again = await polaris(["report", summary.runId, "--store", store])

@@ -9,11 +9,12 @@
  *   the finished variant is not run again, and every variant ends with the outputs an
  *   uninterrupted sweep gives.
  */
-import { spawn, spawnSync } from "node:child_process"
-import { readFileSync, statSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { BIN, polaris, readObject, ROOT } from "./support/cli.ts"
+import { renderInChromium } from "./support/chromium.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
@@ -78,16 +79,7 @@ describe("polaris sweep and compare", () => {
     expect(table.stdout).toMatch(/grpo\.reference_loss=luffy\s+2\s+\d/)
     const html = join(store, "sweeps", sweepId, "compare.html")
     expect(readFileSync(html, "utf8")).toContain("grpo.reference_loss=on_policy")
-    const shot = join(ROOT, "test-artifacts", "compare-screenshot.png")
-    const browser = spawnSync("chromium", [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", `--user-data-dir=${tempDirInRepo("chromium-")}`, "--enable-logging=stderr", "--v=0",
-      `--screenshot=${shot}`, "--window-size=1280,1800", `file://${html}`
-    ], { encoding: "utf8", timeout: 60_000 })
-    expect(browser.error, "Debian's chromium must be installed (apt-get install chromium)").toBeUndefined()
-    expect(browser.status, browser.stderr).toBe(0)
-    expect(statSync(shot).size).toBeGreaterThan(20_000)
-    expect(browser.stderr).not.toMatch(/CONSOLE\(\d+\)|Uncaught/)
+    renderInChromium(html, "compare-screenshot", "1280,1800")
   }, 600_000)
 
   it("a sweep killed after its first variant finished resumes the rest; the finished one is not run again", async () => {
