@@ -16,6 +16,7 @@ import type { Story } from "../data/Story.ts"
 import * as Executor from "../dag/Executor.ts"
 import { ModuleError } from "../dag/PipelineModule.ts"
 import type { Strata } from "../records/Strata.ts"
+import { storeOverride } from "./flags.ts"
 import { resolveTarget } from "./target.ts"
 
 /** The first `n` whitespace-separated tokens of a story's text, with an ellipsis when there are more. */
@@ -105,12 +106,12 @@ const statsCommand = Command.make(
   {
     recipe: Argument.String("recipe").pipe(Argument.withDescription("A recipe whose pipeline has dataset, prompts and strata outputs (e.g. polaris-data)")),
     sets: Flag.String("set").pipe(Flag.withDescription("Override a recipe value (repeatable)"), Flag.atLeast(0)),
-    store: Flag.String("store").pipe(Flag.withDescription("Artifact store directory (default: $POLARIS_STORE, else the recipe's `store:`, else .polaris)"), Flag.optional),
+    store: storeOverride,
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the counts as JSON"), Flag.withDefault(false))
   },
   (a) =>
     Effect.gen(function*() {
-      const t = yield* resolveTarget(a.recipe, { sets: a.sets, store: Option.getOrUndefined(a.store) ?? process.env.POLARIS_STORE })
+      const t = yield* resolveTarget(a.recipe, { sets: a.sets, store: Option.getOrUndefined(a.store) })
       for (const name of ["dataset", "prompts", "strata"]) {
         if (!(name in t.pipeline.outputs)) {
           return yield* new ModuleError({ file: a.recipe, reason: `pipeline ${t.pipeline.name} has no "${name}" output; data stats needs dataset, prompts and strata` })

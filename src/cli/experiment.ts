@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { Console, Effect, Layer, Option } from "effect"
 import * as ArtifactStore from "../dag/ArtifactStore.ts"
 import * as Plan from "../dag/Plan.ts"
+import { store, storeOverride } from "./flags.ts"
 import { resolveTarget } from "./target.ts"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Compare from "../experiment/Compare.ts"
@@ -45,12 +46,12 @@ export const sweepCommand = Command.make(
     target: Argument.String("recipe").pipe(Argument.withDescription("A recipe (.yaml) with a `sweep:` section, or any recipe with --grid")),
     grid: Flag.String("grid").pipe(Flag.withDescription("A grid key and its values, e.g. --grid 'seed=[1, 2, 3]' (repeatable; replaces the recipe's values for that key)"), Flag.atLeast(0)),
     sets: Flag.String("set").pipe(Flag.withDescription("Override a recipe value for every variant (repeatable)"), Flag.atLeast(0)),
-    store: Flag.String("store").pipe(Flag.withDescription("Artifact store directory (default: $POLARIS_STORE, else the recipe's `store:`, else .polaris)"), Flag.optional),
+    store: storeOverride,
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the sweep's state as JSON on stdout"), Flag.withDefault(false))
   },
   (a) =>
     Effect.gen(function*() {
-      const store = Option.getOrUndefined(Option.orElse(a.store, () => Option.fromNullishOr(process.env.POLARIS_STORE)))
+      const store = Option.getOrUndefined(a.store)
       const done = yield* Sweep.start(a.target, { sets: a.sets, grid: a.grid, store, onEvent: printEvent })
       yield* report(done.state, done.store, a.json)
     })
@@ -70,7 +71,7 @@ export const compareCommand = Command.make(
   "compare",
   {
     ids: Argument.String("run-or-sweep").pipe(Argument.withDescription("Run ids and sweep ids (a sweep stands for its finished variants)"), Argument.atLeast(1)),
-    store: Flag.String("store").pipe(Flag.withDescription("Artifact store directory (default $POLARIS_STORE, else .polaris)"), Flag.withDefault(process.env.POLARIS_STORE ?? ".polaris")),
+    store,
     out: Flag.String("out").pipe(Flag.withDescription("Directory for compare.html and compare.json (default: the sweep's directory for one sweep, else ./polaris-compare)"), Flag.optional),
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the comparison as JSON on stdout"), Flag.withDefault(false))
   },
@@ -112,12 +113,12 @@ export const planCommand = Command.make(
   {
     target: Argument.String("recipe").pipe(Argument.withDescription("A recipe (.yaml), or a .ts pipeline file")),
     sets: Flag.String("set").pipe(Flag.withDescription("Override a recipe value (repeatable)"), Flag.atLeast(0)),
-    store: Flag.String("store").pipe(Flag.withDescription("Artifact store directory (default: $POLARIS_STORE, else the recipe's `store:`, else .polaris)"), Flag.optional),
+    store: storeOverride,
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the plan as JSON on stdout"), Flag.withDefault(false))
   },
   (a) =>
     Effect.gen(function*() {
-      const store = Option.getOrUndefined(Option.orElse(a.store, () => Option.fromNullishOr(process.env.POLARIS_STORE)))
+      const store = Option.getOrUndefined(a.store)
       const t = yield* resolveTarget(a.target, { sets: a.sets, store })
       const { plan, note } = yield* Effect.scoped(Effect.gen(function*() {
         // The engines give the fingerprints keys need; one that cannot start here (a remote

@@ -20,6 +20,7 @@ import { formatWarnings, resolveTarget, type Target, targetOfRun } from "./targe
 import * as Summary from "./summary.ts"
 import * as Unscorables from "../report/Unscorables.ts"
 import { dataCommand } from "./data.ts"
+import { store, storeOverride } from "./flags.ts"
 import { compareCommand, planCommand, resumeSweep, sweepCommand } from "./experiment.ts"
 import * as Sweep from "../experiment/Sweep.ts"
 import { watch } from "./watch.ts"
@@ -28,20 +29,6 @@ import * as EmbeddedPolicy from "../engines/EmbeddedPolicy.ts"
 import { serve } from "../serve/Server.ts"
 import * as Report from "../report/Report.ts"
 
-function defaultStore() {
-  return process.env.POLARIS_STORE ?? ".polaris"
-}
-
-const store = Flag.String("store").pipe(
-  Flag.withDescription("Artifact store directory (runs, cache, memo); default $POLARIS_STORE, else .polaris"),
-  Flag.withDefault(defaultStore())
-)
-/** For commands with a recipe, the store defaults to $POLARIS_STORE, then the recipe's `store:`. */
-const storeOverride = Flag.String("store").pipe(
-  Flag.withDescription("Artifact store directory (default: $POLARIS_STORE, else the recipe's `store:`, else .polaris)"),
-  Flag.optional,
-  Flag.map((flag) => Option.orElse(flag, () => Option.fromNullishOr(process.env.POLARIS_STORE)))
-)
 const sets = Flag.String("set").pipe(
   Flag.withDescription("Override a recipe value, e.g. --set grpo.steps=20 (repeatable)"),
   Flag.atLeast(0)
@@ -75,7 +62,7 @@ const execute = (
     }).pipe(Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer)))
     if (options.json) yield* Console.log(JSON.stringify({ runId: result.runId, dir: result.dir, executed: result.executed, cached: result.cached, nodes: result.nodes, outputs: result.outputs }))
     // People get the headline numbers (Summary.ts); the outputs' JSON is for --json.
-    else for (const line of yield* Summary.lines(result, { store: t.store, defaultStore: defaultStore() })) yield* Console.log(line)
+    else for (const line of yield* Summary.lines(result, { store: t.store, defaultStore: process.env.POLARIS_STORE ?? ".polaris" })) yield* Console.log(line)
   })
 
 const runCommand = Command.make(

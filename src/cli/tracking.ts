@@ -6,6 +6,7 @@
  */
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { store } from "./flags.ts"
 import { resolve } from "node:path"
 import * as ArtifactStore from "../dag/ArtifactStore.ts"
 import * as RunLog from "../dag/RunLog.ts"
@@ -27,10 +28,7 @@ export const exportMetricsCommand = Command.make(
   "export-metrics",
   {
     run: Argument.String("run").pipe(Argument.withDescription("Run id; default: the latest run"), Argument.optional),
-    store: Flag.String("store").pipe(
-      Flag.withDescription("Artifact store directory; default $POLARIS_STORE, else .polaris"),
-      Flag.withDefault(process.env.POLARIS_STORE ?? ".polaris")
-    ),
+    store,
     tensorboard: Flag.String("tensorboard").pipe(Flag.withDescription("TensorBoard log directory: event files go to DIR/<run id>/"))
   },
   (a) =>
