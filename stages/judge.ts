@@ -41,7 +41,8 @@ export const judge = Stage.make({
         Effect.gen(function*() {
           const text = stripThinking(story.text)
           const verdicts = yield* Effect.forEach(Array.from({ length: samples }, (_, k) => k), (sample) =>
-            memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, (item) => spend.track(judge.score(item))),
+            memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, (item) =>
+              ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ verdict: item }) ?? 0 }, spend.track(judge.score(item)), (v) => v.cost_usd)),
             { concurrency: samples })
           return verdicts
         }).pipe(

@@ -72,7 +72,8 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
         const spend = Spend.make()
         let done = 0
         const asked = (first: string, second: string, sample: number, prompt: string) =>
-          memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, (item) => spend.track(judge.compare(item)))
+          memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, (item) =>
+            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ preference: item }) ?? 0 }, spend.track(judge.compare(item)), (p) => p.cost_usd))
         const toSystem = (w: Preference["winner"], firstIs: "a" | "b") => (w === "tie" ? "tie" : (w === "first") === (firstIs === "a") ? "a" : "b")
         const comparisons = yield* Effect.forEach(plan, (c) =>
           Effect.all([asked(c.ta, c.tb, c.sample, c.prompt), asked(c.tb, c.ta, c.sample, c.prompt)], { concurrency: 2 }).pipe(

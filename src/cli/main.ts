@@ -40,12 +40,16 @@ const progress = Flag.Literals("progress", ["auto", "tty", "plain", "none"]).pip
   Flag.withDefault("auto" as const)
 )
 const force = Flag.String("force").pipe(Flag.withDescription("Re-execute this node even if cached (repeatable)"), Flag.atLeast(0))
+const budgetUsd = Flag.Finite("budget-usd").pipe(
+  Flag.withDescription("Cap in USD on what the run's paid calls cost, spend in earlier attempts counted (overrides the recipe's budget.usd)"),
+  Flag.optional
+)
 const failFast = Flag.Boolean("fail-fast").pipe(Flag.withDescription("Stop all nodes at the first failure"), Flag.withDefault(false))
 
 /** Runs a target with a progress view; prints a summary or JSON. */
 const execute = (
   t: Target,
-  options: { runId?: string; force: ReadonlyArray<string>; failFast: boolean; progress: Progress.Mode; json: boolean }
+  options: { runId?: string; force: ReadonlyArray<string>; failFast: boolean; progress: Progress.Mode; json: boolean; budgetUsd: Option.Option<number> }
 ) =>
   Effect.gen(function*() {
     // Unset secrets do not stop the run: only a node that needs one fails (Secret.ts).
@@ -58,6 +62,7 @@ const execute = (
       retries: t.retries,
       force: options.force,
       failFast: options.failFast,
+      ...Option.match(Option.orElse(options.budgetUsd, () => Option.fromNullishOr(t.budgetUsd)), { onNone: () => ({}), onSome: (usd) => ({ budgetUsd: usd }) }),
       onStart: (log) => Effect.andThen(attachTrackers(log, t.recipe?.trackers, { quiet: options.json }), Effect.asVoid(Progress.attach(log, { mode: options.json ? "none" : options.progress, nodes: t.pipeline.nodes.map((n) => n.id) })))
     }).pipe(Effect.provide(Layer.merge(ArtifactStore.layer(t.store), t.layer)))
     if (options.json) yield* Console.log(JSON.stringify({ runId: result.runId, dir: result.dir, executed: result.executed, cached: result.cached, nodes: result.nodes, outputs: result.outputs }))
@@ -67,10 +72,10 @@ const execute = (
 
 const runCommand = Command.make(
   "run",
-  { target, sets, store: storeOverride, force, failFast, progress, json },
+  { target, sets, store: storeOverride, force, failFast, progress, json, budgetUsd },
   (a) =>
     Effect.flatMap(resolveTarget(a.target, { sets: a.sets, store: Option.getOrUndefined(a.store) }), (t) =>
-      execute(t, { force: a.force, failFast: a.failFast, progress: a.progress, json: a.json }))
+      execute(t, { force: a.force, failFast: a.failFast, progress: a.progress, json: a.json, budgetUsd: a.budgetUsd }))
 ).pipe(
   Command.withDescription("Run a recipe (or a .ts pipeline); cached nodes are reused, finished memo items are never repeated"),
   Command.withExamples([
@@ -90,13 +95,13 @@ const runOrLatest = (storeDir: string, run: Option.Option<string>) =>
 
 const resumeCommand = Command.make(
   "resume",
-  { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`) or sweep id; default: the latest run"), Argument.optional), store, failFast, progress, json },
+  { run: Argument.String("run").pipe(Argument.withDescription("Run id (see `polaris status`) or sweep id; default: the latest run"), Argument.optional), store, failFast, progress, json, budgetUsd },
   (a) =>
     Effect.gen(function*() {
       if (Option.isSome(a.run) && Sweep.isSweep(a.store, a.run.value)) return yield* resumeSweep(a.store, a.run.value, a.json)
       const runId = yield* runOrLatest(a.store, a.run)
       const t = yield* targetOfRun(a.store, runId)
-      yield* execute({ ...t, store: a.store }, { runId, force: [], failFast: a.failFast, progress: a.progress, json: a.json })
+      yield* execute({ ...t, store: a.store }, { runId, force: [], failFast: a.failFast, progress: a.progress, json: a.json, budgetUsd: a.budgetUsd })
     })
 ).pipe(
   Command.withDescription("Continue a run where it stopped; finished nodes and memo items are reused"),

@@ -32,6 +32,8 @@ export interface Target {
   readonly warnings: ReadonlyArray<RecipeLoader.RecipeError>
   /** What each node costs if it runs (the pipeline module's `estimate`), for `polaris plan`. */
   readonly estimate?: Plan.Estimator
+  /** The recipe's `budget.usd` (Executor's `budgetUsd`). */
+  readonly budgetUsd?: number
 }
 
 /** How a target is asked for on the command line. */
@@ -85,6 +87,7 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
       concurrency: loaded.recipe.concurrency ?? {},
       pools: built.pools,
       ...(built.estimate !== undefined ? { estimate: built.estimate } : {}),
+      ...(loaded.recipe.budget !== undefined ? { budgetUsd: loaded.recipe.budget.usd } : {}),
       retries: retriesOf(loaded.recipe),
       files: [...loaded.files, ...built.files],
       recipe: loaded.recipe,

@@ -19,8 +19,10 @@
  * refuses to delete while it writes; a run starting while gc deletes waits, saying so on stderr.
  */
 import { availableParallelism } from "node:os"
+import { join } from "node:path"
 import { Cause, Context, Data, Deferred, Effect, Exit, Option, References, type Schedule, Schema, Semaphore } from "effect"
 import { ArtifactStore, type BlobRef, type KeyComponents, type NodeEntry, StoreError } from "./ArtifactStore.ts"
+import * as Budget from "./Budget.ts"
 import * as CacheKey from "./CacheKey.ts"
 import { fingerprintStage } from "./Fingerprint.ts"
 import { seeded } from "../internal/random.ts"
@@ -71,6 +73,12 @@ export interface RunOptions {
    * given, it replaces `concurrency` and `pools` for admission (`pools` still picks retries).
    */
   readonly slots?: Slots
+  /**
+   * A cap in USD on what the run's paid calls cost (`StageContext.charge`), every process that
+   * worked on the run counted (its ledger, `runs/<id>/spend.jsonl`). A call that would pass it
+   * stops the run cleanly (`BudgetExceeded`); resuming with a higher cap continues.
+   */
+  readonly budgetUsd?: number
 }
 
 /** Per-pool semaphores: which permits a node of a resource class takes. */
@@ -213,6 +221,7 @@ export const run = <R, O>(
 
     const pools = { ...DEFAULT_POOLS, ...options.pools }
     const { semaphoreOf } = options.slots ?? makeSlots(options)
+    const budget = yield* Budget.open(join(log.dir, "spend.jsonl"), options.budgetUsd ?? Infinity)
     const fingerprints = new Map<string, string>()
     const force = new Set(options.force ?? [])
     const producers = new Map(pipeline.nodes.map((n) => [n.id, n]))
@@ -249,7 +258,8 @@ export const run = <R, O>(
       getBlob: (ref) => Effect.orDie(store.get(ref.$blob)),
       putTree: (dir) => Effect.orDie(Tree.put(store, dir)),
       getTree: (ref) => Effect.orDie(Tree.materialize(store, ref)),
-      log: (message) => log.emit({ type: "log", node: node.id, message })
+      log: (message) => log.emit({ type: "log", node: node.id, message }),
+      charge: (charged, call, actualUsd) => budget.charge({ node: node.id, ...charged }, call, actualUsd)
     })
 
     /** Executes the stage body and stores its output. Called holding the key's lock. */
@@ -392,7 +402,9 @@ export const run = <R, O>(
           yield* log.emit({ type: "node_failed", node: node.id, error })
         }
         yield* Deferred.fail(deferred, new UpstreamFailed({ node: node.id }))
-        if (options.failFast && !(reason?._tag === "Fail" && reason.error instanceof UpstreamFailed)) {
+        // Over budget, nothing more may be spent: the run stops here (finished calls are memoized).
+        const overBudget = reason?._tag === "Fail" && reason.error instanceof Budget.BudgetExceeded
+        if ((options.failFast || overBudget) && !(reason?._tag === "Fail" && reason.error instanceof UpstreamFailed)) {
           return yield* Effect.fail(new UpstreamFailed({ node: node.id }))
         }
       })

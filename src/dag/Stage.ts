@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url"
 import type { Effect, Schedule } from "effect"
 import { Schema } from "effect"
 import type { BlobRef } from "./ArtifactStore.ts"
+import type { BudgetExceeded } from "./Budget.ts"
 import type { EngineKey } from "./Engine.ts"
 import { callerFile, toPath } from "./Fingerprint.ts"
 import * as Retry from "./Retry.ts"
@@ -70,6 +71,16 @@ export interface StageContext {
   readonly getTree: (ref: TreeRef) => Effect.Effect<string>
   /** A log line in the run's event log. */
   readonly log: (message: string) => Effect.Effect<void>
+  /**
+   * Runs a paid call within the run's budget (`RunOptions.budgetUsd`, a recipe's `budget.usd`):
+   * refused with `BudgetExceeded` when its expected cost would take the run past the cap; what
+   * it really cost (`actualUsd` of its result) goes to the run's spend ledger.
+   */
+  readonly charge: <A, E, R>(
+    charged: { readonly engine: string; readonly expectedUsd: number },
+    call: Effect.Effect<A, E, R>,
+    actualUsd: (a: A) => number
+  ) => Effect.Effect<A, E | BudgetExceeded, R>
 }
 
 /** The typed inputs of a stage: one value per named input. */

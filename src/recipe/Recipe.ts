@@ -107,6 +107,7 @@ export const Judge = Schema.Struct({
   tokens_per_minute: field(PositiveInt, "Rate limit: tokens per minute"),
   max_in_flight: field(PositiveInt, "Most judge calls in flight"),
   price_per_million: field(Schema.Struct({ input: NonNegative, output: NonNegative }), "USD per million tokens, for cost accounting"),
+  expected_output_tokens: field(PositiveInt, "Tokens a verdict is expected to produce (default 2000): the tokens/min limiter's and the budget's estimate before the real count is known"),
   samples: field(PositiveInt, "Judgements per story, averaged (1 online; 2-3 for evaluation)"),
   timeout_s: field(PositiveInt, "Time limit of one judge call, seconds (default 120)"),
   attempts: field(PositiveInt, "Attempts per judgement before it is recorded unscorable (default 6)"),
@@ -220,6 +221,7 @@ export const Recipe = Schema.Struct({
   stages: field(Schema.Array(CustomStage), "Custom stages inserted into the pipeline"),
   trackers: field(Trackers, "Metric trackers the run also writes to (docs/tracking.md)"),
   params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline"),
-  sweep: field(Sweep, "Variants for `polaris sweep` (`polaris run` ignores this)")
+  sweep: field(Sweep, "Variants for `polaris sweep` (`polaris run` ignores this)"),
+  budget: field(Schema.Struct({ usd: NonNegative }), "A cap on what the run's paid calls cost (judge); the run stops cleanly before a call that would pass it")
 })
 export type Recipe = typeof Recipe.Type

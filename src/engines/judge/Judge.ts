@@ -127,6 +127,11 @@ export interface JudgeShape extends Fingerprinted {
   readonly preferredConcurrency?: number
   /** Totals since the layer was built. */
   readonly totals: () => JudgeTotals
+  /**
+   * What one judgement is expected to cost before it is made (its prompt's tokens and the
+   * expected output at the judge's prices), for a run's budget; absent or 0 for a free judge.
+   */
+  readonly expectedUsd?: (request: { readonly verdict: JudgeItem } | { readonly preference: PairItem }) => number
 }
 
 export class Judge extends Context.Service<Judge, JudgeShape>()("polaris/Judge") {}

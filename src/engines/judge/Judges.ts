@@ -76,6 +76,7 @@ const build = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | E
     timeout: Duration.seconds(section.timeout_s ?? 120),
     attempts: section.attempts ?? 6,
     ...(section.price_per_million !== undefined ? { price: section.price_per_million } : {}),
+    ...(section.expected_output_tokens !== undefined ? { expectedOutputTokens: section.expected_output_tokens } : {}),
     ...(section.temperature !== undefined ? { temperature: section.temperature } : {})
   }
   const withRubric = (make: (rubric: Rubric.Rubric) => Layer.Layer<Judge>) =>

@@ -142,9 +142,15 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
         }
       })
 
+    // One attempt's prompt at ~4 characters per token, the expected output, at the judge's prices.
+    const expectedUsd: NonNullable<JudgeShape["expectedUsd"]> = (request) => {
+      const prompt = "verdict" in request ? Rubric.judgePrompt(rubric, request.verdict) : Rubric.pairPrompt(rubric, request.preference)
+      return cost({ input: Math.ceil((prompt.system.length + prompt.user.length) / 4), output: expected, thought: 0 }, options.price)
+    }
     return {
       fingerprint,
       rubric,
+      expectedUsd,
       ...judgeMethods(rubric, ask),
       totals: (): JudgeTotals => ({
         ...totals,
