@@ -6,6 +6,7 @@
  */
 // The DAG framework (src/dag): stages, pipelines, the executor, the cache.
 export * as ArtifactStore from "./dag/ArtifactStore.ts"
+export * as Budget from "./dag/Budget.ts"
 export * as CacheKey from "./dag/CacheKey.ts"
 export * as Canonical from "./dag/Canonical.ts"
 export type { EngineKey, Fingerprinted } from "./dag/Engine.ts"
@@ -14,6 +15,7 @@ export * as Executor from "./dag/Executor.ts"
 export * as Explain from "./dag/Explain.ts"
 export * as Location from "./dag/Location.ts"
 export * as Pipeline from "./dag/Pipeline.ts"
+export * as Plan from "./dag/Plan.ts"
 export * as PipelineModule from "./dag/PipelineModule.ts"
 export * as Progress from "./dag/Progress.ts"
 export * as Recipe from "./recipe/Recipe.ts"
@@ -28,6 +30,10 @@ export * as Tree from "./dag/Tree.ts"
 export { memoBatch } from "./dag/MemoBatch.ts"
 export { memoCall } from "./dag/MemoCall.ts"
 
+// Experiments: sweeps and comparisons of runs (docs/experiments.md).
+export * as Sweep from "./experiment/Sweep.ts"
+export * as Compare from "./experiment/Compare.ts"
+
 // Trackers: a run's metrics as TensorBoard event files (docs/tracking.md).
 export * as TensorBoard from "./tracking/TensorBoard.ts"
 export * as Trackers from "./tracking/Trackers.ts"
@@ -37,7 +43,7 @@ export * as Records from "./records/index.ts"
 
 // Engines and the embedded model (docs/model.md).
 export { datumOf, LossFn, PolicyEngine, PolicyError } from "./engines/PolicyEngine.ts"
-export type { CheckpointRef, Datum, ForwardBackwardResult, OptimStepResult, PolicyEngineShape, SampledSequence } from "./engines/PolicyEngine.ts"
+export type { CheckpointRef, Datum, ForwardBackwardResult, OptimStepResult, PolicyEngineShape, SampledSequence, SamplingWeights } from "./engines/PolicyEngine.ts"
 export * as EmbeddedPolicy from "./engines/EmbeddedPolicy.ts"
 export { Writer } from "./engines/Writer.ts"
 export { AdamW, defaultAdamParams } from "./model/AdamW.ts"
