@@ -4,7 +4,7 @@
 // load at plain-node speed instead of each one crossing the hooks (measured: ~2x faster start).
 import "effect"
 import "effect/cli"
-import "@effect/platform-node"
+import "@effect/platform-node/NodeServices"
 import { register } from "tsx/esm/api"
 
 // `polaris ... | head` closes the pipe early: that is the reader's choice, not an error.

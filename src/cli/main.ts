@@ -2,7 +2,7 @@
  * The `polaris` command line. Exit codes: 0 ok, 1 run failed, 2 usage error (bad arguments, a
  * pipeline file that does not load).
  */
-import { NodeServices } from "@effect/platform-node"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Effect, Layer, Option, References } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import * as ArtifactStore from "../dag/ArtifactStore.ts"
@@ -25,8 +25,6 @@ import { compareCommand, planCommand, resumeSweep, sweepCommand } from "./experi
 import * as Sweep from "../experiment/Sweep.ts"
 import { watch } from "./watch.ts"
 import { attachTrackers, exportMetricsCommand } from "./tracking.ts"
-import * as EmbeddedPolicy from "../engines/EmbeddedPolicy.ts"
-import { serve } from "../serve/Server.ts"
 import * as Report from "../report/Report.ts"
 
 const sets = Flag.String("set").pipe(
@@ -301,6 +299,8 @@ const serveCommand = Command.make(
   },
   (a) =>
     Effect.gen(function*() {
+      // Loaded here, not at start-up: onnxruntime and the protocol modules only when serving.
+      const [EmbeddedPolicy, { serve }] = yield* Effect.promise(() => Promise.all([import("../engines/EmbeddedPolicy.ts"), import("../serve/Server.ts")]))
       const engine = yield* EmbeddedPolicy.make({ checkpoint: a.model, checkpointDir: a.store })
       const modelName = Option.getOrElse(a.name, () => `polaris/${a.model.replace(/\/+$/, "").split("/").at(-1)}`)
       const server = yield* Effect.promise(() => serve(engine, { host: a.host, port: a.port, modelName, checkpointDir: a.store, baseCheckpoint: a.model }))
