@@ -154,10 +154,10 @@ const REF = OLD[0]!.map((lp, t) => lp - 0.1 * (t + 1)) // the initial policy's l
 
 const fakeEngine = (calls: { logprobs: number; fb: Array<{ name: string; datums: ReadonlyArray<Datum> }> }): PolicyEngineShape => {
   let loaded = ""
-  const score = (items: ReadonlyArray<{ readonly completion: ReadonlyArray<number> }>) =>
+  const score = (items: ReadonlyArray<{ readonly completion: ReadonlyArray<number> }>, weights: string) =>
     Effect.sync(() => {
       calls.logprobs++
-      const lp = loaded === "init" ? REF : OLD[0]!
+      const lp = weights === "init" ? REF : OLD[0]!
       return items.map((i) => Float32Array.from([...Array(i.completion.length - lp.length).fill(-7), ...lp]))
     })
   return {
@@ -167,9 +167,10 @@ const fakeEngine = (calls: { logprobs: number; fb: Array<{ name: string; datums:
     maxContext: 64,
     promptIds: () => [],
     sample: () => Effect.die("unused"),
-    logprobs: (items) => score(items),
+    // Sampling calls name their weights (the initial policy's, for the KL term); the trainer's are the loaded ones.
+    logprobs: (items, weights) => score(items, weights?.checkpoint ?? loaded),
     // The fake's trainer and sampler agree at the loaded weights; the sampler logprobs of the datums do not.
-    trainerLogprobs: (items) => score(items),
+    trainerLogprobs: (items) => score(items, loaded),
     forwardBackward: (datums, loss) => Effect.sync(() => (calls.fb.push({ name: loss.name, datums }), { logprobs: [], metrics: {} })),
     optimStep: () => Effect.succeed({ gradNorm: 0, clipScale: 1, step: 1 }),
     save: (name) => Effect.succeed({ path: `tinker://${name}` }),
