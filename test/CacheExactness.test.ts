@@ -114,12 +114,13 @@ describe("an exact, portable cache (reduced quickstart)", () => {
       const withWriter = (model: string) => ["--set", "data.writer.backend=openai", "--set", `data.writer.model=${model}`, "--set", `data.writer.base_url=${writer.url}/v1`]
       const amber = await run(checkout, storeA, withWriter("amber"))
       const cobalt = await run(checkout, storeA, withWriter("cobalt"))
-      const rollouts = Object.keys(cobalt.nodes).filter((id) => /^train\/step-\d+\/rollout$/.test(id))
-      expect(rollouts).toHaveLength(3)
+      // 3 steps × 4 groups, each group's rollouts a node of its own.
+      const rollouts = Object.keys(cobalt.nodes).filter((id) => /^train\/step-\d+\/group-\d+\/rollout$/.test(id))
+      expect(rollouts).toHaveLength(12)
       for (const id of rollouts) {
         expect(cobalt.nodes[id]!.status).toBe("executed")
         const groups = readObject(storeA, cobalt.nodes[id]!.object!) as Array<{ prompt: string }>
-        expect(groups.length).toBe(4)
+        expect(groups.length).toBe(1)
         for (const g of groups) {
           expect(g.prompt).toContain("cobalt lantern")
           expect(g.prompt).not.toContain("amber")
@@ -129,7 +130,7 @@ describe("an exact, portable cache (reduced quickstart)", () => {
       // Every group of the cobalt run was sampled, none answered from a memo of another prompt.
       const events = readFileSync(join(storeA, "runs", readdirSync(join(storeA, "runs")).sort().at(-1)!, "events.jsonl"), "utf8")
         .trim().split("\n").map((l) => JSON.parse(l) as { type: string; node?: string })
-      const trainRollout = (e: { node?: string }) => e.node !== undefined && /^train\/step-\d+\/rollout$/.test(e.node)
+      const trainRollout = (e: { node?: string }) => e.node !== undefined && /^train\/step-\d+\/group-\d+\/rollout$/.test(e.node)
       expect(events.filter((e) => e.type === "memo_hit" && trainRollout(e))).toHaveLength(0)
       expect(events.filter((e) => e.type === "memo_stored" && trainRollout(e))).toHaveLength(12)
     } finally {
