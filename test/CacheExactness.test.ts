@@ -19,7 +19,7 @@ import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
 import type { FakeServer } from "./support/fakeGemini.ts"
 import { allFiles, tempDirInRepo } from "./support/store.ts"
 
-const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=4", "--set", "eval.prompts_per_bucket=2"]
+const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=2", "--set", "eval.prompts_per_bucket=2"]
 
 interface Summary {
   readonly executed: number
@@ -62,7 +62,7 @@ describe("an exact, portable cache (reduced quickstart)", () => {
     expect(ran.filter((id) => /^train\/step-00[0-2]\//.test(id))).toEqual([])
     const perGroup = (g: number) => ["candidates", "judge", "prompt", "reference", "rollout"].map((n) => `train/step-003/group-${g}/${n}`)
     expect(ran.filter((id) => id.startsWith("train/"))).toEqual([
-      "train/step-003/batch", ...[0, 1, 2, 3].flatMap(perGroup), "train/step-003/groups", "train/step-003/sampler", "train/step-003/update"
+      "train/step-003/batch", ...[0, 1].flatMap(perGroup), "train/step-003/groups", "train/step-003/sampler", "train/step-003/update"
     ])
   }, 600_000)
 
@@ -114,9 +114,9 @@ describe("an exact, portable cache (reduced quickstart)", () => {
       const withWriter = (model: string) => ["--set", "data.writer.backend=openai", "--set", `data.writer.model=${model}`, "--set", `data.writer.base_url=${writer.url}/v1`]
       const amber = await run(checkout, storeA, withWriter("amber"))
       const cobalt = await run(checkout, storeA, withWriter("cobalt"))
-      // 3 steps × 4 groups, each group's rollouts a node of its own.
+      // 3 steps × 2 groups, each group's rollouts a node of its own.
       const rollouts = Object.keys(cobalt.nodes).filter((id) => /^train\/step-\d+\/group-\d+\/rollout$/.test(id))
-      expect(rollouts).toHaveLength(12)
+      expect(rollouts).toHaveLength(6)
       for (const id of rollouts) {
         expect(cobalt.nodes[id]!.status).toBe("executed")
         const groups = readObject(storeA, cobalt.nodes[id]!.object!) as Array<{ prompt: string }>
@@ -132,7 +132,7 @@ describe("an exact, portable cache (reduced quickstart)", () => {
         .trim().split("\n").map((l) => JSON.parse(l) as { type: string; node?: string })
       const trainRollout = (e: { node?: string }) => e.node !== undefined && /^train\/step-\d+\/group-\d+\/rollout$/.test(e.node)
       expect(events.filter((e) => e.type === "memo_hit" && trainRollout(e))).toHaveLength(0)
-      expect(events.filter((e) => e.type === "memo_stored" && trainRollout(e))).toHaveLength(12)
+      expect(events.filter((e) => e.type === "memo_stored" && trainRollout(e))).toHaveLength(6)
     } finally {
       await writer.close()
     }

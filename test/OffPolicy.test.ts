@@ -114,7 +114,7 @@ describe("grpo.off_policy_steps: the DAG", () => {
   })
 })
 
-const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=4", "--set", "eval.prompts_per_bucket=2"]
+const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=2", "--set", "eval.prompts_per_bucket=2"]
 const LAG1 = [...SMALL, "--set", "grpo.off_policy_steps=1"]
 
 /** Node id -> (key, object) of a `--json` summary. */

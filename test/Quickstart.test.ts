@@ -11,7 +11,7 @@ import { polaris, readObject, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
 const RECIPE = join(ROOT, "recipes", "quickstart.yaml")
-const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=4", "--set", "eval.prompts_per_bucket=4", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
+const SMALL = ["--set", "grpo.steps=3", "--set", "grpo.groups_per_step=2", "--set", "eval.prompts_per_bucket=4", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
 
 /** The final policy's weights file, from a `--json` summary: a file of the checkpoint folder the store holds by content. */
 const finalWeights = (store: string, summary: any): Buffer => {
@@ -33,7 +33,7 @@ describe("quickstart", () => {
 
     // One run, killed three times: mid-rollout, mid-judging, mid-update; each time resumed in place.
     const killed = join(dir, "killed")
-    const kills = [["train/step-000/group-1/rollout", 300], ["train/step-001/group-2/judge", 0], ["train/step-002/update", 300]] as const
+    const kills = [["train/step-000/group-1/rollout", 300], ["train/step-001/group-1/judge", 0], ["train/step-002/update", 300]] as const
     let run = await polaris(["run", RECIPE, ...SMALL, "--store", killed, "--progress", "plain"], { killOn: kills[0][0], delayMs: kills[0][1] })
     expect(run.signal, `${kills[0][0]} was never reached:\n${run.stderr}`).toBe("SIGKILL")
     for (const [node, delayMs] of kills.slice(1)) {
