@@ -11,6 +11,7 @@
 import { Effect, Schema } from "effect"
 import { inFlight, Judge, JudgeError, Verdict } from "../src/engines/judge/Judge.ts"
 import { lengthScore, reward, stripThinking, storyWords } from "../src/grpo/Reward.ts"
+import * as Budget from "../src/dag/Budget.ts"
 import { memoCall } from "../src/dag/MemoCall.ts"
 import * as Spend from "../src/engines/judge/Spend.ts"
 import * as Stage from "../src/dag/Stage.ts"
@@ -37,10 +38,10 @@ export const judge = Stage.make({
       const judge = yield* Judge
       const spend = Spend.make()
       let done = 0
-      const judged = yield* Effect.forEach(stories, (story) =>
+      const judged = yield* Budget.forEachPaid(stories, (story) =>
         Effect.gen(function*() {
           const text = stripThinking(story.text)
-          const verdicts = yield* Effect.forEach(Array.from({ length: samples }, (_, k) => k), (sample) =>
+          const verdicts = yield* Budget.forEachPaid(Array.from({ length: samples }, (_, k) => k), (sample) =>
             memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, (item) =>
               ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ verdict: item }) ?? 0 }, spend.track(judge.score(item)), (v) => v.cost_usd)),
             { concurrency: samples })

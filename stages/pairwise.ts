@@ -11,6 +11,7 @@ import { Effect, Schema } from "effect"
 import { inFlight, Judge, type JudgeError, Preference } from "../src/engines/judge/Judge.ts"
 import { bradleyTerryCI, type PairwiseComparison, positionConsistency, winRate } from "../src/eval/Stats.ts"
 import { stripThinking } from "../src/grpo/Reward.ts"
+import * as Budget from "../src/dag/Budget.ts"
 import { memoCall } from "../src/dag/MemoCall.ts"
 import * as Spend from "../src/engines/judge/Spend.ts"
 import * as Stage from "../src/dag/Stage.ts"
@@ -75,11 +76,11 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
           memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, (item) =>
             ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ preference: item }) ?? 0 }, spend.track(judge.compare(item)), (p) => p.cost_usd))
         const toSystem = (w: Preference["winner"], firstIs: "a" | "b") => (w === "tie" ? "tie" : (w === "first") === (firstIs === "a") ? "a" : "b")
-        const comparisons = yield* Effect.forEach(plan, (c) =>
-          Effect.all([asked(c.ta, c.tb, c.sample, c.prompt), asked(c.tb, c.ta, c.sample, c.prompt)], { concurrency: 2 }).pipe(
+        const comparisons = yield* Budget.forEachPaid(plan, (c) =>
+          Budget.forEachPaid([[c.ta, c.tb], [c.tb, c.ta]] as const, ([first, second]) => asked(first, second, c.sample, c.prompt), { concurrency: 2 }).pipe(
             Effect.map(([ab, ba]): Comparison => ({
               prompt_id: c.prompt_id, bucket: bucketOf.get(c.prompt_id) ?? null, sample: c.sample, a: c.a, b: c.b,
-              ab: toSystem(ab.winner, "a"), ba: toSystem(ba.winner, "b"), preferences: [ab, ba], unscorable: null
+              ab: toSystem(ab!.winner, "a"), ba: toSystem(ba!.winner, "b"), preferences: [ab!, ba!], unscorable: null
             })),
             Effect.catchTag("JudgeError", (e: JudgeError) => Effect.succeed<Comparison>({
               prompt_id: c.prompt_id, bucket: bucketOf.get(c.prompt_id) ?? null, sample: c.sample, a: c.a, b: c.b,

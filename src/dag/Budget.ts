@@ -3,15 +3,16 @@
  * call whose expected cost would take the run past its cap, counting what the run spent before
  * (in every process that worked on it) and what calls in flight are expected to cost. Every
  * charged call is appended to the run's ledger (`runs/<id>/spend.jsonl`), so a resumed run
- * starts from what was really spent; a refused call fails with `BudgetExceeded`, which the
- * executor turns into a clean stop of the run (nothing is lost: finished calls are memoized),
- * and `polaris resume --budget-usd N` continues under a raised cap.
+ * starts from what was really spent. A refused call fails with `BudgetExceeded`, and from then
+ * on every call is refused: the executor starts no further node, lets the running ones finish
+ * (calls in flight complete and are memoized; `forEachPaid` keeps one item's refusal from
+ * interrupting its siblings), and `polaris resume --budget-usd N` continues under a raised cap.
  *
  * @example
  * const verdict = yield* ctx.charge({ engine: "judge", expectedUsd: judge.estimateUsd(item) }, judge.score(item), (v) => v.cost_usd)
  */
 import { appendFile, readFile } from "node:fs/promises"
-import { Data, Effect } from "effect"
+import { Data, Effect, Exit } from "effect"
 
 /** A call refused because it would take the run past its cap. Not retryable. */
 export class BudgetExceeded extends Data.TaggedError("BudgetExceeded")<{
@@ -31,6 +32,8 @@ export interface Budget {
   readonly capUsd: number
   /** Spent so far by the run, every process counted. */
   readonly spentUsd: () => number
+  /** The first refusal, once a call was refused: the run is stopping. */
+  readonly refusal: () => BudgetExceeded | undefined
   /**
    * Runs `call` if `expectedUsd` more keeps the run within its cap (with the calls in flight),
    * then records what it cost (`actualUsd` of its result) in the ledger.
@@ -46,6 +49,7 @@ export interface Budget {
 export const unlimited: Budget = {
   capUsd: Infinity,
   spentUsd: () => 0,
+  refusal: () => undefined,
   charge: (_charged, call) => call
 }
 
@@ -66,15 +70,18 @@ export const open = (ledger: string, capUsd: number): Effect.Effect<Budget> =>
       }
     }
     let pending = 0
+    let refusal: BudgetExceeded | undefined
     return {
       capUsd,
       spentUsd: () => spent,
+      refusal: () => refusal,
       charge: <A, E, R>({ node, engine, expectedUsd }: { readonly node: string; readonly engine: string; readonly expectedUsd: number }, call: Effect.Effect<A, E, R>, actualUsd: (a: A) => number) =>
         Effect.suspend((): Effect.Effect<A, E | BudgetExceeded, R> => {
           const expected = Math.max(0, expectedUsd)
           // Check and reserve in one synchronous step: calls in flight cannot pass the cap together.
-          if (spent + pending + expected > capUsd) {
-            return Effect.fail(new BudgetExceeded({ capUsd, spentUsd: spent, pendingUsd: pending + expected, engine }))
+          if (refusal !== undefined || spent + pending + expected > capUsd) {
+            refusal ??= new BudgetExceeded({ capUsd, spentUsd: spent, pendingUsd: pending + expected, engine })
+            return Effect.fail(refusal)
           }
           pending += expected
           return call.pipe(
@@ -89,4 +96,19 @@ export const open = (ledger: string, capUsd: number): Effect.Effect<Budget> =>
           )
         })
     } satisfies Budget
+  })
+
+/**
+ * `Effect.forEach` over items that make paid calls: a failing item (a refusal, a judge error)
+ * interrupts none of the others, whose calls in flight are paid for and must be memoized. Every
+ * item finishes or fails, then the first failure in item order is the result.
+ */
+export const forEachPaid = <A, B, E, R>(
+  items: Iterable<A>,
+  f: (item: A, index: number) => Effect.Effect<B, E, R>,
+  options: { readonly concurrency: number | "unbounded" }
+): Effect.Effect<Array<B>, E, R> =>
+  Effect.flatMap(Effect.forEach(items, (item, i) => Effect.exit(f(item, i)), options), (exits) => {
+    const failed = exits.find(Exit.isFailure)
+    return failed !== undefined ? Effect.failCause(failed.cause) : Effect.succeed(exits.map((e) => (e as Exit.Success<B>).value))
   })

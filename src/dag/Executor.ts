@@ -229,6 +229,7 @@ export const run = <R, O>(
     for (const node of pipeline.nodes) deferreds.set(node.id, Deferred.makeUnsafe())
     const statuses: Record<string, { status: NodeStatus; key?: string; object?: string }> = {}
     const failures: Array<NodeFailure> = []
+    const startedNodes = new Set<string>()
     const manifestNodes: Record<string, RunLog.ManifestNode> = Object.fromEntries(
       pipeline.nodes.map((n) => [n.id, { stage: n.stage.name, status: "pending" as const }])
     )
@@ -269,6 +270,10 @@ export const run = <R, O>(
         if (missing.length > 0) {
           return yield* new MissingSecret({ variables: [...new Set(missing.flatMap((m) => m.variables))], needs: `engine ${missing.map((m) => m.engine).join(", ")}` })
         }
+        // Once a paid call was refused the run is stopping: running nodes finish, none starts.
+        const refused = budget.refusal()
+        if (refused !== undefined) return yield* refused
+        startedNodes.add(node.id)
         const memoKeys = new Set<string>()
         const metrics: Array<Record<string, any>> = []
         const ctx = contextFor(node, key, components.engines, memoKeys, metrics)
@@ -390,10 +395,15 @@ export const run = <R, O>(
           return
         }
         const reason = exit.cause.reasons[0]
+        const overBudget = reason?._tag === "Fail" && reason.error instanceof Budget.BudgetExceeded
         if (reason?._tag === "Fail" && reason.error instanceof UpstreamFailed) {
           statuses[node.id] = { status: "skipped" }
           manifestNodes[node.id] = { stage: node.stage.name, status: "skipped" }
           yield* log.emit({ type: "node_skipped", node: node.id, because: reason.error.node })
+        } else if (overBudget && !startedNodes.has(node.id)) {
+          statuses[node.id] = { status: "skipped" }
+          manifestNodes[node.id] = { stage: node.stage.name, status: "skipped" }
+          yield* log.emit({ type: "node_skipped", node: node.id, because: "budget" })
         } else {
           const error = describeCause(exit.cause)
           statuses[node.id] = { status: "failed" }
@@ -402,9 +412,9 @@ export const run = <R, O>(
           yield* log.emit({ type: "node_failed", node: node.id, error })
         }
         yield* Deferred.fail(deferred, new UpstreamFailed({ node: node.id }))
-        // Over budget, nothing more may be spent: the run stops here (finished calls are memoized).
-        const overBudget = reason?._tag === "Fail" && reason.error instanceof Budget.BudgetExceeded
-        if ((options.failFast || overBudget) && !(reason?._tag === "Fail" && reason.error instanceof UpstreamFailed)) {
+        // Over budget the run stops without interrupting anyone: no node starts after the refusal
+        // (`execute`), and the running ones finish, their calls in flight memoized.
+        if (options.failFast && !overBudget && !(reason?._tag === "Fail" && reason.error instanceof UpstreamFailed)) {
           return yield* Effect.fail(new UpstreamFailed({ node: node.id }))
         }
       })

@@ -37,8 +37,7 @@ export const make = (scope: MemoScope, store: ArtifactStore["Service"]): StageCo
     })
     const hit = (value: A) =>
       Effect.sync(() => scope.used.add(key)).pipe(Effect.andThen(log.emit({ type: "memo_hit", node, key, namespace })), Effect.as(value))
-    const computeAndStore = Effect.gen(function*() {
-      const value = yield* compute
+    const store_ = (value: A) => Effect.gen(function*() {
       if (options?.persistIf !== undefined && !options.persistIf(value)) {
         yield* log.emit({ type: "memo_unstored", node, key, namespace, components: components() })
         return value
@@ -50,6 +49,8 @@ export const make = (scope: MemoScope, store: ArtifactStore["Service"]): StageCo
       yield* log.emit({ type: "memo_stored", node, key, object, namespace })
       return stored.value
     })
+    // Interrupted during the write (a stopping run), the value is still stored: it was paid for.
+    const computeAndStore = Effect.uninterruptibleMask((restore) => Effect.flatMap(restore(compute), store_))
     // Store failures inside a memo are defects of the stage body: the node fails and the run says why.
     const cached = Effect.orDie(Effect.provideService(lookup, ArtifactStore, store))
     return Effect.flatMap(cached, (found) =>

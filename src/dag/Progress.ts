@@ -262,7 +262,7 @@ const plainText = (state: State, event: LoggedEvent, at: number, printed: Map<st
       // The whole error, continuation lines indented under the node's line.
       return `${event.node} failed: ${event.error.replace(/\n/g, "\n    ")}`
     case "node_skipped":
-      return `${event.node} skipped: upstream ${event.because} failed`
+      return event.because === "budget" ? `${event.node} not started: the budget is spent` : `${event.node} skipped: upstream ${event.because} failed`
     case "node_retry":
       return `${event.node} retry, attempt ${event.attempt}: ${firstLine(event.error)}`
     case "corrupt_object":

@@ -28,6 +28,7 @@ export type RunEvent =
   | { readonly type: "node_cached"; readonly node: string; readonly key: string; readonly object: string }
   | { readonly type: "node_finished"; readonly node: string; readonly key: string; readonly object: string; readonly durationMs: number }
   | { readonly type: "node_failed"; readonly node: string; readonly error: string }
+  /** `because`: the upstream node that failed, or "budget" for a node a spent budget kept from starting. */
   | { readonly type: "node_skipped"; readonly node: string; readonly because: string }
   | { readonly type: "node_retry"; readonly node: string; readonly attempt: number; readonly error: string }
   | { readonly type: "corrupt_object"; readonly node: string; readonly object: string; readonly detail: string }
