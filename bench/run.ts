@@ -1,8 +1,9 @@
 /**
  * Runs the benchmarks, prints their tables and rewrites docs/benchmarks.md.
  *
- *   npm run bench                   all five (about 5 minutes on 2 cores)
+ *   npm run bench                   all six (about 7 minutes on 2 cores)
  *   npm run bench -- engine         engine overhead only (1,000-node DAG, about 1 minute)
+ *   npm run bench -- startup        the command's start-up, bundle against sources (about 2 minutes)
  *   npm run bench -- store          store throughput only (1 GiB, about 2 minutes)
  *   npm run bench -- ingest         corpus ingest only (12 books, about 10 seconds)
  *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak; about 40 s)
@@ -28,15 +29,16 @@ import * as Model from "./model.ts"
 import { describeMachine, machineLine } from "./machine.ts"
 import { ROOT } from "./measure.ts"
 import * as Soak from "./quickstart-soak.ts"
+import * as Startup from "./startup.ts"
 import * as Store from "./store-throughput.ts"
 
-type BenchId = "engine" | "store" | "ingest" | "model" | "judge" | "soak" | "soak-offpolicy" | "async" | "learning"
+type BenchId = "engine" | "startup" | "store" | "ingest" | "model" | "judge" | "soak" | "soak-offpolicy" | "async" | "learning"
 
-const BENCHES: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge", "soak", "soak-offpolicy", "async", "learning"]
+const BENCHES: ReadonlyArray<BenchId> = ["engine", "startup", "store", "ingest", "model", "judge", "soak", "soak-offpolicy", "async", "learning"]
 /** What `npm run bench` runs with no names: all but the soaks (ten minutes each), async (seven minutes of mostly sleeping) and learning (half an hour). */
-const DEFAULT: ReadonlyArray<BenchId> = ["engine", "store", "ingest", "model", "judge"]
+const DEFAULT: ReadonlyArray<BenchId> = ["engine", "startup", "store", "ingest", "model", "judge"]
 
-const USAGE = "usage: npm run bench -- [engine] [store] [ingest] [model] [judge] [soak] [soak-offpolicy] [async] [learning] [--repeats N] [--no-write]"
+const USAGE = "usage: npm run bench -- [engine] [startup] [store] [ingest] [model] [judge] [soak] [soak-offpolicy] [async] [learning] [--repeats N] [--no-write]"
 const DOC = join(ROOT, "docs", "benchmarks.md")
 
 interface Args {
@@ -65,6 +67,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
 /** Each benchmark's section: title, how to run it alone, and its generated body. */
 const TITLES: Record<BenchId, string> = {
   engine: "Engine overhead: a 1,000-node DAG of trivial stages",
+  startup: "Start-up: commands that run nothing, and a cached 1,000-node run, bundle against sources",
   store: "Store throughput: 1 GiB through the artifact store",
   ingest: "Ingest: the bundled corpus (12 books) into Story records",
   model: "Story model: training and sampling against PyTorch CPU, 2 threads",
@@ -94,8 +97,9 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "by `bench/run.ts`; do not edit the numbers by hand.",
     "",
     "```sh",
-    "npm run bench                  # all five below but the soak, about 5 minutes on 2 cores",
+    "npm run bench                  # engine, startup, store, ingest, model and judge: about 7 minutes on 2 cores",
     "npm run bench -- engine        # engine overhead only (about 1 minute)",
+    "npm run bench -- startup       # the command's start-up, prebuilt bundle against TypeScript sources (about 2 minutes)",
     "npm run bench -- store         # store throughput only (about 2 minutes, needs ~2 GB free in the temp dir)",
     "npm run bench -- ingest        # corpus ingest only (about 10 seconds)",
     "npm run bench -- model         # story model vs PyTorch CPU, about 40 s (needs apt-get install python3-torch libopenblas0-pthread)",
@@ -156,13 +160,15 @@ const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
 const main = async () => {
   const args = parseArgs(process.argv.slice(2))
   const log = (line: string) => console.log(line)
-  const sections: Record<BenchId, string | undefined> = { engine: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined, "soak-offpolicy": undefined, async: undefined, learning: undefined }
+  const sections: Record<BenchId, string | undefined> = { engine: undefined, startup: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined, "soak-offpolicy": undefined, async: undefined, learning: undefined }
   const t0 = performance.now()
   for (const id of args.benches) {
     const machine = describeMachine()
     const when = new Date()
     const markdown = id === "engine"
       ? (await Engine.run({ repeats: args.repeats ?? 7, log })).markdown
+      : id === "startup"
+      ? (await Startup.run({ repeats: args.repeats ?? 7, log })).markdown
       : id === "store"
       ? (await Store.run({ repeats: args.repeats ?? 3, log })).markdown
       : id === "ingest"

@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// The polaris command. TypeScript (the CLI, user pipelines and stages) loads through tsx, no build step.
-// Effect's JavaScript is imported first, before tsx's loader hooks exist: hundreds of modules then
-// load at plain-node speed instead of each one crossing the hooks (measured: ~2x faster start).
-import "effect"
-import "effect/cli"
-import "@effect/platform-node/NodeServices"
-import { register } from "tsx/esm/api"
+// The polaris command. It runs the prebuilt bundle (dist/cli/, made by `npm ci` through
+// scripts/build-cli.mjs) while every source it was built from is unchanged: plain node, no
+// TypeScript loader, a fraction of the start-up. Otherwise (an edited checkout, no bundle,
+// POLARIS_SOURCES=1, `watch`, a .ts argument, a module the bundle cannot load; see
+// src/cli/BundledImporter.ts) it loads the TypeScript sources through tsx, as before. The two run
+// the same code, with the same cache keys.
+import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
+import Module from "node:module"
+import { dirname } from "node:path"
+import { fileURLToPath } from "node:url"
+import vm from "node:vm"
 
 // `polaris ... | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on("error", (e) => {
@@ -13,5 +17,84 @@ process.stdout.on("error", (e) => {
   throw e
 })
 
-register()
-await import("../src/cli/main.ts")
+const root = new URL("../", import.meta.url)
+
+/** The bundle, if it was built from exactly the files on disk now. */
+const bundleIsCurrent = () => {
+  try {
+    const { lock, inputs } = JSON.parse(readFileSync(new URL("dist/cli/inputs.json", root), "utf8"))
+    const same = (path, [size, mtime]) => {
+      const s = statSync(new URL(path, root))
+      return s.size === size && Math.round(s.mtimeMs) === mtime
+    }
+    return same("package-lock.json", lock) && inputs.every(([path, size, mtime]) => same(path, [size, mtime]))
+  } catch {
+    return false
+  }
+}
+
+const args = process.argv.slice(2)
+// `watch` re-imports edited modules, which only Node's loader (through tsx) does.
+const wantsSources = process.env.POLARIS_SOURCES === "1" || args[0] === "watch"
+
+// POLARIS_DEBUG=loader: say on stderr which of the two ran (tests check the choice).
+const say = (line) => {
+  if (process.env.POLARIS_DEBUG === "loader") process.stderr.write(`polaris: ${line}\n`)
+}
+
+const fromSources = async () => {
+  say("loader sources")
+  // Effect's JavaScript is imported first, before tsx's loader hooks exist: hundreds of modules then
+  // load at plain-node speed instead of each one crossing the hooks (measured: ~2x faster start).
+  await import("effect")
+  await import("effect/cli")
+  await import("@effect/platform-node/NodeServices")
+  const { register } = await import("tsx/esm/api")
+  register()
+  const { main } = await import("../src/cli/main.ts")
+  await main()
+}
+
+/**
+ * Loads the bundle with V8's code cache (dist/cli/main.cjs.cache): parsing and compiling 2 MB of
+ * JavaScript is most of what a bundled start costs, and the cache skips it. The cache is written
+ * after a run that had none (or whose cache V8 rejected: another node version), through a
+ * temporary file and a rename, so concurrent commands never read half of one.
+ */
+const fromBundle = () => {
+  const file = fileURLToPath(new URL("dist/cli/main.cjs", root))
+  const cacheFile = `${file}.cache`
+  let cachedData
+  try {
+    cachedData = readFileSync(cacheFile)
+  } catch {
+    cachedData = undefined
+  }
+  const script = new vm.Script(Module.wrap(readFileSync(file, "utf8")), { filename: file, cachedData })
+  const module = { exports: {} }
+  script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file))
+  const writeCache = () => {
+    if (cachedData !== undefined && !script.cachedDataRejected) return
+    try {
+      const tmp = `${cacheFile}.${process.pid}.tmp`
+      writeFileSync(tmp, script.createCachedData())
+      renameSync(tmp, cacheFile)
+    } catch {
+      // a read-only installation: the next start compiles again
+    }
+  }
+  return { main: module.exports.main, writeCache }
+}
+
+if (!wantsSources && bundleIsCurrent()) {
+  say("loader bundle")
+  const { main, writeCache } = fromBundle()
+  const outcome = await main()
+  writeCache()
+  if (outcome === "needs-sources") {
+    say("the bundle cannot load this recipe's modules")
+    await fromSources()
+  }
+} else {
+  await fromSources()
+}

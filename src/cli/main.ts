@@ -14,7 +14,7 @@ import * as Tree from "../dag/Tree.ts"
 import * as Dag from "../dag/Dag.ts"
 import * as Explain from "../dag/Explain.ts"
 import { IngestError } from "../data/Ingest.ts"
-import { ModuleError } from "../dag/PipelineModule.ts"
+import { ModuleError, NeedsSources } from "../dag/PipelineModule.ts"
 import * as RecipeLoader from "../recipe/RecipeLoader.ts"
 import { formatWarnings, resolveTarget, type Target, targetOfRun } from "./target.ts"
 import * as Summary from "./summary.ts"
@@ -23,7 +23,6 @@ import { dataCommand } from "./data.ts"
 import { store, storeOverride } from "./flags.ts"
 import { compareCommand, planCommand, resumeSweep, sweepCommand } from "./experiment.ts"
 import * as Sweep from "../experiment/Sweep.ts"
-import { watch } from "./watch.ts"
 import { attachTrackers, exportMetricsCommand } from "./tracking.ts"
 import * as Report from "../report/Report.ts"
 
@@ -282,7 +281,8 @@ const explainCommand = Command.make(
 const watchCommand = Command.make(
   "watch",
   { target, sets, store: storeOverride, progress, json },
-  (a) => watch(a.target, { sets: a.sets, store: Option.getOrUndefined(a.store), progress: a.progress, json: a.json })
+  // Loaded here: the file watcher is only for this command.
+  (a) => Effect.flatMap(Effect.promise(() => import("./watch.ts")), ({ watch }) => watch(a.target, { sets: a.sets, store: Option.getOrUndefined(a.store), progress: a.progress, json: a.json }))
 ).pipe(
   Command.withDescription("Re-run a recipe whenever it, the files it extends, its stage modules or its data change; only stale nodes run"),
   Command.withExamples([{ command: "polaris watch examples/word-stats/recipe.yaml", description: "Edit the recipe in another window and watch it re-run" }])
@@ -345,12 +345,20 @@ const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
 // Warnings and logs go to stderr: stdout carries only what a command prints (`--json` readers parse it).
 const program = Command.run(polaris, { version: "0.1.0" }).pipe(Effect.provideService(References.LogToStderr, true), Effect.provide(NodeServices.layer))
 
-Effect.runPromiseExit(program).then((exit) => {
-  if (exit._tag === "Success") return
-  const reason = exit.cause.reasons[0]
-  const error = reason?._tag === "Fail" ? reason.error : reason?._tag === "Die" ? reason.defect : undefined
-  // The CLI module already printed its own usage errors; everything else gets one clear line, no stack.
-  if (error instanceof RecipeLoader.RecipeErrors) process.stderr.write(`${error.message}\n`)
-  else if (!CliError.isCliError(error)) process.stderr.write(`polaris: ${error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? (error as Error).message : String(error)}\n`)
-  process.exitCode = exitCodeOf(exit.cause)
-})
+/**
+ * Runs the command line in `process.argv` and sets `process.exitCode`. Inside the prebuilt
+ * command, resolves to "needs-sources" when the recipe needs a module the bundle does not carry
+ * (nothing was done yet): `bin/polaris.js` then runs the TypeScript sources instead.
+ */
+export const main = (): Promise<"done" | "needs-sources"> =>
+  Effect.runPromiseExit(program).then((exit) => {
+    if (exit._tag === "Success") return "done"
+    const reason = exit.cause.reasons[0]
+    const error = reason?._tag === "Fail" ? reason.error : reason?._tag === "Die" ? reason.defect : undefined
+    if (error instanceof NeedsSources) return "needs-sources"
+    // The CLI module already printed its own usage errors; everything else gets one clear line, no stack.
+    if (error instanceof RecipeLoader.RecipeErrors) process.stderr.write(`${error.message}\n`)
+    else if (!CliError.isCliError(error)) process.stderr.write(`polaris: ${error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? (error as Error).message : String(error)}\n`)
+    process.exitCode = exitCodeOf(exit.cause)
+    return "done"
+  })

@@ -28,7 +28,7 @@ import { fingerprintStage } from "./Fingerprint.ts"
 import { seeded } from "../internal/random.ts"
 import * as KeyLock from "./KeyLock.ts"
 import * as Memo from "./Memo.ts"
-import { type Pipeline, type PipelineNode, resourceOf, wireIds } from "./Pipeline.ts"
+import { type InputWire, type Pipeline, type PipelineNode, resourceOf, wireIds } from "./Pipeline.ts"
 import { digest } from "./Canonical.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
@@ -163,7 +163,29 @@ class UpstreamFailed extends Data.TaggedError("UpstreamFailed")<{ readonly node:
 
 interface NodeValue {
   readonly digest: string
-  readonly value: unknown
+  /**
+   * The value. A cached node's is decoded on first use (its bytes verified when it was found):
+   * in a run that executes little, most values are never needed, only their digests.
+   */
+  readonly value: Effect.Effect<unknown, InputError>
+}
+
+/** A node's value, decoded from its verified bytes once, when first asked for. */
+const decodedOnce = (node: PipelineNode, digest: string, bytes: Uint8Array): NodeValue["value"] => {
+  let decoded: unknown
+  let done = false
+  return Effect.suspend(() =>
+    done ? Effect.succeed(decoded) : StoredValue.decodeBytes(node.stage.output, bytes).pipe(
+      Effect.flatMap(Option.match({
+        // Its key is unchanged, so its stage's code and schema are: only a changed library decodes differently.
+        onNone: () => Effect.fail(new InputError({ node: node.id, reason: `its stored output (object ${digest}) no longer decodes under its schema; \`polaris run --force ${node.id}\` recomputes it` })),
+        onSome: (value) => Effect.sync(() => {
+          decoded = value
+          done = true
+          return value
+        })
+      }))
+    ))
 }
 
 // A sampler with its own pool is a server (vLLM, Tinker) that batches concurrent requests: 16 in flight
@@ -264,7 +286,13 @@ export const run = <R, O>(
     })
 
     /** Executes the stage body and stores its output. Called holding the key's lock. */
-    const execute = (node: PipelineNode, key: string, components: KeyComponents, inputs: Record<string, unknown>, missing: ReadonlyArray<{ readonly engine: string; readonly variables: ReadonlyArray<string> }>) =>
+    const execute = (
+      node: PipelineNode,
+      key: string,
+      components: KeyComponents,
+      inputValues: Effect.Effect<Record<string, unknown>, InputError>,
+      missing: ReadonlyArray<{ readonly engine: string; readonly variables: ReadonlyArray<string> }>
+    ) =>
       Effect.gen(function*() {
         // An engine built without its secrets (Secret.ts) can key a cached result, never run one.
         if (missing.length > 0) {
@@ -273,6 +301,7 @@ export const run = <R, O>(
         // Once a paid call was refused the run is stopping: running nodes finish, none starts.
         const refused = budget.refusal()
         if (refused !== undefined) return yield* refused
+        const inputs = yield* inputValues
         startedNodes.add(node.id)
         const memoKeys = new Set<string>()
         const metrics: Array<Record<string, any>> = []
@@ -302,36 +331,46 @@ export const run = <R, O>(
           yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
         }
         yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs })
-        return { digest: object, value } satisfies NodeValue
+        return { digest: object, value: Effect.succeed(value) } satisfies NodeValue
       })
 
     const runNode = (node: PipelineNode) =>
       Effect.gen(function*() {
-        const inputs: Record<string, unknown> = {}
+        const wired: Array<{ readonly name: string; readonly wire: InputWire; readonly upstream: ReadonlyArray<NodeValue> }> = []
         const inputDigests: Record<string, string> = {}
         for (const [name, wire] of Object.entries(node.inputs)) {
-          const expected = (node.stage.inputs as Record<string, Schema.Codec<any, any>>)[name]!
           const upstream: Array<NodeValue> = []
           for (const from of wireIds(wire)) {
             upstream.push(yield* Deferred.await(deferreds.get(from)!).pipe(Effect.mapError(() => new UpstreamFailed({ node: from }))))
           }
-          const value = typeof wire === "string" ? upstream[0]!.value : upstream.map((u) => u.value)
-          // Where producer and consumer declare different schemas (a custom stage meeting a built-in
-          // one), check the value at the junction, so a mismatch names both ends. A list checks
-          // against the array's element schema.
-          const declared = typeof wire === "string" ? expected : (expected as unknown as Partial<Schema.$Array<any>>).value
-          const sources = wireIds(wire)
-          if (sources.some((from) => declared !== producers.get(from)?.stage.output)) {
-            const checked = Schema.decodeUnknownExit(Schema.toType(expected))(value)
-            if (checked._tag === "Failure") {
-              const from = typeof wire === "string" ? `node "${wire}"` : `nodes ${sources.map((id) => `"${id}"`).join(", ")}`
-              return yield* new InputError({ node: node.id, reason: `input "${name}" from ${from} does not match its schema: ${describeCause(checked.cause)}` })
-            }
-          }
-          inputs[name] = value
+          wired.push({ name, wire, upstream })
           // A list enters the key as its elements' digests in order.
           inputDigests[name] = typeof wire === "string" ? upstream[0]!.digest : digest({ list: upstream.map((u) => u.digest) })
         }
+        // The input values, wanted only when the node executes (the key needs the digests alone).
+        const inputValues = Effect.gen(function*() {
+          const inputs: Record<string, unknown> = {}
+          for (const { name, wire, upstream } of wired) {
+            const expected = (node.stage.inputs as Record<string, Schema.Codec<any, any>>)[name]!
+            const values: Array<unknown> = []
+            for (const u of upstream) values.push(yield* u.value)
+            const value = typeof wire === "string" ? values[0] : values
+            // Where producer and consumer declare different schemas (a custom stage meeting a built-in
+            // one), check the value at the junction, so a mismatch names both ends. A list checks
+            // against the array's element schema.
+            const declared = typeof wire === "string" ? expected : (expected as unknown as Partial<Schema.$Array<any>>).value
+            const sources = wireIds(wire)
+            if (sources.some((from) => declared !== producers.get(from)?.stage.output)) {
+              const checked = Schema.decodeUnknownExit(Schema.toType(expected))(value)
+              if (checked._tag === "Failure") {
+                const from = typeof wire === "string" ? `node "${wire}"` : `nodes ${sources.map((id) => `"${id}"`).join(", ")}`
+                return yield* new InputError({ node: node.id, reason: `input "${name}" from ${from} does not match its schema: ${describeCause(checked.cause)}` })
+              }
+            }
+            inputs[name] = value
+          }
+          return inputs
+        })
         const services = yield* Effect.context<never>()
         const engines: Record<string, string> = {}
         const missing: Array<{ readonly engine: string; readonly variables: ReadonlyArray<string> }> = []
@@ -355,8 +394,8 @@ export const run = <R, O>(
           if (force.has(node.id)) return undefined
           const entry = yield* store.readNode(key)
           if (entry === undefined) return undefined
-          const value = yield* StoredValue.read(log, node.id, entry.object, node.stage.output, quarantined)
-          return Option.isSome(value) ? { digest: entry.object, value: value.value, entry } : undefined
+          const bytes = yield* StoredValue.readBytes(log, node.id, entry.object, quarantined)
+          return Option.isSome(bytes) ? { digest: entry.object, value: decodedOnce(node, entry.object, bytes.value), entry } : undefined
         })
         const reuse = (found: NodeValue & { readonly entry: NodeEntry }) =>
           Effect.gen(function*() {
@@ -373,7 +412,7 @@ export const run = <R, O>(
           : yield* store.withLock(
             key,
             Effect.flatMap(cachedValue, (again) =>
-              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputs, missing), (v) => ({ ...v, status: "executed" as NodeStatus }))),
+              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputValues, missing), (v) => ({ ...v, status: "executed" as NodeStatus }))),
             {
               onWait: (holder) => log.emit({ type: "lock_wait", node: node.id, key, holder }),
               onBreak: (holder) => log.emit({ type: "lock_broken", node: node.id, key, holder })
@@ -432,6 +471,6 @@ export const run = <R, O>(
       return yield* new RunFailed({ runId, failures, skipped, logFile: log.eventsFile })
     }
     const outputs: Record<string, unknown> = {}
-    for (const [name, id] of Object.entries(pipeline.outputs)) outputs[name] = (yield* Deferred.await(deferreds.get(id)!)).value
+    for (const [name, id] of Object.entries(pipeline.outputs)) outputs[name] = yield* Effect.orDie((yield* Deferred.await(deferreds.get(id)!)).value)
     return { runId, dir: log.dir, outputs: outputs as O, nodes: statuses, executed, cached }
   })) as Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore>

@@ -17,8 +17,10 @@
 import { readFileSync, statSync } from "node:fs"
 import { dirname, extname, isAbsolute, join, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
-import { type Loader, transformSync } from "esbuild"
+import type { Loader } from "esbuild"
 import { sha256 } from "./Canonical.ts"
+import { cached } from "./internal/contentCache.ts"
+import { esbuild, esbuildVersion } from "./internal/esbuild.ts"
 
 /** Normalises a `file://` URL or a path to an absolute path. */
 export const toPath = (source: string): string => (source.startsWith("file:") ? fileURLToPath(source) : source)
@@ -27,6 +29,13 @@ export const toPath = (source: string): string => (source.startsWith("file:") ? 
 const THIS_FILE = fileURLToPath(import.meta.url)
 
 const FRAME = /\(?((?:file:\/\/)?\/[^():?]+\.[cm]?[jt]sx?)(?:\?[^:)]*)?:\d+:\d+\)?\s*$/
+
+const ignoredCallers = new Set<string>()
+
+/** Frames of `file` are never a stage's: the prebuilt command's bundle, which holds the framework. */
+export const ignoreCallerFrames = (file: string): void => {
+  ignoredCallers.add(file)
+}
 
 /**
  * The file of the first stack frame outside `exclude`: where `Stage.make` was called from.
@@ -38,7 +47,7 @@ export const callerFile = (exclude: ReadonlyArray<string>): string | undefined =
     const m = FRAME.exec(line)
     if (m === null) continue
     const file = toPath(m[1]!)
-    if (file === THIS_FILE || exclude.includes(file) || file.includes("/node_modules/")) continue
+    if (file === THIS_FILE || exclude.includes(file) || ignoredCallers.has(file) || file.includes("/node_modules/")) continue
     return file
   }
   return undefined
@@ -87,7 +96,7 @@ export const normalForm = (file: string, text: string): string | undefined => {
   const loader = LOADERS[extname(file)]
   if (loader === undefined) return undefined
   try {
-    return transformSync(text, { loader, minifyWhitespace: true, legalComments: "none", target: "es2023" }).code
+    return esbuild().transformSync(text, { loader, minifyWhitespace: true, legalComments: "none", target: "es2023" }).code
   } catch {
     return undefined
   }
@@ -129,14 +138,33 @@ interface Module {
   readonly libraries: ReadonlyArray<string>
 }
 
+/** What a module's normal form gives a fingerprint: its digest and its run-time import specifiers. */
+interface Normalized {
+  readonly digest: string
+  readonly specifiers: ReadonlyArray<string>
+}
+
+// Normal forms are a pure function of the esbuild version, the loader and the bytes, so their
+// digests are kept on disk by that triple: a command that only plans (`polaris plan`, a cached
+// run) then transpiles nothing it transpiled before.
+const NORMAL_FORM_RULES = `esbuild@${esbuildVersion} minifyWhitespace legalComments=none es2023`
+
+const normalized = (file: string, bytes: Buffer): Normalized | undefined => {
+  const loader = LOADERS[extname(file)]
+  if (loader === undefined) return undefined
+  return cached("normal-forms", [NORMAL_FORM_RULES, loader, bytes], () => {
+    const code = normalForm(file, bytes.toString("utf8"))
+    return code === undefined ? undefined : { digest: sha256(code), specifiers: [...code.matchAll(IMPORT)].map((m) => m[1]!) }
+  }) ?? undefined
+}
+
 const readModule = (file: string): Module => {
   const bytes = readFileSync(file)
-  const code = normalForm(file, bytes.toString("utf8"))
+  const code = normalized(file, bytes)
   if (code === undefined) return { digest: sha256(bytes), imports: [], libraries: [] }
   const imports = new Set<string>()
   const libraries = new Set<string>()
-  for (const match of code.matchAll(IMPORT)) {
-    const specifier = match[1]!
+  for (const specifier of code.specifiers) {
     if (specifier.startsWith(".") || isAbsolute(specifier) || specifier.startsWith("file:")) {
       const dep = resolveModule(file, specifier)
       if (dep !== undefined && !isFramework(dep)) imports.add(dep)
@@ -144,7 +172,7 @@ const readModule = (file: string): Module => {
       libraries.add(libraryVersion(file, packageName(specifier)))
     }
   }
-  return { digest: sha256(code), imports: [...imports], libraries: [...libraries] }
+  return { digest: code.digest, imports: [...imports], libraries: [...libraries] }
 }
 
 // One read and one transpile per file per run: the modules of a run hang off its `cache`.

@@ -20,7 +20,8 @@
  *   return { counts }
  * })
  */
-import { Data, Schema } from "effect"
+import { Data, type Exit, Schema } from "effect"
+import { canonicalJson } from "./Canonical.ts"
 import { didYouMean } from "./internal/suggest.ts"
 import { type AnyStage, type InputSchemas, NoParams, type Stage } from "./Stage.ts"
 
@@ -99,18 +100,37 @@ type ParamsField<P> = ({} extends P ? { readonly params?: P } : { readonly param
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 
+// One decoder per stage, and each distinct params decoded once: a paper-scale pipeline checks
+// the params of thousands of nodes.
+const checkers = new WeakMap<AnyStage, { readonly decode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>; readonly seen: Map<string, unknown> }>()
+
 const checkParams = (stage: AnyStage, id: string, params: unknown): unknown => {
   // Unknown keys are errors: a typo must not silently change a key or vanish. (An empty Struct
   // does not report excess keys itself, hence the first check.)
   if (stage.params === NoParams && typeof params === "object" && params !== null && Object.keys(params).length > 0) {
     throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): bad params: it takes none, got ${Object.keys(params).join(", ")}` })
   }
-  const exit = Schema.decodeUnknownExit(Schema.toType(stage.params), { onExcessProperty: "error" })(params ?? {})
+  let checker = checkers.get(stage)
+  if (checker === undefined) {
+    checkers.set(stage, (checker = { decode: Schema.decodeUnknownExit(Schema.toType(stage.params), { onExcessProperty: "error" }), seen: new Map() }))
+  }
+  // Nodes of one stage often share their params (every group of every step): decoded once. Only
+  // plain data is remembered, by its canonical form (what the node's key hashes anyway).
+  let text: string | undefined
+  try {
+    text = canonicalJson(params ?? {}, "reject")
+  } catch {
+    text = undefined
+  }
+  const known = text === undefined ? undefined : checker.seen.get(text)
+  if (known !== undefined) return known
+  const exit = checker.decode(params ?? {})
   if (exit._tag === "Failure") {
     const cause = exit.cause.reasons[0]
     const message = cause && cause._tag === "Fail" ? (cause.error as { message: string }).message : "invalid"
     throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): bad params: ${message}` })
   }
+  if (text !== undefined) checker.seen.set(text, exit.value)
   return exit.value
 }
 
@@ -135,7 +155,9 @@ export class Builder {
     private readonly nodes: Array<PipelineNode>,
     private readonly ids: Set<string>,
     private readonly insertions: ReadonlyArray<Insertion> = [],
-    private readonly used: Set<Insertion> = new Set()
+    private readonly used: Set<Insertion> = new Set(),
+    /** The first node of each stage name (a second stage of that name is an error). */
+    private readonly byStageName: Map<string, PipelineNode> = new Map()
   ) {}
 
   /**
@@ -169,11 +191,13 @@ export class Builder {
         throw new PipelineError({ message: `node "${id}" (stage ${stage.name}): unknown input "${name}"; it takes ${Object.keys(stage.inputs).join(", ") || "no inputs"}` })
       }
     }
-    const namesake = this.nodes.find((n) => n.stage.name === stage.name && n.stage !== stage)
-    if (namesake !== undefined) {
+    const namesake = this.byStageName.get(stage.name)
+    if (namesake !== undefined && namesake.stage !== stage) {
       throw new PipelineError({ message: `node "${id}": another stage is also named "${stage.name}" (node "${namesake.id}"); stage names must be unique, they key the cache` })
     }
-    this.nodes.push({ id, stage, params: checkParams(stage, id, spec.params), inputs, ...(spec.resource !== undefined && spec.resource !== stage.resource ? { resource: spec.resource } : {}) })
+    const node: PipelineNode = { id, stage, params: checkParams(stage, id, spec.params), inputs, ...(spec.resource !== undefined && spec.resource !== stage.resource ? { resource: spec.resource } : {}) }
+    this.nodes.push(node)
+    if (namesake === undefined) this.byStageName.set(stage.name, node)
     this.ids.add(id)
     let ref = { id } as NodeRef<any, any>
     for (const insertion of this.insertions) {
@@ -191,7 +215,7 @@ export class Builder {
   /** A builder whose node ids are prefixed with `id/`. */
   scope(id: string): Builder {
     if (!ID.test(id)) throw new PipelineError({ message: `scope id "${id}" must be letters, digits, '.', '_' or '-'` })
-    return new Builder(`${this.prefix}${id}/`, this.nodes, this.ids, this.insertions, this.used)
+    return new Builder(`${this.prefix}${id}/`, this.nodes, this.ids, this.insertions, this.used, this.byStageName)
   }
 
   /**

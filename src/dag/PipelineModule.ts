@@ -1,7 +1,8 @@
 /**
  * Pipelines chosen by a recipe: a built-in name (`pipelines/`) or a `.ts` file, built with the
  * recipe's values, with the recipe's custom stages (`uses: ./file.ts#export`) inserted.
- * TypeScript is imported at run time (the `polaris` command loads through tsx): no build step.
+ * TypeScript is imported at run time, with no build step: through tsx, or by the prebuilt
+ * command's importer (`useImporter`, cli/BundledImporter.ts).
  *
  * A pipeline module's default export is a {@link Definition} (from {@link define}), or a plain
  * Pipeline that takes no recipe values. Its optional `layer` export (a Layer, or a function of
@@ -51,6 +52,24 @@ const BUILTINS: Readonly<Record<string, string>> = {
 }
 
 /**
+ * Imports modules instead of Node's loader: the prebuilt command sets one (cli/BundledImporter.ts)
+ * that answers from the bundle, so that a built-in pipeline or a user's module shares the
+ * bundle's instances. Unset, modules load through tsx.
+ */
+let importer: ((file: string) => Promise<Record<string, unknown>>) | undefined
+export const useImporter = (f: (file: string) => Promise<Record<string, unknown>>): void => {
+  importer = f
+}
+
+/**
+ * Raised inside the prebuilt command when a module needs what the bundle cannot give it
+ * (top-level await, an effect entry point it does not carry): `bin/polaris.js` then runs the
+ * command again from the TypeScript sources. It is raised while the target is resolved, before
+ * anything is written.
+ */
+export class NeedsSources extends Data.TaggedError("NeedsSources")<{ readonly file: string }> {}
+
+/**
  * What a pipeline module's `layer(recipe, context)` may use besides the recipe: the store the
  * run uses (engines that keep files, such as the embedded policy's checkpoints, put them there).
  */
@@ -81,8 +100,14 @@ const importedAt = new Map<string, number | undefined>()
  * Imports a module, again when its file changed since this process first imported it (watch
  * mode): the URL then carries the file's modification time, and a new URL is a new instance.
  */
-const importFile = (file: string) =>
-  Effect.tryPromise({
+const importFile = (file: string): Effect.Effect<Record<string, unknown>, ModuleError> => {
+  if (importer !== undefined) {
+    const load = importer
+    return Effect.tryPromise({ try: () => load(file), catch: (e) => e }).pipe(
+      Effect.catch((e) => (e instanceof NeedsSources ? Effect.die(e) : Effect.fail(new ModuleError({ file, reason: e instanceof Error ? e.message.split("\n")[0]! : String(e) }))))
+    )
+  }
+  return Effect.tryPromise({
     try: () => {
       const mtime = statSync(file, { throwIfNoEntry: false })?.mtimeMs
       if (!importedAt.has(file)) importedAt.set(file, mtime)
@@ -91,6 +116,7 @@ const importFile = (file: string) =>
     },
     catch: (e) => new ModuleError({ file, reason: e instanceof Error ? e.message.split("\n")[0]! : String(e) })
   })
+}
 
 /** Where the recipe's `pipeline` points: a built-in module or a `.ts` file next to the recipe. */
 const pipelineFile = (name: string, recipeDir: string) => {

@@ -52,6 +52,9 @@ const decode = <A>(schema: Schema.Codec<A, any>, bytes: Uint8Array): Effect.Effe
     Effect.option
   ) as Effect.Effect<Option.Option<A>>
 
+/** Decodes bytes from `readBytes` as a value of `schema`; None when they no longer decode. */
+export const decodeBytes: <A>(schema: Schema.Codec<A, any>, bytes: Uint8Array) => Effect.Effect<Option.Option<A>> = decode
+
 /**
  * Reads the object `digest` as a value of `schema`. None when it is missing, corrupt or no
  * longer decodes: the caller recomputes. A corrupt object is reported on `log` (for `node`) and
@@ -65,20 +68,35 @@ export const read = <A>(
   schema: Schema.Codec<A, any>,
   quarantined: Set<string>
 ): Effect.Effect<Option.Option<A>, StoreError, ArtifactStore> =>
+  Effect.flatMap(readBytes(log, node, digest, quarantined), Option.match({
+    onNone: () => Effect.succeedNone,
+    onSome: (bytes) => decode(schema, bytes)
+  }))
+
+/**
+ * The verified bytes of the object `digest` (their sha256 checked), as `read` finds them, without
+ * decoding: a cached node whose value no consumer needs is never decoded.
+ */
+export const readBytes = (
+  log: RunLog,
+  node: string,
+  digest: string,
+  quarantined: Set<string>
+): Effect.Effect<Option.Option<Uint8Array>, StoreError, ArtifactStore> =>
   Effect.gen(function*() {
     const store = yield* ArtifactStore
     return yield* store.get(digest).pipe(
-      Effect.flatMap((bytes) => decode(schema, bytes)),
+      Effect.map(Option.some),
       Effect.catchTags({
         CorruptObject: (e: CorruptObject) =>
           log.emit({ type: "corrupt_object", node, object: e.digest, detail: e.message }).pipe(
             Effect.andThen(store.quarantine(e.digest)),
             Effect.andThen(Effect.sync(() => quarantined.add(e.digest))),
-            Effect.as(Option.none<A>())
+            Effect.as(Option.none<Uint8Array>())
           ),
         MissingObject: (e: MissingObject) =>
           (quarantined.has(e.digest) ? Effect.void : log.emit({ type: "missing_object", node, object: e.digest, detail: e.message })).pipe(
-            Effect.as(Option.none<A>())
+            Effect.as(Option.none<Uint8Array>())
           )
       })
     )

@@ -28,22 +28,30 @@
  * ```
  */
 import { Effect, Layer, Scope, Semaphore } from "effect"
-import { FetchHttpClient, type HttpClient } from "effect/http"
+import type { HttpClient } from "effect/http"
 import { rm } from "node:fs/promises"
 import { join } from "node:path"
 import * as HubCache from "../model/HubCache.ts"
-import * as PeftAdapter from "../model/PeftAdapter.ts"
-import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
-import { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
-import * as EmbeddedPolicy from "./EmbeddedPolicy.ts"
 import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape, type SamplingWeights } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
-import * as Archive from "./tinker/Archive.ts"
-import * as SimulatedPolicy from "./SimulatedPolicy.ts"
 import * as Secret from "../dag/Secret.ts"
-import * as TinkerPolicy from "./TinkerPolicy.ts"
-import * as VllmSampler from "./VllmSampler.ts"
+import type * as VllmSampler from "./VllmSampler.ts"
+
+// Each backend is imported when an engine of its kind is built, not with this module: a command
+// that runs nothing (validate, dag) loads neither onnxruntime nor the remote clients.
+const backends = {
+  embedded: () => import("./EmbeddedPolicy.ts"),
+  simulated: () => import("./SimulatedPolicy.ts"),
+  tinker: () => import("./TinkerPolicy.ts"),
+  vllm: () => import("./VllmSampler.ts"),
+  archive: () => import("./tinker/Archive.ts"),
+  peft: () => import("../model/PeftAdapter.ts"),
+  tokenizer: () => Promise.all([import("../model/tokenizer/Tokenizer.ts"), import("../model/tokenizer/ChatTemplate.ts")])
+}
+// The remote engines' HTTP client, loaded with them.
+const fetchClient = Layer.unwrap(Effect.promise(() => import("effect/http")).pipe(Effect.map((http) => http.FetchHttpClient.layer)))
+const loading = <A>(load: () => Promise<A>) => Effect.promise(load)
 
 /**
  * Skips `load` of the checkpoint the engine already holds: the one it last loaded or saved, with
@@ -128,6 +136,7 @@ const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerS
   Effect.gen(function*() {
     const fail = (message: string, cause?: unknown) => new PolicyError({ reason: "Checkpoint", message, retryable: false, cause })
     const tokenizerDir = yield* resolveTokenizer(tokenizerSpec)
+    const [[{ Tokenizer }, { endToken, promptIds }], VllmSampler] = yield* Effect.all([loading(backends.tokenizer), loading(backends.vllm)])
     const tokenizer = yield* Effect.try({
       try: () => Tokenizer.fromFile(join(tokenizerDir, "tokenizer.json")),
       catch: (e) => fail(`vllm tokenizer ${tokenizerDir}: ${(e as Error).message}`, e)
@@ -151,12 +160,14 @@ const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerS
  */
 export const make = (policy: PolicySection, context: { readonly store?: string }): Effect.Effect<PolicyEngineShape, PolicyError, Scope.Scope> => {
   const tracked = (engine: Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope>) =>
-    engine.pipe(Effect.map((e) => trackCheckpoints(e, policy.model)), Effect.provide(FetchHttpClient.layer))
+    engine.pipe(Effect.map((e) => trackCheckpoints(e, policy.model)), Effect.provide(fetchClient))
   if (policy.backend === "embedded") {
-    return tracked(EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "tmp", "checkpoints") }))
+    return tracked(Effect.flatMap(loading(backends.embedded), (EmbeddedPolicy) =>
+      EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "tmp", "checkpoints") })))
   }
   if (policy.backend === "simulated") {
     return tracked(Effect.gen(function*() {
+      const SimulatedPolicy = yield* loading(backends.simulated)
       const tokenizer = policy.tokenizer === undefined ? undefined : join(yield* resolveTokenizer(policy.tokenizer), "tokenizer.json")
       return yield* SimulatedPolicy.make({
         model: policy.model,
@@ -184,8 +195,11 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
     ...(policy.lora_rank !== undefined ? { loraRank: policy.lora_rank } : {}),
     ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {})
   })
-  if (policy.backend === "tinker") return tracked(Effect.flatMap(resolveTokenizer(tokenizerSpec), (dir) => TinkerPolicy.make(tinker(dir))))
+  if (policy.backend === "tinker") {
+    return tracked(Effect.flatMap(Effect.all([resolveTokenizer(tokenizerSpec), loading(backends.tinker)]), ([dir, TinkerPolicy]) => TinkerPolicy.make(tinker(dir))))
+  }
   return tracked(Effect.gen(function*() {
+    const [TinkerPolicy, VllmSampler, Archive, PeftAdapter] = yield* Effect.all([loading(backends.tinker), loading(backends.vllm), loading(backends.archive), loading(backends.peft)])
     const tokenizerDir = yield* resolveTokenizer(tokenizerSpec)
     const rank = policy.lora_rank ?? 32 // TinkerPolicy's default
     const adapterDir = policy.adapter_dir
@@ -204,7 +218,7 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
     if (adapterDir === undefined || base === undefined) return withVllmSampling(trainer, sampler)
     const archive = { baseUrl, ...apiKey, adapterDir, base }
     return withVllmSampling(trainer, sampler, {
-      folderOf: (path) => (Archive.parsePath(path) === undefined ? Effect.succeed(path) : Effect.provide(Archive.toPeftFolder(archive, path), FetchHttpClient.layer)),
+      folderOf: (path) => (Archive.parsePath(path) === undefined ? Effect.succeed(path) : Effect.provide(Archive.toPeftFolder(archive, path), fetchClient)),
       remove: (folder) => (folder.startsWith(adapterDir) ? Effect.ignore(Effect.tryPromise(() => rm(folder, { recursive: true, force: true }))) : Effect.void)
     })
   }))
@@ -239,34 +253,36 @@ export const poolsOf = (policy: PolicySection): Readonly<Record<string, string>>
  */
 export const fromRecipe = (policy: PolicySection, context: { readonly store?: string }): Layer.Layer<PolicyEngine, PolicyError> => {
   const variables = remote(policy) ? Secret.unsetVariables(policy.api_key) : []
-  return variables.length > 0 ? Layer.succeed(PolicyEngine, unconnected(policy, variables)) : Layer.effect(PolicyEngine, make(policy, context))
+  return variables.length > 0 ? Layer.effect(PolicyEngine, unconnected(policy, variables)) : Layer.effect(PolicyEngine, make(policy, context))
 }
 
 /** Backends that reach a server, and so use `api_key`. */
 const remote = (policy: PolicySection): boolean => policy.backend === "tinker" || policy.backend === "vllm"
 
 /** The fingerprint `make(policy)` gives a remote engine, computed without connecting. */
-const fingerprintOf = (policy: PolicySection): string => {
-  const trainer = TinkerPolicy.fingerprintOf({ baseModel: policy.model, ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {}) })
-  const sampler = VllmSampler.fingerprintOf({ model: policy.model })
-  if (policy.backend === "tinker") return trainer
-  return policy.base_url === undefined ? sampler : `${trainer}+${sampler}`
-}
+const fingerprintOf = (policy: PolicySection): Effect.Effect<string> =>
+  Effect.map(Effect.all([loading(backends.tinker), loading(backends.vllm)]), ([TinkerPolicy, VllmSampler]) => {
+    const trainer = TinkerPolicy.fingerprintOf({ baseModel: policy.model, ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {}) })
+    const sampler = VllmSampler.fingerprintOf({ model: policy.model })
+    if (policy.backend === "tinker") return trainer
+    return policy.base_url === undefined ? sampler : `${trainer}+${sampler}`
+  })
 
 /**
  * A remote engine left unconnected for want of its secret: its fingerprint and `missingSecrets`,
  * which the executor checks before running a node; anything else read from it is a defect that
  * names the variable (a stage using the engine without listing it in `engines`).
  */
-const unconnected = (policy: PolicySection, variables: ReadonlyArray<string>): PolicyEngineShape => {
-  const known: Record<string, unknown> = { fingerprint: fingerprintOf(policy), missingSecrets: variables }
-  return new Proxy(known, {
-    get: (target, property) => {
-      if (typeof property === "symbol" || property in target || property === "then" || property === "toJSON") return target[property as string]
-      throw new Secret.MissingSecret({ variables, needs: `policy.api_key, for the ${policy.backend} engine's ${property}` })
-    }
-  }) as unknown as PolicyEngineShape
-}
+const unconnected = (policy: PolicySection, variables: ReadonlyArray<string>): Effect.Effect<PolicyEngineShape> =>
+  Effect.map(fingerprintOf(policy), (fingerprint) => {
+    const known: Record<string, unknown> = { fingerprint, missingSecrets: variables }
+    return new Proxy(known, {
+      get: (target, property) => {
+        if (typeof property === "symbol" || property in target || property === "then" || property === "toJSON") return target[property as string]
+        throw new Secret.MissingSecret({ variables, needs: `policy.api_key, for the ${policy.backend} engine's ${property}` })
+      }
+    }) as unknown as PolicyEngineShape
+  })
 
 export { PolicyEngines, type PolicyEnginesShape } from "./PolicyEngines.ts"
 

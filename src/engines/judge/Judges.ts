@@ -2,8 +2,9 @@
  * The Judge layers, and the one a recipe's `judge:` section describes.
  *
  * - `proxy(rubric?)`: embedded, no network (Proxy.ts), rubric `proxy-text-stats` only.
- * - `gemini(options)`: @google/genai (Gemini.ts); `geminiBatch(options)`: through the Batch API (GeminiBatch.ts).
- * - `openai(options)`: any OpenAI-compatible endpoint (OpenAI.ts).
+ * - `gemini`: @google/genai (Gemini.ts); with `batch: true`, through the Batch API (GeminiBatch.ts).
+ * - `openai`: any OpenAI-compatible endpoint (OpenAI.ts).
+ *   The remote ones are imported only when built (the public API exports them as `JudgeClients`).
  * - `simulated`: Gemini's latency and rate limit, made-up deterministic scores (Simulated.ts).
  *
  * @example
@@ -15,17 +16,11 @@ import { Duration, Effect, Layer } from "effect"
 import { sharedByConfig } from "../../dag/Engine.ts"
 import * as Secret from "../../dag/Secret.ts"
 import type { Recipe } from "../../recipe/Recipe.ts"
-import { gemini } from "./Gemini.ts"
-import { geminiBatch } from "./GeminiBatch.ts"
 import { Judge } from "./Judge.ts"
-import { openai } from "./OpenAI.ts"
 import { makeProxy } from "./Proxy.ts"
 import * as Rubric from "./Rubric.ts"
 import { makeSimulated } from "./Simulated.ts"
 
-export { gemini } from "./Gemini.ts"
-export { geminiBatch } from "./GeminiBatch.ts"
-export { openai } from "./OpenAI.ts"
 
 /** The embedded judge over its own rubric (the shipped proxy-text-stats, or a copy of it). */
 export const proxy = (rubricPath: string = Rubric.PROXY_RUBRIC): Layer.Layer<Judge, Rubric.RubricError | Error> =>
@@ -79,8 +74,9 @@ const build = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | E
     ...(section.expected_output_tokens !== undefined ? { expectedOutputTokens: section.expected_output_tokens } : {}),
     ...(section.temperature !== undefined ? { temperature: section.temperature } : {})
   }
-  const withRubric = (make: (rubric: Rubric.Rubric) => Layer.Layer<Judge>) =>
-    Layer.unwrap(Effect.map(Rubric.load(rubricPath(section.rubric, Rubric.DEFAULT_RUBRIC)), make))
+  // The remote clients (and Google's SDK) are imported when such a judge is built.
+  const withRubric = <M>(load: () => Promise<M>, make: (module: M, rubric: Rubric.Rubric) => Layer.Layer<Judge>) =>
+    Layer.unwrap(Effect.map(Effect.all([Effect.promise(load), Rubric.load(rubricPath(section.rubric, Rubric.DEFAULT_RUBRIC))]), ([module, rubric]) => make(module, rubric)))
   if (section.backend === "gemini") {
     if (section.api_key === undefined) throw new Error("judge.api_key is required for the gemini judge (write ${GEMINI_API_KEY})")
     // Unset, the judge is built all the same (its fingerprint keys cached verdicts) and never called.
@@ -90,7 +86,7 @@ const build = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | E
       throw new Error(`judge.thinking_level must be minimal, low, medium or high, got ${section.thinking_level}`)
     }
     if (section.batch === true) {
-      return withRubric((rubric) => geminiBatch({
+      return withRubric(() => import("./GeminiBatch.ts"), ({ geminiBatch }, rubric) => geminiBatch({
         rubric, model, apiKey,
         ...(section.price_per_million !== undefined ? { price: section.price_per_million } : {}),
         ...(section.temperature !== undefined ? { temperature: section.temperature } : {}),
@@ -99,7 +95,7 @@ const build = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | E
         ...(level !== undefined ? { thinkingLevel: level as "MINIMAL" | "LOW" | "MEDIUM" | "HIGH" } : {})
       }))
     }
-    return withRubric((rubric) => gemini({
+    return withRubric(() => import("./Gemini.ts"), ({ gemini }, rubric) => gemini({
       ...shared, rubric, model, apiKey,
       ...(section.base_url !== undefined ? { baseUrl: section.base_url } : {}),
       ...(level !== undefined ? { thinkingLevel: level as "MINIMAL" | "LOW" | "MEDIUM" | "HIGH" } : {})
@@ -107,5 +103,5 @@ const build = (section: JudgeSection): Layer.Layer<Judge, Rubric.RubricError | E
   }
   const baseUrl = section.base_url
   if (baseUrl === undefined) throw new Error("judge.base_url is required for the openai judge")
-  return withRubric((rubric) => openai({ ...shared, rubric, model, baseUrl, ...(section.api_key !== undefined ? { apiKey: Secret.standIn(section.api_key) } : {}) }))
+  return withRubric(() => import("./OpenAI.ts"), ({ openai }, rubric) => openai({ ...shared, rubric, model, baseUrl, ...(section.api_key !== undefined ? { apiKey: Secret.standIn(section.api_key) } : {}) }))
 }

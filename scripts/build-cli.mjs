@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// Builds the `polaris` command into one ESM bundle with lazily loaded chunks (dist/cli/), so a
+// command that runs nothing starts in plain node instead of loading ~300 effect modules through
+// tsx's hooks. `npm ci` runs it (`prepare`); bin/polaris.js uses the bundle only while every
+// source file it was built from is unchanged (dist/cli/inputs.json), and runs the TypeScript
+// through tsx otherwise, or when a recipe needs a user's .ts module.
+//
+// The bundle must behave exactly as the sources do, cache keys included:
+// - `import.meta.url` / `dirname` / `filename` in a bundled module stand for that module's own
+//   file (rubrics, the bundled model, the framework folder are found next to it);
+// - `Stage.make({` gets `source:` its own file, so a stage's fingerprint reads the same source
+//   it reads under tsx (a stack frame would name the chunk instead).
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { dirname, join, relative, sep } from "node:path"
+import { fileURLToPath } from "node:url"
+import { build } from "esbuild"
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..")
+const OUT = join(ROOT, "dist", "cli")
+
+// Libraries loaded from node_modules as they are: native code, files found next to their own
+// modules, or code that runs only inside a node that needs it.
+const EXTERNAL = ["onnxruntime-node", "esbuild", "tsx", "@google/genai", "@huggingface/*", "chokidar", "protobufjs", "protobufjs/*"]
+
+/** The repository's own modules: rewritten so that they keep their identity inside a chunk. */
+const ownModules = {
+  name: "polaris-own-modules",
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, (args) => {
+      if (args.path.includes(`${sep}node_modules${sep}`)) return undefined
+      const rel = relative(ROOT, args.path).split(sep).join("/")
+      let text = readFileSync(args.path, "utf8")
+      if (!rel.startsWith("src/dag/Stage.ts")) {
+        const calls = text.match(/\bStage\.make\(\s*[^\s]/g) ?? []
+        const literal = text.match(/\bStage\.make\(\s*\{/g) ?? []
+        if (calls.length !== literal.length) {
+          throw new Error(`${rel}: Stage.make must take an object literal in bundled modules (its source is injected)`)
+        }
+        text = text.replace(/\bStage\.make\(\s*\{/g, "Stage.make({ source: import.meta.url,")
+      }
+      const url = `__polarisUrl(${JSON.stringify(rel)})`
+      // Not inside a string ("import.meta.url" as a key of esbuild's `define`).
+      text = text
+        .replace(/(?<!["'])\bimport\.meta\.url\b(?!["'])/g, url)
+        .replace(/(?<!["'])\bimport\.meta\.dirname\b(?!["'])/g, `__polarisPath(${JSON.stringify(rel.split("/").slice(0, -1).join("/"))})`)
+        .replace(/(?<!["'])\bimport\.meta\.filename\b(?!["'])/g, `__polarisPath(${JSON.stringify(rel)})`)
+      return { contents: text, loader: "ts" }
+    })
+  }
+}
+
+// The bundle lives in dist/cli/, two folders below the repository root.
+const banner = [
+  `const __polarisRoot = require("node:url").pathToFileURL(require("node:path").join(__dirname, "..", "..") + "/");`,
+  `const __polarisUrl = (rel) => new URL(rel, __polarisRoot).href;`,
+  `const __polarisPath = (rel) => require("node:url").fileURLToPath(new URL(rel === "" ? "." : rel, __polarisRoot)).replace(/\\/$/, "");`
+].join("\n")
+
+// The repository's modules, each addressable by its path: a user's pipeline or stage module may
+// import any of them (relatively, or as `polaris/stages/...`), and must get the bundle's instance.
+const OWN_FOLDERS = ["src", "stages", "pipelines"]
+const tsFiles = (dir) =>
+  readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(`${dir}/${e.name}`) : e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") ? [`${dir}/${e.name}`] : [])
+const own = OWN_FOLDERS.flatMap(tsFiles).sort()
+// Packages a user's module may import, answered with the bundle's instances. A barrel (an index
+// that only re-exports) becomes a namespace whose members load on first use: a module importing
+// `Stage` from polaris, or `Effect` from effect, starts neither onnxruntime nor all of effect.
+const BARRELS = {
+  polaris: "src/index.ts",
+  effect: "node_modules/effect/dist/index.js",
+  "effect/http": "node_modules/effect/dist/http/index.js",
+  "effect/cli": "node_modules/effect/dist/cli/index.js"
+}
+const MODULES = { "@effect/platform-node/NodeServices": "node_modules/@effect/platform-node/dist/NodeServices.js" }
+
+const lazyNamespace = (index) => {
+  const text = readFileSync(join(ROOT, index), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/[^\n]*/g, "")
+  const dir = index.split("/").slice(0, -1).join("/")
+  const members = []
+  let exports = 0
+  for (const m of text.matchAll(/export\s+\*\s+as\s+(\w+)\s+from\s+"\.\/([^"]+)"/g)) members.push([m[1], `${dir}/${m[2]}`, null])
+  for (const m of text.matchAll(/export\s*\{([^}]*)\}\s*from\s*"\.\/([^"]+)"/g)) {
+    for (const part of m[1].split(",").map((p) => p.trim()).filter((p) => p !== "" && !p.startsWith("type "))) {
+      const [name, alias] = part.split(/\s+as\s+/)
+      members.push([alias ?? name, `${dir}/${m[2]}`, name])
+    }
+  }
+  for (const m of text.matchAll(/^export\s+(?!type\b)/gm)) exports++
+  const read = (text.match(/export\s+\*\s+as\s/g) ?? []).length + (text.match(/export\s*\{[^}]*\}\s*from/g) ?? []).length
+  if (read !== exports) throw new Error(`${index}: ${exports - read} export(s) not of the forms "export * as X from" or "export { a } from"; the bundle's lazy namespace cannot carry them`)
+  return [
+    `() => Object.defineProperties({}, {`,
+    `      __esModule: { value: true },`,
+    ...members.map(([name, file, member]) =>
+      `      ${JSON.stringify(name)}: { enumerable: true, get: () => require(${JSON.stringify(`./${file}`)})${member === null ? "" : `[${JSON.stringify(member)}]`} },`),
+    `    })`
+  ].join("\n")
+}
+
+const entry = [
+  `import { useImporter } from "./src/dag/PipelineModule.ts"`,
+  `import { importer } from "./src/cli/BundledImporter.ts"`,
+  `export { main } from "./src/cli/main.ts"`,
+  `useImporter(importer({`,
+  `  root: require("node:path").join(__dirname, "..", ".."),`,
+  `  files: {`,
+  ...own.map((f) => `    ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`),
+  `  },`,
+  `  packages: {`,
+  ...Object.entries(BARRELS).map(([name, index]) => `    ${JSON.stringify(name)}: ${lazyNamespace(index)},`),
+  ...Object.entries(MODULES).map(([name, file]) => `    ${JSON.stringify(name)}: () => require(${JSON.stringify(`./${file}`)}),`),
+  `  }`,
+  `}))`
+].join("\n")
+
+rmSync(OUT, { recursive: true, force: true })
+mkdirSync(OUT, { recursive: true })
+const result = await build({
+  absWorkingDir: ROOT,
+  stdin: { contents: entry, resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" },
+  outfile: join(OUT, "main.cjs"),
+  bundle: true,
+  format: "cjs",
+  platform: "node",
+  target: "node20",
+  external: EXTERNAL,
+  minifyWhitespace: true,
+  minifySyntax: true,
+  banner: { js: banner },
+  metafile: true,
+  logLevel: "warning",
+  plugins: [ownModules]
+})
+
+// The sources the bundle was built from, with their sizes and modification times: a changed
+// one makes bin/polaris.js run the sources instead.
+const inputs = Object.keys(result.metafile.inputs)
+  .filter((p) => !p.startsWith("node_modules/") && !p.includes("/node_modules/") && p !== "cli-entry.js")
+  .sort()
+  .map((p) => {
+    const s = statSync(join(ROOT, p))
+    return [p, s.size, Math.round(s.mtimeMs)]
+  })
+const lock = statSync(join(ROOT, "package-lock.json"))
+writeFileSync(join(OUT, "inputs.json"), JSON.stringify({ lock: [lock.size, Math.round(lock.mtimeMs)], inputs }) + "\n")
+const bytes = Object.values(result.metafile.outputs).reduce((s, o) => s + o.bytes, 0)
+process.stdout.write(`polaris: built dist/cli (${Object.keys(result.metafile.outputs).length} files, ${(bytes / 1e6).toFixed(1)} MB, ${inputs.length} sources)\n`)

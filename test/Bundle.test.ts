@@ -1,0 +1,108 @@
+/**
+ * The prebuilt command (dist/cli, scripts/build-cli.mjs) against the TypeScript sources: it is
+ * used only while current, it runs the same code (the same cache keys for built-in stages and a
+ * user's own), and what it cannot load goes to the sources, before anything is written.
+ */
+import { execFileSync } from "node:child_process"
+import { readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { polaris, ROOT } from "./support/cli.ts"
+import { tempDirInRepo } from "./support/store.ts"
+
+const loader = (env: Record<string, string> = {}) => {
+  const { POLARIS_SOURCES: _, ...rest } = process.env
+  return { ...rest, POLARIS_DEBUG: "loader", ...env }
+}
+const BUNDLE = loader()
+const SOURCES = loader({ POLARIS_SOURCES: "1" })
+const used = (stderr: string) => /polaris: loader (\w+)/.exec(stderr)?.[1]
+
+const current = (): boolean => {
+  try {
+    const { inputs } = JSON.parse(readFileSync(join(ROOT, "dist", "cli", "inputs.json"), "utf8")) as { inputs: Array<[string, number, number]> }
+    return inputs.every(([path, size, mtime]) => {
+      const s = statSync(join(ROOT, path))
+      return s.size === size && Math.round(s.mtimeMs) === mtime
+    })
+  } catch {
+    return false
+  }
+}
+
+// The smallest quickstart that has every stage of a training step and the evaluation.
+const SMALL = ["--set", "grpo.steps=1", "--set", "grpo.groups_per_step=1", "--set", "eval.prompts_per_bucket=1", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
+
+describe("the prebuilt command", () => {
+  it("is built when missing or stale, and then used; POLARIS_SOURCES=1 runs the sources", async () => {
+    // `npm ci` builds it (the `prepare` script); an edited checkout rebuilds it with `npm run build`.
+    if (!current()) execFileSync(process.execPath, [join(ROOT, "scripts", "build-cli.mjs")], { cwd: ROOT })
+    const bundled = await polaris(["--help"], { env: BUNDLE })
+    const sources = await polaris(["--help"], { env: SOURCES })
+    expect(used(bundled.stderr)).toBe("bundle")
+    expect(used(sources.stderr)).toBe("sources")
+    expect(bundled.stdout).toBe(sources.stdout)
+    expect(bundled.stdout).toContain("polaris")
+  }, 60_000)
+
+  it("a changed source makes it stale: the sources run until it is rebuilt", async () => {
+    const file = join(ROOT, "src", "text", "WordCount.ts")
+    const { atime, mtime } = statSync(file)
+    try {
+      utimesSync(file, atime, new Date(mtime.getTime() + 2000))
+      expect(used((await polaris(["--help"], { env: BUNDLE })).stderr)).toBe("sources")
+    } finally {
+      utimesSync(file, atime, mtime)
+    }
+    expect(used((await polaris(["--help"], { env: BUNDLE })).stderr)).toBe("bundle")
+  }, 60_000)
+
+  it("gives built-in stages the keys the sources give: a run by one is fully cached for the other", async () => {
+    const dir = tempDirInRepo("bundle-")
+    const first = await polaris(["run", "recipes/quickstart.yaml", ...SMALL, "--store", dir, "--progress", "none"], { env: BUNDLE })
+    expect(first.status, first.stderr).toBe(0)
+    expect(used(first.stderr)).toBe("bundle")
+    expect(first.stdout).toMatch(/: [1-9]\d* executed/)
+    const second = await polaris(["run", "recipes/quickstart.yaml", ...SMALL, "--store", dir, "--progress", "none"], { env: SOURCES })
+    expect(second.status, second.stderr).toBe(0)
+    expect(second.stdout).toMatch(/: 0 executed, \d+ cached/)
+  }, 300_000)
+
+  it("runs a user's TypeScript pipeline and custom stages with the bundle's polaris, under the keys the sources give", async () => {
+    const dir = tempDirInRepo("bundle-user-")
+    const bundled = await polaris(["run", "examples/word-stats/recipe.yaml", "--store", dir, "--progress", "none"], { env: BUNDLE })
+    expect(bundled.status, bundled.stderr).toBe(0)
+    expect(used(bundled.stderr)).toBe("bundle")
+    expect(bundled.stderr).not.toContain("cannot load")
+    expect(bundled.stdout).toMatch(/: 7 executed, 0 cached/)
+    const sources = await polaris(["run", "examples/word-stats/recipe.yaml", "--store", dir, "--progress", "none"], { env: SOURCES })
+    expect(sources.stdout).toMatch(/: 0 executed, 7 cached/)
+    // And the other way round, on a fresh store.
+    const other = tempDirInRepo("bundle-user-")
+    await polaris(["run", "examples/word-stats/recipe.yaml", "--store", other, "--progress", "none"], { env: SOURCES })
+    expect((await polaris(["run", "examples/word-stats/recipe.yaml", "--store", other, "--progress", "none"], { env: BUNDLE })).stdout).toMatch(/: 0 executed, 7 cached/)
+  }, 120_000)
+
+  it("hands a module it cannot load (top-level await, an effect entry point it does not carry) to the sources, which run it", async () => {
+    const dir = tempDirInRepo("bundle-fallback-")
+    const write = (name: string, head: string, value: string) => {
+      const file = join(dir, name)
+      writeFileSync(file, [
+        `import { Effect, Schema } from "effect"`,
+        head,
+        `import { PipelineModule, Stage } from "polaris"`,
+        `const one = Stage.make({ name: "one-${name.replace(/\W/g, "")}", version: "1", output: Schema.Number, run: () => Effect.succeed(${value}) })`,
+        `export default PipelineModule.define("fallback", (b) => ({ one: b.node(one, { id: "one" }) }))`
+      ].join("\n") + "\n")
+      return file
+    }
+    for (const file of [write("tla.ts", "const n = await Promise.resolve(41)", "n + 1"), write("deep.ts", `import * as Order from "effect/Order"`, "Order.max(Order.Number)(41, 42)")]) {
+      const r = await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env: BUNDLE })
+      expect(r.status, r.stderr).toBe(0)
+      expect(r.stderr).toContain("polaris: loader bundle")
+      expect(r.stderr).toContain("the bundle cannot load this recipe's modules")
+      expect(r.stderr).toContain("polaris: loader sources")
+      expect(JSON.parse(r.stdout).outputs.one).toBe(42)
+    }
+  }, 120_000)
+})
