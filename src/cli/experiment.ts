@@ -3,7 +3,7 @@
  * `polaris compare` (src/experiment/Compare.ts), `polaris plan` (src/dag/Plan.ts).
  *
  *   polaris sweep RECIPE [--grid 'KEY=[V1, V2]']... [--set KEY=VALUE]... [--store DIR] [--json]
- *   polaris compare RUN_OR_SWEEP... [--store DIR] [--out DIR] [--json]
+ *   polaris compare RUN_OR_SWEEP... [--store DIR] [--out DIR] [--head-to-head] [--json]
  *   polaris plan RECIPE [--set KEY=VALUE]... [--store DIR] [--json]
  */
 import { join } from "node:path"
@@ -14,6 +14,7 @@ import { store, storeOverride } from "./flags.ts"
 import { resolveTarget } from "./target.ts"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Compare from "../experiment/Compare.ts"
+import * as HeadToHead from "../experiment/HeadToHead.ts"
 import * as CompareReport from "../experiment/CompareReport.ts"
 import * as Sweep from "../experiment/Sweep.ts"
 
@@ -73,11 +74,16 @@ export const compareCommand = Command.make(
     ids: Argument.String("run-or-sweep").pipe(Argument.withDescription("Run ids and sweep ids (a sweep stands for its finished variants)"), Argument.atLeast(1)),
     store,
     out: Flag.String("out").pipe(Flag.withDescription("Directory for compare.html and compare.json (default: the sweep's directory for one sweep, else ./polaris-compare)"), Flag.optional),
-    json: Flag.Boolean("json").pipe(Flag.withDescription("Print the comparison as JSON on stdout"), Flag.withDefault(false))
+    json: Flag.Boolean("json").pipe(Flag.withDescription("Print the comparison as JSON on stdout"), Flag.withDefault(false)),
+    headToHead: Flag.Boolean("head-to-head").pipe(
+      Flag.withDescription("Also judge the variants' final policies against each other (pairwise, with the first run's judge; cached like any run) and rate them on one Elo scale"),
+      Flag.withDefault(false)
+    )
   },
   (a) =>
     Effect.gen(function*() {
-      const c = yield* Compare.compare(a.store, a.ids)
+      const compared = yield* Compare.compare(a.store, a.ids)
+      const c = a.headToHead ? { ...compared, head_to_head: yield* HeadToHead.run(a.store, compared.groups) } : compared
       const out = Option.getOrElse(a.out, () => (a.ids.length === 1 && Sweep.isSweep(a.store, a.ids[0]!) ? join(a.store, "sweeps", a.ids[0]!) : "polaris-compare"))
       const written = yield* CompareReport.write(c, out)
       if (a.json) return yield* Console.log(JSON.stringify(c))
@@ -88,7 +94,8 @@ export const compareCommand = Command.make(
   Command.withDescription("Compare runs or sweeps: the recipe values that differ, held-out numbers with intervals over seeds and prompts, Elo, training curves"),
   Command.withExamples([
     { command: "polaris compare <sweep id>", description: "The sweep's ablation table, and compare.html in the sweep's directory" },
-    { command: "polaris compare RUN_A RUN_B --out reports/", description: "Two runs side by side" }
+    { command: "polaris compare RUN_A RUN_B --out reports/", description: "Two runs side by side" },
+    { command: "polaris compare <sweep id> --head-to-head", description: "Also the variants' final policies judged against each other, on one Elo scale" }
   ])
 )
 

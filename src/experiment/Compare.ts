@@ -8,7 +8,8 @@
  *
  * Everything is read from the runs as stored: the frozen recipe (`config.json`), the manifest's
  * node outputs (`eval-final/judge`, `eval-final/rollout`, `eval-set`, `evaluation`) and
- * `metrics.jsonl`. No judge is called and nothing is recomputed.
+ * `metrics.jsonl`. No judge is called and nothing is recomputed; `--head-to-head` (HeadToHead.ts)
+ * adds the one comparison that needs the judge: the groups' final policies against each other.
  *
  * @example
  * const comparison = yield* Compare.compare(".polaris", ["<sweep id>"])
@@ -20,6 +21,7 @@ import { Data, Effect } from "effect"
 import { objectPath, pathsOf } from "../dag/ArtifactStore.ts"
 import { readJsonl } from "../dag/RunLog.ts"
 import { hierarchicalBootstrapCI, type Interval, mean } from "../eval/Stats.ts"
+import type { HeadToHead } from "./HeadToHead.ts"
 import * as Sweep from "./Sweep.ts"
 
 export class CompareError extends Data.TaggedError("CompareError")<{ readonly message: string }> {}
@@ -74,6 +76,8 @@ export interface Comparison {
   readonly differing: ReadonlyArray<string>
   readonly buckets: ReadonlyArray<string>
   readonly groups: ReadonlyArray<Group>
+  /** The groups' final policies judged against each other (`--head-to-head`, HeadToHead.ts). */
+  readonly head_to_head?: HeadToHead
 }
 
 const readJson = async (path: string): Promise<any> => JSON.parse(await readFile(path, "utf8"))
@@ -216,6 +220,29 @@ export const formatTable = (c: Comparison): string => {
   return [
     `differing: ${c.differing.join(", ") || "nothing"}  (mean [95% interval over seeds and prompts])`,
     line(header),
-    ...rows.map(line)
+    ...rows.map(line),
+    ...(c.head_to_head === undefined ? [] : ["", ...formatHeadToHead(c.head_to_head)])
   ].join("\n")
+}
+
+/** The head-to-head table: Elo on one scale, win rate against the anchor (ties half). */
+export const headToHeadRows = (h: HeadToHead): Array<Array<string>> =>
+  h.groups.map((g) => [
+    g.name,
+    `${fmt(g.rating, 0)} [${fmt(g.rating_ci.low, 0)}, ${fmt(g.rating_ci.high, 0)}]`,
+    g.vs_anchor === null ? "anchor" : `${g.vs_anchor.wins}/${g.vs_anchor.ties}/${g.vs_anchor.losses}`,
+    g.vs_anchor === null ? "" : `${fmt(g.vs_anchor.rate, 2)} [${fmt(g.vs_anchor.rate_ci.low, 2)}, ${fmt(g.vs_anchor.rate_ci.high, 2)}]`
+  ])
+export const HEAD_TO_HEAD_HEADER = ["variant", "Elo [95%]", "wins/ties/losses vs anchor", "win rate vs anchor"]
+
+const formatHeadToHead = (h: HeadToHead): Array<string> => {
+  const rows = headToHeadRows(h)
+  const widths = HEAD_TO_HEAD_HEADER.map((x, i) => Math.max(x.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((x, i) => x.padEnd(widths[i]!)).join("  ").trimEnd()
+  return [
+    `head to head: final policies judged against each other by ${h.judge}, ${h.comparisons} comparisons over ${h.pairings} seed pairing${h.pairings === 1 ? "" : "s"}` +
+    `${h.unscorable > 0 ? ` (${h.unscorable} unscorable)` : ""}, position consistency ${h.position_consistency === null ? "n/a" : fmt(h.position_consistency, 2)}; Elo anchored on ${h.anchor} (run ${h.run})`,
+    line(HEAD_TO_HEAD_HEADER),
+    ...rows.map(line)
+  ]
 }

@@ -1,12 +1,13 @@
 /**
  * A comparison (Compare.ts) as one self-contained HTML page (inline CSS and SVG, no scripts, no
- * network) and its JSON twin: the ablation table, the per-bucket tables, training curves overlaid.
+ * network) and its JSON twin: the ablation table, the per-bucket tables, the head-to-head ratings
+ * when asked for, training curves overlaid.
  */
 import { join } from "node:path"
 import { Effect } from "effect"
 import { atomicWrite } from "../dag/internal/files.ts"
 import { escapeXml, lineChart } from "../report/Svg.ts"
-import { type Comparison, COLUMNS, CURVES, formatInterval, type Metric } from "./Compare.ts"
+import { type Comparison, COLUMNS, CURVES, formatInterval, HEAD_TO_HEAD_HEADER, headToHeadRows, type Metric } from "./Compare.ts"
 
 const CSS = `body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}table{border-collapse:collapse;margin:1rem 0}
 th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
@@ -35,6 +36,10 @@ export const html = (c: Comparison): string => {
     `<h1>Comparison of ${c.groups.length} variant${c.groups.length === 1 ? "" : "s"}</h1>` +
     `<p>What differs: ${escapeXml(c.differing.join(", ") || "nothing")}. Each cell: mean over seeds [95% interval, bootstrap over seeds and held-out prompts].</p>` +
     headline + perBucket +
+    (c.head_to_head === undefined ? "" :
+      `<h2>Head to head</h2><p>The final policies judged against each other by ${escapeXml(c.head_to_head.judge)} on the held-out prompts, both orders (a win when both agree), ` +
+      `${c.head_to_head.comparisons} comparisons; Bradley–Terry Elo anchored on ${escapeXml(c.head_to_head.anchor)} [95% interval, bootstrap over prompts].</p>` +
+      table(HEAD_TO_HEAD_HEADER, headToHeadRows(c.head_to_head))) +
     `<h2>Training curves (mean over seeds)</h2><div class="charts">${charts}</div>` +
     `<p class="note">Runs: ${escapeXml(c.groups.map((g) => `${g.name}: ${g.runs.join(", ")}`).join("; "))}</p>` +
     "</body></html>\n"
