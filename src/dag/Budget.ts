@@ -12,7 +12,7 @@
  * const verdict = yield* ctx.charge({ engine: "judge", expectedUsd: judge.estimateUsd(item) }, judge.score(item), (v) => v.cost_usd)
  */
 import { appendFile, readFile } from "node:fs/promises"
-import { Data, Effect, Exit } from "effect"
+import { Context, Data, Effect, Exit, Option } from "effect"
 
 /** A call refused because it would take the run past its cap. Not retryable. */
 export class BudgetExceeded extends Data.TaggedError("BudgetExceeded")<{
@@ -112,3 +112,36 @@ export const forEachPaid = <A, B, E, R>(
     const failed = exits.find(Exit.isFailure)
     return failed !== undefined ? Effect.failCause(failed.cause) : Effect.succeed(exits.map((e) => (e as Exit.Success<B>).value))
   })
+
+/**
+ * The charge of the node being executed, for engines that price their own calls (a remote
+ * policy engine with its recipe's `price_per_million`): the executor provides it around each
+ * stage's run, so such calls count against the budget and enter the ledger under the node that
+ * made them, with no change to the stages. Outside a node (a test driving an engine) calls are
+ * not charged.
+ */
+export class Charge extends Context.Service<Charge, {
+  readonly charge: <A, E, R>(
+    charged: { readonly engine: string; readonly expectedUsd: number },
+    call: Effect.Effect<A, E, R>,
+    actualUsd: (a: A) => number
+  ) => Effect.Effect<A, E | BudgetExceeded, R>
+}>()("polaris/Charge") {}
+
+/**
+ * `call`, charged to the current node when there is one. A refusal is raised as a defect carrying
+ * the `BudgetExceeded` (the engine's error channel stays its own); the executor reads it there too.
+ */
+export const charged = <A, E, R>(engine: string, expectedUsd: number, call: Effect.Effect<A, E, R>, actualUsd: (a: A) => number): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.serviceOption(Charge), Option.match({
+    onNone: () => call,
+    onSome: (c) => c.charge({ engine, expectedUsd }, call, actualUsd).pipe(
+      Effect.catchIf((e): e is BudgetExceeded => e instanceof BudgetExceeded, (e) => Effect.die(e))
+    ) as Effect.Effect<A, E, R>
+  }))
+
+/** The refusal behind a failed node, as an error or as a defect (an engine's charge). */
+export const refusalIn = (reason: { readonly _tag: string; readonly error?: unknown; readonly defect?: unknown } | undefined): BudgetExceeded | undefined => {
+  const value = reason?._tag === "Fail" ? reason.error : reason?._tag === "Die" ? reason.defect : undefined
+  return value instanceof BudgetExceeded ? value : undefined
+}

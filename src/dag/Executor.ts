@@ -315,7 +315,8 @@ export const run = <R, O>(
             // The cache entry keeps the records of the attempt that succeeded: a failed attempt's
             // would be replayed into every run that reuses the node (metrics.jsonl keeps them all).
             metrics.length = 0
-            return node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>
+            // Engines that price their own calls charge them to this node (Budget.Charge).
+            return Effect.provideService(node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>, Budget.Charge, { charge: ctx.charge })
           })
         )
         // A recipe's retries name the class, or the pool it shares (`policy` covers sampler and trainer).
@@ -434,7 +435,7 @@ export const run = <R, O>(
           return
         }
         const reason = exit.cause.reasons[0]
-        const overBudget = reason?._tag === "Fail" && reason.error instanceof Budget.BudgetExceeded
+        const overBudget = Budget.refusalIn(reason) !== undefined
         if (reason?._tag === "Fail" && reason.error instanceof UpstreamFailed) {
           statuses[node.id] = { status: "skipped" }
           manifestNodes[node.id] = { stage: node.stage.name, status: "skipped" }

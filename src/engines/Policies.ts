@@ -36,6 +36,7 @@ import type { Recipe } from "../recipe/Recipe.ts"
 import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape, type SamplingWeights } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
 import * as Secret from "../dag/Secret.ts"
+import { priced } from "./PricedPolicy.ts"
 import type * as VllmSampler from "./VllmSampler.ts"
 
 // Each backend is imported when an engine of its kind is built, not with this module: a command
@@ -159,8 +160,10 @@ const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerS
  * under evaluation). Throws at once, naming the key, when the section lacks what its backend needs.
  */
 export const make = (policy: PolicySection, context: { readonly store?: string }): Effect.Effect<PolicyEngineShape, PolicyError, Scope.Scope> => {
+  // With prices, every token-billed call is charged to the node that makes it (PricedPolicy.ts).
+  const price = policy.price_per_million
   const tracked = (engine: Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope>) =>
-    engine.pipe(Effect.map((e) => trackCheckpoints(e, policy.model)), Effect.provide(fetchClient))
+    engine.pipe(Effect.map((e) => trackCheckpoints(price === undefined ? e : priced(e, price), policy.model)), Effect.provide(fetchClient))
   if (policy.backend === "embedded") {
     return tracked(Effect.flatMap(loading(backends.embedded), (EmbeddedPolicy) =>
       EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "tmp", "checkpoints") })))

@@ -82,6 +82,8 @@ export interface ReportJson {
   readonly rubric: string | null
   readonly proxyJudge: boolean
   readonly training: { readonly steps: ReadonlyArray<number>; readonly charts: ReadonlyArray<ChartJson> } | null
+  /** What the run's paid calls cost (its ledger): in all, and per engine (judge, sampler, trainer). */
+  readonly spend: { readonly usd: number; readonly calls: number; readonly byEngine: Readonly<Record<string, number>> }
   /**
    * The `evaluation` node's numbers (null when the run has none):
    *
@@ -134,6 +136,8 @@ interface RunData {
   readonly metrics: ReadonlyArray<Json>
   readonly events: ReadonlyArray<Json>
   readonly config: Json | undefined
+  /** The run's ledger of paid calls (`spend.jsonl`: node, engine, usd), every attempt's. */
+  readonly spend: ReadonlyArray<Json>
   readonly output: (node: string) => Promise<unknown>
 }
 
@@ -160,6 +164,7 @@ const loadRun = async (paths: StorePaths, runId: string): Promise<RunData> => {
     metrics: await readJsonl(join(dir, "metrics.jsonl")),
     events: await readJsonl(join(dir, "events.jsonl")),
     config: isObj(config) ? config : undefined,
+    spend: await readJsonl(join(dir, "spend.jsonl")),
     output: async (node) => {
       const entry = nodes[node]
       if (!isObj(entry) || typeof entry.object !== "string" || !/^[0-9a-f]{8,}$/.test(entry.object)) return undefined
@@ -177,7 +182,10 @@ const metricsByNode = (metrics: ReadonlyArray<Json>): Map<string, Json> => {
 
 const STEP = /^train\/step-(\d+)\/([^/]+)$/
 
-const trainingCharts = (metrics: ReadonlyArray<Json>): { steps: Array<number>; charts: Array<ChartJson> } => {
+// Any node of a training step (`train/step-003/group-1/judge` included).
+const IN_STEP = /^train\/step-(\d+)\//
+
+const trainingCharts = (metrics: ReadonlyArray<Json>, spend: ReadonlyArray<Json>): { steps: Array<number>; charts: Array<ChartJson> } => {
   const byNode = metricsByNode(metrics)
   const perStep = new Map<number, Map<string, Json>>()
   for (const [node, m] of byNode) {
@@ -218,15 +226,20 @@ const trainingCharts = (metrics: ReadonlyArray<Json>): { steps: Array<number>; c
   add("length-score", "Length score S_l", "S_l (0-100)", [series("S_l", "groups", "length_score_mean")])
   add("kl-clip", "KL to the reference policy and clip fraction", "value", [series("KL", "update", "kl"), series("clip fraction", "update", "clip_frac")])
   add("grad-norm", "Gradient norm and loss", "value", [series("grad norm", "update", "grad_norm"), series("loss", "update", "loss")])
-  let cum = 0
-  const costPoints: Array<readonly [number, number]> = []
-  for (const s of steps) {
-    const v = num(perStep.get(s)?.get("judge")?.judge_cost_usd)
-    if (v === null) continue
-    cum += v
-    costPoints.push([s, cum])
+  // Spend per step and engine, from the ledger: every paid call under the step of its node.
+  const spentAt = new Map<string, Map<number, number>>()
+  for (const l of spend) {
+    const m = IN_STEP.exec(String(l.node))
+    const usd = num(l.usd)
+    if (m === null || usd === null || typeof l.engine !== "string") continue
+    const byStep = spentAt.get(l.engine) ?? new Map<number, number>()
+    byStep.set(Number(m[1]), (byStep.get(Number(m[1])) ?? 0) + usd)
+    spentAt.set(l.engine, byStep)
   }
-  add("judge-cost", "Judge cost, cumulative", "USD", [{ name: "cumulative cost", points: costPoints }])
+  add("spend", "Spend per engine, cumulative over steps", "USD", [...spentAt].sort(([a], [b]) => a.localeCompare(b)).map(([engine, byStep]) => {
+    let cum = 0
+    return { name: engine, points: steps.map((s) => [s, (cum += byStep.get(s) ?? 0)] as const) }
+  }))
   add("entropy", "Sampling entropy estimate", "nats / token", [series("entropy", "groups", "entropy_estimate")])
   add("diagnostics", "Group diagnostics", "value", [
     series("zero-std groups (fraction)", "groups", "frac_zero_std_groups"),
@@ -392,7 +405,7 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
   }))
   const started = run.events.find((e) => e.type === "run_started")
   const finished = run.events.findLast((e) => e.type === "run_finished")
-  const training = trainingCharts(run.metrics)
+  const training = trainingCharts(run.metrics, run.spend)
   const rubric = await rubricOf(run)
   const evaluation = Option.getOrNull(decodeEvaluation(await run.output("evaluation")))
   const samplesFrom = sampleSystem(evaluation, run)
@@ -407,12 +420,28 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     rubric,
     proxyJudge: rubric !== null && rubric.startsWith("proxy"),
     training: training.charts.length > 0 ? training : null,
+    spend: spendOf(run.spend),
     evaluation: evaluation === null ? null : evaluationJson(evaluation, run.config),
     samplesFrom,
     samples: await samples(run, samplesFrom),
     unscorable: await Unscorables.find(run.metrics, run.output),
     judged: await Judged.ofNodes(Object.entries(nodes).map(([id, n]) => ({ id, stage: isObj(n) && typeof n.stage === "string" ? n.stage : "" })), run.output)
   }
+}
+
+/** The ledger's totals. */
+const spendOf = (ledger: ReadonlyArray<Json>): ReportJson["spend"] => {
+  const byEngine: Record<string, number> = {}
+  let usd = 0
+  let calls = 0
+  for (const l of ledger) {
+    const x = num(l.usd)
+    if (x === null || typeof l.engine !== "string") continue
+    byEngine[l.engine] = (byEngine[l.engine] ?? 0) + x
+    usd += x
+    calls++
+  }
+  return { usd, calls, byEngine }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,7 +482,8 @@ const summaryHtml = (r: ReportJson) => {
     ["Duration", r.durationMs === null ? "unknown" : `${(r.durationMs / 1000).toFixed(1)} s`],
     ["Nodes", `${r.nodes.total} (${Object.entries(r.nodes.byStatus).map(([k, v]) => `${v} ${k}`).join(", ") || "none"})`],
     ["Training steps", String(r.steps)],
-    ["Judge rubric", r.rubric ?? "unknown"]
+    ["Judge rubric", r.rubric ?? "unknown"],
+    ["Spend", r.spend.calls === 0 ? "no paid calls" : `$${r.spend.usd.toFixed(4)} over ${r.spend.calls} paid calls (${Object.entries(r.spend.byEngine).map(([e, u]) => `${e} $${u.toFixed(4)}`).join(", ")})`]
   ]
   return `<table class="meta">${rows.map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${escapeXml(v)}</td></tr>`).join("")}</table>`
 }
