@@ -37,6 +37,7 @@ import { define, type LayerContext } from "../src/dag/PipelineModule.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
 import { batchPrompts } from "../stages/batchPrompts.ts"
 import { hriGroups } from "../stages/hriGroups.ts"
+import { rewardAlarms } from "../stages/rewardAlarms.ts"
 import { judge } from "../stages/judge.ts"
 import { referenceLogprobs } from "../stages/referenceLogprobs.ts"
 import { rollout } from "../stages/rollout.ts"
@@ -48,6 +49,7 @@ import { type TrainState } from "../src/records/TrainState.ts"
 import { update } from "../stages/update.ts"
 import { offPolicyUpdate } from "../stages/offPolicyUpdate.ts"
 import type { Batch } from "../src/records/Batch.ts"
+import type { TrainBatch } from "../src/records/TrainBatch.ts"
 import { evalSamples, evalSet, evaluateSystems, judgeParams, type SystemNode } from "./evaluate.ts"
 import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
 import * as Location from "../src/dag/Location.ts"
@@ -97,6 +99,7 @@ export default define("polaris", (b, recipe) => {
   // so sampling never waits for an update.
   const lag = g.off_policy_steps ?? 0
   let previousBatch: NodeRef<Batch, any> = start
+  let firstBatch: NodeRef<TrainBatch, any> | undefined
   const final = b.loop("train", {
     steps,
     init,
@@ -145,9 +148,17 @@ export default define("polaris", (b, recipe) => {
         mismatch_cap: 2,
         beta: g.beta ?? 0
       }
+      // With `alarms:`, the batch passes through the step's alarms on its way to the update (same bytes, same key).
+      firstBatch ??= trainBatch
+      const alarms = recipe.alarms
+      const checked = alarms === undefined ? trainBatch : s.node(rewardAlarms, {
+        id: "alarms",
+        inputs: { batch: trainBatch, first: firstBatch, judged: perGroup.map((x) => x.judged) },
+        params: { ...alarms, stop: alarms.stop ?? false }
+      })
       const next = lag === 0
-        ? s.node(update, { id: "update", inputs: { batch: trainBatch, policy, next: batch }, params, resource: "trainer" })
-        : s.node(offPolicyUpdate, { id: "update", inputs: { batch: trainBatch, policy, next: batch, sampler }, params, resource: "trainer" })
+        ? s.node(update, { id: "update", inputs: { batch: checked, policy, next: batch }, params, resource: "trainer" })
+        : s.node(offPolicyUpdate, { id: "update", inputs: { batch: checked, policy, next: batch, sampler }, params, resource: "trainer" })
       if (evalAt.has(index + 1)) checkpoints.push({ step: index + 1, state: next })
       return next
     }

@@ -12,12 +12,15 @@
  * then the unscorable items per node with their reasons, the run's counts and folder, and the
  * `polaris report` command to run next.
  */
+import { join } from "node:path"
 import { Effect, Option, Schema } from "effect"
 import type { RunResult } from "../dag/Executor.ts"
 import { Judgement } from "../records/Judgement.ts"
 import { Evaluation } from "../records/Evaluation.ts"
 import { PolicyState } from "../records/TrainState.ts"
 import * as Unscorables from "../report/Unscorables.ts"
+import * as Alarms from "../eval/Alarms.ts"
+import { readJsonl } from "../dag/RunLog.ts"
 
 /** Text longer than this is left in the store, as before. */
 const MAX_TEXT = 4000
@@ -109,6 +112,8 @@ export const lines = (result: RunResult<unknown>, options: { readonly store: str
     const unscorable = yield* Unscorables.ofRun(options.store, result.runId)
     const total = Unscorables.total(unscorable)
     if (total !== undefined) out.push(`unscorable: ${total}`, ...Unscorables.lines(unscorable).map((l) => `  ${l}`))
+    const trips = Alarms.tripsIn(yield* Effect.promise(() => readJsonl(join(result.dir, "metrics.jsonl"))))
+    if (trips.length > 0) out.push("warning: reward-hacking alarms tripped", ...Alarms.summaryLines(trips).map((l) => `  ${l}`))
     out.push(`run ${result.runId}: ${result.executed} executed, ${result.cached} cached`, `  ${result.dir}`)
     out.push(`next: ${reportCommand(result.runId, options.store, options.defaultStore)}   (writes the run's report.html)`)
     return out

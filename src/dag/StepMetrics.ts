@@ -151,7 +151,9 @@ const compact = (v: number) => (Number.isInteger(v) ? String(v) : Math.abs(v) >=
 export const fields = (step: Step): Array<string> => {
   const all = values(step)
   const known = COLUMNS.flatMap((c) => (all[c.key] === undefined ? [] : [c.show(all[c.key]!, all)]).filter((f): f is string => f !== undefined))
-  if (COLUMNS.some((c) => all[c.key] !== undefined)) return known
+  // A tripped alarm (`alarm:<name>`, stages/rewardAlarms.ts) is always shown, with its value.
+  const alarms = Object.entries(all).filter(([k]) => k.startsWith("alarm:")).map(([k, v]) => `⚠ ${k.slice("alarm:".length)} ${compact(v)}`)
+  if (COLUMNS.some((c) => all[c.key] !== undefined)) return [...known, ...alarms]
   return Object.entries(all).filter(([k]) => !BOOKKEEPING.has(k)).slice(0, GENERIC).map(([k, v]) => `${k} ${compact(v)}`)
 }
 

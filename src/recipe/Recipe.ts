@@ -202,6 +202,15 @@ export const Sweep = Schema.Struct({
 })
 export type Sweep = typeof Sweep.Type
 
+const Alarms = Schema.Struct({
+  reward_length_corr: field(Schema.Number, "Trips when the Pearson correlation of reward with story length exceeds this (e.g. 0.5)"),
+  best_vs_reference: field(Schema.Number, "Trips when the best rollout's reward exceeds the human reference's by more than this, on average over groups"),
+  zero_spread: field(Schema.Number, "Trips when more than this share of groups have all-equal rewards"),
+  unscorable_rate: field(Schema.Number, "Trips when more than this share of the step's stories are unscorable"),
+  length_ratio_drift: field(Schema.Number, "Trips when the mean length ratio (words / requested) moved by more than this since the first step"),
+  stop: field(Schema.Boolean, "A tripped alarm stops the run before the step trains (resumable); default false: warn only")
+})
+
 export const Recipe = Schema.Struct({
   $schema: field(Schema.String, "JSON Schema of recipes (for editors)"),
   extends: field(Schema.String, "A recipe this one builds on (deep merge; lists replaced)"),
@@ -222,6 +231,7 @@ export const Recipe = Schema.Struct({
   trackers: field(Trackers, "Metric trackers the run also writes to (docs/tracking.md)"),
   params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline"),
   sweep: field(Sweep, "Variants for `polaris sweep` (`polaris run` ignores this)"),
-  budget: field(Schema.Struct({ usd: NonNegative }), "A cap on what the run's paid calls cost (judge); the run stops cleanly before a call that would pass it")
+  budget: field(Schema.Struct({ usd: NonNegative }), "A cap on what the run's paid calls cost (judge, priced remote policy); the run stops cleanly before a call that would pass it"),
+  alarms: field(Alarms, "Reward-hacking alarms per training step: a threshold per alarm (docs/evaluation.md); a tripped one is shown live, in the summary and the report")
 })
 export type Recipe = typeof Recipe.Type

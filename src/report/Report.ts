@@ -17,6 +17,7 @@ import type { Ratings, SystemRating } from "../records/Comparison.ts"
 import { objectPath, pathsOf, type StorePaths } from "../dag/ArtifactStore.ts"
 import { atomicWrite, ensureDir, readIfExists } from "../dag/internal/files.ts"
 import { readJsonl } from "../dag/RunLog.ts"
+import * as Alarms from "../eval/Alarms.ts"
 import * as Judged from "./Judged.ts"
 import { barChart, escapeXml, lineChart, type Series } from "./Svg.ts"
 import * as Unscorables from "./Unscorables.ts"
@@ -82,6 +83,8 @@ export interface ReportJson {
   readonly rubric: string | null
   readonly proxyJudge: boolean
   readonly training: { readonly steps: ReadonlyArray<number>; readonly charts: ReadonlyArray<ChartJson> } | null
+  /** Reward-hacking alarms that tripped (src/eval/Alarms.ts); null when the run had none configured. */
+  readonly alarms: ReadonlyArray<Alarms.Trip> | null
   /** What the run's paid calls cost (its ledger): in all, and per engine (judge, sampler, trainer). */
   readonly spend: { readonly usd: number; readonly calls: number; readonly byEngine: Readonly<Record<string, number>> }
   /**
@@ -241,6 +244,7 @@ const trainingCharts = (metrics: ReadonlyArray<Json>, spend: ReadonlyArray<Json>
     return { name: engine, points: steps.map((s) => [s, (cum += byStep.get(s) ?? 0)] as const) }
   }))
   add("entropy", "Sampling entropy estimate", "nats / token", [series("entropy", "groups", "entropy_estimate")])
+  add("alarms", "Reward-hacking alarm values (their thresholds in the recipe's alarms:)", "value", Alarms.ALARMS.map((a) => series(a, "alarms", `alarm_${a}`)))
   add("diagnostics", "Group diagnostics", "value", [
     series("zero-std groups (fraction)", "groups", "frac_zero_std_groups"),
     series("reward-length correlation", "groups", "reward_length_corr")
@@ -425,6 +429,7 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     samplesFrom,
     samples: await samples(run, samplesFrom),
     unscorable: await Unscorables.find(run.metrics, run.output),
+    alarms: run.metrics.some((m) => typeof m.node === "string" && /\/alarms$/.test(m.node)) ? Alarms.tripsIn(run.metrics) : null,
     judged: await Judged.ofNodes(Object.entries(nodes).map(([id, n]) => ({ id, stage: isObj(n) && typeof n.stage === "string" ? n.stage : "" })), run.output)
   }
 }
@@ -487,6 +492,16 @@ const summaryHtml = (r: ReportJson) => {
   ]
   return `<table class="meta">${rows.map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${escapeXml(v)}</td></tr>`).join("")}</table>`
 }
+
+const alarmsHtml = (r: ReportJson) =>
+  r.alarms === null
+    ? "<p>Not configured (a recipe's <code>alarms:</code> sets thresholds; docs/evaluation.md).</p>"
+    : r.alarms.length === 0
+    ? "<p>None tripped.</p>"
+    : `<p class="note">Warning: ${r.alarms.length} alarm${r.alarms.length === 1 ? "" : "s"} tripped; the rewards of these steps may reward the judge's biases rather than the task.</p>` +
+      `<table class="alarms"><tr><th>Step</th><th>Alarm</th><th>What it watches</th><th>Value</th></tr>${
+        r.alarms.map((t) => `<tr data-alarm="${escapeXml(t.alarm)}"><td class="num">${t.step === null ? escapeXml(t.node) : t.step + 1}</td><td>${escapeXml(t.alarm)}</td><td>${escapeXml(Alarms.DESCRIPTIONS[t.alarm])}</td>${td(t.value, 3)}</tr>`).join("")
+      }</table>`
 
 const unscorableHtml = (r: ReportJson) =>
   r.unscorable.length === 0
@@ -587,6 +602,8 @@ const toHtml = (r: ReportJson): string =>
 ${summaryHtml(r)}
 <h2>Unscorable items</h2>
 ${unscorableHtml(r)}
+<h2>Reward-hacking alarms</h2>
+${alarmsHtml(r)}
 ${r.judged.length === 0 ? "" : `<h2>Verdicts</h2>\n${Judged.toHtml(r.judged)}\n`}<h2>Training curves</h2>
 ${trainingHtml(r)}
 <h2>Evaluation by requested length</h2>
