@@ -25,6 +25,8 @@ import { compareCommand, planCommand, resumeSweep, sweepCommand } from "./experi
 import * as Sweep from "../experiment/Sweep.ts"
 import { attachTrackers, exportMetricsCommand } from "./tracking.ts"
 import * as Report from "../report/Report.ts"
+import { humanEvalCommand } from "./humanEval.ts"
+import * as HumanEval from "../eval/HumanEval.ts"
 
 const sets = Flag.String("set").pipe(
   Flag.withDescription("Override a recipe value, e.g. --set grpo.steps=20 (repeatable)"),
@@ -331,7 +333,7 @@ const cacheCommand = Command.make("cache").pipe(
 
 const polaris = Command.make("polaris").pipe(
   Command.withDescription("POLARIS pipelines: cached, resumable GRPO for long-form story writing"),
-  Command.withSubcommands([runCommand, sweepCommand, compareCommand, planCommand, resumeCommand, statusCommand, reportCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand, exportMetricsCommand])
+  Command.withSubcommands([runCommand, sweepCommand, compareCommand, planCommand, resumeCommand, statusCommand, reportCommand, validateCommand, dagCommand, explainCommand, watchCommand, schemaCommand, cacheCommand, dataCommand, serveCommand, exportMetricsCommand, humanEvalCommand])
 )
 
 const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
@@ -339,6 +341,7 @@ const exitCodeOf = (cause: Cause.Cause<unknown>): number => {
   const error = reason?._tag === "Fail" ? reason.error : undefined
   if (CliError.isCliError(error) || error instanceof ModuleError || error instanceof RecipeLoader.RecipeErrors || error instanceof IngestError) return 2
   if (error instanceof Sweep.SweepError && error.usage === true) return 2
+  if (error instanceof HumanEval.HumanEvalError) return 2
   return 1
 }
 

@@ -464,3 +464,23 @@ export const winRate = (
   }
   return { wins, ties, losses, rate: (wins + ties / 2) / n, ...percentileBounds(replicates, level) }
 }
+
+/**
+ * Cohen's kappa of two raters' labels on the same items (Cohen 1960):
+ * κ = (p_o − p_e) / (1 − p_e), p_o the share of items they label alike, p_e = Σ_k p_A(k)·p_B(k)
+ * the agreement expected from each rater's own label frequencies. 1 when both always give the
+ * same single label (p_e = 1, no chance to disagree); NaN without items.
+ *
+ * @example
+ * cohenKappa(["a", "a", "b", "tie"], ["a", "b", "b", "tie"]) // p_o 0.75, p_e 0.3125 -> 0.636…
+ */
+export const cohenKappa = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): number => {
+  if (a.length !== b.length) throw new Error(`cohenKappa: ${a.length} labels against ${b.length}`)
+  const n = a.length
+  if (n === 0) return NaN
+  const po = a.filter((x, i) => x === b[i]).length / n
+  const labels = new Set([...a, ...b])
+  let pe = 0
+  for (const k of labels) pe += (a.filter((x) => x === k).length / n) * (b.filter((x) => x === k).length / n)
+  return pe === 1 ? 1 : (po - pe) / (1 - pe)
+}

@@ -83,6 +83,8 @@ export interface ReportJson {
   readonly rubric: string | null
   readonly proxyJudge: boolean
   readonly training: { readonly steps: ReadonlyArray<number>; readonly charts: ReadonlyArray<ChartJson> } | null
+  /** The blinded human evaluation (src/eval/HumanEval.ts `HumanEvalResult`), null without one. */
+  readonly humanEval: Json | null
   /** Reward-hacking alarms that tripped (src/eval/Alarms.ts); null when the run had none configured. */
   readonly alarms: ReadonlyArray<Alarms.Trip> | null
   /** What the run's paid calls cost (its ledger): in all, and per engine (judge, sampler, trainer). */
@@ -141,6 +143,8 @@ interface RunData {
   readonly config: Json | undefined
   /** The run's ledger of paid calls (`spend.jsonl`: node, engine, usd), every attempt's. */
   readonly spend: ReadonlyArray<Json>
+  /** `polaris human-eval import`'s result (`human-eval.json`), if any. */
+  readonly humanEval: Json | undefined
   readonly output: (node: string) => Promise<unknown>
 }
 
@@ -168,6 +172,7 @@ const loadRun = async (paths: StorePaths, runId: string): Promise<RunData> => {
     events: await readJsonl(join(dir, "events.jsonl")),
     config: isObj(config) ? config : undefined,
     spend: await readJsonl(join(dir, "spend.jsonl")),
+    humanEval: ((h) => (isObj(h) ? h : undefined))(await readJson(join(dir, "human-eval.json"))),
     output: async (node) => {
       const entry = nodes[node]
       if (!isObj(entry) || typeof entry.object !== "string" || !/^[0-9a-f]{8,}$/.test(entry.object)) return undefined
@@ -429,6 +434,7 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     samplesFrom,
     samples: await samples(run, samplesFrom),
     unscorable: await Unscorables.find(run.metrics, run.output),
+    humanEval: run.humanEval ?? null,
     alarms: run.metrics.some((m) => typeof m.node === "string" && /\/alarms$/.test(m.node)) ? Alarms.tripsIn(run.metrics) : null,
     judged: await Judged.ofNodes(Object.entries(nodes).map(([id, n]) => ({ id, stage: isObj(n) && typeof n.stage === "string" ? n.stage : "" })), run.output)
   }
@@ -491,6 +497,23 @@ const summaryHtml = (r: ReportJson) => {
     ["Spend", r.spend.calls === 0 ? "no paid calls" : `$${r.spend.usd.toFixed(4)} over ${r.spend.calls} paid calls (${Object.entries(r.spend.byEngine).map(([e, u]) => `${e} $${u.toFixed(4)}`).join(", ")})`]
   ]
   return `<table class="meta">${rows.map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${escapeXml(v)}</td></tr>`).join("")}</table>`
+}
+
+const humanEvalHtml = (r: ReportJson) => {
+  const h = r.humanEval
+  if (h === null) return "<p>None imported (<code>polaris human-eval export</code>, then <code>import</code>; docs/evaluation.md).</p>"
+  const [x, y] = Array.isArray(h.systems) ? h.systems : ["?", "?"]
+  const row = (name: string, value: unknown, agreement?: number, kappa?: number) => {
+    const rate = isObj(value) ? value : undefined
+    return `<tr><th>${escapeXml(name)}</th>${td(num(rate?.rate), 1, false, rate === undefined ? null : { low: num(rate.low) ?? NaN, high: num(rate.high) ?? NaN }, true)}` +
+      `<td class="num">${rate === undefined ? "–" : `${rate.wins}/${rate.ties}/${rate.losses}`}</td>${td(agreement ?? null, 1, false, undefined, true)}${td(kappa ?? null, 2)}</tr>`
+  }
+  const annotators = Array.isArray(h.annotators) ? h.annotators : []
+  return `<p>Win rate of <b>${escapeXml(String(x))}</b> against <b>${escapeXml(String(y))}</b>, ties counted half, 95% interval over prompts; the judge's verdicts on the same pairs beside them.</p>` +
+    `<table class="human"><tr><th>Rater</th><th>Win rate</th><th>W/T/L</th><th>Agrees with the judge</th><th>Kappa with the judge</th></tr>${
+      annotators.map((a: Json) => row(String(a.name), a.rate, num(a.judgeAgreement) ?? undefined, num(a.judgeKappa) ?? undefined)).join("")
+    }${row("pooled", h.pooled)}${h.judge === null ? "" : row("the judge", h.judge)}</table>` +
+    (Array.isArray(h.kappa) && h.kappa.length > 0 ? `<p>Agreement between annotators (Cohen's kappa): ${h.kappa.map((k: Json) => `${escapeXml(String(k.a))} / ${escapeXml(String(k.b))}: ${fmt(num(k.kappa), 2)} over ${k.pairs} pairs`).join("; ")}.</p>` : "")
 }
 
 const alarmsHtml = (r: ReportJson) =>
@@ -604,6 +627,8 @@ ${summaryHtml(r)}
 ${unscorableHtml(r)}
 <h2>Reward-hacking alarms</h2>
 ${alarmsHtml(r)}
+<h2>Blinded human evaluation</h2>
+${humanEvalHtml(r)}
 ${r.judged.length === 0 ? "" : `<h2>Verdicts</h2>\n${Judged.toHtml(r.judged)}\n`}<h2>Training curves</h2>
 ${trainingHtml(r)}
 <h2>Evaluation by requested length</h2>
