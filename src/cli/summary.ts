@@ -20,6 +20,7 @@ import { Evaluation } from "../records/Evaluation.ts"
 import { PolicyState } from "../records/TrainState.ts"
 import * as Unscorables from "../report/Unscorables.ts"
 import * as Alarms from "../eval/Alarms.ts"
+import { AuditReport, auditRows } from "../records/JudgeAudit.ts"
 import { readJsonl } from "../dag/RunLog.ts"
 
 /** Text longer than this is left in the store, as before. */
@@ -83,6 +84,12 @@ export const outputLines = (name: string, value: unknown): Array<string> => {
   if (Option.isSome(evaluation) && evaluation.value.systems.length > 0) return evaluationLines(name, evaluation.value)
   const judged = decodeJudged(value)
   if (Option.isSome(judged) && judged.value.length > 0) return [judgedLine(name, judged.value)]
+  const audit = Schema.decodeUnknownOption(AuditReport)(value)
+  if (Option.isSome(audit)) {
+    const rows = auditRows(audit.value)
+    const width = Math.max(...rows.map((r) => r[0].length))
+    return [`${name}: the judge (${audit.value.judges.join(" and ")}) on ${audit.value.stories} held-out stories, 95% intervals over stories:`, ...rows.map(([m, , v]) => `  ${m.padEnd(width)}  ${v}`)]
+  }
   const state = decodeState(value)
   if (Option.isSome(state)) {
     const { step, checkpoint } = state.value.policy

@@ -47,6 +47,7 @@ const BUILTINS: Readonly<Record<string, string>> = {
   "polaris-data": resolve(import.meta.dirname, "..", "..", "pipelines", "polarisData.ts"),
   pretrain: resolve(import.meta.dirname, "..", "..", "pipelines", "pretrain.ts"),
   "judge-references": resolve(import.meta.dirname, "..", "..", "pipelines", "judgeReferences.ts"),
+  "judge-audit": resolve(import.meta.dirname, "..", "..", "pipelines", "judgeAudit.ts"),
   polaris: resolve(import.meta.dirname, "..", "..", "pipelines", "polaris.ts"),
   "eval-length": resolve(import.meta.dirname, "..", "..", "pipelines", "evalLength.ts")
 }

@@ -202,6 +202,12 @@ export const Sweep = Schema.Struct({
 })
 export type Sweep = typeof Sweep.Type
 
+const Audit = Schema.Struct({
+  stories: field(PositiveInt, "Held-out human stories to audit the judge on (default 12)"),
+  samples: field(PositiveInt, "Verdicts per story version, for test-retest noise (default 3)"),
+  second_judge: field(Judge, "A second judge on the same stories: their agreement (rank correlation)")
+})
+
 const Alarms = Schema.Struct({
   reward_length_corr: field(Schema.Number, "Trips when the Pearson correlation of reward with story length exceeds this (e.g. 0.5)"),
   best_vs_reference: field(Schema.Number, "Trips when the best rollout's reward exceeds the human reference's by more than this, on average over groups"),
@@ -232,6 +238,7 @@ export const Recipe = Schema.Struct({
   params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline"),
   sweep: field(Sweep, "Variants for `polaris sweep` (`polaris run` ignores this)"),
   budget: field(Schema.Struct({ usd: NonNegative }), "A cap on what the run's paid calls cost (judge, priced remote policy); the run stops cleanly before a call that would pass it"),
+  audit: field(Audit, "The judge audit (pipeline judge-audit): how many stories, verdicts per story, an optional second judge"),
   alarms: field(Alarms, "Reward-hacking alarms per training step: a threshold per alarm (docs/evaluation.md); a tripped one is shown live, in the summary and the report")
 })
 export type Recipe = typeof Recipe.Type

@@ -18,6 +18,7 @@ import { objectPath, pathsOf, type StorePaths } from "../dag/ArtifactStore.ts"
 import { atomicWrite, ensureDir, readIfExists } from "../dag/internal/files.ts"
 import { readJsonl } from "../dag/RunLog.ts"
 import * as Alarms from "../eval/Alarms.ts"
+import { AuditReport, auditRows } from "../records/JudgeAudit.ts"
 import * as Judged from "./Judged.ts"
 import { barChart, escapeXml, lineChart, type Series } from "./Svg.ts"
 import * as Unscorables from "./Unscorables.ts"
@@ -83,6 +84,8 @@ export interface ReportJson {
   readonly rubric: string | null
   readonly proxyJudge: boolean
   readonly training: { readonly steps: ReadonlyArray<number>; readonly charts: ReadonlyArray<ChartJson> } | null
+  /** The judge audit's numbers (pipeline judge-audit), null for other runs. */
+  readonly audit: AuditReport | null
   /** The blinded human evaluation (src/eval/HumanEval.ts `HumanEvalResult`), null without one. */
   readonly humanEval: Json | null
   /** Reward-hacking alarms that tripped (src/eval/Alarms.ts); null when the run had none configured. */
@@ -435,6 +438,7 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     samples: await samples(run, samplesFrom),
     unscorable: await Unscorables.find(run.metrics, run.output),
     humanEval: run.humanEval ?? null,
+    audit: Option.getOrNull(Schema.decodeUnknownOption(AuditReport)(await run.output("audit"))),
     alarms: run.metrics.some((m) => typeof m.node === "string" && /\/alarms$/.test(m.node)) ? Alarms.tripsIn(run.metrics) : null,
     judged: await Judged.ofNodes(Object.entries(nodes).map(([id, n]) => ({ id, stage: isObj(n) && typeof n.stage === "string" ? n.stage : "" })), run.output)
   }
@@ -498,6 +502,12 @@ const summaryHtml = (r: ReportJson) => {
   ]
   return `<table class="meta">${rows.map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${escapeXml(v)}</td></tr>`).join("")}</table>`
 }
+
+const auditHtml = (a: AuditReport) =>
+  `<p>The judge (${escapeXml(a.judges.join(" and "))}) on ${a.stories} held-out human stories and their damaged and padded versions; each value with its 95% bootstrap interval over stories.</p>` +
+  `<table class="audit"><tr><th>Measure</th><th>What it is</th><th>Value [95%]</th></tr>${
+    auditRows(a).map(([m, what, v]) => `<tr><th>${escapeXml(m)}</th><td>${escapeXml(what)}</td><td class="num">${escapeXml(v)}</td></tr>`).join("")
+  }</table>`
 
 const humanEvalHtml = (r: ReportJson) => {
   const h = r.humanEval
@@ -625,6 +635,7 @@ const toHtml = (r: ReportJson): string =>
 ${summaryHtml(r)}
 <h2>Unscorable items</h2>
 ${unscorableHtml(r)}
+${r.audit === null ? "" : `<h2>Judge audit</h2>${auditHtml(r.audit)}`}
 <h2>Reward-hacking alarms</h2>
 ${alarmsHtml(r)}
 <h2>Blinded human evaluation</h2>
