@@ -59,8 +59,13 @@ export const openPage = async (url: string, ready: string): Promise<Page> => {
   return {
     evaluate,
     reload: async () => {
+      // A mark on the old document: ready means a new document, not the old one still showing.
+      await evaluate("window.__beforeReload = true")
       await send("Page.reload", {}, sessionId)
-      await sleep(100)
+      for (let i = 0; i < 200; i++) {
+        if (await evaluate<boolean>("window.__beforeReload !== true").catch(() => false)) break
+        await sleep(50)
+      }
       await loaded()
     },
     close: async () => {
