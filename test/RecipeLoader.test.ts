@@ -272,6 +272,20 @@ describe("RecipeLoader: extends", () => {
     expect(remote.recipe.policy?.model).toBe("Qwen/Qwen3-8B")
   })
 
+  it("with checkInputs, reports an input that is not there at its line; a remote model is no input", async () => {
+    const files = {
+      "recipe.yaml": "pipeline: eqbench\npolicy:\n  backend: embedded\n  model: models/gone\neqbench:\n  dir: ./data\ndata:\n  anthologies: [a.txt]\n",
+      "a.txt": "x"
+    }
+    const { lines } = await loadFail(files, { checkInputs: true })
+    expect(lines).toEqual([
+      expect.stringMatching(/^recipe\.yaml:4:10: policy\.model: no such file or folder: .*models[\\/]gone$/),
+      expect.stringMatching(/^recipe\.yaml:6:8: eqbench\.dir: no such file or folder: .*data \(a copy of the benchmark's data\/ folder/)
+    ])
+    await loadOk(files)
+    await loadOk({ "recipe.yaml": "pipeline: grpo\npolicy:\n  backend: tinker\n  model: Qwen/Qwen3-8B\n" }, { checkInputs: true })
+  })
+
   it("points an error in the base file into the base file", async () => {
     const { lines, error, dir } = await loadFail({
       "base.yaml": base.replace("steps: 10", "steps: ten"),

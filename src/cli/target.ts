@@ -76,7 +76,7 @@ export const resolveTarget = (file: string, options: TargetOptions = {}) =>
         warnings: []
       } satisfies Target as Target
     }
-    const loaded = yield* RecipeLoader.load(path, { sets: options.sets ?? [], env: process.env })
+    const loaded = yield* RecipeLoader.load(path, { sets: options.sets ?? [], env: process.env, checkInputs: true })
     const store = options.store ?? loaded.recipe.store ?? ".polaris"
     const built = yield* PipelineModule.load(loaded.recipe, path, { store: resolve(store) })
     return {

@@ -136,7 +136,7 @@ export interface SweepOptions {
 export const start = (file: string, options: SweepOptions = {}) =>
   Effect.gen(function*() {
     const recipe = resolve(file)
-    const loaded = yield* RecipeLoader.load(recipe, { sets: options.sets ?? [], env: process.env })
+    const loaded = yield* RecipeLoader.load(recipe, { sets: options.sets ?? [], env: process.env, checkInputs: true })
     const variants = yield* variantsOf(loaded.recipe.sweep, options.grid)
     const store = options.store ?? loaded.recipe.store ?? ".polaris"
     const state: SweepState = {

@@ -67,6 +67,8 @@ export interface LoadOptions {
   readonly sets?: ReadonlyArray<string> | undefined
   /** Where `${VAR}` secrets are read (default: `process.env`). */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined
+  /** Report an input the run reads that is not there (an embedded model, an anthology, `eqbench.dir`) at its line (the CLI does). */
+  readonly checkInputs?: boolean | undefined
 }
 
 /**
@@ -78,7 +80,7 @@ export interface LoadOptions {
  */
 export const load = (file: string, options: LoadOptions = {}): Effect.Effect<Loaded, RecipeErrors> =>
   Effect.suspend(() => {
-    const result = loadNow(resolve(file), options.sets ?? [], options.env ?? process.env)
+    const result = loadNow(resolve(file), options.sets ?? [], options.env ?? process.env, options.checkInputs ?? false)
     return "problems" in result ? Effect.fail(toErrors(result.problems, options.sets ?? [])) : Effect.succeed(result)
   })
 
@@ -149,12 +151,24 @@ const readChain = (file: string, stack: ReadonlyArray<string>): Chain => {
  * directory), so a recipe can extend one in another folder. They are made absolute here, which
  * also makes a frozen config independent of where `resume` runs.
  */
-const anchorPaths = (tree: Tree) => {
+/** Anchors the paths in place; returns the inputs that are not there. */
+const anchorPaths = (tree: Tree): Array<Problem> => {
+  const problems: Array<Problem> = []
   const anchor = (path: Path, value: string, isPath: (v: string) => boolean, rewrite: (abs: (p: string) => string) => string) => {
     if (!isPath(value)) return
     const where = tree.origins.get(pathKey(path))?.value
     const base = where !== undefined && "file" in where ? dirname(where.file) : process.cwd()
-    setAt(tree.value, path, rewrite((p) => (isAbsolute(p) ? p : resolve(base, p))))
+    const anchored = rewrite((p) => (isAbsolute(p) ? p : resolve(base, p)))
+    setAt(tree.value, path, anchored)
+    return anchored
+  }
+  // Inputs a run reads: a missing one is reported at its line, not by the stage that opens it.
+  const input = (path: Path, value: string, hint = "") => {
+    const abs = anchor(path, value, () => true, (abs) => abs(value))!
+    const where = originAt(tree, path)?.value
+    if (where !== undefined && statSync(abs, { throwIfNoEntry: false }) === undefined) {
+      problems.push({ where, path, message: `no such file or folder: ${abs}${hint}` })
+    }
   }
   const value = tree.value
   if (typeof value.pipeline === "string") anchor(["pipeline"], value.pipeline, (v) => v.endsWith(".ts"), (abs) => abs(value.pipeline as string))
@@ -168,7 +182,7 @@ const anchorPaths = (tree: Tree) => {
   // The policy, and each evaluated system's: an embedded model folder, a remote model's tokenizer.
   const policyPaths = (policy: Mapping | undefined, at: Path) => {
     const model = policy?.model
-    if (policy?.backend === "embedded" && typeof model === "string") anchor([...at, "model"], model, () => true, (abs) => abs(model))
+    if (policy?.backend === "embedded" && typeof model === "string") input([...at, "model"], model)
     // A tokenizer is a folder or a Hugging Face model id (`Qwen/Qwen3.5-9B`, model/HubCache.ts): only
     // what is written as a path, or names an existing folder next to the recipe, is a path.
     const tokenizer = policy?.tokenizer
@@ -188,11 +202,14 @@ const anchorPaths = (tree: Tree) => {
   if (typeof output === "string") anchor(["pretrain", "output"], output, () => true, (abs) => abs(output))
   const tensorboardDir = ((value.trackers as Mapping | undefined)?.tensorboard as Mapping | undefined)?.dir
   if (typeof tensorboardDir === "string") anchor(["trackers", "tensorboard", "dir"], tensorboardDir, () => true, (abs) => abs(tensorboardDir))
+  const eqbenchDir = (value.eqbench as Mapping | undefined)?.dir
+  if (typeof eqbenchDir === "string") input(["eqbench", "dir"], eqbenchDir, " (a copy of the benchmark's data/ folder: docs/evaluation.md, \"EQ-Bench\")")
   const data = value.data as Mapping | undefined
   const anthologies = Array.isArray(data?.anthologies) ? data.anthologies : []
   anthologies.forEach((a, i) => {
-    if (typeof a === "string") anchor(["data", "anthologies", i], a, () => true, (abs) => abs(a))
+    if (typeof a === "string") input(["data", "anthologies", i], a)
   })
+  return problems
 }
 
 const setAt = (root: Mapping, path: Path, value: unknown) => {
@@ -206,7 +223,8 @@ const standard = Schema.toStandardSchemaV1(Recipe, { parseOptions: { errors: "al
 const loadNow = (
   file: string,
   sets: ReadonlyArray<string>,
-  env: Readonly<Record<string, string | undefined>>
+  env: Readonly<Record<string, string | undefined>>,
+  checkInputs: boolean
 ): Loaded | { readonly problems: ReadonlyArray<Problem> } => {
   const chain = readChain(file, [])
   if ("problems" in chain) return chain
@@ -217,7 +235,8 @@ const loadNow = (
     const problem = applySet(tree, set)
     if (problem !== undefined) problems.push(problem)
   }
-  anchorPaths(tree)
+  const missing = anchorPaths(tree)
+  if (checkInputs) problems.push(...missing)
   const secrets = resolveSecrets(tree, env)
   problems.push(...secrets.problems)
 
