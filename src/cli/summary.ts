@@ -20,6 +20,7 @@ import { Evaluation } from "../records/Evaluation.ts"
 import { PolicyState } from "../records/TrainState.ts"
 import * as Unscorables from "../report/Unscorables.ts"
 import * as Alarms from "../eval/Alarms.ts"
+import { EqSummary, summaryRows } from "../records/EqBench.ts"
 import { AuditReport, auditRows } from "../records/JudgeAudit.ts"
 import { readJsonl } from "../dag/RunLog.ts"
 
@@ -89,6 +90,13 @@ export const outputLines = (name: string, value: unknown): Array<string> => {
     const rows = auditRows(audit.value)
     const width = Math.max(...rows.map((r) => r[0].length))
     return [`${name}: the judge (${audit.value.judges.join(" and ")}) on ${audit.value.stories} held-out stories, 95% intervals over stories:`, ...rows.map(([m, , v]) => `  ${m.padEnd(width)}  ${v}`)]
+  }
+  const eq = Schema.decodeUnknownOption(EqSummary)(value)
+  if (Option.isSome(eq)) {
+    const { header, rows } = summaryRows(eq.value)
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+    const line = (cells: ReadonlyArray<string>) => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join("  ")}`.trimEnd()
+    return [`${name}: EQ-Bench Creative Writing v3, ${eq.value.items} items per system, 95% intervals:`, line(header), ...rows.map(line)]
   }
   const state = decodeState(value)
   if (Option.isSome(state)) {

@@ -48,6 +48,7 @@ const BUILTINS: Readonly<Record<string, string>> = {
   pretrain: resolve(import.meta.dirname, "..", "..", "pipelines", "pretrain.ts"),
   "judge-references": resolve(import.meta.dirname, "..", "..", "pipelines", "judgeReferences.ts"),
   "judge-audit": resolve(import.meta.dirname, "..", "..", "pipelines", "judgeAudit.ts"),
+  eqbench: resolve(import.meta.dirname, "..", "..", "pipelines", "eqbench.ts"),
   polaris: resolve(import.meta.dirname, "..", "..", "pipelines", "polaris.ts"),
   "eval-length": resolve(import.meta.dirname, "..", "..", "pipelines", "evalLength.ts")
 }

@@ -202,6 +202,14 @@ export const Sweep = Schema.Struct({
 })
 export type Sweep = typeof Sweep.Type
 
+const EqBenchSection = Schema.Struct({
+  dir: field(Schema.String, "A copy of EQ-Bench Creative Writing v3's data/ folder (github.com/EQ-bench/creative-writing-bench), relative to the recipe"),
+  iterations: field(PositiveInt, "Iterations per prompt, each with the next seed modifier (the benchmark: 3)"),
+  prompts: field(PositiveInt, "Only the first N prompts (default all 32)"),
+  max_tokens: field(PositiveInt, "Most tokens per response (default 4096)"),
+  temperature: field(Schema.Number, "Sampling temperature (the benchmark: 0.7)")
+})
+
 const Audit = Schema.Struct({
   stories: field(PositiveInt, "Held-out human stories to audit the judge on (default 12)"),
   samples: field(PositiveInt, "Verdicts per story version, for test-retest noise (default 3)"),
@@ -238,6 +246,7 @@ export const Recipe = Schema.Struct({
   params: field(Schema.Record(Schema.String, Schema.Unknown), "Free-form parameters for a user pipeline"),
   sweep: field(Sweep, "Variants for `polaris sweep` (`polaris run` ignores this)"),
   budget: field(Schema.Struct({ usd: NonNegative }), "A cap on what the run's paid calls cost (judge, priced remote policy); the run stops cleanly before a call that would pass it"),
+  eqbench: field(EqBenchSection, "EQ-Bench Creative Writing v3 (pipeline eqbench): where its files are, iterations, length"),
   audit: field(Audit, "The judge audit (pipeline judge-audit): how many stories, verdicts per story, an optional second judge"),
   alarms: field(Alarms, "Reward-hacking alarms per training step: a threshold per alarm (docs/evaluation.md); a tripped one is shown live, in the summary and the report")
 })

@@ -18,6 +18,7 @@ import { objectPath, pathsOf, type StorePaths } from "../dag/ArtifactStore.ts"
 import { atomicWrite, ensureDir, readIfExists } from "../dag/internal/files.ts"
 import { readJsonl } from "../dag/RunLog.ts"
 import * as Alarms from "../eval/Alarms.ts"
+import { EqSummary, summaryRows } from "../records/EqBench.ts"
 import { AuditReport, auditRows } from "../records/JudgeAudit.ts"
 import * as Judged from "./Judged.ts"
 import { barChart, escapeXml, lineChart, type Series } from "./Svg.ts"
@@ -86,6 +87,8 @@ export interface ReportJson {
   readonly training: { readonly steps: ReadonlyArray<number>; readonly charts: ReadonlyArray<ChartJson> } | null
   /** The judge audit's numbers (pipeline judge-audit), null for other runs. */
   readonly audit: AuditReport | null
+  /** EQ-Bench's summary (pipeline eqbench), null for other runs. */
+  readonly eqbench: EqSummary | null
   /** The blinded human evaluation (src/eval/HumanEval.ts `HumanEvalResult`), null without one. */
   readonly humanEval: Json | null
   /** Reward-hacking alarms that tripped (src/eval/Alarms.ts); null when the run had none configured. */
@@ -439,6 +442,7 @@ const toJson = async (run: RunData): Promise<ReportJson> => {
     unscorable: await Unscorables.find(run.metrics, run.output),
     humanEval: run.humanEval ?? null,
     audit: Option.getOrNull(Schema.decodeUnknownOption(AuditReport)(await run.output("audit"))),
+    eqbench: Option.getOrNull(Schema.decodeUnknownOption(EqSummary)(await run.output("eqbench"))),
     alarms: run.metrics.some((m) => typeof m.node === "string" && /\/alarms$/.test(m.node)) ? Alarms.tripsIn(run.metrics) : null,
     judged: await Judged.ofNodes(Object.entries(nodes).map(([id, n]) => ({ id, stage: isObj(n) && typeof n.stage === "string" ? n.stage : "" })), run.output)
   }
@@ -508,6 +512,14 @@ const auditHtml = (a: AuditReport) =>
   `<table class="audit"><tr><th>Measure</th><th>What it is</th><th>Value [95%]</th></tr>${
     auditRows(a).map(([m, what, v]) => `<tr><th>${escapeXml(m)}</th><td>${escapeXml(what)}</td><td class="num">${escapeXml(v)}</td></tr>`).join("")
   }</table>`
+
+const eqbenchHtml = (s: EqSummary) => {
+  const { header, rows } = summaryRows(s)
+  return `<p>EQ-Bench Creative Writing v3: ${s.items} items per system, scored with the benchmark's rubric (lower-is-better criteria inverted) and its pairwise prompt against ${escapeXml(s.baseline)}, both orders; 95% bootstrap intervals.</p>` +
+    `<table class="eqbench"><tr>${header.map((h) => `<th>${escapeXml(h)}</th>`).join("")}</tr>${
+      rows.map(([name, ...cells]) => `<tr><th>${escapeXml(name!)}</th>${cells.map((c) => `<td class="num">${escapeXml(c)}</td>`).join("")}</tr>`).join("")
+    }</table>`
+}
 
 const humanEvalHtml = (r: ReportJson) => {
   const h = r.humanEval
@@ -636,6 +648,7 @@ ${summaryHtml(r)}
 <h2>Unscorable items</h2>
 ${unscorableHtml(r)}
 ${r.audit === null ? "" : `<h2>Judge audit</h2>${auditHtml(r.audit)}`}
+${r.eqbench === null ? "" : `<h2>EQ-Bench Creative Writing v3</h2>${eqbenchHtml(r.eqbench)}`}
 <h2>Reward-hacking alarms</h2>
 ${alarmsHtml(r)}
 <h2>Blinded human evaluation</h2>

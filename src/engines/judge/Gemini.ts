@@ -59,10 +59,10 @@ export const geminiClient = (options: Omit<GeminiJudgeOptions, "rubric" | "limit
     request: (prompt: { readonly system: string; readonly user: string }, schema: unknown) => ({
       contents: [{ role: "user", parts: [{ text: prompt.user }] }],
       config: {
-        systemInstruction: prompt.system,
+        ...(prompt.system !== "" ? { systemInstruction: prompt.system } : {}),
         temperature,
-        responseMimeType: "application/json",
-        responseJsonSchema: schema,
+        // Without a schema (a plain-text completion) the model answers as the prompt asks.
+        ...(schema !== undefined ? { responseMimeType: "application/json", responseJsonSchema: schema } : {}),
         ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
         ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {})
       }

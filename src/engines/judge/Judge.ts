@@ -132,7 +132,17 @@ export interface JudgeShape extends Fingerprinted {
    * expected output at the judge's prices), for a run's budget; absent or 0 for a free judge.
    */
   readonly expectedUsd?: (request: { readonly verdict: JudgeItem } | { readonly preference: PairItem }) => number
+  /**
+   * The judge model asked a prompt of someone else's making (a benchmark's judge prompt), its
+   * answer in plain text, with the same attempts, limits and accounting as a verdict. Remote
+   * judges only: the proxy judge reads no prompt.
+   */
+  readonly complete?: (prompt: string) => Effect.Effect<Completion, JudgeError>
 }
+
+/** A plain-text answer (`JudgeShape.complete`). */
+export const Completion = Schema.Struct({ judge: Schema.String, text: Schema.String, usage: Usage, cost_usd: Schema.Number, calls: Schema.Number })
+export type Completion = typeof Completion.Type
 
 export class Judge extends Context.Service<Judge, JudgeShape>()("polaris/Judge") {}
 

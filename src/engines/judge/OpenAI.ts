@@ -50,8 +50,8 @@ export const makeOpenAI = (options: OpenAIJudgeOptions) =>
           headers,
           body: {
             model: options.model,
-            messages: [{ role: "system", content: prompt.system }, { role: "user", content: prompt.user }],
-            response_format: { type: "json_schema", json_schema: { name, schema: withoutOrdering(schema), strict: true } },
+            messages: [...(prompt.system !== "" ? [{ role: "system", content: prompt.system }] : []), { role: "user", content: prompt.user }],
+            ...(schema !== undefined ? { response_format: { type: "json_schema", json_schema: { name, schema: withoutOrdering(schema), strict: true } } } : {}),
             ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
             ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {})
           },

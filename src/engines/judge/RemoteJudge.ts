@@ -7,7 +7,7 @@
  * @example
  * const judge = yield* makeRemoteJudge({ backend: "gemini", model, rubric, settings, call, ... })
  */
-import { Effect, type Result } from "effect"
+import { Effect, Result } from "effect"
 import { digest } from "../../dag/Canonical.ts"
 import { attempts, type LlmError, malformed, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
 import * as RateLimiter from "../llm/RateLimiter.ts"
@@ -36,7 +36,7 @@ export interface Backend {
   readonly settings: Readonly<Record<string, unknown>>
   /** Where calls go, for error messages (never the key). */
   readonly origin: string
-  /** One HTTP call with a prompt and its reply schema, named by what it asks (`verdict`, `preference`). */
+  /** One HTTP call with a prompt and its reply schema (none: plain text), named by what it asks (`verdict`, `preference`, `completion`). */
   readonly call: (prompt: { readonly system: string; readonly user: string }, schema: unknown, name: string) => Effect.Effect<Reply, unknown>
 }
 
@@ -152,6 +152,9 @@ export const makeRemoteJudge = (backend: Backend, options: RemoteJudgeOptions): 
       rubric,
       expectedUsd,
       ...judgeMethods(rubric, ask),
+      // No reply schema: the caller's prompt says how to answer, and its own parser reads it.
+      complete: (prompt) =>
+        Effect.map(ask({ system: "", user: prompt }, undefined, (text) => Result.succeed(text), "completion"), ({ value, judge, usage, cost_usd, calls }) => ({ judge, text: value, usage, cost_usd, calls })),
       totals: (): JudgeTotals => ({
         ...totals,
         usage: { input_tokens: totals.usage.input, output_tokens: totals.usage.output, thought_tokens: totals.usage.thought }
