@@ -1,6 +1,6 @@
 /**
  * The judge audit (pipeline judge-audit): the damage transforms, the statistics pinned on a
- * hand-computed example, and the whole audit against local Gemini-protocol servers whose
+ * hand-computed example, and the whole audit against local Gemini-protocol and OpenAI-compatible servers whose
  * judging is known: one that prefers longer stories must show length bias, one that always
  * picks the story shown first must show position bias, and two judges that rank alike agree.
  */
@@ -13,6 +13,7 @@ import { pearson, spearman } from "../src/eval/JudgeAudit.ts"
 import * as Rubric from "../src/engines/judge/Rubric.ts"
 import { polaris, ROOT } from "./support/cli.ts"
 import { startFakeGemini, type FakeServer } from "./support/fakeGemini.ts"
+import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
 import { pairOf, storyOf, userOf } from "./support/judgePrompts.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
@@ -62,13 +63,12 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close()
 })
 
-const recipeFor = (dir: string, url: string, extra: ReadonlyArray<string> = []) => {
+const recipeFor = (dir: string, url: string, extra: ReadonlyArray<string> = [], judge: ReadonlyArray<string> = ["  backend: gemini", "  model: gemini-3-flash-preview"]) => {
   const file = join(dir, "audit.yaml")
   writeFileSync(file, [
     `extends: ${join(ROOT, "recipes", "judge-audit.yaml")}`,
     "judge:",
-    "  backend: gemini",
-    "  model: gemini-3-flash-preview",
+    ...judge,
     `  base_url: ${url}`,
     "  api_key: ${POLARIS_TEST_GEMINI_KEY}",
     "audit:",
@@ -125,5 +125,25 @@ describe("polaris run recipes/judge-audit.yaml", () => {
     expect(a.agreement.spearman.estimate).toBeCloseTo(1, 12)
     expect(a.judges).toHaveLength(2)
     expect(other.calls.length).toBeGreaterThan(0)
+  }, 300_000)
+
+  it("audits an OpenAI-compatible judge the same way: one that picks the second story and scores with noise shows both", async () => {
+    // Each call's score moves by the number of calls made so far (mod 3): the same story judged
+    // twice gets different scores, which is what test-retest noise measures.
+    let calls = 0
+    const second = (req: any) => {
+      const user = userOf(req)
+      if (pairOf(user) !== undefined) return JSON.stringify({ analysis: "the second", winner: "2" })
+      return verdictOf(4 + (calls++ % 3))
+    }
+    const server = await startFakeOpenAI({ answer: second })
+    servers.push(server)
+    const dir = tempDirInRepo("audit-openai-")
+    const a = await run(recipeFor(dir, `${server.url}/v1`, [], ["  backend: openai", "  model: Qwen/Qwen3-8B"]), join(dir, "store"))
+    expect(a.stories).toBe(8)
+    expect(a.position.first_chosen.estimate).toBe(0)
+    expect(a.position.consistency.estimate).toBe(0)
+    expect(a.retest.quality_sd.estimate).toBeGreaterThan(0)
+    expect(server.calls.length).toBe(calls + a.stories * 2)
   }, 300_000)
 })
