@@ -1,6 +1,7 @@
 /**
  * A remote policy engine's calls are priced (`policy.price_per_million`) and charged to the
- * node that makes them: the ledger holds them under `sampler` and `trainer`, a cap stops the run
+ * node that makes them: the ledger holds them under `sampler` and `trainer`, the metrics as each
+ * node's `sampler_cost_usd` and `trainer_cost_usd`, a cap stops the run
  * before the call that would pass it, and a resume under a higher cap finishes with the uncapped
  * result, paying no call twice. The simulated engine stands in for Tinker (same calls, no GPU).
  */
@@ -60,6 +61,15 @@ describe("a run with a priced remote policy", () => {
     expect(byEngine(paid, "sampler").some((l) => /^train\/step-000\/group-\d+\/rollout$/.test(l.node))).toBe(true)
     expect(byEngine(paid, "trainer").every((l) => /\/update$/.test(l.node))).toBe(true)
     const total = paid.reduce((s, l) => s + l.usd, 0)
+    // The metrics: each node's <engine>_cost_usd is what the ledger holds under it.
+    const metrics = readFileSync(join(dir, "uncapped", "runs", uncapped.runId, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+    for (const engine of ["sampler", "trainer"]) {
+      const perNode = new Map<string, number>()
+      for (const l of byEngine(paid, engine)) perNode.set(l.node, (perNode.get(l.node) ?? 0) + l.usd)
+      const reported = metrics.filter((m) => typeof m[`${engine}_cost_usd`] === "number")
+      expect(reported.map((m) => m.node).sort()).toEqual([...perNode.keys()].sort())
+      for (const m of reported) expect(m[`${engine}_cost_usd`]).toBeCloseTo(perNode.get(m.node)!, 15)
+    }
 
     const store = join(dir, "capped")
     const cap = total / 2

@@ -294,6 +294,21 @@ describe("loop steps' metrics", () => {
     expect(StepMetrics.values(step).note).toBeUndefined() // only numbers
   })
 
+  it("adds a priced policy's spend over a step's nodes and shows it per engine", () => {
+    const ids = ["train/step-000/group-0/rollout", "train/step-000/group-0/reference", "train/step-000/group-1/rollout", "train/step-000/update"]
+    const events: Array<Progress.ViewEvent> = [
+      ev(0, { type: "run_started", pipeline: "polaris", nodes: ids.length, resumed: false }),
+      metric(1, ids[0]!, { sampler_cost_usd: 0.01 }), done(1, ids[0]!),
+      metric(2, ids[1]!, { sampler_cost_usd: 0.005 }), done(2, ids[1]!),
+      metric(3, ids[2]!, { sampler_cost_usd: 0.015 }), done(3, ids[2]!),
+      metric(4, ids[3]!, { loss: 0.5, trainer_cost_usd: 0.02 }), done(4, ids[3]!)
+    ]
+    const state = events.reduce(Progress.reduce, Progress.withPlan(ids))
+    const step = state.steps.steps.get("train\u00000")!
+    expect(StepMetrics.values(step).sampler_cost_usd).toBeCloseTo(0.03, 15)
+    expect(StepMetrics.line(state.steps, step)).toBe("step 1/1  loss 0.500  sampler $0.030  trainer $0.020")
+  })
+
   it("prints one plain line per finished step, after the node that finished it", () => {
     const print = Progress.plainPrinter()
     const out: Array<string> = []

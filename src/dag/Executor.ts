@@ -315,8 +315,18 @@ export const run = <R, O>(
             // The cache entry keeps the records of the attempt that succeeded: a failed attempt's
             // would be replayed into every run that reuses the node (metrics.jsonl keeps them all).
             metrics.length = 0
-            // Engines that price their own calls charge them to this node (Budget.Charge).
-            return Effect.provideService(node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>, Budget.Charge, { charge: ctx.charge })
+            // Engines that price their own calls charge them to this node (Budget.Charge), and
+            // what they cost is the node's `<engine>_cost_usd` metric (a judge stage reports its own).
+            const spent = new Map<string, number>()
+            const charge: Budget.Charge["Service"]["charge"] = (charged, call, actualUsd) =>
+              ctx.charge(charged, call, (a) => {
+                const usd = actualUsd(a)
+                spent.set(charged.engine, (spent.get(charged.engine) ?? 0) + usd)
+                return usd
+              })
+            return Effect.provideService(node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>, Budget.Charge, { charge }).pipe(
+              Effect.tap(() => (spent.size === 0 ? Effect.void : ctx.metric(Object.fromEntries([...spent].map(([engine, usd]) => [`${engine}_cost_usd`, usd])))))
+            )
           })
         )
         // A recipe's retries name the class, or the pool it shares (`policy` covers sampler and trainer).

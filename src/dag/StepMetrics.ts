@@ -4,7 +4,7 @@
  * sparklines of a metric over the steps. Pure, like Progress's reducer, so tests pin the text.
  *
  * Any pipeline's loop works: the columns below are the POLARIS training metrics (reward, S_l,
- * length ratio, KL, loss, unscorable stories, judge spend), each shown when a step has it; a
+ * length ratio, KL, loss, unscorable stories, judge, sampler and trainer spend), each shown when a step has it; a
  * step with none of them shows its first few numeric metrics instead.
  *
  * @example
@@ -100,7 +100,7 @@ export const settle = (table: Table, node: string): { readonly table: Table; rea
  * one node's value. Either way the shallowest nodes holding the key count: the step's
  * `groups` node over the judges under `group-i/`.
  */
-const ADDITIVE = /^(judge_.+|stories|unscorable|comparisons)$/
+const ADDITIVE = /^(judge_.+|.+_cost_usd|stories|unscorable|comparisons)$/
 
 /** The step's value of each metric, over its nodes (see {@link ADDITIVE}). */
 export const values = (step: Step): Record<string, number> => {
@@ -137,7 +137,10 @@ const COLUMNS: ReadonlyArray<Column> = [
   { key: "kl", show: (v) => `KL ${v.toFixed(4)}` },
   { key: "loss", show: (v) => `loss ${v.toFixed(3)}` },
   { key: "unscorable", show: (v) => (v > 0 ? `unscorable ${v}` : undefined) },
-  { key: "judge_cost_usd", show: (v) => `judge ${usd(v)}` }
+  { key: "judge_cost_usd", show: (v) => `judge ${usd(v)}` },
+  // A priced remote policy's calls (engines/PricedPolicy.ts), charged by the executor.
+  { key: "sampler_cost_usd", show: (v) => `sampler ${usd(v)}` },
+  { key: "trainer_cost_usd", show: (v) => `trainer ${usd(v)}` }
 ]
 
 /** Bookkeeping rather than results: never shown by the generic fallback. */
