@@ -25,7 +25,9 @@
  * whether the two share a slot (the embedded engine) or run side by side (tinker, vllm,
  * simulated), Policies.POOLS. The judge is its own resource (`judge`) either way.
  */
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
+import { ingestAll } from "../src/data/Ingest.ts"
+import { prepareDataset } from "../src/data/Dataset.ts"
 import * as Policies from "../src/engines/Policies.ts"
 import * as Judges from "../src/engines/judge/Judges.ts"
 import type { NodeRef, PipelineNode } from "../src/dag/Pipeline.ts"
@@ -51,7 +53,7 @@ import { offPolicyUpdate } from "../stages/offPolicyUpdate.ts"
 import type { Batch } from "../src/records/Batch.ts"
 import type { TrainBatch } from "../src/records/TrainBatch.ts"
 import { evalSamples, evalSet, evaluateSystems, judgeParams, type SystemNode } from "./evaluate.ts"
-import { datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
+import { BUNDLED_CORPUS, datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
 import * as Location from "../src/dag/Location.ts"
 
 /** The recipe's sampling settings, never left to engine defaults. */
@@ -196,12 +198,49 @@ const PREFERENCE_OUTPUT_TOKENS = 1_000
 
 const midpoint = (lo: number, hi: number) => (lo + hi) / 2
 
+/** Words of a story a remote writer reads (Writer.ts `maxStoryWords` default), and the tokens of its instruction and of one premise. */
+const WRITER_STORY_WORDS = 3_000
+const WRITER_INSTRUCTION_TOKENS = 100
+const PREMISE_OUTPUT_TOKENS = 80
+
+/** The writer's calls on the train or held-out stories: the corpus read and split once, as the data nodes do. */
+const premiseEstimates = (recipe: Recipe, writer: NonNullable<NonNullable<Recipe["data"]>["writer"]>) => {
+  const data = recipe.data ?? {}
+  let split: Promise<ReturnType<typeof prepareDataset> | undefined> | undefined
+  const read = Effect.promise(() =>
+    split ??= Effect.runPromise(ingestAll(data.anthologies ?? [BUNDLED_CORPUS]).pipe(
+      Effect.map((stories) => prepareDataset(stories, {
+        ...(data.min_words !== undefined ? { min_words: data.min_words } : {}),
+        ...(data.max_words !== undefined ? { max_words: data.max_words } : {}),
+        ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
+      })),
+      Effect.orElseSucceed(() => undefined)
+    )))
+  const excerptWords = data.prompt?.mode === "excerpt" ? data.prompt.max_words ?? Infinity : Infinity
+  const price = writer.price_per_million
+  return (which: "train" | "heldout"): Effect.Effect<ReadonlyArray<Estimate>> =>
+    Effect.map(read, (dataset): ReadonlyArray<Estimate> => {
+      if (dataset === undefined) return []
+      const stories = dataset[which]
+      const input = Math.round(stories.reduce((s, story) => s + WRITER_INSTRUCTION_TOKENS + Math.min(story.words, excerptWords, WRITER_STORY_WORDS) * TOKENS_PER_WORD, 0))
+      const output = stories.length * PREMISE_OUTPUT_TOKENS
+      return [{
+        engine: `writer (${writer.backend} ${writer.model ?? ""})`.trim(),
+        calls: stories.length,
+        input_tokens: input,
+        output_tokens: output,
+        usd: price === undefined ? 0 : (input * price.input + output * price.output) / 1e6
+      }]
+    })
+}
+
 /**
  * What each node costs if it runs, from the recipe alone (no data read, no engine asked): judge
  * calls and tokens per story (the rubric's own length counted), remote sampling and training
  * tokens, dollars at the recipe's `price_per_million`. Requested lengths are taken at the middle
- * of the recipe's buckets and stories at their requested length; the writer's premises depend on
- * how many stories the data holds and are not estimated.
+ * of the recipe's buckets and stories at their requested length. An LLM writer's premises are
+ * estimated from the corpus itself (split as the data nodes split it, read only when a
+ * derive-prompts node would run): one call per story, its text up to the writer's 3,000 words.
  */
 export const estimate = (recipe: Recipe) => {
   const g = recipe.grpo ?? {}
@@ -233,9 +272,13 @@ export const estimate = (recipe: Recipe) => {
     const prefill = prompts * n * 40
     return [{ engine: engineName("sampler"), calls: prompts, input_tokens: Math.round(prefill), output_tokens: Math.round(completion), usd: policyPrice === undefined ? 0 : (prefill * policyPrice.prefill + completion * policyPrice.sample) / 1e6 }]
   }
-  return (node: PipelineNode): ReadonlyArray<Estimate> => {
+  const writer = recipe.data?.writer
+  const premises = writer === undefined || writer.backend === "extractive" ? undefined : premiseEstimates(recipe, writer)
+  return (node: PipelineNode): ReadonlyArray<Estimate> | Effect.Effect<ReadonlyArray<Estimate>> => {
     const training = node.id.startsWith("train/")
     switch (node.stage.name) {
+      case "derive-prompts":
+        return premises === undefined ? [] : premises(node.id.endsWith("derive-heldout-prompts") ? "heldout" : "train")
       case "judge":
         return [training ? verdicts(groupSize, trainWords) : verdicts(evalPrompts * evalSamples(recipe), evalWords)]
       case "pairwise": {

@@ -83,11 +83,12 @@ export const layer = (recipe: Recipe): Layer.Layer<Writer> => {
 
 const remoteWriter = (writer: NonNullable<NonNullable<Recipe["data"]>["writer"]>): Layer.Layer<Writer> => {
   if (writer.model === undefined) throw new Error(`data.writer.model is required for the ${writer.backend} writer`)
+  const price = writer.price_per_million === undefined ? {} : { price: writer.price_per_million }
   if (writer.backend === "gemini") {
     if (writer.api_key === undefined) throw new Error("data.writer.api_key is required for the gemini writer (write ${GEMINI_API_KEY})")
-    return Writer.gemini({ apiKey: writer.api_key, model: writer.model, ...(writer.base_url !== undefined ? { baseUrl: writer.base_url } : {}) })
+    return Writer.gemini({ apiKey: writer.api_key, model: writer.model, ...price, ...(writer.base_url !== undefined ? { baseUrl: writer.base_url } : {}) })
   }
   if (writer.base_url === undefined) throw new Error("data.writer.base_url is required for the openai writer")
-  return Writer.openai({ baseUrl: writer.base_url, model: writer.model, ...(writer.api_key !== undefined ? { apiKey: writer.api_key } : {}) })
+  return Writer.openai({ baseUrl: writer.base_url, model: writer.model, ...price, ...(writer.api_key !== undefined ? { apiKey: writer.api_key } : {}) })
 }
 

@@ -34,7 +34,9 @@ export const derivePrompts = Stage.make({
         Effect.gen(function*() {
           const reference = mode === "excerpt" && max_words !== undefined ? excerpt(story.text, max_words) : story.text
           // Keyed by what the writer reads (title and text); its model and settings are its fingerprint.
-          const premise = yield* memoCall(ctx, "premise", { title: story.title, text: reference }, Schema.String, writer.premise)
+          // The memo keeps the premise alone; a paid call is charged to the run's budget first.
+          const premise = yield* memoCall(ctx, "premise", { title: story.title, text: reference }, Schema.String, (source) =>
+            Effect.map(ctx.charge({ engine: "writer", expectedUsd: writer.expectedUsd(source) }, writer.premise(source), (p) => p.cost_usd), (p) => p.premise))
           yield* ctx.progress(++done, stories.length)
           return {
             id: `${story.id}-${mode}`,

@@ -33,13 +33,13 @@ describe("secrets that are not set", () => {
     const cases = [
       ["polaris-qwen3.5-9b.yaml", [
         "warning: recipes/polaris-qwen3.5-9b.yaml:33:14: data.writer.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set",
-        "warning: recipes/polaris-qwen3.5-9b.yaml:52:12: judge.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set"
+        "warning: recipes/polaris-qwen3.5-9b.yaml:53:12: judge.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set"
       ]],
       // It extends the qwen recipe: its own secret and the two it inherits, each where it is written.
       ["polaris-hosted-tinker.yaml", [
         "warning: recipes/polaris-hosted-tinker.yaml:14:12: policy.api_key: environment variable TINKER_API_KEY is not set; nodes that need it fail until it is set",
         "warning: recipes/polaris-qwen3.5-9b.yaml:33:14: data.writer.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set",
-        "warning: recipes/polaris-qwen3.5-9b.yaml:52:12: judge.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set"
+        "warning: recipes/polaris-qwen3.5-9b.yaml:53:12: judge.api_key: environment variable GEMINI_API_KEY is not set; nodes that need it fail until it is set"
       ]]
     ] as const
     for (const [file, warnings] of cases) {

@@ -4,7 +4,10 @@
  * pay. Judge calls are counted independently here from the recipe's shape.
  */
 import { join } from "node:path"
+import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
+import { prepareDataset } from "../src/data/Dataset.ts"
+import { ingestAll } from "../src/data/Ingest.ts"
 import { polaris, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
 
@@ -50,5 +53,21 @@ describe("polaris plan", () => {
     expect(t.calls).toBe(2 * 2 * 4 * 2 + 2 * 2 * 2 * 2 + 2 * 2 * 2)
     expect(t.output_tokens).toBeGreaterThan(0)
     expect(t.usd).toBeCloseTo((t.input_tokens * 0.5 + t.output_tokens * 3) / 1e6, 9)
+  }, 120_000)
+
+  it("estimates an LLM writer from the corpus: one call per story it would read, at its price", async () => {
+    const store = join(tempDirInRepo("plan-writer-"), "store")
+    const writer = ["--set", "data.writer={backend: openai, model: w-1, base_url: 'http://127.0.0.1:9/v1', price_per_million: {input: 1, output: 2}}"]
+    const r = await polaris(["plan", RECIPE, ...writer, ...SMALL, "--store", store, "--json"])
+    expect(r.status, r.stderr).toBe(0)
+    const p = JSON.parse(r.stdout)
+    const t = p.totals["writer (openai w-1)"]
+    // The quickstart's corpus as its data nodes read it: stories of 500-12,000 words, 10% held out by id.
+    const { train, heldout } = prepareDataset(await Effect.runPromise(ingestAll([join(ROOT, "examples", "anthologies")])), { min_words: 500, max_words: 12000, heldout_fraction: 0.1 })
+    expect(t.calls).toBe(train.length + heldout.length)
+    // Excerpt mode: every story (>= 500 words) is read as its first 150 words.
+    expect(t.input_tokens).toBe(Math.round(train.length * (100 + 150 * 1.33)) + Math.round(heldout.length * (100 + 150 * 1.33)))
+    expect(t.usd).toBeCloseTo((t.input_tokens * 1 + t.output_tokens * 2) / 1e6, 9)
+    expect(p.nodes.find((n: any) => n.id.endsWith("derive-heldout-prompts")).estimates[0].calls).toBe(heldout.length)
   }, 120_000)
 })

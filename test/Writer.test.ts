@@ -3,7 +3,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net"
 import { type Duration, Effect, Exit, Redacted } from "effect"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { Writer, type WriterError, type WriterShape } from "../src/engines/Writer.ts"
+import { polaris, ROOT } from "./support/cli.ts"
+import { roughTokens } from "./support/fakeGemini.ts"
+import { startFakeOpenAI } from "./support/fakeOpenAI.ts"
+import { tempDirInRepo } from "./support/store.ts"
 
 interface Seen {
   readonly method: string
@@ -104,7 +110,7 @@ const use = <A, E>(f: (w: WriterShape) => Effect.Effect<A, E>): Effect.Effect<A,
     return yield* f(yield* Writer)
   })
 
-const gemini = (extra: { timeout?: Duration.Input; attempts?: number; temperature?: number } = {}) =>
+const gemini = (extra: { timeout?: Duration.Input; attempts?: number; temperature?: number; price?: { input: number; output: number } } = {}) =>
   Writer.gemini({
     apiKey: Redacted.make(KEY),
     model: "gemini-3-flash-preview",
@@ -112,11 +118,12 @@ const gemini = (extra: { timeout?: Duration.Input; attempts?: number; temperatur
     backoff: { base: "10 millis", jitter: false },
     timeout: extra.timeout ?? "2 seconds",
     attempts: extra.attempts ?? 4,
-    ...(extra.temperature !== undefined ? { temperature: extra.temperature } : {})
+    ...(extra.temperature !== undefined ? { temperature: extra.temperature } : {}),
+    ...(extra.price !== undefined ? { price: extra.price } : {})
   })
 
 const run = (layer: ReturnType<typeof gemini>) =>
-  Effect.runPromiseExit(Effect.provide(use((w) => w.premise(story)), layer))
+  Effect.runPromiseExit(Effect.provide(use((w) => Effect.map(w.premise(story), (p) => p.premise)), layer))
 
 const failure = (exit: Exit.Exit<string, WriterError>): WriterError => {
   if (!Exit.isFailure(exit)) throw new Error("expected a failure")
@@ -157,6 +164,16 @@ describe("Writer.gemini", () => {
     expect(fp).not.toContain(KEY)
     expect(await fingerprintOf(gemini())).toBe(fp)
     expect(await fingerprintOf(gemini({ temperature: 0.9 }))).not.toBe(fp)
+  })
+
+  it("prices a premise from the reply's usage (thought tokens as output); the price changes no fingerprint", async () => {
+    replies = [geminiOk(answer)]
+    const price = { input: 0.5, output: 3 }
+    const [premise, expected, fp] = await Effect.runPromise(Effect.provide(use((w) => Effect.map(w.premise(story), (p) => [p, w.expectedUsd(story), w.fingerprint] as const)), gemini({ price })))
+    // usageMetadata: 812 prompt, 24 candidates, 131 thoughts.
+    expect(premise).toEqual({ premise: PREMISE, cost_usd: (812 * 0.5 + (24 + 131) * 3) / 1e6 })
+    expect(expected).toBeGreaterThan(0)
+    expect(fp).toBe(await Effect.runPromise(Effect.provide(use((w) => Effect.succeed(w.fingerprint)), gemini())))
   })
 
   it("429 with RetryInfo retryDelay 0.2s: waits at least 200 ms, then succeeds", async () => {
@@ -291,6 +308,35 @@ describe("Writer.extractive", () => {
       Effect.provide(use((w) => Effect.map(w.premise(story), (p) => [w.fingerprint, p] as const)), Writer.extractive)
     )
     expect(fp).toBe("extractive:1")
-    expect(premise).toBe('"The Gift of the Magi": where one dollar and eighty-seven cents; that was all')
+    expect(premise).toEqual({ premise: '"The Gift of the Magi": where one dollar and eighty-seven cents; that was all', cost_usd: 0 })
   })
+})
+
+describe("a run with a priced LLM writer", () => {
+  it("charges every premise to the ledger at its reply's token counts; a rerun pays nothing", async () => {
+    const answer = (body: any) => JSON.stringify({ premise: `a ghost in ${String(body.messages[0].content).length} characters` })
+    const server = await startFakeOpenAI({ answer, reasoning: 0 })
+    try {
+      const dir = tempDirInRepo("writer-spend-")
+      const store = join(dir, "store")
+      const args = ["run", join(ROOT, "recipes", "polaris-data.yaml"), "--store", store, "--json",
+        "--set", `data.anthologies=[${join(ROOT, "examples", "anthologies", "pg8486-mrjames-ghost-stories-of-an-antiquary.txt")}]`,
+        "--set", `data.writer={backend: openai, model: w-1, base_url: '${server.url}/v1', price_per_million: {input: 1, output: 2}}`]
+      const r = await polaris(args)
+      expect(r.status, r.stderr).toBe(0)
+      const { runId } = JSON.parse(r.stdout)
+      const ledger = readFileSync(join(store, "runs", runId, "spend.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+      expect(ledger.length).toBeGreaterThan(0)
+      expect(ledger.length).toBe(server.calls.length)
+      expect(ledger.every((l) => l.engine === "writer" && /derive-(heldout-)?prompts$/.test(l.node))).toBe(true)
+      // The server's usage: prompt ~ chars/4 of the message, completion ~ chars/4 of the answer.
+      const expected = server.calls.reduce((s, c: any) => s + (roughTokens(c.body.messages[0].content) * 1 + roughTokens(answer(c.body)) * 2) / 1e6, 0)
+      expect(ledger.reduce((s, l) => s + l.usd, 0)).toBeCloseTo(expected, 12)
+      const again = await polaris(args)
+      expect(again.status, again.stderr).toBe(0)
+      expect(server.calls.length).toBe(ledger.length)
+    } finally {
+      await server.close()
+    }
+  }, 300_000)
 })

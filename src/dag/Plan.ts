@@ -31,8 +31,12 @@ export interface Estimate {
   readonly usd: number
 }
 
-/** A pipeline module's `estimate` export, applied to a recipe: what each node costs if it runs. */
-export type Estimator = (node: PipelineNode) => ReadonlyArray<Estimate>
+/**
+ * A pipeline module's `estimate` export, applied to a recipe: what each node costs if it runs.
+ * An Effect where the estimate must read something (the corpus a writer will read); asked only
+ * for nodes that would run.
+ */
+export type Estimator = (node: PipelineNode) => ReadonlyArray<Estimate> | Effect.Effect<ReadonlyArray<Estimate>>
 
 export type NodeStatus = "cached" | "run" | "after"
 
@@ -62,7 +66,6 @@ export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?
     const unchecked = new Set<string>()
     const nodes: Array<NodePlan> = []
     for (const node of pipeline.nodes) {
-      const estimates = options.estimate?.(node) ?? []
       const inputs: Record<string, string> = {}
       let known = true
       for (const [name, wire] of Object.entries(node.inputs)) {
@@ -92,7 +95,9 @@ export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?
         if (entry !== undefined) digests.set(node.id, entry.object)
         status = entry !== undefined ? "cached" : "run"
       }
-      nodes.push({ id: node.id, stage: node.stage.name, status, estimates: status === "cached" ? [] : estimates })
+      const estimated = status === "cached" ? [] : options.estimate?.(node) ?? []
+      const estimates = Effect.isEffect(estimated) ? yield* estimated : estimated
+      nodes.push({ id: node.id, stage: node.stage.name, status, estimates })
     }
     const counts = { cached: 0, run: 0, after: 0 }
     const totals: Record<string, { calls: number; input_tokens: number; output_tokens: number; usd: number }> = {}

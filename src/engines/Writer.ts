@@ -30,6 +30,7 @@ import { excerpt } from "../data/Prompts.ts"
 import type { Fingerprinted } from "../dag/Engine.ts"
 import {
   attempts,
+  cost,
   LlmError,
   parseJsonBody,
   postJson,
@@ -38,7 +39,9 @@ import {
   malformed,
   trimSlash,
   type LlmErrorReason,
-  type RemoteOptions as SharedRemoteOptions
+  type Price,
+  type RemoteOptions as SharedRemoteOptions,
+  type Reply
 } from "./llm/Remote.ts"
 
 /** A failed premise derivation (the remote-call error every LLM engine shares). */
@@ -46,10 +49,18 @@ export const WriterError = LlmError
 export type WriterError = LlmError
 export type WriterErrorReason = LlmErrorReason
 
+/** A premise and what its call cost (0 without a price, or for the extractive writer). */
+export interface Premise {
+  readonly premise: string
+  readonly cost_usd: number
+}
+
 /** What a Writer does. */
 export interface WriterShape extends Fingerprinted {
   /** One premise phrase for a story, to complete "Write a N-word story about <premise>." */
-  readonly premise: (story: PremiseSource) => Effect.Effect<string, WriterError>
+  readonly premise: (story: PremiseSource) => Effect.Effect<Premise, WriterError>
+  /** What one premise call is expected to cost, before it is made (for the budget; 0 without a price). */
+  readonly expectedUsd: (story: PremiseSource) => number
 }
 
 /** Settings every remote Writer shares (attempts, backoff and timeout as every remote engine). */
@@ -58,6 +69,8 @@ export interface RemoteOptions extends SharedRemoteOptions {
   readonly maxStoryWords?: number
   /** Sampling temperature (omitted when not set). */
   readonly temperature?: number
+  /** USD per million tokens, for the premise's `cost_usd` (not in the fingerprint: it changes no premise). */
+  readonly price?: Price
 }
 
 /** Options of `Writer.gemini`. */
@@ -105,20 +118,27 @@ export const premiseJsonSchema = {
 // Gemini
 
 /** A generateContent body -> the premise. */
-const readGemini = (origin: string, text: string): Effect.Effect<string, WriterError> =>
+const readGemini = (price: Price | undefined) => (origin: string, text: string): Effect.Effect<Premise, WriterError> =>
   parseJsonBody(origin, text).pipe(
     Effect.flatMap((body) => readGeminiReply(origin, body)),
-    Effect.flatMap((reply) => readPremiseJson(origin, reply.text, reply.finishReason))
+    Effect.flatMap((reply) => readPremiseJson(origin, reply, price))
   )
 
-const readPremiseJson = (origin: string, answer: string, finishReason?: string): Effect.Effect<string, WriterError> => {
-  const parsed = decodePremise(answer)
+const readPremiseJson = (origin: string, reply: Reply, price: Price | undefined): Effect.Effect<Premise, WriterError> => {
+  const parsed = decodePremise(reply.text)
   if (parsed._tag === "Failure") {
+    const { finishReason } = reply
     const note = finishReason !== undefined && finishReason !== "STOP" && finishReason !== "stop" ? ` (finish ${finishReason})` : ""
-    return Effect.fail(malformed(origin, `the answer is not {"premise": string}${note}: ${JSON.stringify(answer.slice(0, 120))}`, parsed.failure))
+    return Effect.fail(malformed(origin, `the answer is not {"premise": string}${note}: ${JSON.stringify(reply.text.slice(0, 120))}`, parsed.failure))
   }
-  return Effect.succeed(parsed.success.premise.trim().replace(/[.\s]+$/, ""))
+  return Effect.succeed({ premise: parsed.success.premise.trim().replace(/[.\s]+$/, ""), cost_usd: cost(reply.usage, price) })
 }
+
+/** Tokens a premise is expected to take: its phrase in JSON, with room (35 words at most). */
+const EXPECTED_OUTPUT_TOKENS = 80
+/** The prompt at ~4 characters per token (as the judge estimates), the expected answer, at `price`. */
+const expectedUsdOf = (price: Price | undefined, maxWords: number) => (story: PremiseSource) =>
+  cost({ input: Math.ceil(userText(story, maxWords).length / 4), output: EXPECTED_OUTPUT_TOKENS, thought: 0 }, price)
 
 const geminiMake = (options: GeminiOptions) =>
   Effect.gen(function*() {
@@ -136,12 +156,13 @@ const geminiMake = (options: GeminiOptions) =>
     }
     return Writer.of({
       fingerprint: settingsFingerprint("gemini", model, { instruction, temperature: options.temperature ?? null, maxWords }),
+      expectedUsd: expectedUsdOf(options.price, maxWords),
       premise: (story) =>
         post({
           url,
           headers: { "x-goog-api-key": Redacted.value(options.apiKey), "content-type": "application/json" },
           body: { contents: [{ role: "user", parts: [{ text: userText(story, maxWords) }] }], generationConfig },
-          read: readGemini
+          read: readGemini(options.price)
         })
     })
   })
@@ -149,8 +170,8 @@ const geminiMake = (options: GeminiOptions) =>
 // ---------------------------------------------------------------------------------------------
 // OpenAI-compatible
 
-const readChat = (origin: string, text: string): Effect.Effect<string, WriterError> =>
-  Effect.flatMap(readChatReply(origin, text), (reply) => readPremiseJson(origin, reply.text, reply.finishReason))
+const readChat = (price: Price | undefined) => (origin: string, text: string): Effect.Effect<Premise, WriterError> =>
+  Effect.flatMap(readChatReply(origin, text), (reply) => readPremiseJson(origin, reply, price))
 
 /**
  * `backend:model@settings`: everything that shapes a premise (the instruction, temperature, the
@@ -169,6 +190,7 @@ const openaiMake = (options: OpenAIOptions) =>
     const apiKey = options.apiKey
     return Writer.of({
       fingerprint: settingsFingerprint("openai", options.model, { instruction, temperature: options.temperature ?? null, maxWords, url }),
+      expectedUsd: expectedUsdOf(options.price, maxWords),
       premise: (story) =>
         post({
           url,
@@ -182,7 +204,7 @@ const openaiMake = (options: OpenAIOptions) =>
             response_format: { type: "json_object" },
             ...(options.temperature === undefined ? {} : { temperature: options.temperature })
           },
-          read: readChat
+          read: readChat(options.price)
         })
     })
   })
@@ -197,7 +219,8 @@ export class Writer extends Context.Service<Writer, WriterShape>()("polaris/Writ
   /** No network: the premise is extracted from the story (data/Premise.ts). */
   static readonly extractive: Layer.Layer<Writer> = Layer.succeed(Writer, {
     fingerprint: "extractive:1",
-    premise: (story) => Effect.sync(() => extractivePremise(story))
+    expectedUsd: () => 0,
+    premise: (story) => Effect.sync(() => ({ premise: extractivePremise(story), cost_usd: 0 }))
   })
 
   /** Gemini REST generateContent (protocols.md §3), over the fetch HTTP client. */

@@ -35,7 +35,8 @@ export const Data = Schema.Struct({
     backend: doc(Schema.Literals(["extractive", "gemini", "openai"]), "Who writes premises"),
     model: field(Schema.String, "Model name for an LLM writer"),
     base_url: field(Schema.String, "Endpoint of an OpenAI-compatible writer"),
-    api_key: field(Secret, "API key")
+    api_key: field(Secret, "API key"),
+    price_per_million: field(Schema.Struct({ input: NonNegative, output: NonNegative }), "USD per million tokens, for plans, budgets and the ledger")
   }), "Premise writer"),
   buckets: field(Schema.Struct({
     edges: doc(Schema.Array(NonNegative), "Requested-word bucket edges, increasing"),

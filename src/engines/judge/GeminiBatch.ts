@@ -18,7 +18,8 @@ import { Deferred, Duration, Effect, Layer, type Result } from "effect"
 import { LlmError, readGeminiReply } from "../llm/Remote.ts"
 import { fromSdk, geminiClient, type GeminiJudgeOptions } from "./Gemini.ts"
 import { Judge, type JudgeError, type JudgeShape } from "./Judge.ts"
-import { type Answered, type Ask, cost, judgeFingerprint, judgeMethods, toJudgeError } from "./RemoteJudge.ts"
+import { cost } from "../llm/Remote.ts"
+import { type Answered, type Ask, judgeFingerprint, judgeMethods, toJudgeError } from "./RemoteJudge.ts"
 import * as Rubric from "./Rubric.ts"
 
 export interface GeminiBatchOptions extends Omit<GeminiJudgeOptions, "limits" | "attempts" | "backoff" | "timeout"> {

@@ -9,16 +9,11 @@
  */
 import { Effect, Result } from "effect"
 import { digest } from "../../dag/Canonical.ts"
-import { attempts, type LlmError, malformed, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
+import { attempts, cost, type LlmError, malformed, type Price, type RemoteOptions, type Reply, type TokenUsage } from "../llm/Remote.ts"
 import * as RateLimiter from "../llm/RateLimiter.ts"
 import { JudgeError, type JudgeItem, type JudgeShape, type JudgeTotals, type PairItem, type Preference, type Usage, type Verdict } from "./Judge.ts"
 import * as Rubric from "./Rubric.ts"
 
-/** USD per million tokens; thought tokens are billed as output (as Gemini and OpenAI bill them). */
-export interface Price {
-  readonly input: number
-  readonly output: number
-}
 
 export interface RemoteJudgeOptions extends RemoteOptions {
   readonly rubric: Rubric.Rubric
@@ -75,9 +70,6 @@ export const judgeMethods = (rubric: Rubric.Rubric, ask: Ask): Pick<JudgeShape, 
   }
 }
 
-/** USD of one call's tokens. */
-export const cost = (u: TokenUsage, price: Price | undefined): number =>
-  price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
 
 const add = (a: TokenUsage, b: TokenUsage): TokenUsage => ({ input: a.input + b.input, output: a.output + b.output, thought: a.thought + b.thought })
 const ZERO: TokenUsage = { input: 0, output: 0, thought: 0 }

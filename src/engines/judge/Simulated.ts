@@ -27,7 +27,7 @@ import { countWords } from "../../text/WordCount.ts"
 import * as RateLimiter from "../llm/RateLimiter.ts"
 import { judgeSeconds, type LatencyModel, PAPER_LATENCY } from "../SimulatedLatency.ts"
 import type { JudgeShape, Preference, Usage, Verdict } from "./Judge.ts"
-import type { Price } from "./RemoteJudge.ts"
+import type { Price } from "../llm/Remote.ts"
 import * as Rubric from "./Rubric.ts"
 
 export interface SimulatedJudgeOptions {

@@ -117,6 +117,16 @@ export interface TokenUsage {
 }
 
 /** A model's answer: its text (thoughts skipped), why generation finished, and the tokens used. */
+/** USD per million tokens; thought tokens are billed as output (as Gemini and OpenAI bill them). */
+export interface Price {
+  readonly input: number
+  readonly output: number
+}
+
+/** USD of one call's tokens. */
+export const cost = (u: TokenUsage, price: Price | undefined): number =>
+  price === undefined ? 0 : (u.input * price.input + (u.output + u.thought) * price.output) / 1e6
+
 export interface Reply {
   readonly text: string
   readonly finishReason: string | undefined
