@@ -2,7 +2,7 @@
  * A run's spending cap: paid calls (judge verdicts, ...) go through `charge`, which refuses a
  * call whose expected cost would take the run past its cap, counting what the run spent before
  * (in every process that worked on it) and what calls in flight are expected to cost. Every
- * charged call is appended to the run's ledger (`runs/<id>/spend.jsonl`), so a resumed run
+ * charged call that cost anything is appended to the run's ledger (`runs/<id>/spend.jsonl`), so a resumed run
  * starts from what was really spent. A refused call fails with `BudgetExceeded`, and from then
  * on every call is refused: the executor starts no further node, lets the running ones finish
  * (calls in flight complete and are memoized; `forEachPaid` keeps one item's refusal from
@@ -89,7 +89,8 @@ export const open = (ledger: string, capUsd: number): Effect.Effect<Budget> =>
               Effect.promise(() => {
                 const usd = actualUsd(a)
                 spent += usd
-                return appendFile(ledger, JSON.stringify({ at: new Date().toISOString(), node, engine, usd }) + "\n")
+                // The ledger lists paid calls: a free one (the proxy judge, the extractive writer) is not written.
+                return usd === 0 ? Promise.resolve() : appendFile(ledger, JSON.stringify({ at: new Date().toISOString(), node, engine, usd }) + "\n")
               })
             ),
             Effect.ensuring(Effect.sync(() => void (pending -= expected)))
