@@ -61,6 +61,20 @@ describe("executor: shared pools", () => {
     for (let i = 1; i < sorted.length; i++) expect(sorted[i]!.from).toBeGreaterThanOrEqual(sorted[i - 1]!.to)
   })
 
+  it("a node's duration is the time it held the slot; the time it queued behind the others is its waitedMs", async () => {
+    const r = recorder()
+    const root = tempDir()
+    const result = await runOk(root, build(r.timed))
+    const events = readFileSync(join(result.dir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+    const finished = events.filter((e) => e.type === "node_finished")
+    const run = events.find((e) => e.type === "run_finished")
+    expect(finished).toHaveLength(6)
+    // Run one at a time, the nodes' durations fit in the run's; counted from when each was ready
+    // (all at once), they would add up to about 1 + 2 + ... + 6 of them.
+    expect(finished.reduce((s, e) => s + e.durationMs, 0)).toBeLessThanOrEqual(run.durationMs)
+    expect(finished.filter((e) => e.waitedMs > 0).length).toBeGreaterThan(0)
+  })
+
   it("with pools of their own, sampling and training nodes run at once; sampling nodes side by side (a server batches them), training one at a time", async () => {
     const r = recorder()
     await runOk(tempDir(), build(r.timed), { pools: Policies.POOLS.simulated })

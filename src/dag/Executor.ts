@@ -308,10 +308,14 @@ export const run = <R, O>(
         const ctx = contextFor(node, key, components.engines, memoKeys, metrics)
         yield* log.emit({ type: "node_started", node: node.id, stage: node.stage.name, key })
         const t0 = Date.now()
-        // The permit is held per attempt, not across back-off sleeps.
+        // The permit is held per attempt, not across back-off sleeps. A node's duration is the
+        // time it held its resource's slot; the time it queued for it (behind other nodes on the
+        // same engine) or slept between attempts is `waitedMs`.
+        let ranMs = 0
         const resource = resourceOf(node)
         const attempt = semaphoreOf(resource).withPermits(1)(
           Effect.suspend(() => {
+            const started = Date.now()
             // The cache entry keeps the records of the attempt that succeeded: a failed attempt's
             // would be replayed into every run that reuses the node (metrics.jsonl keeps them all).
             metrics.length = 0
@@ -325,7 +329,8 @@ export const run = <R, O>(
                 return usd
               })
             return Effect.provideService(node.stage.run(inputs, node.params, ctx) as Effect.Effect<unknown, unknown>, Budget.Charge, { charge }).pipe(
-              Effect.tap(() => (spent.size === 0 ? Effect.void : ctx.metric(Object.fromEntries([...spent].map(([engine, usd]) => [`${engine}_cost_usd`, usd])))))
+              Effect.tap(() => (spent.size === 0 ? Effect.void : ctx.metric(Object.fromEntries([...spent].map(([engine, usd]) => [`${engine}_cost_usd`, usd]))))),
+              Effect.ensuring(Effect.sync(() => void (ranMs += Date.now() - started)))
             )
           })
         )
@@ -337,11 +342,12 @@ export const run = <R, O>(
           Effect.mapError((e) => new OutputError({ node: node.id, reason: e.reason }))
         )
         const object = yield* store.put(bytes)
-        const durationMs = Date.now() - t0
+        const durationMs = ranMs
+        const waitedMs = Date.now() - t0 - ranMs
         if (node.stage.cacheIf === undefined || node.stage.cacheIf(produced)) {
           yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
         }
-        yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs })
+        yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs, waitedMs })
         return { digest: object, value: Effect.succeed(value) } satisfies NodeValue
       })
 
