@@ -10,11 +10,12 @@
  * The bundle is rebuilt first when it is not current (`npm run build`).
  */
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fmt, fmtSummary, ROOT, summarize, type Summary } from "./measure.ts"
 import { markdownTable } from "./table.ts"
+import { bundleIsCurrent } from "../bin/bundle-current.js"
 
 /** Options of the start-up benchmark. */
 export interface StartupOptions {
@@ -67,20 +68,9 @@ const timeCommand = (args: ReadonlyArray<string>, loader: Loader): Promise<numbe
     })
   })
 
-const bundleIsCurrent = (): boolean => {
-  try {
-    const { inputs } = JSON.parse(readFileSync(join(ROOT, "dist", "cli", "inputs.json"), "utf8")) as { inputs: Array<[string, number, number]> }
-    return inputs.every(([path, size, mtime]) => {
-      const s = statSync(join(ROOT, path))
-      return s.size === size && Math.round(s.mtimeMs) === mtime
-    })
-  } catch {
-    return false
-  }
-}
 
 export const run = async (options: StartupOptions): Promise<StartupResult> => {
-  if (!bundleIsCurrent()) {
+  if (!bundleIsCurrent(new URL("../", import.meta.url))) {
     options.log("startup: building the bundle (npm run build)")
     execFileSync(process.execPath, [join(ROOT, "scripts", "build-cli.mjs")], { cwd: ROOT, stdio: "inherit" })
   }

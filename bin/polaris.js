@@ -5,11 +5,12 @@
 // POLARIS_SOURCES=1, `watch`, a .ts argument, a module the bundle cannot load; see
 // src/cli/BundledImporter.ts) it loads the TypeScript sources through tsx, as before. The two run
 // the same code, with the same cache keys.
-import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
+import { readFileSync, renameSync, writeFileSync } from "node:fs"
 import Module from "node:module"
 import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
 import vm from "node:vm"
+import { bundleIsCurrent } from "./bundle-current.js"
 
 // `polaris ... | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on("error", (e) => {
@@ -18,20 +19,6 @@ process.stdout.on("error", (e) => {
 })
 
 const root = new URL("../", import.meta.url)
-
-/** The bundle, if it was built from exactly the files on disk now. */
-const bundleIsCurrent = () => {
-  try {
-    const { lock, inputs } = JSON.parse(readFileSync(new URL("dist/cli/inputs.json", root), "utf8"))
-    const same = (path, [size, mtime]) => {
-      const s = statSync(new URL(path, root))
-      return s.size === size && Math.round(s.mtimeMs) === mtime
-    }
-    return same("package-lock.json", lock) && inputs.every(([path, size, mtime]) => same(path, [size, mtime]))
-  } catch {
-    return false
-  }
-}
 
 const args = process.argv.slice(2)
 // `watch` re-imports edited modules, which only Node's loader (through tsx) does.
@@ -86,7 +73,7 @@ const fromBundle = () => {
   return { main: module.exports.main, writeCache }
 }
 
-if (!wantsSources && bundleIsCurrent()) {
+if (!wantsSources && bundleIsCurrent(root)) {
   say("loader bundle")
   const { main, writeCache } = fromBundle()
   const outcome = await main()

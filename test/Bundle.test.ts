@@ -4,11 +4,12 @@
  * user's own), and what it cannot load goes to the sources, before anything is written.
  */
 import { execFileSync } from "node:child_process"
-import { readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { polaris, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
+import { bundleIsCurrent } from "../bin/bundle-current.js"
 
 const loader = (env: Record<string, string> = {}) => {
   const { POLARIS_SOURCES: _, ...rest } = process.env
@@ -18,17 +19,6 @@ const BUNDLE = loader()
 const SOURCES = loader({ POLARIS_SOURCES: "1" })
 const used = (stderr: string) => /polaris: loader (\w+)/.exec(stderr)?.[1]
 
-const current = (): boolean => {
-  try {
-    const { inputs } = JSON.parse(readFileSync(join(ROOT, "dist", "cli", "inputs.json"), "utf8")) as { inputs: Array<[string, number, number]> }
-    return inputs.every(([path, size, mtime]) => {
-      const s = statSync(join(ROOT, path))
-      return s.size === size && Math.round(s.mtimeMs) === mtime
-    })
-  } catch {
-    return false
-  }
-}
 
 // The smallest quickstart that has every stage of a training step and the evaluation.
 const SMALL = ["--set", "grpo.steps=1", "--set", "grpo.groups_per_step=1", "--set", "eval.prompts_per_bucket=1", "--set", "eval.buckets=[{name: id, min_words: 40, max_words: 150}]"]
@@ -36,7 +26,7 @@ const SMALL = ["--set", "grpo.steps=1", "--set", "grpo.groups_per_step=1", "--se
 describe("the prebuilt command", () => {
   it("is built when missing or stale, and then used; POLARIS_SOURCES=1 runs the sources", async () => {
     // `npm ci` builds it (the `prepare` script); an edited checkout rebuilds it with `npm run build`.
-    if (!current()) execFileSync(process.execPath, [join(ROOT, "scripts", "build-cli.mjs")], { cwd: ROOT })
+    if (!bundleIsCurrent(new URL("../", import.meta.url))) execFileSync(process.execPath, [join(ROOT, "scripts", "build-cli.mjs")], { cwd: ROOT })
     const bundled = await polaris(["--help"], { env: BUNDLE })
     const sources = await polaris(["--help"], { env: SOURCES })
     expect(used(bundled.stderr)).toBe("bundle")
