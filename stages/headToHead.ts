@@ -18,23 +18,15 @@ const readStored = <A>(schema: Schema.Codec<A, any>, object: string, ctx: Stage.
     Effect.flatMap(StoredValue.decodeBytes(schema, bytes), (value) =>
       value._tag === "Some" ? Effect.succeed(value.value) : Effect.die(new Error(`stored object ${object} does not decode as the records this stage reads`))))
 
+/** A stage that reads a run's stored object of `schema` by its digest. */
+const stored = <A>(name: string, schema: Schema.Codec<A, any>) =>
+  Stage.make({ name, version: "1", params: Digest, output: schema, run: (_, { object }, ctx) => readStored(schema, object, ctx) })
+
 /** A run's stored rollout groups (an evaluated system's stories), by the object's digest. */
-export const storedGroups = Stage.make({
-  name: "stored-groups",
-  version: "1",
-  params: Digest,
-  output: Schema.Array(Group),
-  run: (_, { object }, ctx) => readStored(Schema.Array(Group), object, ctx)
-})
+export const storedGroups = stored("stored-groups", Schema.Array(Group))
 
 /** A run's stored prompts (the held-out prompts its systems were asked), by the object's digest. */
-export const storedPrompts = Stage.make({
-  name: "stored-prompts",
-  version: "1",
-  params: Digest,
-  output: Schema.Array(PromptWithReference),
-  run: (_, { object }, ctx) => readStored(Schema.Array(PromptWithReference), object, ctx)
-})
+export const storedPrompts = stored("stored-prompts", Schema.Array(PromptWithReference))
 
 /** The comparisons of every pairing, in pairing order. */
 export const poolComparisons = Stage.make({

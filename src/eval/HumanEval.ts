@@ -23,7 +23,7 @@ import { sha256 } from "../dag/Canonical.ts"
 import { atomicWrite } from "../dag/internal/files.ts"
 import { stripThinking } from "../grpo/Reward.ts"
 import { seeded } from "../internal/random.ts"
-import { cohenKappa, combine, type PairwiseComparison, winRate } from "./Stats.ts"
+import { cohenKappa, combine, type PairwiseComparison, type WinRate, winRate } from "./Stats.ts"
 
 export class HumanEvalError extends Data.TaggedError("HumanEvalError")<{ readonly message: string }> {}
 
@@ -185,14 +185,8 @@ export const exportPages = (store: string, runId: string, options: { readonly an
   })
 
 /** A win rate of the first system against the second, ties half, with its 95% interval over prompts. */
-export interface Rate {
+export interface Rate extends WinRate {
   readonly pairs: number
-  readonly wins: number
-  readonly ties: number
-  readonly losses: number
-  readonly rate: number
-  readonly low: number
-  readonly high: number
 }
 
 export interface HumanEvalResult {
