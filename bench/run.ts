@@ -6,7 +6,7 @@
  *   npm run bench -- startup        the command's start-up, bundle against sources (about 2 minutes)
  *   npm run bench -- store          store throughput only (1 GiB, about 2 minutes)
  *   npm run bench -- ingest         corpus ingest only (12 books, about 10 seconds)
- *   npm run bench -- model          story model vs PyTorch CPU (training, sampling, matmul peak; about 40 s)
+ *   npm run bench -- model          story model vs PyTorch CPU 1.13 and 2.x (training, sampling, matmul peak; about 2.5 min)
  *   npm run bench -- judge          judge client overhead and throughput against local servers (about 30 seconds)
  *   npm run bench -- soak           the full quickstart under 30 SIGKILLs, rerun and comment edits (about 10 minutes; not in "all")
  *   npm run bench -- async          off-policy GRPO k = 0, 1, 2 at paper-scale simulated latencies (about 7 minutes; not in "all")
@@ -102,7 +102,7 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "npm run bench -- startup       # the command's start-up, prebuilt bundle against TypeScript sources (about 2 minutes)",
     "npm run bench -- store         # store throughput only (about 2 minutes, needs ~2 GB free in the temp dir)",
     "npm run bench -- ingest        # corpus ingest only (about 10 seconds)",
-    "npm run bench -- model         # story model vs PyTorch CPU, about 40 s (needs apt-get install python3-torch libopenblas0-pthread)",
+    "npm run bench -- model         # story model vs PyTorch CPU, 1.13 and 2.x, about 2.5 min (apt-get install python3-torch libopenblas0-pthread; bench/torch/setup-torch2.sh)",
     "npm run bench -- judge         # judge client overhead and throughput against local servers (about 30 seconds)",
     "npm run bench -- soak          # the full quickstart killed 30 times and resumed, rerun, comment edits (about 10 minutes; not in the default run)",
     "npm run bench -- async         # off-policy GRPO k = 0, 1, 2 on the simulated engines at paper-scale latencies (about 7 minutes; not in the default run)",
