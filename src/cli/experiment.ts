@@ -17,6 +17,7 @@ import * as Compare from "../experiment/Compare.ts"
 import * as HeadToHead from "../experiment/HeadToHead.ts"
 import * as CompareReport from "../experiment/CompareReport.ts"
 import * as Sweep from "../experiment/Sweep.ts"
+import { textTable } from "../report/TextTable.ts"
 
 /** One line per variant event, for people (stderr keeps stdout for --json). */
 const printEvent = (event: Sweep.SweepEvent) =>
@@ -107,12 +108,10 @@ export const formatPlan = (file: string, pipeline: string, p: Plan.PlanResult, e
   const rows = Object.entries(p.totals).map(([engine, t]) => [engine, thousands(t.calls), thousands(t.input_tokens), thousands(t.output_tokens), `$${t.usd.toFixed(2)}`])
   const total = Object.values(p.totals).reduce((s, t) => s + t.usd, 0)
   const header = ["engine", "calls", "input tokens", "output tokens", "USD"]
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) => "  " + cells.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join("  ")
   return [
     `plan for ${file} (pipeline ${pipeline}, ${p.nodes.length} nodes): ${p.counts.cached} cached, ${p.counts.run} to run, ${p.counts.after} after inputs still to compute (reused if those come out the same)`,
     ...(engineNote !== undefined ? [`  engines not started (${engineNote}): keys of nodes that use them are not checked`] : []),
-    ...(rows.length > 0 ? [line(header), ...rows.map(line), `  estimated total: $${total.toFixed(2)} (upper bound: memo items a previous run finished are free)`] : ["  no cost estimates for this pipeline"])
+    ...(rows.length > 0 ? [...textTable(header, rows, { indent: "  ", right: (i) => i > 0 }), `  estimated total: $${total.toFixed(2)} (upper bound: memo items a previous run finished are free)`] : ["  no cost estimates for this pipeline"])
   ].join("\n")
 }
 

@@ -23,6 +23,7 @@ import * as Alarms from "../eval/Alarms.ts"
 import { EqSummary, summaryRows } from "../records/EqBench.ts"
 import { AuditReport, auditRows } from "../records/JudgeAudit.ts"
 import { readJsonl } from "../dag/RunLog.ts"
+import { textTable } from "../report/TextTable.ts"
 
 /** Text longer than this is left in the store, as before. */
 const MAX_TEXT = 4000
@@ -94,9 +95,7 @@ export const outputLines = (name: string, value: unknown): Array<string> => {
   const eq = Schema.decodeUnknownOption(EqSummary)(value)
   if (Option.isSome(eq)) {
     const { header, rows } = summaryRows(eq.value)
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-    const line = (cells: ReadonlyArray<string>) => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join("  ")}`.trimEnd()
-    return [`${name}: EQ-Bench Creative Writing v3, ${eq.value.items} items per system, 95% intervals:`, line(header), ...rows.map(line)]
+    return [`${name}: EQ-Bench Creative Writing v3, ${eq.value.items} items per system, 95% intervals:`, ...textTable(header, rows, { indent: "  " })]
   }
   const state = decodeState(value)
   if (Option.isSome(state)) {

@@ -23,6 +23,7 @@ import { readJsonl } from "../dag/RunLog.ts"
 import { hierarchicalBootstrapCI, type Interval, mean } from "../eval/Stats.ts"
 import type { HeadToHead } from "./HeadToHead.ts"
 import * as Sweep from "./Sweep.ts"
+import { textTable } from "../report/TextTable.ts"
 
 export class CompareError extends Data.TaggedError("CompareError")<{ readonly message: string }> {}
 
@@ -215,12 +216,9 @@ export const formatTable = (c: Comparison): string => {
     ...COLUMNS.map(([, system, metric, digits]) => formatInterval(g.systems[system]![metric].overall, digits)),
     g.elo === null ? "n/a" : formatInterval(g.elo, 0)
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) => cells.map((x, i) => x.padEnd(widths[i]!)).join("  ").trimEnd()
   return [
     `differing: ${c.differing.join(", ") || "nothing"}  (mean [95% interval over seeds and prompts])`,
-    line(header),
-    ...rows.map(line),
+    ...textTable(header, rows),
     ...(c.head_to_head === undefined ? [] : ["", ...formatHeadToHead(c.head_to_head)])
   ].join("\n")
 }
@@ -236,13 +234,9 @@ export const headToHeadRows = (h: HeadToHead): Array<Array<string>> =>
 export const HEAD_TO_HEAD_HEADER = ["variant", "Elo [95%]", "wins/ties/losses vs anchor", "win rate vs anchor"]
 
 const formatHeadToHead = (h: HeadToHead): Array<string> => {
-  const rows = headToHeadRows(h)
-  const widths = HEAD_TO_HEAD_HEADER.map((x, i) => Math.max(x.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) => cells.map((x, i) => x.padEnd(widths[i]!)).join("  ").trimEnd()
   return [
     `head to head: final policies judged against each other by ${h.judge}, ${h.comparisons} comparisons over ${h.pairings} seed pairing${h.pairings === 1 ? "" : "s"}` +
     `${h.unscorable > 0 ? ` (${h.unscorable} unscorable)` : ""}, position consistency ${h.position_consistency === null ? "n/a" : fmt(h.position_consistency, 2)}; Elo anchored on ${h.anchor} (run ${h.run})`,
-    line(HEAD_TO_HEAD_HEADER),
-    ...rows.map(line)
+    ...textTable(HEAD_TO_HEAD_HEADER, headToHeadRows(h))
   ]
 }
