@@ -53,7 +53,7 @@ import { offPolicyUpdate } from "../stages/offPolicyUpdate.ts"
 import type { Batch } from "../src/records/Batch.ts"
 import type { TrainBatch } from "../src/records/TrainBatch.ts"
 import { evalSamples, evalSet, evaluateSystems, judgeParams, type SystemNode } from "./evaluate.ts"
-import { BUNDLED_CORPUS, datasetNode, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
+import { anthologiesOf, datasetNode, datasetParams, DEFAULT_EDGES, layer as dataLayer, promptsNode } from "./polarisData.ts"
 import * as Location from "../src/dag/Location.ts"
 
 /** The recipe's sampling settings, never left to engine defaults. */
@@ -206,16 +206,11 @@ const PREMISE_OUTPUT_TOKENS = 80
 /** The writer's calls on the train or held-out stories: the corpus read and split once, as the data nodes do. */
 const premiseEstimates = (recipe: Recipe, writer: NonNullable<NonNullable<Recipe["data"]>["writer"]>) => {
   const data = recipe.data ?? {}
-  let split: Promise<ReturnType<typeof prepareDataset> | undefined> | undefined
-  const read = Effect.promise(() =>
-    split ??= Effect.runPromise(ingestAll(data.anthologies ?? [BUNDLED_CORPUS]).pipe(
-      Effect.map((stories) => prepareDataset(stories, {
-        ...(data.min_words !== undefined ? { min_words: data.min_words } : {}),
-        ...(data.max_words !== undefined ? { max_words: data.max_words } : {}),
-        ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
-      })),
-      Effect.orElseSucceed(() => undefined)
-    )))
+  // Read when a derive-prompts node would run, then kept (a corpus that cannot be read: no estimate).
+  const read = Effect.runSync(Effect.cached(ingestAll(anthologiesOf(recipe)).pipe(
+    Effect.map((stories) => prepareDataset(stories, datasetParams(recipe))),
+    Effect.orElseSucceed(() => undefined)
+  )))
   const excerptWords = data.prompt?.mode === "excerpt" ? data.prompt.max_words ?? Infinity : Infinity
   const price = writer.price_per_million
   return (which: "train" | "heldout"): Effect.Effect<ReadonlyArray<Estimate>> =>

@@ -17,6 +17,7 @@ import { define } from "../src/dag/PipelineModule.ts"
 import { sharedByConfig } from "../src/dag/Engine.ts"
 import * as Secret from "../src/dag/Secret.ts"
 import type { Recipe } from "../src/recipe/Recipe.ts"
+import type { DatasetParams } from "../src/data/Dataset.ts"
 import { dataset, heldoutOf, trainOf } from "../stages/dataset.ts"
 import { Dataset } from "../src/records/Dataset.ts"
 import { derivePrompts } from "../stages/derivePrompts.ts"
@@ -29,19 +30,23 @@ export const DEFAULT_EDGES = [0, 1000, 2000, 3000, 4000, 12000]
 /** The corpus that ships with polaris. */
 export const BUNDLED_CORPUS = join(import.meta.dirname, "..", "examples", "anthologies")
 
+/** The corpus the recipe reads: its anthologies, or the bundled one. */
+export const anthologiesOf = (recipe: Recipe): ReadonlyArray<string> => recipe.data?.anthologies ?? [BUNDLED_CORPUS]
+
+/** The recipe's length filters and held-out share, as the `dataset` stage (and `prepareDataset`) take them. */
+export const datasetParams = (recipe: Recipe): DatasetParams => {
+  const data = recipe.data ?? {}
+  return {
+    ...(data.min_words !== undefined ? { min_words: data.min_words } : {}),
+    ...(data.max_words !== undefined ? { max_words: data.max_words } : {}),
+    ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
+  }
+}
+
 /** `split-stories` -> `dataset`: the recipe's stories, filtered, de-duplicated and split. */
 export const datasetNode = (b: Builder, recipe: Recipe) => {
-  const data = recipe.data ?? {}
-  const stories = b.node(splitStories, { id: "split-stories", params: { sources: (data.anthologies ?? [BUNDLED_CORPUS]).map(Location.of) } })
-  return b.node(dataset, {
-    id: "dataset",
-    inputs: { stories },
-    params: {
-      ...(data.min_words !== undefined ? { min_words: data.min_words } : {}),
-      ...(data.max_words !== undefined ? { max_words: data.max_words } : {}),
-      ...(data.heldout_fraction !== undefined ? { heldout_fraction: data.heldout_fraction } : {})
-    }
-  })
+  const stories = b.node(splitStories, { id: "split-stories", params: { sources: anthologiesOf(recipe).map(Location.of) } })
+  return b.node(dataset, { id: "dataset", inputs: { stories }, params: datasetParams(recipe) })
 }
 
 /** One prompt per training (or held-out) story, the premise by the recipe's Writer. */
