@@ -20,6 +20,7 @@
 import { readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { Data, Effect, Schema } from "effect"
+import type { EqItem } from "../records/EqBench.ts"
 
 export class EqBenchError extends Data.TaggedError("EqBenchError")<{ readonly message: string }> {}
 
@@ -69,19 +70,8 @@ export const load = (dir: string): Effect.Effect<EqBenchData, EqBenchError> =>
     return { prompts, criteria: lines(criteria), negative: lines(negative), judgeTemplate, pairwiseTemplate, slop: { words: slopSet(words), bigrams: slopSet(bigrams), trigrams: slopSet(trigrams) } }
   })
 
-/** One generation of the benchmark: a prompt at an iteration. */
-export interface Item {
-  readonly id: string
-  readonly prompt_id: string
-  readonly iteration: number
-  /** What the model under test is asked: `<SEED>` replaced. */
-  readonly prompt: string
-  /** The prompt as written, `<SEED>` included: what the judge reads. */
-  readonly base_prompt: string
-}
-
 /** Every prompt (in id order) at iterations 1..n; iteration i takes seed modifier (i-1) mod count. */
-export const items = (data: EqBenchData, iterations: number): Array<Item> =>
+export const items = (data: EqBenchData, iterations: number): Array<EqItem> =>
   Object.keys(data.prompts).sort((a, b) => Number(a) - Number(b) || a.localeCompare(b)).flatMap((id) => {
     const p = data.prompts[id]!
     return Array.from({ length: iterations }, (_, k) => {
@@ -95,7 +85,7 @@ const format = (template: string, fields: Readonly<Record<string, string>>) =>
   template.replace(/\{\{|\}\}|\{(\w+)\}/g, (m, name: string | undefined) => (m === "{{" ? "{" : m === "}}" ? "}" : fields[name!] ?? m))
 
 /** The rubric judge's prompt for one response. */
-export const judgePrompt = (data: EqBenchData, item: Pick<Item, "base_prompt">, response: string): string =>
+export const judgePrompt = (data: EqBenchData, item: Pick<EqItem, "base_prompt">, response: string): string =>
   format(data.judgeTemplate, {
     writing_prompt: item.base_prompt,
     test_model_response: response,
@@ -104,7 +94,7 @@ export const judgePrompt = (data: EqBenchData, item: Pick<Item, "base_prompt">, 
   })
 
 /** The pairwise judge's prompt: response `a` as writer A0493, `b` as A0488 (the template's own labels). */
-export const pairwisePrompt = (data: EqBenchData, item: Pick<Item, "base_prompt">, a: string, b: string): string =>
+export const pairwisePrompt = (data: EqBenchData, item: Pick<EqItem, "base_prompt">, a: string, b: string): string =>
   format(data.pairwiseTemplate, { writing_prompt: item.base_prompt, model_a_analysis: a, model_b_analysis: b })
 
 /** `Metric: 12` or `Metric: [12]` lines, as the benchmark reads them; scores above 20 are dropped. */

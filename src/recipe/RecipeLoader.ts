@@ -149,10 +149,10 @@ const readChain = (file: string, stack: ReadonlyArray<string>): Chain => {
 /**
  * File paths in a recipe are relative to the file that wrote them (a `--set`: to the working
  * directory), so a recipe can extend one in another folder. They are made absolute here, which
- * also makes a frozen config independent of where `resume` runs.
+ * also makes a frozen config independent of where `resume` runs. With `checkInputs`, the inputs
+ * a run reads that are not there are returned as problems at their lines.
  */
-/** Anchors the paths in place; returns the inputs that are not there. */
-const anchorPaths = (tree: Tree): Array<Problem> => {
+const anchorPaths = (tree: Tree, checkInputs: boolean): Array<Problem> => {
   const problems: Array<Problem> = []
   const anchor = (path: Path, value: string, isPath: (v: string) => boolean, rewrite: (abs: (p: string) => string) => string) => {
     if (!isPath(value)) return
@@ -166,7 +166,7 @@ const anchorPaths = (tree: Tree): Array<Problem> => {
   const input = (path: Path, value: string, hint = "") => {
     const abs = anchor(path, value, () => true, (abs) => abs(value))!
     const where = originAt(tree, path)?.value
-    if (where !== undefined && statSync(abs, { throwIfNoEntry: false }) === undefined) {
+    if (checkInputs && where !== undefined && statSync(abs, { throwIfNoEntry: false }) === undefined) {
       problems.push({ where, path, message: `no such file or folder: ${abs}${hint}` })
     }
   }
@@ -235,8 +235,7 @@ const loadNow = (
     const problem = applySet(tree, set)
     if (problem !== undefined) problems.push(problem)
   }
-  const missing = anchorPaths(tree)
-  if (checkInputs) problems.push(...missing)
+  problems.push(...anchorPaths(tree, checkInputs))
   const secrets = resolveSecrets(tree, env)
   problems.push(...secrets.problems)
 
