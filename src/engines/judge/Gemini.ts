@@ -61,7 +61,9 @@ export const geminiClient = (options: Omit<GeminiJudgeOptions, "rubric" | "limit
       config: {
         ...(prompt.system !== "" ? { systemInstruction: prompt.system } : {}),
         temperature,
-        // Without a schema (a plain-text completion) the model answers as the prompt asks.
+        // Without a schema (a plain-text completion) the model answers as the prompt asks. The SDK's
+        // GenerateContentConfig has systemInstruction, responseMimeType and responseJsonSchema all
+        // optional (@google/genai@3.1.0 dist/genai.d.ts, the version in package-lock.json).
         ...(schema !== undefined ? { responseMimeType: "application/json", responseJsonSchema: schema } : {}),
         ...(options.thinkingLevel !== undefined ? { thinkingConfig: { thinkingLevel: options.thinkingLevel as ThinkingLevel } } : {}),
         ...(options.maxOutputTokens !== undefined ? { maxOutputTokens: options.maxOutputTokens } : {})

@@ -50,6 +50,9 @@ export const makeOpenAI = (options: OpenAIJudgeOptions) =>
           headers,
           body: {
             model: options.model,
+            // A system message and response_format are both optional: ChatCompletionRequest has
+            // `messages: list[ChatCompletionMessageParam]` and `response_format: AnyResponseFormat | None = None`
+            // (vllm-project/vllm@d5dba2d7 vllm/entrypoints/openai/chat_completion/protocol.py).
             messages: [...(prompt.system !== "" ? [{ role: "system", content: prompt.system }] : []), { role: "user", content: prompt.user }],
             ...(schema !== undefined ? { response_format: { type: "json_schema", json_schema: { name, schema: withoutOrdering(schema), strict: true } } } : {}),
             ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
