@@ -1,8 +1,8 @@
 /**
  * Resources are real (issue 16 point 4): sampling nodes run as `sampler`, updates as `trainer`,
  * and which of them may run at once is the policy backend's (Policies.POOLS): the embedded engine
- * is one CPU resource, so sampler and trainer share one slot; a remote (or simulated) sampler and
- * trainer are two. A node's resource, set at wiring time, is not in its cache key.
+ * is one CPU resource, whose cores samplers take one each and a trainer all at once; a remote (or
+ * simulated) sampler and trainer are two. A node's resource, set at wiring time, is not in its cache key.
  */
 import { readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
@@ -53,9 +53,18 @@ describe("executor: shared pools", () => {
   }
   const split = (intervals: ReadonlyArray<Interval>) => [intervals.filter((i) => i.what.startsWith("sample")), intervals.filter((i) => i.what.startsWith("train"))] as const
 
-  it("by default sampler and trainer share the one policy slot: no two nodes run at once", async () => {
+  it("by default samplers take one slot each of the policy pool, side by side; a trainer takes the whole pool and runs beside nothing", async () => {
     const r = recorder()
-    await runOk(tempDir(), build(r.timed))
+    await runOk(tempDir(), build(r.timed), { concurrency: { policy: 2 } })
+    const [sampling, training] = split(r.intervals)
+    expect(r.intervals).toHaveLength(6)
+    expect(overlapping(sampling, sampling).filter(([a, b]) => a !== b).length).toBeGreaterThan(0)
+    expect(overlapping(training, [...sampling, ...training]).filter(([a, b]) => a !== b)).toEqual([])
+  })
+
+  it("a policy pool of one slot runs one node at a time", async () => {
+    const r = recorder()
+    await runOk(tempDir(), build(r.timed), { concurrency: { policy: 1 } })
     const sorted = [...r.intervals].sort((a, b) => a.from - b.from)
     expect(sorted).toHaveLength(6)
     for (let i = 1; i < sorted.length; i++) expect(sorted[i]!.from).toBeGreaterThanOrEqual(sorted[i - 1]!.to)
@@ -64,7 +73,7 @@ describe("executor: shared pools", () => {
   it("a node's duration is the time it held the slot; the time it queued behind the others is its waitedMs", async () => {
     const r = recorder()
     const root = tempDir()
-    const result = await runOk(root, build(r.timed))
+    const result = await runOk(root, build(r.timed), { concurrency: { policy: 1 } })
     const events = readFileSync(join(result.dir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
     const finished = events.filter((e) => e.type === "node_finished")
     const run = events.find((e) => e.type === "run_finished")
@@ -102,13 +111,13 @@ describe("executor: shared pools", () => {
 })
 
 describe("the polaris pipeline: sampler and trainer resources by policy backend", () => {
-  it("wires rollouts and reference logprobs as sampler, updates as trainer; embedded shares one slot, remote and simulated get two", async () => {
+  it("wires rollouts and reference logprobs as sampler, updates as trainer; embedded samplers share the cores and a trainer takes them all, remote and simulated get two pools", async () => {
     const quickstart = await Effect.runPromise(resolveTarget(resolve(ROOT, "recipes/quickstart.yaml"), { sets: ["grpo.steps=2", "grpo.off_policy_steps=1"] }))
     const byId = new Map(quickstart.pipeline.nodes.map((n) => [n.id, n]))
     for (const id of ["train/step-001/group-0/rollout", "train/step-001/group-7/reference", "eval-final/rollout"]) expect(Pipeline.resourceOf(byId.get(id)!)).toBe("sampler")
     expect(Pipeline.resourceOf(byId.get("train/step-001/update")!)).toBe("trainer")
     expect(Pipeline.resourceOf(byId.get("train/step-001/group-3/judge")!)).toBe("judge")
-    expect(quickstart.pools).toEqual({ sampler: "policy", trainer: "policy" })
+    expect(quickstart.pools).toEqual({ sampler: "policy", trainer: { pool: "policy", whole: true } })
     const simulated = await Effect.runPromise(resolveTarget(resolve(ROOT, "recipes/polaris-simulated.yaml"), { sets: ["grpo.steps=2"] }))
     expect(simulated.pools).toEqual({ sampler: "sampler", trainer: "trainer" })
     expect(Policies.POOLS.tinker).toEqual(Policies.POOLS.vllm)
@@ -119,7 +128,7 @@ describe("the polaris pipeline: sampler and trainer resources by policy backend"
    * timed: sampling calls (`sample`, `logprobs`) against training calls (`forwardBackward`,
    * `optimStep`).
    */
-  const runSimulated = async (pools: Readonly<Record<string, string>>) => {
+  const runSimulated = async (pools: Executor.Pools) => {
     const t = await Effect.runPromise(resolveTarget(resolve(ROOT, "recipes/polaris-simulated.yaml"), {
       sets: ["grpo.steps=3", "grpo.off_policy_steps=1", "eval.prompts_per_bucket=1", "policy.time_scale=0.0005", "judge.time_scale=0.0005"],
       store: tempDir()

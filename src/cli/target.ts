@@ -12,6 +12,7 @@ import * as PipelineModule from "../dag/PipelineModule.ts"
 import * as Retry from "../dag/Retry.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import * as RunLog from "../dag/RunLog.ts"
+import type * as Executor from "../dag/Executor.ts"
 import * as RecipeLoader from "../recipe/RecipeLoader.ts"
 
 /** A resolved run target. */
@@ -23,7 +24,7 @@ export interface Target {
   readonly store: string
   readonly concurrency: Readonly<Record<string, number>>
   /** Which resource classes share a pool, from the pipeline module (its engines): Executor's `pools`. */
-  readonly pools: Readonly<Record<string, string>>
+  readonly pools: Executor.Pools
   readonly retries: Readonly<Record<string, Schedule.Schedule<unknown, unknown>>>
   /** Every file whose change makes the target stale (recipes, pipeline and stage modules). */
   readonly files: ReadonlyArray<string>

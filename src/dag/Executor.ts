@@ -49,16 +49,16 @@ export interface RunOptions {
    */
   readonly concurrency?: Readonly<Record<string, number>>
   /**
-   * Shared pools: resource class -> the pool whose slots it takes. Classes mapped to one pool never
-   * hold more than that pool's limit together. Defaults to {@link DEFAULT_POOLS} (sampler and
-   * trainer share `policy`, one slot: an engine that serialises its own calls); an entry mapping
+   * Shared pools: resource class -> the pool whose slots it takes ({@link PoolOf}). Classes mapped
+   * to one pool never hold more than that pool's limit together. Defaults to {@link DEFAULT_POOLS}
+   * (samplers take one `policy` slot each, a trainer all of them: one device); an entry mapping
    * a class to itself gives it its own pool. Not in any cache key.
    *
    * @example
    * // a remote sampler beside a remote trainer: one in flight on each, at the same time
    * Executor.run(pipeline, { pools: { sampler: "sampler", trainer: "trainer" } })
    */
-  readonly pools?: Readonly<Record<string, string>>
+  readonly pools?: Pools
   /** Retry Schedule per resource class, replacing the stages' own (a recipe's `retries:`). */
   readonly retries?: Readonly<Record<string, Schedule.Schedule<unknown, unknown>>>
   /** Stop everything at the first failure instead of letting independent branches finish. */
@@ -81,9 +81,22 @@ export interface RunOptions {
   readonly budgetUsd?: number
 }
 
-/** Per-pool semaphores: which permits a node of a resource class takes. */
+/**
+ * Where a resource class's nodes take their slots: a pool's name (one slot each), or
+ * `{ pool, whole: true }` for nodes that each need the whole pool, e.g. a trainer on the CPU
+ * whose cores the samplers share, one each.
+ */
+export type PoolOf = string | { readonly pool: string; readonly whole: true }
+
+/** Resource class -> {@link PoolOf}. */
+export type Pools = Readonly<Record<string, PoolOf>>
+
+const poolName = (p: PoolOf): string => (typeof p === "string" ? p : p.pool)
+
+/** Per-pool semaphores: the permits a node of a resource class takes, and from which pool. */
 export interface Slots {
   readonly semaphoreOf: (resource: string) => Semaphore.Semaphore
+  readonly permitsOf: (resource: string) => number
 }
 
 /**
@@ -93,19 +106,24 @@ export interface Slots {
  * const slots = Executor.makeSlots({ concurrency: recipe.concurrency, pools })
  * yield* Effect.all([Executor.run(a, { slots }), Executor.run(b, { slots })], { concurrency: "unbounded" })
  */
-export const makeSlots = (options: { readonly concurrency?: Readonly<Record<string, number>>; readonly pools?: Readonly<Record<string, string>> } = {}): Slots => {
+export const makeSlots = (options: { readonly concurrency?: Readonly<Record<string, number>>; readonly pools?: Pools } = {}): Slots => {
   const limits = { ...DEFAULT_LIMITS, ...options.concurrency }
-  const pools = { ...DEFAULT_POOLS, ...options.pools }
+  const pools: Pools = { ...DEFAULT_POOLS, ...options.pools }
+  const limitOf = (pool: string) => Math.max(1, limits[pool] ?? 4)
   const semaphores = new Map<string, Semaphore.Semaphore>()
   return {
     semaphoreOf: (resource) => {
-      const pool = pools[resource] ?? resource
+      const pool = poolName(pools[resource] ?? resource)
       let s = semaphores.get(pool)
       if (s === undefined) {
-        s = Semaphore.makeUnsafe(limits[pool] ?? 4)
+        s = Semaphore.makeUnsafe(limitOf(pool))
         semaphores.set(pool, s)
       }
       return s
+    },
+    permitsOf: (resource) => {
+      const p = pools[resource] ?? resource
+      return typeof p === "string" ? 1 : limitOf(p.pool)
     }
   }
 }
@@ -189,15 +207,17 @@ const decodedOnce = (node: PipelineNode, digest: string, bytes: Uint8Array): Nod
 }
 
 // A sampler with its own pool is a server (vLLM, Tinker) that batches concurrent requests: 16 in flight
-// lets every group of a step (and the next step's, off-policy) sample at once.
-const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 1, sampler: 16, trainer: 1, judge: 8 }
+// lets every group of a step (and the next step's, off-policy) sample at once. The `policy` pool is
+// one device, the machine's cores (the embedded engine samples on a worker per core).
+const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: availableParallelism(), sampler: 16, trainer: 1, judge: 8 }
 
 /**
- * The safe default pools: sampling (`sampler`) and training (`trainer`) nodes share the `policy`
- * pool, so on an engine that is one device (the embedded one: the machine's CPU) they never run
- * at once. Engines that sample and train apart give each its own pool (`RunOptions.pools`).
+ * The safe default pools, for an engine that is one device (the embedded one: the machine's
+ * CPU): sampling (`sampler`) nodes take one `policy` slot each, side by side; a training
+ * (`trainer`) node, or one that just says `policy`, takes them all, so it never runs beside
+ * another. Engines that sample and train apart give each its own pool (`RunOptions.pools`).
  */
-export const DEFAULT_POOLS: Readonly<Record<string, string>> = { sampler: "policy", trainer: "policy" }
+export const DEFAULT_POOLS: Pools = { sampler: "policy", trainer: { pool: "policy", whole: true }, policy: { pool: "policy", whole: true } }
 
 const describe = (error: unknown): string => {
   if (error instanceof Error || (typeof error === "object" && error !== null && "message" in error)) {
@@ -241,8 +261,8 @@ export const run = <R, O>(
     const started = Date.now()
     yield* log.emit({ type: "run_started", pipeline: pipeline.name, nodes: pipeline.nodes.length, resumed: log.resumed })
 
-    const pools = { ...DEFAULT_POOLS, ...options.pools }
-    const { semaphoreOf } = options.slots ?? makeSlots(options)
+    const pools: Pools = { ...DEFAULT_POOLS, ...options.pools }
+    const { semaphoreOf, permitsOf } = options.slots ?? makeSlots(options)
     const budget = yield* Budget.open(join(log.dir, "spend.jsonl"), options.budgetUsd ?? Infinity)
     const fingerprints = new Map<string, string>()
     const force = new Set(options.force ?? [])
@@ -313,7 +333,7 @@ export const run = <R, O>(
         // same engine) or slept between attempts is `waitedMs`.
         let ranMs = 0
         const resource = resourceOf(node)
-        const attempt = semaphoreOf(resource).withPermits(1)(
+        const attempt = semaphoreOf(resource).withPermits(permitsOf(resource))(
           Effect.suspend(() => {
             const started = Date.now()
             // The cache entry keeps the records of the attempt that succeeded: a failed attempt's
@@ -335,7 +355,7 @@ export const run = <R, O>(
           })
         )
         // A recipe's retries name the class, or the pool it shares (`policy` covers sampler and trainer).
-        const schedule = options.retries?.[resource] ?? options.retries?.[pools[resource] ?? resource] ?? node.stage.retry
+        const schedule = options.retries?.[resource] ?? options.retries?.[poolName(pools[resource] ?? resource)] ?? node.stage.retry
         const produced = yield* Retry.transient(attempt, schedule, (error, failed) =>
           log.emit({ type: "node_retry", node: node.id, attempt: failed, error: describe(error) }))
         const { bytes, value } = yield* StoredValue.encode(node.stage.output, produced).pipe(

@@ -20,6 +20,7 @@ import { dirname, isAbsolute, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Data, Effect, Layer } from "effect"
 import * as Pipeline from "./Pipeline.ts"
+import type { Pools } from "./Executor.ts"
 import type * as Plan from "./Plan.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
 import type { AnyStage } from "./Stage.ts"
@@ -86,7 +87,7 @@ export interface Loaded {
   /** The source files involved (the pipeline module, custom stage modules), for watch mode. */
   readonly files: ReadonlyArray<string>
   /** Resource class -> shared pool, from the module's `pools` export (Executor's `RunOptions.pools`). */
-  readonly pools: Readonly<Record<string, string>>
+  readonly pools: Pools
   /** What each node costs if it runs, from the module's `estimate` export (`polaris plan`); none without one. */
   readonly estimate?: Plan.Estimator
 }
@@ -180,8 +181,9 @@ export const load = (recipe: Recipe, recipeFile: string, context: LayerContext =
       try: () => (typeof poolsExport === "function" ? (poolsExport as (r: Recipe) => unknown)(recipe) : poolsExport ?? {}),
       catch: (e) => new ModuleError({ file, reason: `its pools function failed: ${e instanceof Error ? e.message : String(e)}` })
     })
-    if (typeof pools !== "object" || pools === null || Object.values(pools).some((v) => typeof v !== "string")) {
-      return yield* new ModuleError({ file, reason: "its `pools` export is not a record of resource class to pool name (nor a function of the recipe returning one)" })
+    const isPoolOf = (v: unknown) => typeof v === "string" || (typeof v === "object" && v !== null && typeof (v as { pool?: unknown }).pool === "string" && (v as { whole?: unknown }).whole === true)
+    if (typeof pools !== "object" || pools === null || !Object.values(pools).every(isPoolOf)) {
+      return yield* new ModuleError({ file, reason: "its `pools` export is not a record of resource class to pool name or { pool, whole: true } (nor a function of the recipe returning one)" })
     }
     const estimateExport = module.estimate
     const estimate = typeof estimateExport === "function"
@@ -190,5 +192,5 @@ export const load = (recipe: Recipe, recipeFile: string, context: LayerContext =
         catch: (e) => new ModuleError({ file, reason: `its estimate function failed: ${e instanceof Error ? e.message : String(e)}` })
       })
       : undefined
-    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)], pools: pools as Record<string, string>, ...(estimate !== undefined ? { estimate } : {}) }
+    return { pipeline, layer, files: [file, ...custom.map((c) => c.file)], pools: pools as Pools, ...(estimate !== undefined ? { estimate } : {}) }
   })

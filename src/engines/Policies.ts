@@ -36,6 +36,7 @@ import type { Recipe } from "../recipe/Recipe.ts"
 import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape, type SamplingWeights } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
 import * as Secret from "../dag/Secret.ts"
+import type { Pools } from "../dag/Executor.ts"
 import { priced } from "./PricedPolicy.ts"
 import type * as VllmSampler from "./VllmSampler.ts"
 
@@ -231,23 +232,24 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
  * What a policy backend can run at once, as the executor's shared pools (Executor `RunOptions.pools`):
  * the resource classes `sampler` (rollouts, reference logprobs) and `trainer` (updates).
  *
- * - `embedded`: one engine on this machine's CPU that serialises its own calls: sampler and
- *   trainer share the one `policy` slot, so the quickstart never oversubscribes the cores;
+ * - `embedded`: one engine on this machine's CPU: a sampling node takes one of the `policy`
+ *   pool's slots (one per core, as the engine has a sampling worker per core), a training node
+ *   takes them all, so the quickstart never oversubscribes the cores;
  * - `tinker`, `vllm`, `simulated`: a remote (or emulated) sampler beside a remote trainer, two
  *   resources: one node in flight on each by default (a recipe's `concurrency:` changes that).
  *
  * @example
  * Executor.run(pipeline, { pools: Policies.poolsOf(recipe.policy!) })
  */
-export const POOLS: { readonly [B in PolicySection["backend"]]: Readonly<Record<string, string>> } = {
-  embedded: { sampler: "policy", trainer: "policy" },
+export const POOLS: { readonly [B in PolicySection["backend"]]: Pools } = {
+  embedded: { sampler: "policy", trainer: { pool: "policy", whole: true } },
   tinker: { sampler: "sampler", trainer: "trainer" },
   vllm: { sampler: "sampler", trainer: "trainer" },
   simulated: { sampler: "sampler", trainer: "trainer" }
 }
 
 /** The shared pools of a recipe's policy section ({@link POOLS}). */
-export const poolsOf = (policy: PolicySection): Readonly<Record<string, string>> => POOLS[policy.backend]
+export const poolsOf = (policy: PolicySection): Pools => POOLS[policy.backend]
 
 /**
  * The recipe's policy engine as the PolicyEngine layer. With its `api_key` unset (Secret.ts), a

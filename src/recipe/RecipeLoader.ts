@@ -265,7 +265,7 @@ const loadNow = (
  * - `grpo.off_policy_steps ≥ 1` with `policy.backend: vllm`: an older policy is sampled while a
  *   newer one is published, and the vLLM sampler here serves one adapter at a time
  *   (engines/Policies.ts `withVllmSampling`), so the lagged samples would come from the wrong
- *   weights. Tinker names sampler weights per call; the embedded engine serialises its calls.
+ *   weights. Tinker and the embedded engine name sampler weights per call.
  */
 const crossFieldProblems = (recipe: Recipe, tree: Tree): Array<Problem> => {
   const problems: Array<Problem> = []
