@@ -8,7 +8,8 @@
  * 1. onnxruntime's fp32 MatMul peak ([N,N]x[N,N], N = 256, 512, 1024) through Onnx.load, 2 threads.
  * 2. Training: batch 8 × 512 tokens, StoryModel.forwardBackward (cross_entropy items) + AdamW.step.
  * 3. The same in PyTorch (`story_model.py train`).
- * 4. KV-cache sampling, batch 40, 16-token prompts, 256 new tokens each, ours and PyTorch's.
+ * 4. KV-cache sampling, batch 40, 16-token prompts, 256 new tokens each: ours on the embedded engine's
+ *    sampling workers (SamplerPool, one per thread), and PyTorch's.
  * 5. Achieved GFLOP/s of 2 and 4 against the peak of 1.
  * 6. A cross-check: per-token logprobs of StoryModel.score (float32 ONNX) against
  *    `story_model.py logprobs` (float64 torch) on the same weights.
@@ -30,6 +31,7 @@ import { encodeWeights } from "../src/model/Checkpoint.ts"
 import { Graph } from "../src/model/graph/Graph.ts"
 import * as Onnx from "../src/model/graph/Onnx.ts"
 import { defaultSamplingParams, type SamplingParams } from "../src/model/Sampling.ts"
+import { SamplerPool } from "../src/model/SamplerPool.ts"
 import { StoryModel, type TrainItem } from "../src/model/StoryModel.ts"
 import { decays, defaultConfig, initWeights, paramCount, paramShapes, type ModelConfig } from "../src/model/Transformer.ts"
 import { fmt, fmtSummary, ROOT, summarize, type Summary } from "./measure.ts"
@@ -283,29 +285,41 @@ const trainOurs = async (s: Settings, log: ModelOptions["log"]): Promise<TrainTi
 
 // ---- 4. sampling, ours ----------------------------------------------------------------------
 
+/**
+ * The embedded engine's path: a SamplerPool of one worker per thread (THREADS), the rows split
+ * into one request per worker, each decoding its rows in one batch on one onnxruntime thread.
+ * The pool and the weights' sessions are made by the warm-up run, as the engine makes them once
+ * per policy version.
+ */
 const sampleOurs = async (s: Settings, repeats: number, log: ModelOptions["log"]): Promise<Summary> => {
   const c = s.config
-  const model = StoryModel.create(c, { threads: THREADS })
+  const pool = new SamplerPool(THREADS)
   const weights = initWeights(c, "bench")
   const random = seeded("bench:sample")
   const prompts = Array.from({ length: s.sampleRows }, () => randomTokens(random, s.promptLen, c.vocabSize))
   if (new Set(prompts.map((p) => p.join(","))).size !== prompts.length) throw new Error("sampling prompts must be distinct")
+  const share = Math.ceil(s.sampleRows / THREADS)
+  const requests = Array.from({ length: THREADS }, (_, i) => prompts.slice(i * share, (i + 1) * share)).filter((r) => r.length > 0)
   const params: SamplingParams = { ...defaultSamplingParams, maxTokens: s.newTokens, temperature: 1, seed: 1 }
   const once = async (): Promise<number> => {
     const t0 = performance.now()
-    const rows = await model.generate(weights, prompts, params, [])
+    const rows = (await Promise.all(requests.map((r) => pool.generate(c, weights, r, params, [])))).flat()
     const ms = performance.now() - t0
     const generated = rows.reduce((n, r) => n + r.tokens.length, 0)
     if (generated !== s.sampleRows * s.newTokens) throw new Error(`sampling: expected ${s.sampleRows * s.newTokens} tokens, got ${generated}`)
     return generated / (ms / 1000)
   }
-  await once()
-  const rates: Array<number> = []
-  for (let i = 0; i < repeats; i++) {
-    rates.push(await once())
-    log(`model: polaris sampling run ${i + 1}/${repeats}: ${fmt(rates.at(-1)!)} tokens/s`)
+  try {
+    await once()
+    const rates: Array<number> = []
+    for (let i = 0; i < repeats; i++) {
+      rates.push(await once())
+      log(`model: polaris sampling run ${i + 1}/${repeats}: ${fmt(rates.at(-1)!)} tokens/s`)
+    }
+    return summarize(rates)
+  } finally {
+    await pool.close()
   }
-  return summarize(rates)
 }
 
 // ---- 6. cross-check -------------------------------------------------------------------------
@@ -468,8 +482,9 @@ export const run = async (options: ModelOptions): Promise<ModelResult> => {
       `The embedded story model (${plural(c.nLayers, "layer")}, d=${c.dModel}, ${c.nHeads} heads, dFF=${c.dFF}, vocabulary`,
       `${fmt(c.vocabSize)}, ${fmt(paramCount(c))} parameters) run by polaris through onnxruntime-node, against the same model`,
       `written in PyTorch (\`bench/torch/story_model.py\`, CPU) under ${torchRuns.map((t) => `${t.runtime.name} ${t.version} (\`${t.runtime.python.replace(`${ROOT}/`, "")}\`, BLAS: ${blasOf(t)})`).join(" and ")},`,
-      `on the same machine in the same run, ${THREADS} threads each: onnxruntime intra-op threads; torch \`set_num_threads(${THREADS})\` with`,
-      `\`OPENBLAS_NUM_THREADS=${THREADS}\` and \`OMP_WAIT_POLICY=PASSIVE\`.${missing.length > 0 ? ` Not compared (not installed): ${missing.join("; ")}.` : ""}`,
+      `on the same machine in the same run, ${THREADS} threads each: for polaris training, onnxruntime intra-op threads; for polaris`,
+      `sampling, the embedded engine's ${THREADS} sampling workers of one onnxruntime thread each, the rows split into one request per`,
+      `worker; torch \`set_num_threads(${THREADS})\` with \`OPENBLAS_NUM_THREADS=${THREADS}\` and \`OMP_WAIT_POLICY=PASSIVE\`.${missing.length > 0 ? ` Not compared (not installed): ${missing.join("; ")}.` : ""}`,
       "Training is one step of next-token cross-entropy forward + backward and an AdamW update (polaris",
       `also clips the gradient norm to 1; torch does not) over ${s.trainBatch} random sequences of ${s.trainSeq} tokens:`,
       `${plural(s.trainWarmup, "warm-up step")}, then ${s.trainSteps} timed steps; polaris gives the median step with the range`,

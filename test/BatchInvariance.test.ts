@@ -4,9 +4,11 @@
  *
  * - teacher forcing (`score`): a 120-token item alone and beside another differ in their last
  *   bits (the kernels split the work by the batch's size), so the engine scores each item alone;
- * - decoding (`generate`): at a fixed number of rows, nothing but the row itself (its place, its
- *   companions, their prompt lengths and so the cache's capacity change no bit); across row
- *   counts (1, 2, 5) the bits differ, so a batched sampler must decode at a fixed row count.
+ * - decoding (`generate`, one onnxruntime thread): nothing but the row itself, in any batch of 2
+ *   rows or more (its place, its companions, their prompt lengths and so the cache's capacity,
+ *   and the number of rows change no bit); a lone row takes another kernel path, so the decoder
+ *   never runs one (KvDecoder.ts gives it a dummy companion), and each distinct prompt is
+ *   prefilled alone: a row's tokens and logprobs depend on nothing but the row.
  *
  * These pin the kernels' behaviour the embedded engine relies on, for the onnxruntime version
  * in package-lock.json: an upgrade that breaks one shows here first.
@@ -53,11 +55,29 @@ describe("batch invariance of the embedded model", () => {
     }
   })
 
-  it("decoding across row counts: the bits differ (why a batched sampler needs a fixed row count)", async () => {
-    const prompts = Array.from({ length: 5 }, (_, i) => ids(30, i))
-    const params = prompts.map((_, i) => row(i + 1))
-    const [one] = await model.generate(ckpt.weights, prompts.slice(0, 1), params.slice(0, 1), [])
-    const [five] = await model.generate(ckpt.weights, prompts, params, [])
-    expect(bits(five!.logprobs)).not.toBe(bits(one!.logprobs))
+  it("decoding across row counts: a row's bits are the same alone (with its dummy companion) and among 2 to 40 rows", async () => {
+    const target = ids(30, 0)
+    const run = async (B: number) => {
+      const prompts = Array.from({ length: B }, (_, i) => (i === B - 1 ? target : ids(20 + 3 * i, i + 7)))
+      const out = await model.generate(ckpt.weights, prompts, prompts.map((_, i) => row(i === B - 1 ? 1 : 100 + i)), [])
+      return out[B - 1]!
+    }
+    const alone = await run(1)
+    for (const B of [2, 3, 5, 13, 40]) {
+      const other = await run(B)
+      expect(other.tokens).toEqual(alone.tokens)
+      expect(bits(other.logprobs), `${B} rows`).toBe(bits(alone.logprobs))
+    }
+  })
+
+  it("concurrent requests on one sampler get what they get alone, in any order", async () => {
+    const sampler = await model.sampler(ckpt.weights)
+    const request = (i: number) => sampler.generate(Array.from({ length: 1 + (i % 3) }, () => ids(10 + 7 * i, i)), { ...defaultSamplingParams, maxTokens: 30 + 10 * i, seed: i }, [])
+    const print = (rows: ReadonlyArray<{ tokens: ReadonlyArray<number>; logprobs: ReadonlyArray<number> }>) => rows.map((r) => `${r.tokens.join(",")}|${bits(r.logprobs)}`).join(";")
+    const alone: Array<string> = []
+    for (let i = 0; i < 5; i++) alone.push(print(await request(i)))
+    const together = await Promise.all([4, 2, 0, 3, 1].map(async (i) => [i, print(await request(i))] as const))
+    for (const [i, p] of together) expect(p, `request ${i}`).toBe(alone[i])
+    await sampler.release()
   })
 })

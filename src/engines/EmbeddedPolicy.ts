@@ -1,7 +1,9 @@
 /**
  * The `embedded` PolicyEngine: the story model of src/model in onnxruntime-node on this machine's
- * CPU. It keeps two weight sets, as Tinker does: the trainer's (changed by `optimStep`) and the
- * sampler's (what `sample` and `logprobs` use), which `publish()` refreshes with a copy.
+ * CPU: sampling and teacher forcing under the sampler's weights on the process's sampling
+ * workers (SamplerPool.ts), training in this thread on every core. It keeps two weight sets, as
+ * Tinker does: the trainer's (changed by `optimStep`) and the sampler's (what `sample` and
+ * `logprobs` use), which `publish()` refreshes with a copy.
  *
  * A folder holding a standard ONNX decoder export (`model.onnx`, no `model.safetensors`) gives
  * an inference-only engine (ExternalModel.ts): `sample` and `logprobs` work, training calls fail
@@ -20,6 +22,7 @@ import { codeFingerprint } from "../dag/Fingerprint.ts"
 import { AdamW, type AdamParams } from "../model/AdamW.ts"
 import * as Checkpoint from "../model/Checkpoint.ts"
 import { ExternalModel } from "../model/ExternalModel.ts"
+import { SamplerPool } from "../model/SamplerPool.ts"
 import { validate } from "../model/Sampling.ts"
 import type { Generated, RowParams } from "../model/Generate.ts"
 import { StoryModel, type Scored, type TrainItem } from "../model/StoryModel.ts"
@@ -43,7 +46,7 @@ export interface EmbeddedOptions {
   readonly checkpoint: string
   /** Where `save(name)` writes `name/`; default `.polaris/checkpoints` under the working directory. */
   readonly checkpointDir?: string
-  /** onnxruntime threads; default the machine's cores. */
+  /** onnxruntime threads of the trainer's calls; default the machine's cores. (Sampling runs on the process's SamplerPool: a worker per core, one thread each.) */
   readonly threads?: number
   /** Tokens per micro-batch in teacher-forced runs; default 4096. */
   readonly tokenBudget?: number
@@ -98,10 +101,11 @@ type Generate = (rows: ReadonlyArray<ReadonlyArray<number>>, params: ReadonlyArr
 
 /**
  * `sample` over a local generator: each request in its own batch of its n rows (requests run
- * concurrently). A batch's size changes the float rounding of its matrix products, so a merged
- * batch could, rarely, flip a near-tie token: generating per request makes a request's tokens
- * depend only on its own prompt, params and seed — the same on this engine, through
- * `polaris serve`, and after a resume that recomputes only some groups.
+ * concurrently, on the sampling workers of the trainable model). A batch's size changes the
+ * float rounding of its matrix products, so a merged batch could, rarely, flip a near-tie token:
+ * generating per request makes a request's tokens depend only on its own prompt, params and
+ * seed — the same on this engine, through `polaris serve`, and after a resume that recomputes
+ * only some groups.
  */
 const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) =>
   Effect.gen(function*() {
@@ -111,7 +115,7 @@ const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) 
     }
     return yield* Effect.forEach(requests, (r) =>
       attempt("sample", () => generate(Array.from({ length: r.n }, () => r.prompt), Array.from({ length: r.n }, (_, row) => ({ params: r.params, row })))),
-      { concurrency: 4 })
+      { concurrency: "unbounded" })
   })
 
 /**
@@ -170,6 +174,9 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.tokenBudget !== undefined ? { tokenBudget: options.tokenBudget } : {})
     })
+    // Sampling and teacher forcing under the sampler's weights run on the process's workers; the
+    // trainer's calls run here, on every core.
+    const pool = SamplerPool.shared()
     const sizes = new Map([...ckpt.weights].map(([n, a]) => [n, a.length]))
     const checkpointDir = resolve(options.checkpointDir ?? join(".polaris", "checkpoints"))
 
@@ -209,8 +216,8 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       maxContext: config.maxContext,
       promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
 
-      sample: (requests, w) => Effect.flatMap(samplerWeights(w), (at) => sampler((rows, params) => model.generate(at, rows, params, [endToken]))(requests)),
-      logprobs: (items, w) => Effect.flatMap(samplerWeights(w), (at) => teacherForcing(async (items) => (await model.score(at, items)).map((s) => s.logprobs))(items)),
+      sample: (requests, w) => Effect.flatMap(samplerWeights(w), (at) => sampler((rows, params) => pool.generate(config, at, rows, params, [endToken]))(requests)),
+      logprobs: (items, w) => Effect.flatMap(samplerWeights(w), (at) => teacherForcing((items) => pool.score(config, at, items))(items)),
       trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score(weights, items)).map((s) => s.logprobs))(items)),
 
       forwardBackward: (datums, loss) =>

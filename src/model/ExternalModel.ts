@@ -13,7 +13,7 @@
  * const [lp] = await model.score([{ input: ids.slice(0, -1), targets: ids.slice(1) }])
  * const rows = await model.generate([model.tokenizer.encode("Once")], params, [])
  */
-import * as ort from "onnxruntime-node"
+import type * as ort from "onnxruntime-node"
 import { existsSync, readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
@@ -35,6 +35,7 @@ const logSoftmaxAt = (row: Float32Array, index: number): number => {
 
 export class ExternalModel {
   private constructor(
+    private readonly ort: typeof import("onnxruntime-node"),
     private readonly session: ort.InferenceSession,
     readonly tokenizer: Tokenizer,
     readonly layers: number,
@@ -48,6 +49,8 @@ export class ExternalModel {
   static async load(dir: string, options: { readonly threads?: number } = {}): Promise<ExternalModel> {
     const file = [join(dir, "model.onnx"), join(dir, "onnx", "model.onnx")].find((f) => existsSync(f))
     if (file === undefined) throw new Error(`${dir}: no model.onnx (nor onnx/model.onnx)`)
+    // Loaded here, not at import: a command that runs no model never pays for the native module.
+    const ort = await import("onnxruntime-node")
     const session = await ort.InferenceSession.create(file, {
       intraOpNumThreads: options.threads ?? availableParallelism(),
       graphOptimizationLevel: "all"
@@ -70,13 +73,13 @@ export class ExternalModel {
     const v = logits?.isTensor === true ? logits.shape.at(-1) : undefined
     const config = existsSync(join(dir, "config.json")) ? (JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>) : {}
     const maxContext = typeof config["max_position_embeddings"] === "number" ? config["max_position_embeddings"] : 2048
-    return new ExternalModel(session, tokenizer, layers, kvHeads, headDim, typeof v === "number" ? v : tokenizer.vocabSize, maxContext, inputs.has("position_ids"))
+    return new ExternalModel(ort, session, tokenizer, layers, kvHeads, headDim, typeof v === "number" ? v : tokenizer.vocabSize, maxContext, inputs.has("position_ids"))
   }
 
   private emptyPast(rows: number): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {}
     for (let l = 0; l < this.layers; l++) {
-      for (const kv of ["key", "value"]) feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [rows, this.kvHeads, 0, this.headDim])
+      for (const kv of ["key", "value"]) feeds[`past_key_values.${l}.${kv}`] = new this.ort.Tensor("float32", new Float32Array(0), [rows, this.kvHeads, 0, this.headDim])
     }
     return feeds
   }
@@ -86,10 +89,10 @@ export class ExternalModel {
     const S = ids.length / rows
     const feeds: Record<string, ort.Tensor> = {
       ...past,
-      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [rows, S]),
-      attention_mask: new ort.Tensor("int64", BigInt64Array.from(mask, BigInt), [rows, mask.length / rows])
+      input_ids: new this.ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [rows, S]),
+      attention_mask: new this.ort.Tensor("int64", BigInt64Array.from(mask, BigInt), [rows, mask.length / rows])
     }
-    if (this.hasPositions) feeds["position_ids"] = new ort.Tensor("int64", BigInt64Array.from(positions, BigInt), [rows, S])
+    if (this.hasPositions) feeds["position_ids"] = new this.ort.Tensor("int64", BigInt64Array.from(positions, BigInt), [rows, S])
     const out = await this.session.run(feeds)
     const present: Record<string, ort.Tensor> = {}
     for (let l = 0; l < this.layers; l++) {

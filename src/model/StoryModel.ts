@@ -5,17 +5,19 @@
  * fed to every run, so an optimizer updating them in place is seen by the next call.
  *
  * @example
- * const model = await StoryModel.create(config)
+ * const model = StoryModel.create(config)
  * const [scored] = await model.score(weights, [{ input: [1, 2, 3], targets: [2, 3, 4] }])
- * const rows = await model.generate(weights, [promptIds], params, [endId])
+ * const policy = await model.sampler(weights)
+ * const rows = await policy.generate([promptIds], params, [endId])
  */
-import * as ort from "onnxruntime-node"
+import type * as ort from "onnxruntime-node"
 import { availableParallelism } from "node:os"
 import * as Onnx from "./graph/Onnx.ts"
 import type { Graph } from "./graph/Graph.ts"
-import { generate, type Decoder, type Generated, type NextToken, type RowParams } from "./Generate.ts"
+import { kvDecoder, type Prefill } from "./KvDecoder.ts"
+import { generate, type Generated, type RowParams } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
-import { decodeGraph, headDim, MASKED, paramShapes, prefillGraph, scoreGraph, trainGraph, type ModelConfig } from "./Transformer.ts"
+import { decodeGraph, MASKED, paramShapes, prefillGraph, scoreGraph, trainGraph, type ModelConfig } from "./Transformer.ts"
 
 /** One teacher-forced sequence, Tinker-aligned: position i scores `targets[i]` after `input[0..i]`. */
 export interface Scored {
@@ -36,6 +38,24 @@ export interface TrainOutput {
   readonly clipped: Float32Array
 }
 
+/** Weights frozen for sampling ({@link StoryModel.sampler}). */
+export interface Sampler {
+  /**
+   * Samples one continuation per row (`prompts[r]`), seeded per row (see Generate.ts). Each
+   * distinct prompt is prefilled once, alone; a row's tokens and logprobs depend on nothing but
+   * the row (KvDecoder.ts).
+   */
+  readonly generate: (
+    prompts: ReadonlyArray<ReadonlyArray<number>>,
+    params: SamplingParams | ReadonlyArray<RowParams>,
+    stop: ReadonlyArray<number>
+  ) => Promise<Array<Generated>>
+  /** `StoryModel.score` under the frozen weights. */
+  readonly score: (items: ReadonlyArray<Scored>) => Promise<Array<{ logprobs: Float32Array; entropy: Float32Array }>>
+  /** Frees the sessions built for these weights. */
+  readonly release: () => Promise<void>
+}
+
 export interface StoryModelOptions {
   /** Tokens per micro-batch (rows × padded length) for score/train runs; default 4096. */
   readonly tokenBudget?: number
@@ -43,14 +63,16 @@ export interface StoryModelOptions {
   readonly threads?: number
 }
 
-/** Cache capacity grows in steps of this many slots (one copy per step instead of per token). */
-const CACHE_CHUNK = 128
-
 const sessionOptions = (threads: number): ort.InferenceSession.SessionOptions => ({
   intraOpNumThreads: threads,
   interOpNumThreads: 1,
   executionMode: "sequential",
-  graphOptimizationLevel: "all"
+  graphOptimizationLevel: "all",
+  // A memory pattern is planned per input shape and allocated afresh for each new shape; every
+  // micro-batch and decode step has a new shape, and first-touching a new block of memory costs
+  // more than the run (measured: a 4,096-token training run 1.7 s cold, 0.36 s warm). Without
+  // patterns, the arena's blocks are reused across shapes.
+  enableMemPattern: false
 })
 
 const f32 = (data: Float32Array, dims: ReadonlyArray<number>): Onnx.TensorData => ({ data, dims })
@@ -89,6 +111,7 @@ export const microBatches = <A extends { readonly input: ReadonlyArray<number> }
 export class StoryModel {
   private readonly sessions = new Map<string, Promise<Onnx.Runner>>()
   private readonly masks = new Map<number, Float32Array>()
+  private decodeGraph: Graph | undefined
   private readonly budget: number
   private readonly threads: number
 
@@ -102,13 +125,12 @@ export class StoryModel {
   }
 
   /** Sessions are built on first use: sampling-only users never pay for the training graph. */
-  private session(kind: "score" | "train" | "prefill" | "decode"): Promise<Onnx.Runner> {
+  private session(kind: "score" | "train" | "prefill"): Promise<Onnx.Runner> {
     let s = this.sessions.get(kind)
     if (s === undefined) {
-      const build: Record<typeof kind, (c: ModelConfig) => Graph> = {
-        score: scoreGraph, train: trainGraph, prefill: prefillGraph, decode: decodeGraph
-      }
-      s = Onnx.load(build[kind](this.config), sessionOptions(this.threads))
+      const build: Record<typeof kind, (c: ModelConfig) => Graph> = { score: scoreGraph, train: trainGraph, prefill: prefillGraph }
+      // Sampling runs on one thread (see `sampler`); teacher forcing and training on `threads`.
+      s = Onnx.load(build[kind](this.config), sessionOptions(kind === "prefill" ? 1 : this.threads))
       this.sessions.set(kind, s)
     }
     return s
@@ -231,135 +253,53 @@ export class StoryModel {
     return out
   }
 
-  /**
-   * Samples one continuation per row (`prompts[r]`), seeded per row (see Generate.ts). Identical
-   * prompts are prefilled once.
-   */
-  generate(
+  /** One-off sampling: `sampler(weights)` for one call (repeated calls on the same weights should keep a sampler). */
+  async generate(
     weights: ReadonlyMap<string, Float32Array>,
     prompts: ReadonlyArray<ReadonlyArray<number>>,
     params: SamplingParams | ReadonlyArray<RowParams>,
     stop: ReadonlyArray<number>
   ): Promise<Array<Generated>> {
-    const { vocabSize, maxContext } = this.config
-    return generate(this.decoder(weights), prompts, params, { stop, vocabSize, maxContext })
+    const sampler = await this.sampler(weights)
+    try {
+      return await sampler.generate(prompts, params, stop)
+    } finally {
+      await sampler.release()
+    }
   }
 
   /**
-   * A Decoder over the prefill and decode graphs. The cache holds keys as Kᵀ [slots, H, D, C] and
-   * values [slots, H, C, D]; `filled[r]` slots of row r hold its tokens so far. Finished rows keep
-   * their slot (fed a dummy token) until a quarter of the slots are dead, then the cache is
-   * compacted; it grows CACHE_CHUNK slots at a time.
+   * `weights` frozen for sampling: a copy is baked into a decode session of their own, where
+   * onnxruntime folds and prepacks them once (fed on every run, they are repacked on every
+   * decoding step: measured 1.5-1.7× slower), and fed to the shared prefill and score sessions.
+   * Later changes to `weights` are not seen. Prefill and decoding run on one onnxruntime thread,
+   * whatever `threads` says: on one thread a row's bits do not depend on the rows beside it
+   * (KvDecoder.ts), nor on the machine's core count; the cores are used by running several
+   * samplers side by side (SamplerPool.ts).
    */
-  private decoder(weights: ReadonlyMap<string, Float32Array>): Decoder {
-    const { nLayers: L, nHeads: H, vocabSize: V, maxContext } = this.config
-    const D = headDim(this.config)
-    const wf = this.weightFeeds(weights)
-    let slots: Array<number> = [] // row id per cache slot
-    let filled: Array<number> = []
-    let capacity = 0
-    let keys: Array<Float32Array> = []
-    let values: Array<Float32Array> = []
-    const chunked = (n: number) => Math.min(Math.ceil(n / CACHE_CHUNK) * CACHE_CHUNK, maxContext)
-    /** Rows `from[i]` of a run's logits and probs, in order. */
-    const rowsOf = (res: Record<string, Onnx.TensorData>, from: ReadonlyArray<number>): NextToken => {
-      const pick = (a: Float32Array) => {
-        if (from.length * V === a.length && from.every((b, i) => b === i)) return a // every slot live, in order: no copy
-        const out = new Float32Array(from.length * V)
-        from.forEach((b, i) => out.set(a.subarray(b * V, (b + 1) * V), i * V))
-        return out
-      }
-      return { logits: pick(res["logits"]!.data as Float32Array), probs: pick(res["probs"]!.data as Float32Array) }
-    }
-
-    /** Copies the filled part of each of `rows` (source slot `from(row)`) into a new cache of `cap` slots. */
-    const relayout = (rows: ReadonlyArray<number>, cap: number, src: { keys: ReadonlyArray<Float32Array>; values: ReadonlyArray<Float32Array>; cap: number; slot: (row: number) => number }) => {
-      const newKeys = Array.from({ length: L }, () => new Float32Array(rows.length * H * D * cap))
-      const newValues = Array.from({ length: L }, () => new Float32Array(rows.length * H * cap * D))
-      rows.forEach((row, i) => {
-        const from = src.slot(row)
-        const n = filled[row]!
-        for (let l = 0; l < L; l++) {
-          for (let h = 0; h < H; h++) {
-            for (let d = 0; d < D; d++) {
-              const k = ((from * H + h) * D + d) * src.cap
-              newKeys[l]!.set(src.keys[l]!.subarray(k, k + n), ((i * H + h) * D + d) * cap)
-            }
-            const v = (from * H + h) * src.cap * D
-            newValues[l]!.set(src.values[l]!.subarray(v, v + n * D), (i * H + h) * cap * D)
-          }
-        }
+  async sampler(weights: ReadonlyMap<string, Float32Array>): Promise<Sampler> {
+    const frozen = new Map([...weights].map(([name, a]) => [name, a.slice()]))
+    const wf = this.weightFeeds(frozen)
+    this.decodeGraph ??= decodeGraph(this.config)
+    // "extended" optimizations run this graph as fast as "all" and build in half the time (measured),
+    // which counts: a sampler is built for every policy version.
+    const decode = await Onnx.loadSession(this.decodeGraph, { ...sessionOptions(1), graphOptimizationLevel: "extended" }, frozen)
+    const { vocabSize, maxContext } = this.config
+    const prefill: Prefill = async (prompt) => {
+      this.checkLength(prompt.length)
+      const T = prompt.length
+      return (await this.session("prefill"))({
+        ...wf,
+        tokens: i64(prompt, [1, T]),
+        positions: f32(Float32Array.from({ length: T }, (_, i) => i), [T]),
+        mask: f32(this.mask(T), [T, T]),
+        last_index: i64([T - 1], [1])
       })
-      const old = slots
-      keys = newKeys
-      values = newValues
-      capacity = cap
-      slots = [...rows]
-      return old
     }
-
     return {
-      start: async (prompts) => {
-        for (const p of prompts) this.checkLength(p.length)
-        const keyOf = (p: ReadonlyArray<number>) => p.join(",")
-        const unique = [...new Map(prompts.map((p) => [keyOf(p), p])).values()]
-        const index = new Map(unique.map((p, i) => [keyOf(p), i]))
-        const Tp = Math.max(...unique.map((p) => p.length))
-        const res = await (await this.session("prefill"))({
-          ...wf,
-          tokens: i64(unique.flatMap((p) => Array.from({ length: Tp }, (_, t) => p[t] ?? 0)), [unique.length, Tp]),
-          positions: f32(Float32Array.from({ length: Tp }, (_, i) => i), [Tp]),
-          mask: f32(this.mask(Tp), [Tp, Tp]),
-          last_index: i64(unique.map((p, u) => u * Tp + p.length - 1), [unique.length])
-        })
-        filled = prompts.map((p) => p.length)
-        relayout(prompts.map((_, r) => r), chunked(Math.max(...filled) + 1), {
-          keys: Array.from({ length: L }, (_, l) => res[`key.${l}`]!.data as Float32Array),
-          values: Array.from({ length: L }, (_, l) => res[`value.${l}`]!.data as Float32Array),
-          cap: Tp,
-          slot: (r) => index.get(keyOf(prompts[r]!))!
-        })
-        return rowsOf(res, prompts.map((p) => index.get(keyOf(p))!))
-      },
-
-      step: async (rows, tokens) => {
-        const need = Math.max(...rows.map((r) => filled[r]!)) + 1
-        if (rows.length <= (slots.length * 3) / 4 || need > capacity) {
-          const at = new Map(slots.map((r, i) => [r, i]))
-          relayout(rows.length <= (slots.length * 3) / 4 ? rows : slots, Math.max(capacity, chunked(need)), { keys, values, cap: capacity, slot: (r) => at.get(r)! })
-        }
-        const B = slots.length
-        const token = new Map(rows.map((r, i) => [r, tokens[i]!]))
-        const mask = new Float32Array(B * capacity).fill(MASKED)
-        slots.forEach((r, b) => mask.fill(0, b * capacity, b * capacity + filled[r]!))
-        const res = await (await this.session("decode"))({
-          ...wf,
-          tokens: i64(slots.map((r) => token.get(r) ?? 0), [B, 1]),
-          positions: f32(Float32Array.from(slots, (r) => Math.min(filled[r]!, maxContext - 1)), [B, 1]),
-          mask: f32(mask, [B, 1, 1, capacity]),
-          ...Object.fromEntries(Array.from({ length: L }, (_, l) => [
-            [`past_key.${l}`, f32(keys[l]!, [B, H, D, capacity])],
-            [`past_value.${l}`, f32(values[l]!, [B, H, capacity, D])]
-          ]).flat())
-        })
-        // Each live row's new key and value go into its slot `filled`; dead rows' are dropped.
-        slots.forEach((r, b) => {
-          if (!token.has(r)) return
-          const at = filled[r]!
-          for (let l = 0; l < L; l++) {
-            const k = res[`key.${l}`]!.data as Float32Array
-            const v = res[`value.${l}`]!.data as Float32Array
-            for (let h = 0; h < H; h++) {
-              const src = (b * H + h) * D
-              for (let d = 0; d < D; d++) keys[l]![((b * H + h) * D + d) * capacity + at] = k[src + d]!
-              values[l]!.set(v.subarray(src, src + D), ((b * H + h) * capacity + at) * D)
-            }
-          }
-          filled[r]!++
-        })
-        const slotOf = new Map(slots.map((r, b) => [r, b]))
-        return rowsOf(res, rows.map((r) => slotOf.get(r)!))
-      }
+      generate: (prompts, params, stop) => generate(kvDecoder(this.config, prefill, decode.run), prompts, params, { stop, vocabSize, maxContext }),
+      score: (items) => this.score(frozen, items),
+      release: decode.release
     }
   }
 }

@@ -265,36 +265,80 @@ export const prefillGraph = (c: ModelConfig, dtype: DType = "float32"): Graph =>
 }
 
 /**
- * One decoding step for B rows: `tokens` [B, 1] at `positions` [B, 1], attending to the cache
- * `past_key.l` [B, H, D, C] and `past_value.l` [B, H, C, D] under `mask` [B, 1, 1, C] (0 where a
- * cache slot holds a real earlier token of that row, MASKED elsewhere), plus the token itself.
- * The cache is passed in, never copied through the graph: only the new `key.l` / `value.l`
- * [B, H, 1, D] come out, and the caller writes them into its cache buffers. Also `logits` and
- * `probs` [B, V].
+ * The rotate-half map of `rotary` as a matrix: x R = rotateHalf(x) on each head's D dims, a signed
+ * permutation (so x (W R) is exactly rotateHalf(x W)). [d, d].
+ */
+const rotateHalfMatrix = (c: ModelConfig): Array<number> => {
+  const d = c.dModel
+  const D = headDim(c)
+  const r = new Array<number>(d * d).fill(0)
+  for (let h = 0; h < c.nHeads; h++) {
+    for (let j = 0; j < D; j++) {
+      const col = h * D + j
+      if (j < D / 2) r[(col + D / 2) * d + col] = -1
+      else r[(col - D / 2) * d + col] = 1
+    }
+  }
+  return r
+}
+
+/**
+ * One decoding step for B rows: `tokens` [B, 1] at `positions` [B, 1] (int64), attending to the
+ * cache `past_key.l` [B, H, D, C] and `past_value.l` [B, H, C, D] under `mask` [B, 1, 1, C] (0
+ * where a cache slot holds a real earlier token of that row, MASKED elsewhere), plus the token
+ * itself. The cache is passed in, never copied through the graph: only the new `key.l` /
+ * `value.l` [B, H, 1, D] come out, and the caller writes them into its cache buffers. Also
+ * `logits` and `probs` [B, V].
+ *
+ * The same model as `layer`, arranged for one token per row and for weights baked into the
+ * session (StoryModel.sampler), where onnxruntime folds every product of weights and constants
+ * once: q, k, v and the rotated halves of q and k in one product with [Wq·s | Wq R·s | Wk | Wk R | Wv]
+ * (s = 1/sqrt(D), rotate-half as the matrix R), and rotary tables gathered by position. A step
+ * runs about half the graph nodes of `layer`'s form, and at a handful of rows their count, not
+ * the arithmetic, is what a step costs.
  */
 export const decodeGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
   const g = new Graph()
   const w = weightInputs(g, c, dtype)
+  const { nHeads: H, dModel: d } = c
   const D = headDim(c)
   const tokens = g.input("tokens", "int64", ["B", 1])
-  const positions = g.input("positions", dtype, ["B", 1])
+  const positions = g.input("positions", "int64", ["B", 1])
   const mask = g.input("mask", dtype, ["B", 1, 1, "C"])
-  const scale = 1 / Math.sqrt(D)
-  const rope = rotary(g, c, positions)
-  let x = g.gather(w["embed"]!, tokens)
+  // [cos | sin] per position, [maxContext, 2, 1, D], angles rounded as `rotary` rounds them (float32).
+  const invFreq = Array.from({ length: D / 2 }, (_, i) => Math.fround(Math.pow(c.ropeTheta, (-2 * i) / D)))
+  const tables: Array<number> = []
+  for (let p = 0; p < c.maxContext; p++) {
+    const angles = Array.from({ length: D }, (_, i) => Math.fround(p * invFreq[i % (D / 2)]!))
+    tables.push(...angles.map(Math.cos), ...angles.map(Math.sin))
+  }
+  const rope = g.gather(g.constant(tables, dtype, [c.maxContext, 2, 1, D]), positions) // [B, 1, 2, 1, D]
+  const R = g.constant(rotateHalfMatrix(c), dtype, [d, d])
+  const scale = g.constant(1 / Math.sqrt(D), dtype)
+  let x = g.gather(w["embed"]!, tokens) // [B, 1, d]
   for (let l = 0; l < c.nLayers; l++) {
-    const pastK = g.input(`past_key.${l}`, dtype, ["B", c.nHeads, D, "C"])
-    const pastV = g.input(`past_value.${l}`, dtype, ["B", c.nHeads, "C", D])
-    x = layer(g, c, w, l, x, rope, (q, k, v) => {
-      g.output(`key.${l}`, k)
-      g.output(`value.${l}`, v)
-      const sPast = g.add(g.mul(g.matmul(q, pastK), g.scalar(q, scale)), mask) // [B, H, 1, C]
-      const sNew = g.mul(g.reduceSum(g.mul(q, k), [-1], true), g.scalar(q, scale)) // [B, H, 1, 1]
-      const p = g.softmax(g.concat([sPast, sNew], -1))
-      const pPast = g.slice(p, [0], [-1], [-1])
-      const pNew = g.slice(p, [-1], [Number.MAX_SAFE_INTEGER], [-1])
-      return g.add(g.matmul(pPast, pastV), g.mul(pNew, v))
-    })
+    const p = (name: string): Value => w[`layers.${l}.${name}`]!
+    const wq = g.mul(p("wq"), scale)
+    const qkv = g.matmul(rmsNorm(g, c, x, p("attn_norm")), g.concat([wq, g.matmul(wq, R), p("wk"), g.matmul(p("wk"), R), p("wv")], 1)) // [B, 1, 5d]
+    // [B, (q | k), (x | x R), H, D] times [cos | sin], summed: x cos + rotateHalf(x) sin.
+    const rotated = g.reduceSum(g.mul(g.reshape(g.slice(qkv, [0], [4 * d], [-1]), [0, 2, 2, H, D]), rope), [2]) // [B, 2, H, D]
+    // [B, 1, H, D] and [B, H, 1, D] have the same layout: one token per row needs no transpose.
+    const q = g.reshape(g.slice(rotated, [0], [1], [1]), [0, H, 1, D])
+    const k = g.reshape(g.slice(rotated, [1], [2], [1]), [0, H, 1, D])
+    const v = g.reshape(g.slice(qkv, [4 * d], [5 * d], [-1]), [0, H, 1, D])
+    g.output(`key.${l}`, k)
+    g.output(`value.${l}`, v)
+    const pastK = g.input(`past_key.${l}`, dtype, ["B", H, D, "C"])
+    const pastV = g.input(`past_value.${l}`, dtype, ["B", H, "C", D])
+    const sPast = g.add(g.matmul(q, pastK), mask) // [B, H, 1, C]
+    const sNew = g.reduceSum(g.mul(q, k), [-1], true) // [B, H, 1, 1]
+    const probs = g.softmax(g.concat([sPast, sNew], -1))
+    const pPast = g.slice(probs, [0], [-1], [-1])
+    const pNew = g.slice(probs, [-1], [Number.MAX_SAFE_INTEGER], [-1])
+    const attended = g.add(g.matmul(pPast, pastV), g.mul(pNew, v)) // [B, H, 1, D]
+    x = g.add(x, g.matmul(g.reshape(attended, [0, 1, d]), p("wo")))
+    const h2 = rmsNorm(g, c, x, p("mlp_norm"))
+    x = g.add(x, g.matmul(g.mul(silu(g, g.matmul(h2, p("w_gate"))), g.matmul(h2, p("w_up"))), p("w_down")))
   }
   const logits = logitsOf(g, w, g.reshape(rmsNorm(g, c, x, w["norm"]!), [-1, c.dModel]))
   g.output("logits", logits)

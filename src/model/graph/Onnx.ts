@@ -7,7 +7,7 @@
  * const { y } = await run({ x: { data: new Float32Array(8), dims: [2, 4] } })
  */
 import protobuf from "protobufjs"
-import * as ort from "onnxruntime-node"
+import type * as ort from "onnxruntime-node"
 import { GraphError, type DType, type Graph, type Node, type Value } from "./Graph.ts"
 
 /** The subset of onnx.proto (field numbers as in onnx/onnx.proto) that the emitter needs. */
@@ -199,20 +199,43 @@ export type Runner = (feeds: Record<string, TensorData>) => Promise<Record<strin
 const ortType = (data: TensorData["data"]): "float32" | "float64" | "int64" | "bool" =>
   data instanceof Float32Array ? "float32" : data instanceof Float64Array ? "float64" : data instanceof BigInt64Array ? "int64" : "bool"
 
-/** Builds an onnxruntime-node session for `graph` and returns a function that runs it. */
-export const load = async (graph: Graph, options: ort.InferenceSession.SessionOptions = {}): Promise<Runner> => {
-  const session = await ort.InferenceSession.create(toModelProto(graph), options)
+/** An onnxruntime-node session: `run`, and `release` to free its memory (weights, arena) now. */
+export interface Session {
+  readonly run: Runner
+  readonly release: () => Promise<void>
+}
+
+/**
+ * Builds an onnxruntime-node session for `graph`. Inputs named in `initializers` are baked into
+ * the model (see `toModelProto`): onnxruntime then folds and prepacks them once, where a weight fed
+ * on every run is repacked on every run.
+ */
+export const loadSession = async (
+  graph: Graph,
+  options: ort.InferenceSession.SessionOptions = {},
+  initializers: ReadonlyMap<string, Float32Array> = new Map()
+): Promise<Session> => {
+  // Loaded here, not at import: a command that runs no model never pays for the native module.
+  const { InferenceSession, Tensor } = await import("onnxruntime-node")
+  const session = await InferenceSession.create(toModelProto(graph, initializers), options)
   const inputNames = new Set(session.inputNames)
-  return async (feeds) => {
-    const ortFeeds: Record<string, ort.Tensor> = {}
-    for (const [name, t] of Object.entries(feeds)) {
-      if (inputNames.has(name)) ortFeeds[name] = new ort.Tensor(ortType(t.data), t.data, [...t.dims])
-    }
-    const res = await session.run(ortFeeds)
-    const out: Record<string, TensorData> = {}
-    for (const [name, t] of Object.entries(res)) {
-      out[name] = { data: t.data as TensorData["data"], dims: [...t.dims] }
-    }
-    return out
+  return {
+    run: async (feeds) => {
+      const ortFeeds: Record<string, ort.Tensor> = {}
+      for (const [name, t] of Object.entries(feeds)) {
+        if (inputNames.has(name)) ortFeeds[name] = new Tensor(ortType(t.data), t.data, [...t.dims])
+      }
+      const res = await session.run(ortFeeds)
+      const out: Record<string, TensorData> = {}
+      for (const [name, t] of Object.entries(res)) {
+        out[name] = { data: t.data as TensorData["data"], dims: [...t.dims] }
+      }
+      return out
+    },
+    release: () => session.release()
   }
 }
+
+/** Builds an onnxruntime-node session for `graph` and returns a function that runs it. */
+export const load = async (graph: Graph, options: ort.InferenceSession.SessionOptions = {}): Promise<Runner> =>
+  (await loadSession(graph, options)).run

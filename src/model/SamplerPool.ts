@@ -1,0 +1,214 @@
+/**
+ * Sampling and teacher forcing off the main thread: one worker thread per core, each a StoryModel
+ * on one onnxruntime thread (SamplerWorker.ts), taking the pool's jobs one at a time.
+ *
+ * Why workers: onnxruntime-node runs a session on the calling thread, so in-process sampling
+ * blocks the event loop and uses the cores only through intra-op threads, which the small
+ * matrices of a decoding step barely split (measured: 2 threads 1.1× as fast as 1 at 5 rows);
+ * a worker per core decodes requests side by side instead, and the main thread stays free.
+ *
+ * A job runs whole on one worker: a request's tokens and logprobs depend only on the request and
+ * the weights (one thread and the same graphs everywhere), never on which worker ran it or what
+ * ran beside it. The pool is one per process, shared by every engine (a sweep's variants too), so
+ * the machine's cores are what limits it.
+ *
+ * Weights are read once, when a Map is first used, into shared memory; later changes to that
+ * Map are not seen (pass snapshots, as the engine's published weights are). Each worker keeps the
+ * sessions of the few versions it used last.
+ *
+ * @example
+ * const pool = SamplerPool.shared()
+ * const rows = await pool.generate(config, weights, [promptIds], params, [endId])
+ */
+import { availableParallelism } from "node:os"
+import { createRequire } from "node:module"
+import { pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
+import type { Generated, RowParams } from "./Generate.ts"
+import type { SamplingParams } from "./Sampling.ts"
+import type { Scored } from "./StoryModel.ts"
+import { paramShapes, type ModelConfig } from "./Transformer.ts"
+
+/** Versions whose sessions a worker keeps (the sampler's current weights, and off-policy older ones). */
+const KEEP = 3
+
+/** One set of weights, in shared memory in `paramShapes` order. */
+export interface WeightsVersion {
+  readonly version: number
+  readonly config: ModelConfig
+  readonly buffer: SharedArrayBuffer
+}
+
+/** What the pool sends a worker. `weights` comes with the first job of a version on that worker. */
+export type Job = {
+  readonly id: number
+  readonly version: number
+  readonly weights?: WeightsVersion
+  /** Versions the worker should free first. */
+  readonly drop: ReadonlyArray<number>
+} & (
+  | {
+    readonly kind: "generate"
+    readonly prompts: ReadonlyArray<ReadonlyArray<number>>
+    readonly params: SamplingParams | ReadonlyArray<RowParams>
+    readonly stop: ReadonlyArray<number>
+  }
+  | { readonly kind: "score"; readonly items: ReadonlyArray<Scored> }
+)
+
+/** A worker's answer to job `id`. */
+export type Reply =
+  | { readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly id: number; readonly ok: false; readonly message: string }
+
+type JobBody = Job extends infer J ? (J extends Job ? Omit<J, "id" | "version" | "weights" | "drop"> : never) : never
+
+interface Pending {
+  readonly weights: WeightsVersion
+  readonly body: JobBody
+  readonly resolve: (value: unknown) => void
+  readonly reject: (error: Error) => void
+}
+
+interface Slot {
+  readonly worker: Worker
+  /** Versions this worker holds, least recently used first. */
+  readonly held: Array<number>
+  job: (Pending & { readonly id: number }) | undefined
+}
+
+/** The worker entry, loaded through tsx (the sources are TypeScript, bundled CLI or not). */
+const bootstrap = (): string => {
+  // tsx's ESM entry, found from this file (the worker's own resolution starts at the working directory).
+  const pkg = createRequire(import.meta.url).resolve("tsx/package.json")
+  const tsx = new URL("./dist/esm/api/index.mjs", pathToFileURL(pkg)).href
+  const entry = new URL("./SamplerWorker.ts", import.meta.url).href
+  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
+}
+
+export class SamplerPool {
+  private readonly slots: Array<Slot> = []
+  private readonly queue: Array<Pending> = []
+  private readonly versions = new WeakMap<ReadonlyMap<string, Float32Array>, WeightsVersion>()
+  private nextVersion = 0
+  private nextId = 0
+  private source: string | undefined
+
+  constructor(readonly size: number = availableParallelism()) {}
+
+  private static instance: SamplerPool | undefined
+  /** The process's pool: one worker per core. */
+  static shared(): SamplerPool {
+    return (SamplerPool.instance ??= new SamplerPool())
+  }
+
+  /** `StoryModel.sampler(weights).generate(...)` on a worker. */
+  generate(
+    config: ModelConfig,
+    weights: ReadonlyMap<string, Float32Array>,
+    prompts: ReadonlyArray<ReadonlyArray<number>>,
+    params: SamplingParams | ReadonlyArray<RowParams>,
+    stop: ReadonlyArray<number>
+  ): Promise<Array<Generated>> {
+    return this.submit(config, weights, { kind: "generate", prompts, params, stop }) as Promise<Array<Generated>>
+  }
+
+  /** `StoryModel.sampler(weights).score(items)`'s logprobs on a worker. */
+  score(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>, items: ReadonlyArray<Scored>): Promise<Array<Float32Array>> {
+    return this.submit(config, weights, { kind: "score", items }) as Promise<Array<Float32Array>>
+  }
+
+  /** Stops every worker; jobs in flight or queued fail. The next job starts new ones. */
+  async close(): Promise<void> {
+    const slots = this.slots.splice(0)
+    for (const p of this.queue.splice(0)) p.reject(new Error("the sampler pool was closed"))
+    await Promise.all(slots.map((s) => s.worker.terminate()))
+  }
+
+  private submit(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>, body: JobBody): Promise<unknown> {
+    let version: WeightsVersion
+    try {
+      version = this.versionOf(config, weights)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ weights: version, body, resolve, reject })
+      this.dispatch()
+    })
+  }
+
+  private versionOf(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): WeightsVersion {
+    const known = this.versions.get(weights)
+    if (known !== undefined) return known
+    const shapes = paramShapes(config)
+    const sizes = shapes.map(([name, shape]) => {
+      const n = shape.reduce((p, q) => p * q, 1)
+      const w = weights.get(name)
+      if (w === undefined) throw new Error(`weights: missing ${name}`)
+      if (w.length !== n) throw new Error(`weights: ${name} has ${w.length} values, expected ${n}`)
+      return n
+    })
+    const buffer = new SharedArrayBuffer(sizes.reduce((a, b) => a + b, 0) * 4)
+    let offset = 0
+    shapes.forEach(([name], i) => {
+      new Float32Array(buffer, offset * 4, sizes[i]).set(weights.get(name)!)
+      offset += sizes[i]!
+    })
+    const version = { version: this.nextVersion++, config, buffer }
+    this.versions.set(weights, version)
+    return version
+  }
+
+  /** Gives queued jobs to idle workers, preferring one that already holds the job's weights. */
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const idle = this.slots.filter((s) => s.job === undefined)
+      const next = this.queue[0]!
+      const slot = idle.find((s) => s.held.includes(next.weights.version)) ?? idle[0] ?? (this.slots.length < this.size ? this.spawn() : undefined)
+      if (slot === undefined) return
+      this.queue.shift()
+      this.start(slot, next)
+    }
+  }
+
+  private start(slot: Slot, pending: Pending): void {
+    const v = pending.weights.version
+    const has = slot.held.includes(v)
+    const drop: Array<number> = []
+    if (has) slot.held.splice(slot.held.indexOf(v), 1)
+    else while (slot.held.length >= KEEP) drop.push(slot.held.shift()!)
+    slot.held.push(v)
+    const job = { ...pending.body, id: this.nextId++, version: v, drop, ...(has ? {} : { weights: pending.weights }) } as Job
+    slot.job = { ...pending, id: job.id }
+    slot.worker.ref() // a job in flight keeps the process alive; an idle worker does not
+    slot.worker.postMessage(job)
+  }
+
+  private spawn(): Slot {
+    this.source ??= bootstrap()
+    const worker = new Worker(this.source, { eval: true })
+    const slot: Slot = { worker, held: [], job: undefined }
+    worker.on("message", (reply: Reply) => {
+      const job = slot.job
+      if (job === undefined || job.id !== reply.id) return
+      slot.job = undefined
+      worker.unref()
+      if (reply.ok) job.resolve(reply.value)
+      else job.reject(new Error(reply.message))
+      this.dispatch()
+    })
+    const fail = (error: Error) => {
+      const i = this.slots.indexOf(slot)
+      if (i >= 0) this.slots.splice(i, 1)
+      slot.job?.reject(error)
+      slot.job = undefined
+      this.dispatch()
+    }
+    worker.on("error", (e) => fail(e instanceof Error ? e : new Error(String(e))))
+    worker.on("exit", (code) => fail(new Error(`a sampling worker exited (code ${code})`)))
+    worker.unref()
+    this.slots.push(slot)
+    return slot
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * A worker of SamplerPool.ts: StoryModels on one onnxruntime thread each, running the pool's
+ * jobs one at a time under the weights each job names (a StoryModel.sampler per version).
+ */
+import { parentPort } from "node:worker_threads"
+import type { Job, Reply, WeightsVersion } from "./SamplerPool.ts"
+import { StoryModel, type Sampler } from "./StoryModel.ts"
+import { paramShapes, type ModelConfig } from "./Transformer.ts"
+
+const models = new Map<string, StoryModel>()
+const samplers = new Map<number, Promise<Sampler>>()
+
+const modelOf = (config: ModelConfig): StoryModel => {
+  const key = JSON.stringify(config)
+  let m = models.get(key)
+  if (m === undefined) models.set(key, (m = StoryModel.create(config, { threads: 1 })))
+  return m
+}
+
+const load = (w: WeightsVersion): Promise<Sampler> => {
+  const weights = new Map<string, Float32Array>()
+  let offset = 0
+  for (const [name, shape] of paramShapes(w.config)) {
+    const n = shape.reduce((p, q) => p * q, 1)
+    weights.set(name, new Float32Array(w.buffer, offset * 4, n))
+    offset += n
+  }
+  return modelOf(w.config).sampler(weights)
+}
+
+const run = async (job: Job): Promise<unknown> => {
+  for (const v of job.drop) {
+    const s = samplers.get(v)
+    samplers.delete(v)
+    if (s !== undefined) await (await s).release()
+  }
+  if (job.weights !== undefined && !samplers.has(job.version)) {
+    const loading = load(job.weights)
+    samplers.set(job.version, loading)
+    loading.catch(() => samplers.delete(job.version)) // a failed load is retried by the next job
+  }
+  const sampler = samplers.get(job.version)
+  if (sampler === undefined) throw new Error(`sampling worker: weights version ${job.version} was never sent`)
+  const s = await sampler
+  if (job.kind === "generate") return s.generate(job.prompts, job.params, job.stop)
+  return (await s.score(job.items)).map((r) => r.logprobs)
+}
+
+// One job at a time, in order: the pool sends a worker its next job only after the last reply.
+let chain: Promise<void> = Promise.resolve()
+parentPort!.on("message", (job: Job) => {
+  chain = chain.then(async () => {
+    let reply: Reply
+    try {
+      reply = { id: job.id, ok: true, value: await run(job) }
+    } catch (e) {
+      reply = { id: job.id, ok: false, message: e instanceof Error ? e.message : String(e) }
+    }
+    parentPort!.postMessage(reply)
+  })
+})
