@@ -14,6 +14,7 @@
  * const rows = await model.generate([model.tokenizer.encode("Once")], params, [])
  */
 import type * as ort from "onnxruntime-node"
+import { onnxruntime } from "./graph/OnnxRuntime.ts"
 import { existsSync, readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
@@ -49,8 +50,7 @@ export class ExternalModel {
   static async load(dir: string, options: { readonly threads?: number } = {}): Promise<ExternalModel> {
     const file = [join(dir, "model.onnx"), join(dir, "onnx", "model.onnx")].find((f) => existsSync(f))
     if (file === undefined) throw new Error(`${dir}: no model.onnx (nor onnx/model.onnx)`)
-    // Loaded here, not at import: a command that runs no model never pays for the native module.
-    const ort = await import("onnxruntime-node")
+    const ort = onnxruntime()
     const session = await ort.InferenceSession.create(file, {
       intraOpNumThreads: options.threads ?? availableParallelism(),
       graphOptimizationLevel: "all"

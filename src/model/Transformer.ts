@@ -1,12 +1,14 @@
 /**
  * The embedded story model, defined once: a decoder-only transformer (Llama layout: RMSNorm,
  * rotary position embeddings, causal multi-head attention, SwiGLU MLP, LM head tied to the token
- * embedding). Every graph the engine runs is built from the same `layer` function below:
+ * embedding). The graphs the engine runs are built from the same `layer` function below, but for
+ * decoding, which rearranges that model for one token per row and baked weights:
  *
  * - `scoreGraph`:   teacher forcing; per-token logprobs of the targets and entropies.
  * - `trainGraph`:   the same forward pass, a per-token loss head, and the backward pass to every weight.
  * - `prefillGraph`: a prompt batch; the keys and values of every position and the last logits.
- * - `decodeGraph`:  one new token per row against a key/value cache; logits and the new keys/values.
+ * - `decodeGraph`:  one new token per row against a key/value cache; logits and the new keys/values
+ *                   (checked against teacher forcing: test/StoryModel.test.ts).
  *
  * Weights are graph inputs named as in `paramShapes`, so an optimizer step needs no rebuild.
  * Linear weights are stored [in, out] (x @ W). Tensor layout is [batch B, heads H, time T, head dim D].

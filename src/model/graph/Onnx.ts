@@ -9,6 +9,7 @@
 import protobuf from "protobufjs"
 import type * as ort from "onnxruntime-node"
 import { GraphError, type DType, type Graph, type Node, type Value } from "./Graph.ts"
+import { onnxruntime } from "./OnnxRuntime.ts"
 
 /** The subset of onnx.proto (field numbers as in onnx/onnx.proto) that the emitter needs. */
 const ONNX_PROTO = `
@@ -215,8 +216,7 @@ export const loadSession = async (
   options: ort.InferenceSession.SessionOptions = {},
   initializers: ReadonlyMap<string, Float32Array> = new Map()
 ): Promise<Session> => {
-  // Loaded here, not at import: a command that runs no model never pays for the native module.
-  const { InferenceSession, Tensor } = await import("onnxruntime-node")
+  const { InferenceSession, Tensor } = onnxruntime()
   const session = await InferenceSession.create(toModelProto(graph, initializers), options)
   const inputNames = new Set(session.inputNames)
   return {
