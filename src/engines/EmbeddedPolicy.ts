@@ -181,7 +181,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     const checkpointDir = resolve(options.checkpointDir ?? join(".polaris", "checkpoints"))
 
     let weights = copy(ckpt.weights)
-    let published = copy(ckpt.weights)
+    let published: ReadonlyMap<string, Float32Array> = copy(ckpt.weights)
     // The checkpoint folder `published` was read from; undefined once it holds weights trained here.
     let publishedFrom: string | undefined = options.checkpoint
     const swapping = Semaphore.makeUnsafe(1)
@@ -194,9 +194,10 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       w === undefined || w.checkpoint === publishedFrom ? Effect.sync(() => published) : swapping.withPermits(1)(
         attempt("load sampler weights", async () => {
           if (w.checkpoint === publishedFrom) return published
-          const next = await Checkpoint.read(w.checkpoint)
+          // Weights only: a step's first sampling call waits for this read (the optimizer state is twice the weights).
+          const next = await Checkpoint.readWeights(w.checkpoint)
           if (JSON.stringify(next.config) !== JSON.stringify(config)) throw fail("Checkpoint", `${w.checkpoint}: a different architecture than the engine's model`)
-          published = copy(next.weights)
+          published = next.weights
           publishedFrom = w.checkpoint
           return published
         })

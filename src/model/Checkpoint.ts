@@ -83,15 +83,17 @@ export const write = async (dir: string, ckpt: Checkpoint): Promise<void> => {
   if (ckpt.optimizer !== undefined) await put(FILES.optimizer, Safetensors.encode(ckpt.optimizer.tensors, ckpt.optimizer.metadata))
 }
 
-/** Reads and validates a checkpoint folder (the optimizer state when present). */
-export const read = async (dir: string): Promise<Checkpoint> => {
-  const file = async (name: string): Promise<Buffer> => {
-    try {
-      return await readFile(join(dir, name))
-    } catch (e) {
-      throw new CheckpointError(`${join(dir, name)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
-    }
+const fileIn = (dir: string) => async (name: string): Promise<Buffer> => {
+  try {
+    return await readFile(join(dir, name))
+  } catch (e) {
+    throw new CheckpointError(`${join(dir, name)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
   }
+}
+
+/** A checkpoint folder's config and weights only: what sampling needs (no tokenizer, no optimizer state). */
+export const readWeights = async (dir: string): Promise<Pick<Checkpoint, "config" | "weights">> => {
+  const file = fileIn(dir)
   let config: ModelConfig
   try {
     config = decodeConfig((await file(FILES.config)).toString("utf8"))
@@ -99,7 +101,13 @@ export const read = async (dir: string): Promise<Checkpoint> => {
     if (e instanceof CheckpointError) throw e
     throw new CheckpointError(`${join(dir, FILES.config)}: not a polaris model config (${String(e).split("\n")[0]})`)
   }
-  const weights = decodeWeights(config, await file(FILES.weights), join(dir, FILES.weights))
+  return { config, weights: decodeWeights(config, await file(FILES.weights), join(dir, FILES.weights)) }
+}
+
+/** Reads and validates a checkpoint folder (the optimizer state when present). */
+export const read = async (dir: string): Promise<Checkpoint> => {
+  const file = fileIn(dir)
+  const { config, weights } = await readWeights(dir)
   const tokenizer = {
     json: (await file(FILES.tokenizer)).toString("utf8"),
     config: existsSync(join(dir, FILES.tokenizerConfig)) ? (await file(FILES.tokenizerConfig)).toString("utf8") : "{}"
