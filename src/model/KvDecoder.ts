@@ -22,7 +22,7 @@
  * const rows = await generate(kvDecoder(config, prefill, decode), prompts, params, options)
  */
 import type { Decoder, NextToken } from "./Generate.ts"
-import type * as Onnx from "./graph/Onnx.ts"
+import * as Onnx from "./graph/Onnx.ts"
 import { headDim, MASKED, type ModelConfig } from "./Transformer.ts"
 
 /** Cache capacity grows in steps of this many positions (one copy per step instead of per token). */
@@ -40,11 +40,6 @@ interface CacheSource {
   readonly cap: number
   readonly slot: number
 }
-
-const i64 = (values: ArrayLike<number>, dims: ReadonlyArray<number>): Onnx.TensorData => ({
-  data: BigInt64Array.from(Array.from(values, (v) => BigInt(v))),
-  dims
-})
 
 export const kvDecoder = (config: ModelConfig, prefill: Prefill, decode: Onnx.Runner): Decoder => {
   const { nLayers: L, nHeads: H, vocabSize: V, maxContext } = config
@@ -121,8 +116,8 @@ export const kvDecoder = (config: ModelConfig, prefill: Prefill, decode: Onnx.Ru
         if (r !== DUMMY) mask.fill(0, b * capacity, b * capacity + filled[r]!)
       })
       const res = await decode({
-        tokens: i64(slots.map((r) => token.get(r) ?? 0), [B, 1]),
-        positions: i64(slots.map((r) => (r === DUMMY ? 0 : Math.min(filled[r]!, maxContext - 1))), [B, 1]),
+        tokens: Onnx.int64(slots.map((r) => token.get(r) ?? 0), [B, 1]),
+        positions: Onnx.int64(slots.map((r) => (r === DUMMY ? 0 : Math.min(filled[r]!, maxContext - 1))), [B, 1]),
         mask: { data: mask, dims: [B, 1, 1, capacity] },
         ...Object.fromEntries(Array.from({ length: L }, (_, l) => [
           [`past_key.${l}`, { data: keys[l]!, dims: [B, H, D, capacity] }],

@@ -39,6 +39,32 @@ export interface WeightsVersion {
   readonly buffer: SharedArrayBuffer
 }
 
+/** Each weight's name, offset and length (in floats) in a version's buffer: `paramShapes` order. */
+const layout = (config: ModelConfig): Array<readonly [string, number, number]> => {
+  let offset = 0
+  return paramShapes(config).map(([name, shape]) => {
+    const n = shape.reduce((p, q) => p * q, 1)
+    offset += n
+    return [name, offset - n, n] as const
+  })
+}
+
+const pack = (config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): SharedArrayBuffer => {
+  const at = layout(config)
+  for (const [name, , n] of at) {
+    const w = weights.get(name)
+    if (w === undefined) throw new Error(`weights: missing ${name}`)
+    if (w.length !== n) throw new Error(`weights: ${name} has ${w.length} values, expected ${n}`)
+  }
+  const buffer = new SharedArrayBuffer(at.reduce((a, [, , n]) => a + n, 0) * 4)
+  for (const [name, offset, n] of at) new Float32Array(buffer, offset * 4, n).set(weights.get(name)!)
+  return buffer
+}
+
+/** A version's weights as views of its shared buffer (what a worker builds its sampler from). */
+export const unpack = (w: WeightsVersion): Map<string, Float32Array> =>
+  new Map(layout(w.config).map(([name, offset, n]) => [name, new Float32Array(w.buffer, offset * 4, n)]))
+
 /** What the pool sends a worker. `weights` comes with the first job of a version on that worker. */
 export type Job = {
   readonly id: number
@@ -141,21 +167,7 @@ export class SamplerPool {
   private versionOf(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): WeightsVersion {
     const known = this.versions.get(weights)
     if (known !== undefined) return known
-    const shapes = paramShapes(config)
-    const sizes = shapes.map(([name, shape]) => {
-      const n = shape.reduce((p, q) => p * q, 1)
-      const w = weights.get(name)
-      if (w === undefined) throw new Error(`weights: missing ${name}`)
-      if (w.length !== n) throw new Error(`weights: ${name} has ${w.length} values, expected ${n}`)
-      return n
-    })
-    const buffer = new SharedArrayBuffer(sizes.reduce((a, b) => a + b, 0) * 4)
-    let offset = 0
-    shapes.forEach(([name], i) => {
-      new Float32Array(buffer, offset * 4, sizes[i]).set(weights.get(name)!)
-      offset += sizes[i]!
-    })
-    const version = { version: this.nextVersion++, config, buffer }
+    const version = { version: this.nextVersion++, config, buffer: pack(config, weights) }
     this.versions.set(weights, version)
     return version
   }

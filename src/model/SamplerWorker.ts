@@ -3,9 +3,9 @@
  * jobs one at a time under the weights each job names (a StoryModel.sampler per version).
  */
 import { parentPort } from "node:worker_threads"
-import type { Job, Reply, WeightsVersion } from "./SamplerPool.ts"
+import { unpack, type Job, type Reply, type WeightsVersion } from "./SamplerPool.ts"
 import { StoryModel, type Sampler } from "./StoryModel.ts"
-import { paramShapes, type ModelConfig } from "./Transformer.ts"
+import type { ModelConfig } from "./Transformer.ts"
 
 const models = new Map<string, StoryModel>()
 const samplers = new Map<number, Promise<Sampler>>()
@@ -17,16 +17,7 @@ const modelOf = (config: ModelConfig): StoryModel => {
   return m
 }
 
-const load = (w: WeightsVersion): Promise<Sampler> => {
-  const weights = new Map<string, Float32Array>()
-  let offset = 0
-  for (const [name, shape] of paramShapes(w.config)) {
-    const n = shape.reduce((p, q) => p * q, 1)
-    weights.set(name, new Float32Array(w.buffer, offset * 4, n))
-    offset += n
-  }
-  return modelOf(w.config).sampler(weights)
-}
+const load = (w: WeightsVersion): Promise<Sampler> => modelOf(w.config).sampler(unpack(w))
 
 const run = async (job: Job): Promise<unknown> => {
   for (const v of job.drop) {

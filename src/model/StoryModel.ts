@@ -76,11 +76,6 @@ const sessionOptions = (threads: number): ort.InferenceSession.SessionOptions =>
 })
 
 const f32 = (data: Float32Array, dims: ReadonlyArray<number>): Onnx.TensorData => ({ data, dims })
-const i64 = (values: ArrayLike<number>, dims: ReadonlyArray<number>): Onnx.TensorData => ({
-  data: BigInt64Array.from(Array.from(values, (v) => BigInt(v))),
-  dims
-})
-
 /** The additive causal mask [T, T]: 0 on and below the diagonal, MASKED above. */
 export const causalMask = (T: number): Float32Array => {
   const m = new Float32Array(T * T)
@@ -290,10 +285,10 @@ export class StoryModel {
       const T = prompt.length
       return (await this.session("prefill"))({
         ...wf,
-        tokens: i64(prompt, [1, T]),
+        tokens: Onnx.int64(prompt, [1, T]),
         positions: f32(Float32Array.from({ length: T }, (_, i) => i), [T]),
         mask: f32(this.mask(T), [T, T]),
-        last_index: i64([T - 1], [1])
+        last_index: Onnx.int64([T - 1], [1])
       })
     }
     return {

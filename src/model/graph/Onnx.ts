@@ -195,6 +195,12 @@ export interface TensorData {
   readonly dims: ReadonlyArray<number>
 }
 
+/** An int64 feed from plain numbers. */
+export const int64 = (values: ArrayLike<number>, dims: ReadonlyArray<number>): TensorData => ({
+  data: BigInt64Array.from(Array.from(values, (v) => BigInt(v))),
+  dims
+})
+
 export type Runner = (feeds: Record<string, TensorData>) => Promise<Record<string, TensorData>>
 
 const ortType = (data: TensorData["data"]): "float32" | "float64" | "int64" | "bool" =>
