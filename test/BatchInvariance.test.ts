@@ -80,4 +80,17 @@ describe("batch invariance of the embedded model", () => {
     for (const [i, p] of together) expect(p, `request ${i}`).toBe(alone[i])
     await sampler.release()
   })
+
+  it("concurrent requests whose rows outgrow their cache capacity (128 positions) mid-flight get what they get alone", async () => {
+    const sampler = await model.sampler(ckpt.weights)
+    // Prompts of 100 to 124 tokens and up to 90 new ones: rows move to the next capacity at
+    // different steps, finish at different steps, and share runs with other requests' rows.
+    const request = (i: number) => sampler.generate(Array.from({ length: 2 + (i % 2) }, () => ids(100 + 6 * i, 50 + i)), { ...defaultSamplingParams, maxTokens: 40 + 12 * i, seed: 7 + i }, [])
+    const print = (rows: ReadonlyArray<{ tokens: ReadonlyArray<number>; logprobs: ReadonlyArray<number> }>) => rows.map((r) => `${r.tokens.join(",")}|${bits(r.logprobs)}`).join(";")
+    const alone: Array<string> = []
+    for (let i = 0; i < 5; i++) alone.push(print(await request(i)))
+    const together = await Promise.all([3, 0, 4, 1, 2].map(async (i) => [i, print(await request(i))] as const))
+    for (const [i, p] of together) expect(p, `request ${i}`).toBe(alone[i])
+    await sampler.release()
+  })
 })

@@ -2,9 +2,12 @@
  * The embedded PolicyEngine through its service interface: sampling, teacher forcing, the three
  * losses' values, publish semantics, save/load, and its errors.
  */
+import { rmSync } from "node:fs"
+import { join } from "node:path"
 import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
 import * as EmbeddedPolicy from "../src/engines/EmbeddedPolicy.ts"
+import { trackCheckpoints } from "../src/engines/Policies.ts"
 import { datumOf, PolicyEngine, type LossFn, type PolicyEngineShape } from "../src/engines/PolicyEngine.ts"
 import { defaultAdamParams } from "../src/model/AdamW.ts"
 import * as Checkpoint from "../src/model/Checkpoint.ts"
@@ -138,6 +141,33 @@ describe("EmbeddedPolicy", () => {
         yield* train // the optimizer state came back too: the second step repeats exactly
         yield* e.publish()
         expect(yield* e.logprobs(probe)).toEqual(afterTwo)
+      }))
+  })
+
+  it("a saved folder that moved is still the engine's: sampling and loading it read nothing, training since makes it stale", async () => {
+    await withEngine((e) =>
+      Effect.gen(function*() {
+        const engine = trackCheckpoints(e, "initial")
+        const prompt = e.promptIds("a lighthouse")
+        const s = (yield* engine.sample([{ prompt, n: 1, params }]))[0]![0]!
+        const train = Effect.andThen(
+          engine.forwardBackward([datumOf(prompt, s.tokens, { weights: s.tokens.map(() => 1) })], { name: "cross_entropy" }),
+          engine.optimStep({ ...defaultAdamParams, learningRate: 1e-2, gradClipNorm: 1 })
+        )
+        yield* train
+        const saved = yield* engine.save("step-1")
+        // As PolicyCheckpoint.savePolicy does: the folder goes elsewhere (here: nowhere that exists).
+        const gone = join(tempDirInRepo("moved"), "no-such-folder")
+        rmSync(saved.path, { recursive: true })
+        yield* engine.moved!(saved.path, gone)
+        yield* engine.publish()
+        const trained = yield* engine.trainerLogprobs([{ prompt, completion: s.tokens }])
+        // Neither reads the (missing) folder: the engine holds its weights.
+        expect(yield* engine.logprobs([{ prompt, completion: s.tokens }], { checkpoint: gone })).toEqual(trained)
+        yield* engine.load({ path: gone })
+        // After more training the engine no longer holds it: loading reads the folder, which is gone.
+        yield* train
+        expect(Exit.isFailure(yield* Effect.exit(engine.load({ path: gone })))).toBe(true)
       }))
   })
 

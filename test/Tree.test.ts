@@ -3,7 +3,7 @@
  * laid-out copy is verified before use; it leaves the store with `exportTo`; and a stage output
  * holding a `$tree` keeps the tree's files through `gc`.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
@@ -40,6 +40,40 @@ describe("Tree", () => {
         }
       })
       expect(manifest).not.toContain("here")
+    }))
+
+  it.effect("put with move: the folder becomes the laid-out copy, used as it is; where a copy exists the folder is dropped", () =>
+    Effect.gen(function*() {
+      const root = tempDir()
+      const counted = ArtifactStore.make(root)
+      let reads = 0
+      const store = { ...counted, get: (digest: string) => Effect.tap(counted.get(digest), () => Effect.sync(() => void reads++)) }
+      const src = folder(join(tempDir(), "saved"))
+      const ref = yield* Tree.put(store, src, { move: true })
+      expect(existsSync(src)).toBe(false)
+      const dir = yield* Tree.materialize(store, ref)
+      expect(dir).toBe(join(root, "trees", ref.$tree))
+      expect(reads).toBe(0) // nothing read back, nothing re-hashed
+      expect(readFileSync(join(dir, "onnx", "model.onnx"), "utf8")).toBe("graph")
+      expect(statSync(join(dir, "onnx", "model.onnx")).mode & 0o777).toBe(0o444) // read-only, as laid-out copies are
+      // The same bytes saved again: the copy in place stays, the new folder goes.
+      const again = folder(join(tempDir(), "saved-again"))
+      expect(yield* Tree.put(store, again, { move: true })).toEqual(ref)
+      expect(existsSync(again)).toBe(false)
+      // Another run (store handle) checks the moved copy against the manifest like any other.
+      expect(yield* Tree.materialize(ArtifactStore.make(root), ref)).toBe(dir)
+    }))
+
+  it.effect("concurrent lay-outs of one tree share one: its files are read once", () =>
+    Effect.gen(function*() {
+      const root = tempDir()
+      const counted = ArtifactStore.make(root)
+      const reads = new Map<string, number>()
+      const store = { ...counted, get: (digest: string) => Effect.tap(counted.get(digest), () => Effect.sync(() => void reads.set(digest, (reads.get(digest) ?? 0) + 1))) }
+      const ref = yield* Tree.put(store, folder(join(tempDir(), "src")))
+      const dirs = yield* Effect.all(Array.from({ length: 16 }, () => Tree.materialize(store, ref)), { concurrency: "unbounded" })
+      expect(new Set(dirs)).toEqual(new Set([join(root, "trees", ref.$tree)]))
+      expect([...reads.values()]).toEqual([1, 1, 1, 1]) // the manifest and its three files, once each
     }))
 
   it.effect("lays a tree out read-only, and lays it out again when the copy no longer matches", () =>

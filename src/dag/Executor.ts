@@ -45,7 +45,7 @@ export interface RunOptions {
   readonly config?: unknown
   /**
    * Max nodes in flight per resource pool (a class that shares no pool is its own). Defaults: cpu =
-   * cores, policy = trainer = 1, sampler = 16 (a pool of its own is a server that batches), judge = 8, others 4.
+   * cores, policy = sampler = 16 (engines that batch concurrent requests), trainer = 1, judge = 8, others 4.
    */
   readonly concurrency?: Readonly<Record<string, number>>
   /**
@@ -206,10 +206,10 @@ const decodedOnce = (node: PipelineNode, digest: string, bytes: Uint8Array): Nod
     ))
 }
 
-// A sampler with its own pool is a server (vLLM, Tinker) that batches concurrent requests: 16 in flight
-// lets every group of a step (and the next step's, off-policy) sample at once. The `policy` pool is
-// one device, the machine's cores (the embedded engine samples on a worker per core).
-const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: availableParallelism(), sampler: 16, trainer: 1, judge: 8 }
+// A sampler, with its own pool or in the `policy` pool (the embedded engine, one device), is an engine
+// that batches concurrent requests: 16 in flight lets every group of a step (and the next step's,
+// off-policy) sample at once.
+const DEFAULT_LIMITS: Readonly<Record<string, number>> = { cpu: availableParallelism(), policy: 16, sampler: 16, trainer: 1, judge: 8 }
 
 /**
  * The safe default pools, for an engine that is one device (the embedded one: the machine's
@@ -299,7 +299,7 @@ export const run = <R, O>(
       random: (index) => seeded(`${key}:${index}`),
       putBlob: (bytes) => Effect.orDie(Effect.map(store.put(bytes), (digest): BlobRef => ({ $blob: digest, bytes: bytes.byteLength }))),
       getBlob: (ref) => Effect.orDie(store.get(ref.$blob)),
-      putTree: (dir) => Effect.orDie(Tree.put(store, dir)),
+      putTree: (dir, options) => Effect.orDie(Tree.put(store, dir, options)),
       getTree: (ref) => Effect.orDie(Tree.materialize(store, ref)),
       log: (message) => log.emit({ type: "log", node: node.id, message }),
       charge: (charged, call, actualUsd) => budget.charge({ node: node.id, ...charged }, call, actualUsd)

@@ -26,7 +26,7 @@ import type { BudgetExceeded } from "./Budget.ts"
 import type { EngineKey } from "./Engine.ts"
 import { callerFile, toPath } from "./Fingerprint.ts"
 import * as Retry from "./Retry.ts"
-import type { TreeRef } from "./Tree.ts"
+import type { PutOptions as TreePutOptions, TreeRef } from "./Tree.ts"
 
 /** Options of one memoized item. */
 export interface MemoOptions<A> {
@@ -66,7 +66,7 @@ export interface StageContext {
   /** Reads bytes stored by `putBlob`, checksum verified. */
   readonly getBlob: (ref: BlobRef) => Effect.Effect<Uint8Array>
   /** Stores a folder (a checkpoint) by content (Tree.ts) and returns a reference to put in the output. */
-  readonly putTree: (dir: string) => Effect.Effect<TreeRef>
+  readonly putTree: (dir: string, options?: TreePutOptions) => Effect.Effect<TreeRef>
   /** The path of a folder stored by `putTree`, laid out for this process; never put it in an output. */
   readonly getTree: (ref: TreeRef) => Effect.Effect<string>
   /** A log line in the run's event log. */

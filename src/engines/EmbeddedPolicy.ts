@@ -182,8 +182,10 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
 
     let weights = copy(ckpt.weights)
     let published: ReadonlyMap<string, Float32Array> = copy(ckpt.weights)
-    // The checkpoint folder `published` was read from; undefined once it holds weights trained here.
+    // The checkpoint folder `published` was read from, or saved to; undefined when it holds weights no folder holds.
     let publishedFrom: string | undefined = options.checkpoint
+    // The folder that holds `weights` (and the optimizer state) now: the last one saved or loaded, with no training since.
+    let savedAt: string | undefined = options.checkpoint
     const swapping = Semaphore.makeUnsafe(1)
     /**
      * The sampler weights for `w`: `published` when it already holds them, else read from the
@@ -207,6 +209,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     // Training calls share the gradient accumulators and the weights: one at a time.
     const trainer = Semaphore.makeUnsafe(1)
     const serial = <A, E>(e: Effect.Effect<A, E>) => trainer.withPermits(1)(e)
+    const training = <A, E>(e: Effect.Effect<A, E>) => serial(Effect.tap(e, () => Effect.sync(() => void (savedAt = undefined))))
 
     const engine: PolicyEngineShape = {
       // The base weights' content, not the folder path: the same model anywhere keys the same cache;
@@ -222,7 +225,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score(weights, items)).map((s) => s.logprobs))(items)),
 
       forwardBackward: (datums, loss) =>
-        serial(attempt("forward_backward", async () => {
+        training(attempt("forward_backward", async () => {
           const items = datums.map((d, i) => trainItem(d, loss, i))
           const outs = await model.forwardBackward(weights, items, clipOf(loss), grads)
           let lossSum = 0
@@ -242,7 +245,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
         })),
 
       optimStep: (params: AdamParams) =>
-        serial(attempt("optim_step", async () => {
+        training(attempt("optim_step", async () => {
           const r = optimizer.step(weights, grads, params)
           for (const g of grads.values()) g.fill(0)
           return r
@@ -252,7 +255,9 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
         serial(attempt("save", async () => {
           if (!NAME.test(name)) throw fail("BadInput", `checkpoint name ${JSON.stringify(name)}: letters, digits, '.', '_' or '-'`)
           const path = join(checkpointDir, name)
-          await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state() })
+          // Not fsynced: a saved folder goes into the artifact store (PolicyCheckpoint.ts), whose copy is durable.
+          await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state() }, { durable: false })
+          savedAt = path
           return { path } satisfies CheckpointRef
         })),
 
@@ -264,16 +269,21 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           }
           weights = copy(next.weights)
           published = copy(next.weights)
-          publishedFrom = ref.path
+          publishedFrom = savedAt = ref.path
           optimizer = next.optimizer !== undefined ? AdamW.fromState(sizes, next.optimizer, { decay: decays }) : new AdamW(sizes, { decay: decays })
           for (const g of grads.values()) g.fill(0)
         })),
 
       publish: () => serial(Effect.sync(() => {
         published = copy(weights)
-        publishedFrom = undefined
+        publishedFrom = savedAt
         return undefined // the sampler weights live in this process: no path
-      }))
+      })),
+
+      moved: (from, to) => Effect.sync(() => {
+        if (savedAt === from) savedAt = to
+        if (publishedFrom === from) publishedFrom = to
+      })
     }
     return engine
   })

@@ -56,8 +56,9 @@ const fetchClient = Layer.unwrap(Effect.promise(() => import("effect/http")).pip
 const loading = <A>(load: () => Promise<A>) => Effect.promise(load)
 
 /**
- * Skips `load` of the checkpoint the engine already holds: the one it last loaded or saved, with
- * no training since. The initial model (`initial`) counts as held until the first update.
+ * Skips `load` of the checkpoint the engine already holds: the one it last loaded or saved (and
+ * wherever that was `moved`), with no training since. The initial model (`initial`) counts as held
+ * until the first update.
  */
 export const trackCheckpoints = (engine: PolicyEngineShape, initial: string): PolicyEngineShape => {
   let held: string | undefined = initial
@@ -67,7 +68,9 @@ export const trackCheckpoints = (engine: PolicyEngineShape, initial: string): Po
     forwardBackward: (datums, loss) => dirty(engine.forwardBackward(datums, loss)),
     optimStep: (params) => dirty(engine.optimStep(params)),
     save: (name) => Effect.tap(engine.save(name), (ref) => Effect.sync(() => void (held = ref.path))),
-    load: (ref) => (ref.path === held ? Effect.void : Effect.tap(engine.load(ref), () => Effect.sync(() => void (held = ref.path))))
+    load: (ref) => (ref.path === held ? Effect.void : Effect.tap(engine.load(ref), () => Effect.sync(() => void (held = ref.path)))),
+    moved: (from, to) =>
+      Effect.andThen(Effect.sync(() => void (held === from && (held = to))), engine.moved?.(from, to) ?? Effect.void)
   }
 }
 
@@ -233,8 +236,8 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
  * the resource classes `sampler` (rollouts, reference logprobs) and `trainer` (updates).
  *
  * - `embedded`: one engine on this machine's CPU: a sampling node takes one of the `policy`
- *   pool's slots (one per core, as the engine has a sampling worker per core), a training node
- *   takes them all, so the quickstart never oversubscribes the cores;
+ *   pool's slots (the engine decodes the requests in flight together, on a worker per core), a
+ *   training node takes them all, so training never runs beside sampling;
  * - `tinker`, `vllm`, `simulated`: a remote (or emulated) sampler beside a remote trainer, two
  *   resources: one node in flight on each by default (a recipe's `concurrency:` changes that).
  *

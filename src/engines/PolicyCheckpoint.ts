@@ -9,7 +9,7 @@
  * const groups = yield* engine.sample(requests, yield* samplingWeights(ctx, policy))
  * const next = yield* savePolicy(engine, ctx, "step-0004")   // { $tree: "…" } on the embedded engine
  */
-import { rm, stat } from "node:fs/promises"
+import { stat } from "node:fs/promises"
 import { Effect } from "effect"
 import type { StageContext } from "../dag/Stage.ts"
 import type { PolicyCheckpoint, PolicyState } from "../records/TrainState.ts"
@@ -36,8 +36,9 @@ const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i
 
 /**
  * Saves the engine's weights and optimizer state under `name`. A local folder is moved into
- * the store (the engine's copy is removed: the store's is the one every later step loads), so
- * the result depends on the checkpoint's bytes only, never on its name or where it was written.
+ * the store, as the stored tree's laid-out copy that every later step loads (`ctx.getTree`), so
+ * the result depends on the checkpoint's bytes only, never on its name or where it was written;
+ * the engine is told where its folder went (`moved`), so it reads nothing back.
  */
 export const savePolicy = (engine: PolicyEngineShape, ctx: StageContext, name: string): Effect.Effect<PolicyCheckpoint, PolicyError> =>
   Effect.gen(function*() {
@@ -45,7 +46,7 @@ export const savePolicy = (engine: PolicyEngineShape, ctx: StageContext, name: s
     if (REMOTE.test(saved.path)) return saved.path
     const isFolder = yield* Effect.promise(() => stat(saved.path).then((s) => s.isDirectory(), () => false))
     if (!isFolder) return saved.path
-    const ref = yield* ctx.putTree(saved.path)
-    yield* Effect.promise(() => rm(saved.path, { recursive: true, force: true }))
+    const ref = yield* ctx.putTree(saved.path, { move: true })
+    if (engine.moved !== undefined) yield* engine.moved(saved.path, yield* ctx.getTree(ref))
     return ref
   })

@@ -160,6 +160,13 @@ export interface PolicyEngineShape extends Fingerprinted {
    * a path (Tinker's sampler_weights), for later calls to name as `SamplingWeights.sampler`.
    */
   readonly publish: () => Effect.Effect<CheckpointRef | undefined, PolicyError>
+  /**
+   * The folder `save` wrote at `from` now lies at `to`, the same bytes (the artifact store took it
+   * as a stored tree's copy, PolicyCheckpoint.ts): an engine that holds `from`'s weights then
+   * holds `to`'s, and loading or sampling `to` need read nothing. Optional: engines that keep no
+   * such record ignore it.
+   */
+  readonly moved?: (from: string, to: string) => Effect.Effect<void>
 }
 
 export class PolicyEngine extends Context.Service<PolicyEngine, PolicyEngineShape>()("polaris/PolicyEngine") {}

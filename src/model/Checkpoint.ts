@@ -71,11 +71,14 @@ export const decodeWeights = (config: ModelConfig, bytes: Uint8Array, where: str
   return out
 }
 
-/** Writes the folder; each file atomically. */
-export const write = async (dir: string, ckpt: Checkpoint): Promise<void> => {
+/**
+ * Writes the folder; each file atomically, and durably (fsync) unless `durable` is false: for a
+ * folder that is only a step on the way into the artifact store, whose copy is the durable one.
+ */
+export const write = async (dir: string, ckpt: Checkpoint, options: { readonly durable?: boolean } = {}): Promise<void> => {
   await mkdir(dir, { recursive: true })
   const put = (name: string, bytes: Uint8Array | string) =>
-    atomicWrite(dir, join(dir, name), typeof bytes === "string" ? Buffer.from(bytes) : bytes)
+    atomicWrite(dir, join(dir, name), typeof bytes === "string" ? Buffer.from(bytes) : bytes, { durable: options.durable !== false })
   await put(FILES.config, `${JSON.stringify(ckpt.config, null, 2)}\n`)
   await put(FILES.weights, encodeWeights(ckpt.config, ckpt.weights))
   await put(FILES.tokenizer, ckpt.tokenizer.json)

@@ -18,7 +18,7 @@ import { onnxruntime } from "./graph/OnnxRuntime.ts"
 import { existsSync, readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
-import { generate, type Decoder, type Generated, type RowParams } from "./Generate.ts"
+import { generate, rowsOf, type Decoder, type Generated, type RowParams } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
 import type { Scored } from "./StoryModel.ts"
 import { Tokenizer } from "./tokenizer/Tokenizer.ts"
@@ -142,7 +142,7 @@ export class ExternalModel {
         past = res.present
         const out = new Float32Array(rowsTotal * V)
         for (let r = 0; r < rowsTotal; r++) out.set(res.logits.subarray(((r + 1) * T - 1) * V, (r + 1) * T * V), r * V)
-        return { logits: out }
+        return rowsOf(V, out)
       },
       step: async (rows, tokens) => {
         const token = new Map(rows.map((r, i) => [r, tokens[i]!]))
@@ -152,9 +152,7 @@ export class ExternalModel {
         const res = await this.run(ids, rowsTotal, mask.flat(), positions, past)
         past = res.present
         for (const r of rows) lengths[r]!++
-        const out = new Float32Array(rows.length * V)
-        rows.forEach((r, i) => out.set(res.logits.subarray(r * V, (r + 1) * V), i * V))
-        return { logits: out }
+        return { logits: (i) => res.logits.subarray(rows[i]! * V, (rows[i]! + 1) * V) }
       }
     }
   }

@@ -15,21 +15,29 @@ export interface Generated {
   readonly stopReason: "stop" | "length"
 }
 
-/** Next-token logits [rows, V], and optionally their softmax (saves the sampler's exponentials). */
+/** Next-token logits [V] of each row `i` of a call, and optionally their softmax (saves the sampler's exponentials). */
 export interface NextToken {
-  readonly logits: Float32Array
-  readonly probs?: Float32Array
+  readonly logits: (i: number) => Float32Array
+  readonly probs?: (i: number) => Float32Array
 }
+
+/** Row views of flat [rows, V] arrays. */
+export const rowsOf = (V: number, logits: Float32Array, probs?: Float32Array): NextToken => ({
+  logits: (i) => logits.subarray(i * V, (i + 1) * V),
+  ...(probs === undefined ? {} : { probs: (i: number) => probs.subarray(i * V, (i + 1) * V) })
+})
 
 /** A model that continues rows one token at a time, keeping its own cache. */
 export interface Decoder {
   /** Reads the prompts; returns the next-token distribution after each prompt's last token. */
   readonly start: (prompts: ReadonlyArray<ReadonlyArray<number>>) => Promise<NextToken>
   /**
-   * Appends `tokens[i]` to row `rows[i]` and returns the next-token distribution [rows.length, V]
-   * after it. `rows` lists the unfinished rows, increasing, a subset of the previous call's.
+   * Appends `tokens[i]` to row `rows[i]` and returns the next-token distribution after it (row i
+   * of the answer is `rows[i]`). `rows` lists the unfinished rows, increasing, a subset of the previous call's.
    */
   readonly step: (rows: ReadonlyArray<number>, tokens: ReadonlyArray<number>) => Promise<NextToken>
+  /** The call is over (every row finished, or it failed): frees what the decoder holds for its rows. */
+  readonly end?: () => void
 }
 
 /** Sampling settings of one row: its params, and its index in its own request (its random stream). */
@@ -70,8 +78,7 @@ export const generate = async (
   /** Samples the next token of row r from its logits; true when the row is finished. */
   const advance = (r: number, next: NextToken, i: number): boolean => {
     const row = rows[r]!
-    const slice = (a: Float32Array) => a.subarray(i * V, (i + 1) * V)
-    const { token, logprob } = sample(slice(next.logits), row.params, row.state, row.random, scratch, next.probs && slice(next.probs))
+    const { token, logprob } = sample(next.logits(i), row.params, row.state, row.random, scratch, next.probs?.(i))
     row.out.tokens.push(token)
     row.out.logprobs.push(logprob)
     row.state.observe(token)
@@ -82,14 +89,18 @@ export const generate = async (
     return row.out.tokens.length >= row.params.maxTokens || row.length >= options.maxContext
   }
   if (prompts.length === 0) return []
-  const first = await decoder.start(prompts)
-  let active = rows.map((_, r) => r).filter((r) => !advance(r, first, r))
-  while (active.length > 0) {
-    const next = await decoder.step(active, active.map((r) => rows[r]!.out.tokens.at(-1)!))
-    active = active.filter((r, i) => {
-      rows[r]!.length++
-      return !advance(r, next, i)
-    })
+  try {
+    const first = await decoder.start(prompts)
+    let active = rows.map((_, r) => r).filter((r) => !advance(r, first, r))
+    while (active.length > 0) {
+      const next = await decoder.step(active, active.map((r) => rows[r]!.out.tokens.at(-1)!))
+      active = active.filter((r, i) => {
+        rows[r]!.length++
+        return !advance(r, next, i)
+      })
+    }
+  } finally {
+    decoder.end?.()
   }
   return rows.map((row) => row.out)
 }

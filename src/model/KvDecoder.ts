@@ -1,39 +1,46 @@
 /**
- * The Decoder (Generate.ts) of one `generate` call over the embedded model's prefill and decode
- * graphs, with a key/value cache for the call's rows.
+ * The key/value cache of one sampler (StoryModel.sampler), shared by every `generate` call in
+ * flight on it: their rows are decoded together, so a worker holding a step's requests runs one
+ * decoding run per step of all of them instead of one per request.
  *
- * A row's numbers depend only on the row: each distinct prompt is prefilled alone, and a decoding
- * run is never given a single row. On one onnxruntime thread a run's result for a row is the same
- * bits in every batch of 2 rows or more, whatever the other rows, their places or the cache's
- * capacity, while a lone row takes another kernel path (test/BatchInvariance.test.ts). So when
- * one row is left it gets a dummy companion, and a request's rows come out the same whatever
- * its other rows do (n = 5 or 6 samples give the same first five).
+ * A row's numbers depend only on the row: each distinct prompt is prefilled alone, and on one
+ * onnxruntime thread a decoding run's result for a row is the same bits in every batch of 2 rows
+ * or more, whatever the other rows, their places or the cache's capacity, while a lone row takes
+ * another kernel path (test/BatchInvariance.test.ts). So a batch of one row gets a dummy
+ * companion, and which requests share a run changes no bit of any of them.
  *
- * Why not one batch for every request: a decoding run costs per row (its attention reads the
- * row's whole cache, as long as the batch's longest), not per run; merging the requests a worker
- * holds into one batch measured slower (a quickstart's rollouts 203 s instead of 108 s).
+ * Rows are bucketed by cache capacity (multiples of CACHE_CHUNK positions), one run per bucket:
+ * a run's attention reads every row's cache as long as the run's capacity, so a short row in a
+ * long row's run pays for the long row's length (one capacity for all of a worker's rows measured
+ * slower than one request per run: a quickstart's rollouts 203 s instead of 108 s). A row moves up
+ * a bucket when it outgrows its capacity, which costs one copy of its cache per CACHE_CHUNK tokens.
  *
- * The cache holds keys as Kᵀ [slots, H, D, C] and values [slots, H, C, D]; `filled` positions of
- * a row's slot hold its tokens so far. Finished rows keep their slot (fed a dummy token, outputs
- * dropped) until a quarter of the slots are dead, then the cache is compacted; it grows
- * CACHE_CHUNK positions at a time.
+ * A bucket holds keys as Kᵀ [slots, H, D, C] and values [slots, H, C, D]; `filled` positions of
+ * a row's slot hold its tokens so far, the rest are masked. Finished rows free their slot
+ * (still fed a dummy token until a quarter of the slots are free, then the bucket is compacted).
  *
  * @example
- * const rows = await generate(kvDecoder(config, prefill, decode), prompts, params, options)
+ * const batch = new KvBatch(config, prefill, decode)
+ * const [a, b] = await Promise.all([generate(batch.decoder(), promptsA, ...), generate(batch.decoder(), promptsB, ...)])
  */
 import type { Decoder, NextToken } from "./Generate.ts"
 import * as Onnx from "./graph/Onnx.ts"
 import { headDim, MASKED, type ModelConfig } from "./Transformer.ts"
 
-/** Cache capacity grows in steps of this many positions (one copy per step instead of per token). */
+/** Bucket capacities are multiples of this many positions. */
 const CACHE_CHUNK = 128
-
-/** A slot that holds no row: the companion of a lone row. */
-const DUMMY = -1
 
 /** The prefill graph's run on one prompt: per layer `key.l` [1, H, D, T] and `value.l` [1, H, T, D], and `logits`, `probs` [1, V]. */
 export type Prefill = (prompt: ReadonlyArray<number>) => Promise<Record<string, Onnx.TensorData>>
 
+interface Row {
+  /** Positions of its slot that hold its tokens. */
+  filled: number
+  bucket: Bucket
+  slot: number
+}
+
+/** Where a row's cache is read from when it is copied into a slot. */
 interface CacheSource {
   readonly keys: ReadonlyArray<Float32Array>
   readonly values: ReadonlyArray<Float32Array>
@@ -41,117 +48,310 @@ interface CacheSource {
   readonly slot: number
 }
 
-export const kvDecoder = (config: ModelConfig, prefill: Prefill, decode: Onnx.Runner): Decoder => {
-  const { nLayers: L, nHeads: H, vocabSize: V, maxContext } = config
-  const D = headDim(config)
-  let slots: Array<number> = [] // row per cache slot (DUMMY: none)
-  let filled: Array<number> = [] // per row: positions of its slot that hold its tokens
-  let capacity = 0
-  let keys: Array<Float32Array> = []
-  let values: Array<Float32Array> = []
-  const chunked = (n: number) => Math.min(Math.ceil(n / CACHE_CHUNK) * CACHE_CHUNK, maxContext)
+/** A bucket's memory: the cache (keys, values) and a run's outputs, for `room` slots. */
+interface Buffers {
+  readonly room: number
+  readonly keys: Array<Float32Array>
+  readonly values: Array<Float32Array>
+  /** `logits`, `probs`, `key.l`, `value.l`: reused from run to run. */
+  readonly results: Record<string, Float32Array>
+}
 
-  /** A new cache of `cap` positions for `rows` (at least 2 slots), each row's positions copied from `source(row)`. */
-  const relayout = (rows: ReadonlyArray<number>, cap: number, source: (row: number) => CacheSource) => {
-    const next = rows.length >= 2 ? [...rows] : [...rows, ...Array.from({ length: 2 - rows.length }, () => DUMMY)]
-    const newKeys = Array.from({ length: L }, () => new Float32Array(next.length * H * D * cap))
-    const newValues = Array.from({ length: L }, () => new Float32Array(next.length * H * cap * D))
-    next.forEach((row, i) => {
-      if (row === DUMMY) return
-      const src = source(row)
-      const n = filled[row]!
-      for (let l = 0; l < L; l++) {
-        for (let h = 0; h < H; h++) {
-          for (let d = 0; d < D; d++) {
-            const k = ((src.slot * H + h) * D + d) * src.cap
-            newKeys[l]!.set(src.keys[l]!.subarray(k, k + n), ((i * H + h) * D + d) * cap)
-          }
-          const v = (src.slot * H + h) * src.cap * D
-          newValues[l]!.set(src.values[l]!.subarray(v, v + n * D), (i * H + h) * cap * D)
-        }
-      }
-    })
-    slots = next
-    keys = newKeys
-    values = newValues
-    capacity = cap
+/**
+ * Buffers of emptied buckets, kept (per thread) for the next bucket of their shape: each policy
+ * version's sampler builds its buckets afresh, and fresh memory costs a page fault per page on
+ * first touch, more than the copies themselves (measured: a step's bucket growth 2 ms per row).
+ */
+const spare = new Map<string, Array<Buffers>>()
+/** Floats of spare buffers kept per thread (256 MB). */
+const SPARE_FLOATS = 64 * 1024 * 1024
+let spareFloats = 0
+const floatsOf = (b: Buffers) => [...b.keys, ...b.values, ...Object.values(b.results)].reduce((n, a) => n + a.length, 0)
+
+/** The rows whose caches hold up to `cap` positions, decoded in one run. */
+class Bucket {
+  /** The row in each slot; undefined: free (a dummy row in runs). */
+  readonly slots: Array<Row | undefined> = []
+  private buffers: Buffers
+  /** Floats per slot in each layer's keys (and values): H × D × cap. */
+  private readonly block: number
+  private readonly shape: string
+
+  constructor(readonly cap: number, private readonly config: ModelConfig, private readonly H: number, private readonly D: number) {
+    this.block = H * D * cap
+    this.shape = [cap, config.nLayers, H, D, config.vocabSize].join(":")
+    const kept = spare.get(this.shape)?.pop()
+    if (kept !== undefined) spareFloats -= floatsOf(kept)
+    this.buffers = kept ?? this.allocate(4)
   }
 
-  return {
-    start: async (prompts) => {
-      const keyOf = (p: ReadonlyArray<number>) => p.join(",")
-      const unique = [...new Map(prompts.map((p) => [keyOf(p), p])).values()]
-      const index = new Map(unique.map((p, i) => [keyOf(p), i]))
-      const prefilled: Array<Record<string, Onnx.TensorData>> = []
-      for (const p of unique) prefilled.push(await prefill(p))
-      const sources = prefilled.map((res, u): CacheSource => ({
-        keys: Array.from({ length: L }, (_, l) => res[`key.${l}`]!.data as Float32Array),
-        values: Array.from({ length: L }, (_, l) => res[`value.${l}`]!.data as Float32Array),
-        cap: unique[u]!.length,
-        slot: 0
-      }))
-      filled = prompts.map((p) => p.length)
-      const of = (r: number) => index.get(keyOf(prompts[r]!))!
-      relayout(prompts.map((_, r) => r), chunked(Math.max(...filled) + 1), (r) => sources[of(r)]!)
-      const pick = (name: string) => {
-        const out = new Float32Array(prompts.length * V)
-        prompts.forEach((_, r) => out.set((prefilled[of(r)]![name]!.data as Float32Array).subarray(0, V), r * V))
-        return out
-      }
-      return { logits: pick("logits"), probs: pick("probs") }
-    },
+  get keys(): ReadonlyArray<Float32Array> {
+    return this.buffers.keys
+  }
 
-    step: async (rows, tokens) => {
-      const need = Math.max(...rows.map((r) => filled[r]!)) + 1
-      const live = slots.filter((r) => r !== DUMMY)
-      if (rows.length <= (live.length * 3) / 4 || need > capacity) {
-        const at = new Map(slots.map((r, i) => [r, i]))
-        const from = { keys, values, cap: capacity }
-        relayout(rows.length <= (live.length * 3) / 4 ? rows : live, Math.max(capacity, chunked(need)), (r) => ({ ...from, slot: at.get(r)! }))
-      }
-      const B = slots.length
-      const token = new Map(rows.map((r, i) => [r, tokens[i]!]))
-      const mask = new Float32Array(B * capacity).fill(MASKED)
-      slots.forEach((r, b) => {
-        if (r !== DUMMY) mask.fill(0, b * capacity, b * capacity + filled[r]!)
-      })
-      const res = await decode({
-        tokens: Onnx.int64(slots.map((r) => token.get(r) ?? 0), [B, 1]),
-        positions: Onnx.int64(slots.map((r) => (r === DUMMY ? 0 : Math.min(filled[r]!, maxContext - 1))), [B, 1]),
-        mask: { data: mask, dims: [B, 1, 1, capacity] },
-        ...Object.fromEntries(Array.from({ length: L }, (_, l) => [
-          [`past_key.${l}`, { data: keys[l]!, dims: [B, H, D, capacity] }],
-          [`past_value.${l}`, { data: values[l]!, dims: [B, H, capacity, D] }]
-        ]).flat())
-      })
-      // Each live row's new key and value go into its slot's next position; dead rows' are dropped.
-      slots.forEach((r, b) => {
-        if (!token.has(r)) return
-        const at = filled[r]!
-        for (let l = 0; l < L; l++) {
-          const k = res[`key.${l}`]!.data as Float32Array
-          const v = res[`value.${l}`]!.data as Float32Array
-          for (let h = 0; h < H; h++) {
-            const src = (b * H + h) * D
-            for (let d = 0; d < D; d++) keys[l]![((b * H + h) * D + d) * capacity + at] = k[src + d]!
-            values[l]!.set(v.subarray(src, src + D), ((b * H + h) * capacity + at) * D)
-          }
-        }
-        filled[r]!++
-      })
-      const slotOf = new Map(slots.map((r, b) => [r, b]))
-      return rowsOf(res, rows.map((r) => slotOf.get(r)!), V)
+  get values(): ReadonlyArray<Float32Array> {
+    return this.buffers.values
+  }
+
+  private allocate(room: number, old?: Buffers): Buffers {
+    const { nLayers: L, vocabSize: V } = this.config
+    const sized = (perSlot: number, from: Float32Array | undefined) => {
+      const a = new Float32Array(room * perSlot)
+      if (from !== undefined) a.set(from)
+      return a
     }
+    const perSlot: Record<string, number> = { logits: V, probs: V }
+    for (let l = 0; l < L; l++) perSlot[`key.${l}`] = perSlot[`value.${l}`] = this.H * this.D
+    return {
+      room,
+      keys: Array.from({ length: L }, (_, l) => sized(this.block, old?.keys[l])),
+      values: Array.from({ length: L }, (_, l) => sized(this.block, old?.values[l])),
+      results: Object.fromEntries(Object.entries(perSlot).map(([name, n]) => [name, sized(n, undefined)]))
+    }
+  }
+
+  /** Gives the buffers up for a later bucket of the same shape (the bucket is not used again). */
+  retire(): void {
+    const n = floatsOf(this.buffers)
+    if (spareFloats + n > SPARE_FLOATS) return
+    spareFloats += n
+    const list = spare.get(this.shape) ?? []
+    list.push(this.buffers)
+    spare.set(this.shape, list)
+  }
+
+  /** Output buffers of a run over the first `B` slots. */
+  outputs(B: number): Record<string, Onnx.TensorData> {
+    const { H, D } = this
+    const V = this.config.vocabSize
+    return Object.fromEntries(Object.entries(this.buffers.results).map(([name, a]) => {
+      const dims = name === "logits" || name === "probs" ? [B, V] : [B, H, 1, D]
+      return [name, { data: a.subarray(0, dims.reduce((p, q) => p * q, 1)), dims }]
+    }))
+  }
+
+  get live(): number {
+    return this.slots.reduce((n, r) => n + (r === undefined ? 0 : 1), 0)
+  }
+
+  /**
+   * Puts `row` in a free slot, growing the buffers when none is free. The slot keeps what its
+   * last row left past `filled`: masked positions weigh exactly 0 whatever finite values they hold.
+   */
+  take(row: Row): void {
+    let slot = this.slots.indexOf(undefined)
+    if (slot < 0) {
+      slot = this.slots.length
+      this.slots.push(undefined)
+      if (this.slots.length > this.buffers.room) this.buffers = this.allocate(this.buffers.room * 2, this.buffers)
+    }
+    this.slots[slot] = row
+    row.bucket = this
+    row.slot = slot
+  }
+
+  /** Copies `n` positions of a row's cache from `src` into `slot`. */
+  copyIn(slot: number, src: CacheSource, n: number): void {
+    const { H, D, cap } = this
+    for (let l = 0; l < this.config.nLayers; l++) {
+      for (let h = 0; h < H; h++) {
+        for (let d = 0; d < D; d++) {
+          const k = ((src.slot * H + h) * D + d) * src.cap
+          this.keys[l]!.set(src.keys[l]!.subarray(k, k + n), ((slot * H + h) * D + d) * cap)
+        }
+        const v = (src.slot * H + h) * src.cap * D
+        this.values[l]!.set(src.values[l]!.subarray(v, v + n * D), (slot * H + h) * cap * D)
+      }
+    }
+  }
+
+  /** Moves live rows down over free slots when a quarter or more are free (at least 2 slots stay). */
+  compact(): void {
+    const live = this.live
+    if (this.slots.length <= 2 || (this.slots.length - live) * 4 < this.slots.length) return
+    const rows = this.slots.filter((r): r is Row => r !== undefined)
+    rows.forEach((row, to) => {
+      if (row.slot === to) return
+      for (const a of [...this.buffers.keys, ...this.buffers.values]) a.copyWithin(to * this.block, row.slot * this.block, (row.slot + 1) * this.block)
+      row.slot = to
+    })
+    this.slots.length = 0
+    this.slots.push(...rows, ...Array.from({ length: Math.max(0, 2 - rows.length) }, () => undefined))
   }
 }
 
-/** Rows `from[i]` of a run's logits and probs, in order (no copy when they are all of them, in order). */
-const rowsOf = (res: Record<string, Onnx.TensorData>, from: ReadonlyArray<number>, V: number): NextToken => {
-  const pick = (a: Float32Array) => {
-    if (from.length * V === a.length && from.every((b, i) => b === i)) return a
-    const out = new Float32Array(from.length * V)
-    from.forEach((b, i) => out.set(a.subarray(b * V, (b + 1) * V), i * V))
-    return out
+/** One `generate` call's rows (undefined once finished) and its decoding step waiting for a run. */
+interface Call {
+  readonly rows: Array<Row | undefined>
+}
+
+interface StepRequest {
+  readonly call: Call
+  readonly rows: ReadonlyArray<number>
+  readonly tokens: ReadonlyArray<number>
+  readonly resolve: (next: NextToken) => void
+  readonly reject: (error: unknown) => void
+}
+
+export class KvBatch {
+  private readonly buckets = new Map<number, Bucket>()
+  private pending: Array<StepRequest> = []
+  private scheduled = false
+  /** Bucket changes and runs, one at a time. */
+  private lock: Promise<unknown> = Promise.resolve()
+  private readonly D: number
+
+  constructor(private readonly config: ModelConfig, private readonly prefill: Prefill, private readonly decode: Onnx.Runner) {
+    this.D = headDim(config)
   }
-  return { logits: pick(res["logits"]!.data as Float32Array), probs: pick(res["probs"]!.data as Float32Array) }
+
+  /** A Decoder for one `generate` call, whose rows join this batch's runs. */
+  decoder(): Decoder {
+    const call: Call = { rows: [] }
+    const { nLayers: L, vocabSize: V } = this.config
+    return {
+      start: async (prompts) => {
+        const keyOf = (p: ReadonlyArray<number>) => p.join(",")
+        const unique = [...new Map(prompts.map((p) => [keyOf(p), p])).values()]
+        const index = new Map(unique.map((p, i) => [keyOf(p), i]))
+        const prefilled: Array<Record<string, Onnx.TensorData>> = []
+        for (const p of unique) prefilled.push(await this.prefill(p))
+        const of = (r: number) => prefilled[index.get(keyOf(prompts[r]!))!]!
+        await this.exclusive(() => {
+          prompts.forEach((p, r) => {
+            const row = { filled: p.length } as Row
+            this.bucketFor(p.length + 1).take(row)
+            const res = of(r)
+            const f32 = (name: string) => res[name]!.data as Float32Array
+            const source = {
+              keys: Array.from({ length: L }, (_, l) => f32(`key.${l}`)),
+              values: Array.from({ length: L }, (_, l) => f32(`value.${l}`)),
+              cap: p.length,
+              slot: 0
+            }
+            row.bucket.copyIn(row.slot, source, p.length)
+            call.rows.push(row)
+          })
+        })
+        const pick = (name: string) => (r: number) => (of(r)[name]!.data as Float32Array).subarray(0, V)
+        return { logits: pick("logits"), probs: pick("probs") }
+      },
+      step: (rows, tokens) =>
+        new Promise<NextToken>((resolve, reject) => {
+          this.pending.push({ call, rows, tokens, resolve, reject })
+          if (!this.scheduled) {
+            this.scheduled = true
+            // After the current turn's microtasks: every call answered by the last run has asked again by then.
+            setImmediate(() => {
+              this.scheduled = false
+              void this.exclusive(() => this.flush())
+            })
+          }
+        }),
+      end: () => {
+        void this.exclusive(() => {
+          call.rows.forEach((row, r) => {
+            if (row !== undefined) this.free(row)
+            call.rows[r] = undefined
+          })
+        })
+      }
+    }
+  }
+
+  private exclusive<A>(f: () => A | Promise<A>): Promise<A> {
+    const run = this.lock.then(f)
+    this.lock = run.catch(() => undefined)
+    return run
+  }
+
+  private bucketFor(need: number): Bucket {
+    const cap = Math.min(Math.ceil(need / CACHE_CHUNK) * CACHE_CHUNK, this.config.maxContext)
+    let b = this.buckets.get(cap)
+    if (b === undefined) this.buckets.set(cap, (b = new Bucket(cap, this.config, this.config.nHeads, this.D)))
+    return b
+  }
+
+  private free(row: Row): void {
+    row.bucket.slots[row.slot] = undefined
+    if (row.bucket.live === 0) {
+      this.buckets.delete(row.bucket.cap)
+      row.bucket.retire()
+    }
+  }
+
+  /** Runs every waiting step: one decoding run per bucket holding one of their rows. */
+  private async flush(): Promise<void> {
+    const requests = this.pending
+    this.pending = []
+    try {
+      const { nLayers: L, nHeads: H, vocabSize: V, maxContext } = this.config
+      const D = this.D
+      const token = new Map<Row, number>()
+      for (const q of requests) {
+        // Rows a call no longer lists have finished.
+        const listed = new Set(q.rows)
+        q.call.rows.forEach((row, r) => {
+          if (row !== undefined && !listed.has(r)) {
+            this.free(row)
+            q.call.rows[r] = undefined
+          }
+        })
+        q.rows.forEach((r, i) => {
+          const row = q.call.rows[r]!
+          if (row.filled + 1 > row.bucket.cap) {
+            const from = row.bucket
+            const source = { keys: from.keys, values: from.values, cap: from.cap, slot: row.slot }
+            const to = this.bucketFor(row.filled + 1)
+            this.free(row)
+            to.take(row)
+            to.copyIn(row.slot, source, row.filled)
+          }
+          token.set(row, q.tokens[i]!)
+        })
+      }
+      const out = new Map<Row, { readonly res: Record<string, Onnx.TensorData>; readonly at: number }>()
+      for (const bucket of new Set([...token.keys()].map((r) => r.bucket))) {
+        bucket.compact()
+        const { slots, cap: C } = bucket
+        const B = slots.length
+        const mask = new Float32Array(B * C).fill(MASKED)
+        slots.forEach((row, b) => {
+          if (row !== undefined && token.has(row)) mask.fill(0, b * C, b * C + row.filled)
+        })
+        const res = await this.decode({
+          tokens: Onnx.int64(slots.map((row) => (row === undefined ? 0 : (token.get(row) ?? 0))), [B, 1]),
+          positions: Onnx.int64(slots.map((row) => (row !== undefined && token.has(row) ? Math.min(row.filled, maxContext - 1) : 0)), [B, 1]),
+          mask: { data: mask, dims: [B, 1, 1, C] },
+          ...Object.fromEntries(Array.from({ length: L }, (_, l) => [
+            [`past_key.${l}`, { data: bucket.keys[l]!.subarray(0, B * H * D * C), dims: [B, H, D, C] }],
+            [`past_value.${l}`, { data: bucket.values[l]!.subarray(0, B * H * C * D), dims: [B, H, C, D] }]
+          ]).flat())
+        }, bucket.outputs(B))
+        // Each stepped row's new key and value go into its slot's next position.
+        slots.forEach((row, b) => {
+          if (row === undefined || !token.has(row)) return
+          const at = row.filled
+          for (let l = 0; l < L; l++) {
+            const k = res[`key.${l}`]!.data as Float32Array
+            const v = res[`value.${l}`]!.data as Float32Array
+            for (let h = 0; h < H; h++) {
+              const src = (b * H + h) * D
+              for (let d = 0; d < D; d++) bucket.keys[l]![((b * H + h) * D + d) * C + at] = k[src + d]!
+              bucket.values[l]!.set(v.subarray(src, src + D), ((b * H + h) * C + at) * D)
+            }
+          }
+          row.filled++
+          out.set(row, { res, at: b })
+        })
+      }
+      for (const q of requests) {
+        const at = q.rows.map((r) => out.get(q.call.rows[r]!)!)
+        const pick = (name: string) => (i: number) => (at[i]!.res[name]!.data as Float32Array).subarray(at[i]!.at * V, (at[i]!.at + 1) * V)
+        q.resolve({ logits: pick("logits"), probs: pick("probs") })
+      }
+    } catch (e) {
+      for (const q of requests) q.reject(e)
+    }
+  }
 }

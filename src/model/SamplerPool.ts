@@ -1,6 +1,7 @@
 /**
  * Sampling and teacher forcing off the main thread: one worker thread per core, each a StoryModel
- * on one onnxruntime thread (SamplerWorker.ts), taking the pool's jobs one at a time.
+ * on one onnxruntime thread (SamplerWorker.ts). A job goes to the worker with the least work in
+ * flight, at once: a worker decodes every generation it holds together (KvDecoder.ts).
  *
  * Why workers: onnxruntime-node runs a session on the calling thread, so in-process sampling
  * blocks the event loop and uses the cores only through intra-op threads, which the small
@@ -92,6 +93,7 @@ type JobBody = Job extends infer J ? (J extends Job ? Omit<J, "id" | "version" |
 interface Pending {
   readonly weights: WeightsVersion
   readonly body: JobBody
+  readonly work: number
   readonly resolve: (value: unknown) => void
   readonly reject: (error: Error) => void
 }
@@ -100,8 +102,21 @@ interface Slot {
   readonly worker: Worker
   /** Versions this worker holds, least recently used first. */
   readonly held: Array<number>
-  job: (Pending & { readonly id: number }) | undefined
+  /** Jobs in flight, by id. */
+  readonly jobs: Map<number, Pending>
+  /** Their estimated work (see `workOf`). */
+  load: number
 }
+
+/**
+ * A job's work in decoded tokens, to balance the workers: a generation decodes up to `maxTokens`
+ * per row, teacher forcing runs all of an item's tokens in one pass (measured: about 8 times
+ * cheaper per token than decoding).
+ */
+const workOf = (body: JobBody): number =>
+  body.kind === "generate"
+    ? body.prompts.reduce((n, _, r) => n + (Array.isArray(body.params) ? (body.params as ReadonlyArray<RowParams>)[r]!.params : (body.params as SamplingParams)).maxTokens, 0)
+    : body.items.reduce((n, it) => n + it.input.length, 0) / 8
 
 /** The worker entry, loaded through tsx (the sources are TypeScript, bundled CLI or not). */
 const bootstrap = (): string => {
@@ -114,7 +129,6 @@ const bootstrap = (): string => {
 
 export class SamplerPool {
   private readonly slots: Array<Slot> = []
-  private readonly queue: Array<Pending> = []
   private readonly versions = new WeakMap<ReadonlyMap<string, Float32Array>, WeightsVersion>()
   private nextVersion = 0
   private nextId = 0
@@ -144,10 +158,9 @@ export class SamplerPool {
     return this.submit(config, weights, { kind: "score", items }) as Promise<Array<Float32Array>>
   }
 
-  /** Stops every worker; jobs in flight or queued fail. The next job starts new ones. */
+  /** Stops every worker; jobs in flight fail. The next job starts new ones. */
   async close(): Promise<void> {
     const slots = this.slots.splice(0)
-    for (const p of this.queue.splice(0)) p.reject(new Error("the sampler pool was closed"))
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
 
@@ -158,10 +171,7 @@ export class SamplerPool {
     } catch (e) {
       return Promise.reject(e)
     }
-    return new Promise((resolve, reject) => {
-      this.queue.push({ weights: version, body, resolve, reject })
-      this.dispatch()
-    })
+    return new Promise((resolve, reject) => this.start(this.pick(), { weights: version, body, work: workOf(body), resolve, reject }))
   }
 
   private versionOf(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): WeightsVersion {
@@ -172,16 +182,13 @@ export class SamplerPool {
     return version
   }
 
-  /** Gives queued jobs to idle workers, preferring one that already holds the job's weights. */
-  private dispatch(): void {
-    while (this.queue.length > 0) {
-      const idle = this.slots.filter((s) => s.job === undefined)
-      const next = this.queue[0]!
-      const slot = idle.find((s) => s.held.includes(next.weights.version)) ?? idle[0] ?? (this.slots.length < this.size ? this.spawn() : undefined)
-      if (slot === undefined) return
-      this.queue.shift()
-      this.start(slot, next)
-    }
+  /**
+   * The worker with the least work in flight (a new one while none is idle and there are fewer
+   * than `size`): a worker decodes all of its jobs together (KvDecoder.ts).
+   */
+  private pick(): Slot {
+    const least = this.slots.reduce<Slot | undefined>((a, s) => (a === undefined || s.load < a.load ? s : a), undefined)
+    return least === undefined || (least.load > 0 && this.slots.length < this.size) ? this.spawn() : least
   }
 
   private start(slot: Slot, pending: Pending): void {
@@ -189,33 +196,45 @@ export class SamplerPool {
     const has = slot.held.includes(v)
     const drop: Array<number> = []
     if (has) slot.held.splice(slot.held.indexOf(v), 1)
-    else while (slot.held.length >= KEEP) drop.push(slot.held.shift()!)
+    else {
+      // Free the least recently used versions no job in flight on this worker uses.
+      const busy = new Set([...slot.jobs.values()].map((j) => j.weights.version))
+      for (const old of [...slot.held]) {
+        if (slot.held.length < KEEP) break
+        if (busy.has(old)) continue
+        slot.held.splice(slot.held.indexOf(old), 1)
+        drop.push(old)
+      }
+    }
     slot.held.push(v)
     const job = { ...pending.body, id: this.nextId++, version: v, drop, ...(has ? {} : { weights: pending.weights }) } as Job
-    slot.job = { ...pending, id: job.id }
-    slot.worker.ref() // a job in flight keeps the process alive; an idle worker does not
+    slot.jobs.set(job.id, pending)
+    slot.load += pending.work
+    slot.worker.ref() // jobs in flight keep the process alive; an idle worker does not
     slot.worker.postMessage(job)
   }
 
   private spawn(): Slot {
     this.source ??= bootstrap()
     const worker = new Worker(this.source, { eval: true })
-    const slot: Slot = { worker, held: [], job: undefined }
+    const slot: Slot = { worker, held: [], jobs: new Map(), load: 0 }
     worker.on("message", (reply: Reply) => {
-      const job = slot.job
-      if (job === undefined || job.id !== reply.id) return
-      slot.job = undefined
-      worker.unref()
+      const job = slot.jobs.get(reply.id)
+      if (job === undefined) return
+      slot.jobs.delete(reply.id)
+      slot.load -= job.work
+      if (slot.jobs.size === 0) {
+        slot.load = 0 // no rounding drift
+        worker.unref()
+      }
       if (reply.ok) job.resolve(reply.value)
       else job.reject(new Error(reply.message))
-      this.dispatch()
     })
     const fail = (error: Error) => {
       const i = this.slots.indexOf(slot)
       if (i >= 0) this.slots.splice(i, 1)
-      slot.job?.reject(error)
-      slot.job = undefined
-      this.dispatch()
+      for (const job of slot.jobs.values()) job.reject(error)
+      slot.jobs.clear()
     }
     worker.on("error", (e) => fail(e instanceof Error ? e : new Error(String(e))))
     worker.on("exit", (code) => fail(new Error(`a sampling worker exited (code ${code})`)))

@@ -1,6 +1,7 @@
 /**
  * A worker of SamplerPool.ts: StoryModels on one onnxruntime thread each, running the pool's
- * jobs one at a time under the weights each job names (a StoryModel.sampler per version).
+ * jobs under the weights each job names (a StoryModel.sampler per version). Jobs run as they
+ * come: the generations in flight on one sampler are decoded together (KvDecoder.ts).
  */
 import { parentPort } from "node:worker_threads"
 import { unpack, type Job, type Reply, type WeightsVersion } from "./SamplerPool.ts"
@@ -37,16 +38,12 @@ const run = async (job: Job): Promise<unknown> => {
   return (await s.score(job.items)).map((r) => r.logprobs)
 }
 
-// One job at a time, in order: the pool sends a worker its next job only after the last reply.
-let chain: Promise<void> = Promise.resolve()
-parentPort!.on("message", (job: Job) => {
-  chain = chain.then(async () => {
-    let reply: Reply
-    try {
-      reply = { id: job.id, ok: true, value: await run(job) }
-    } catch (e) {
-      reply = { id: job.id, ok: false, message: e instanceof Error ? e.message : String(e) }
-    }
-    parentPort!.postMessage(reply)
-  })
+parentPort!.on("message", async (job: Job) => {
+  let reply: Reply
+  try {
+    reply = { id: job.id, ok: true, value: await run(job) }
+  } catch (e) {
+    reply = { id: job.id, ok: false, message: e instanceof Error ? e.message : String(e) }
+  }
+  parentPort!.postMessage(reply)
 })

@@ -14,7 +14,7 @@ import type * as ort from "onnxruntime-node"
 import { availableParallelism } from "node:os"
 import * as Onnx from "./graph/Onnx.ts"
 import type { Graph } from "./graph/Graph.ts"
-import { kvDecoder, type Prefill } from "./KvDecoder.ts"
+import { KvBatch, type Prefill } from "./KvDecoder.ts"
 import { generate, type Generated, type RowParams } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
 import { decodeGraph, MASKED, paramShapes, prefillGraph, scoreGraph, trainGraph, type ModelConfig } from "./Transformer.ts"
@@ -43,7 +43,7 @@ export interface Sampler {
   /**
    * Samples one continuation per row (`prompts[r]`), seeded per row (see Generate.ts). Each
    * distinct prompt is prefilled once, alone; a row's tokens and logprobs depend on nothing but
-   * the row (KvDecoder.ts).
+   * the row (KvDecoder.ts). Calls in flight together are decoded together.
    */
   readonly generate: (
     prompts: ReadonlyArray<ReadonlyArray<number>>,
@@ -291,8 +291,9 @@ export class StoryModel {
         last_index: Onnx.int64([T - 1], [1])
       })
     }
+    const batch = new KvBatch(this.config, prefill, decode.run)
     return {
-      generate: (prompts, params, stop) => generate(kvDecoder(this.config, prefill, decode.run), prompts, params, { stop, vocabSize, maxContext }),
+      generate: (prompts, params, stop) => generate(batch.decoder(), prompts, params, { stop, vocabSize, maxContext }),
       score: (items) => this.score(frozen, items),
       release: decode.release
     }
