@@ -48,13 +48,11 @@ interface CacheSource {
   readonly slot: number
 }
 
-/** A bucket's memory: the cache (keys, values) and a run's outputs, for `room` slots. */
+/** A bucket's cache (keys, values), for `room` slots. */
 interface Buffers {
   readonly room: number
   readonly keys: Array<Float32Array>
   readonly values: Array<Float32Array>
-  /** `logits`, `probs`, `key.l`, `value.l`: reused from run to run. */
-  readonly results: Record<string, Float32Array>
 }
 
 /**
@@ -66,7 +64,7 @@ const spare = new Map<string, Array<Buffers>>()
 /** Floats of spare buffers kept per thread (256 MB). */
 const SPARE_FLOATS = 64 * 1024 * 1024
 let spareFloats = 0
-const floatsOf = (b: Buffers) => [...b.keys, ...b.values, ...Object.values(b.results)].reduce((n, a) => n + a.length, 0)
+const floatsOf = (b: Buffers) => [...b.keys, ...b.values].reduce((n, a) => n + a.length, 0)
 
 /** The rows whose caches hold up to `cap` positions, decoded in one run. */
 class Bucket {
@@ -94,19 +92,15 @@ class Bucket {
   }
 
   private allocate(room: number, old?: Buffers): Buffers {
-    const { nLayers: L, vocabSize: V } = this.config
-    const sized = (perSlot: number, from: Float32Array | undefined) => {
-      const a = new Float32Array(room * perSlot)
+    const sized = (from: Float32Array | undefined) => {
+      const a = new Float32Array(room * this.block)
       if (from !== undefined) a.set(from)
       return a
     }
-    const perSlot: Record<string, number> = { logits: V, probs: V }
-    for (let l = 0; l < L; l++) perSlot[`key.${l}`] = perSlot[`value.${l}`] = this.H * this.D
     return {
       room,
-      keys: Array.from({ length: L }, (_, l) => sized(this.block, old?.keys[l])),
-      values: Array.from({ length: L }, (_, l) => sized(this.block, old?.values[l])),
-      results: Object.fromEntries(Object.entries(perSlot).map(([name, n]) => [name, sized(n, undefined)]))
+      keys: Array.from({ length: this.config.nLayers }, (_, l) => sized(old?.keys[l])),
+      values: Array.from({ length: this.config.nLayers }, (_, l) => sized(old?.values[l]))
     }
   }
 
@@ -118,16 +112,6 @@ class Bucket {
     const list = spare.get(this.shape) ?? []
     list.push(this.buffers)
     spare.set(this.shape, list)
-  }
-
-  /** Output buffers of a run over the first `B` slots. */
-  outputs(B: number): Record<string, Onnx.TensorData> {
-    const { H, D } = this
-    const V = this.config.vocabSize
-    return Object.fromEntries(Object.entries(this.buffers.results).map(([name, a]) => {
-      const dims = name === "logits" || name === "probs" ? [B, V] : [B, H, 1, D]
-      return [name, { data: a.subarray(0, dims.reduce((p, q) => p * q, 1)), dims }]
-    }))
   }
 
   get live(): number {
@@ -327,7 +311,7 @@ export class KvBatch {
             [`past_key.${l}`, { data: bucket.keys[l]!.subarray(0, B * H * D * C), dims: [B, H, D, C] }],
             [`past_value.${l}`, { data: bucket.values[l]!.subarray(0, B * H * C * D), dims: [B, H, C, D] }]
           ]).flat())
-        }, bucket.outputs(B))
+        })
         // Each stepped row's new key and value go into its slot's next position.
         slots.forEach((row, b) => {
           if (row === undefined || !token.has(row)) return

@@ -201,12 +201,7 @@ export const int64 = (values: ArrayLike<number>, dims: ReadonlyArray<number>): T
   dims
 })
 
-/**
- * Runs a session. With `outputs`, exactly those outputs are computed, into their `data` (sized
- * to their dims): a loop that runs a session many times reuses its buffers instead of allocating
- * (and collecting) new ones on every run.
- */
-export type Runner = (feeds: Record<string, TensorData>, outputs?: Record<string, TensorData>) => Promise<Record<string, TensorData>>
+export type Runner = (feeds: Record<string, TensorData>) => Promise<Record<string, TensorData>>
 
 const ortType = (data: TensorData["data"]): "float32" | "float64" | "int64" | "bool" =>
   data instanceof Float32Array ? "float32" : data instanceof Float64Array ? "float64" : data instanceof BigInt64Array ? "int64" : "bool"
@@ -231,15 +226,10 @@ export const loadSession = async (
   const session = await InferenceSession.create(toModelProto(graph, initializers), options)
   const inputNames = new Set(session.inputNames)
   return {
-    run: async (feeds, outputs) => {
-      const tensor = (t: TensorData) => new Tensor(ortType(t.data), t.data, [...t.dims])
+    run: async (feeds) => {
       const ortFeeds: Record<string, ort.Tensor> = {}
       for (const [name, t] of Object.entries(feeds)) {
-        if (inputNames.has(name)) ortFeeds[name] = tensor(t)
-      }
-      if (outputs !== undefined) {
-        await session.run(ortFeeds, Object.fromEntries(Object.entries(outputs).map(([name, t]) => [name, tensor(t)])))
-        return outputs
+        if (inputNames.has(name)) ortFeeds[name] = new Tensor(ortType(t.data), t.data, [...t.dims])
       }
       const res = await session.run(ortFeeds)
       const out: Record<string, TensorData> = {}
