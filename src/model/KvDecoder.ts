@@ -58,11 +58,12 @@ interface Buffers {
 /**
  * Buffers of emptied buckets, kept (per thread) for the next bucket of their shape: each policy
  * version's sampler builds its buckets afresh, and fresh memory costs a page fault per page on
- * first touch, more than the copies themselves (measured: a step's bucket growth 2 ms per row).
+ * first touch (measured on fresh buffers: a row's move up a bucket 2 ms, most of it growing the
+ * bucket it joins).
  */
 const spare = new Map<string, Array<Buffers>>()
-/** Floats of spare buffers kept per thread (256 MB). */
-const SPARE_FLOATS = 64 * 1024 * 1024
+/** Floats of spare buffers kept per thread (128 MB). */
+const SPARE_FLOATS = 32 * 1024 * 1024
 let spareFloats = 0
 const floatsOf = (b: Buffers) => [...b.keys, ...b.values].reduce((n, a) => n + a.length, 0)
 
