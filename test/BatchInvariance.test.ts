@@ -16,7 +16,7 @@
 import { describe, expect, it } from "vitest"
 import * as Checkpoint from "../src/model/Checkpoint.ts"
 import { defaultSamplingParams } from "../src/model/Sampling.ts"
-import { StoryModel } from "../src/model/StoryModel.ts"
+import { StoryModel, type Sampler } from "../src/model/StoryModel.ts"
 import { ROOT } from "./support/cli.ts"
 import { join } from "node:path"
 
@@ -70,27 +70,27 @@ describe("batch invariance of the embedded model", () => {
     }
   })
 
-  it("concurrent requests on one sampler get what they get alone, in any order", async () => {
+  /** Requests 0..4 on one sampler: each alone, then all at once in `order`; every row the same bits. */
+  const aloneAndTogether = async (
+    request: (sampler: Sampler, i: number) => Promise<ReadonlyArray<{ tokens: ReadonlyArray<number>; logprobs: ReadonlyArray<number> }>>,
+    order: ReadonlyArray<number>
+  ) => {
     const sampler = await model.sampler(ckpt.weights)
-    const request = (i: number) => sampler.generate(Array.from({ length: 1 + (i % 3) }, () => ids(10 + 7 * i, i)), { ...defaultSamplingParams, maxTokens: 30 + 10 * i, seed: i }, [])
     const print = (rows: ReadonlyArray<{ tokens: ReadonlyArray<number>; logprobs: ReadonlyArray<number> }>) => rows.map((r) => `${r.tokens.join(",")}|${bits(r.logprobs)}`).join(";")
     const alone: Array<string> = []
-    for (let i = 0; i < 5; i++) alone.push(print(await request(i)))
-    const together = await Promise.all([4, 2, 0, 3, 1].map(async (i) => [i, print(await request(i))] as const))
+    for (let i = 0; i < order.length; i++) alone.push(print(await request(sampler, i)))
+    const together = await Promise.all(order.map(async (i) => [i, print(await request(sampler, i))] as const))
     for (const [i, p] of together) expect(p, `request ${i}`).toBe(alone[i])
     await sampler.release()
+  }
+
+  it("concurrent requests on one sampler get what they get alone, in any order", async () => {
+    await aloneAndTogether((sampler, i) => sampler.generate(Array.from({ length: 1 + (i % 3) }, () => ids(10 + 7 * i, i)), { ...defaultSamplingParams, maxTokens: 30 + 10 * i, seed: i }, []), [4, 2, 0, 3, 1])
   })
 
   it("concurrent requests whose rows outgrow their cache capacity (128 positions) mid-flight get what they get alone", async () => {
-    const sampler = await model.sampler(ckpt.weights)
-    // Prompts of 100 to 124 tokens and up to 90 new ones: rows move to the next capacity at
+    // Prompts of 100 to 124 tokens and up to 88 new ones: rows move to the next capacity at
     // different steps, finish at different steps, and share runs with other requests' rows.
-    const request = (i: number) => sampler.generate(Array.from({ length: 2 + (i % 2) }, () => ids(100 + 6 * i, 50 + i)), { ...defaultSamplingParams, maxTokens: 40 + 12 * i, seed: 7 + i }, [])
-    const print = (rows: ReadonlyArray<{ tokens: ReadonlyArray<number>; logprobs: ReadonlyArray<number> }>) => rows.map((r) => `${r.tokens.join(",")}|${bits(r.logprobs)}`).join(";")
-    const alone: Array<string> = []
-    for (let i = 0; i < 5; i++) alone.push(print(await request(i)))
-    const together = await Promise.all([3, 0, 4, 1, 2].map(async (i) => [i, print(await request(i))] as const))
-    for (const [i, p] of together) expect(p, `request ${i}`).toBe(alone[i])
-    await sampler.release()
+    await aloneAndTogether((sampler, i) => sampler.generate(Array.from({ length: 2 + (i % 2) }, () => ids(100 + 6 * i, 50 + i)), { ...defaultSamplingParams, maxTokens: 40 + 12 * i, seed: 7 + i }, []), [3, 0, 4, 1, 2])
   })
 })
