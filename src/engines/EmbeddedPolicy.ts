@@ -100,12 +100,11 @@ const clipOf = (loss: LossFn) =>
 type Generate = (rows: ReadonlyArray<ReadonlyArray<number>>, params: ReadonlyArray<RowParams>) => Promise<Array<Generated>>
 
 /**
- * `sample` over a local generator: each request in its own batch of its n rows (requests run
- * concurrently, on the sampling workers of the trainable model). A batch's size changes the
- * float rounding of its matrix products, so a merged batch could, rarely, flip a near-tie token:
- * generating per request makes a request's tokens depend only on its own prompt, params and
- * seed — the same on this engine, through `polaris serve`, and after a resume that recomputes
- * only some groups.
+ * `sample` over a local generator: one `generate` call per request, of its n rows (requests run
+ * concurrently: the trainable model's sampling workers decode the calls they hold together, where
+ * a row's bits do not depend on its batch, KvDecoder.ts). A request's tokens depend only on its
+ * own prompt, params and seed — the same on this engine, through `polaris serve`, and after a
+ * resume that recomputes only some groups.
  */
 const sampler = (generate: Generate): PolicyEngineShape["sample"] => (requests) =>
   Effect.gen(function*() {
