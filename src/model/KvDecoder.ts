@@ -69,16 +69,20 @@ const floatsOf = (b: Buffers) => [...b.keys, ...b.values].reduce((n, a) => n + a
 
 /** The rows whose caches hold up to `cap` positions, decoded in one run. */
 class Bucket {
-  /** The row in each slot; undefined: free (a dummy row in runs). */
-  readonly slots: Array<Row | undefined> = []
+  /** The row in each slot; undefined: free (a dummy row in runs). Never fewer than 2: no run has a lone row. */
+  readonly slots: Array<Row | undefined> = [undefined, undefined]
   private buffers: Buffers
   /** Floats per slot in each layer's keys (and values): H × D × cap. */
   private readonly block: number
   private readonly shape: string
+  private readonly H: number
+  private readonly D: number
 
-  constructor(readonly cap: number, private readonly config: ModelConfig, private readonly H: number, private readonly D: number) {
-    this.block = H * D * cap
-    this.shape = [cap, config.nLayers, H, D, config.vocabSize].join(":")
+  constructor(readonly cap: number, private readonly config: ModelConfig) {
+    this.H = config.nHeads
+    this.D = headDim(config)
+    this.block = this.H * this.D * cap
+    this.shape = [cap, config.nLayers, this.H, this.D].join(":")
     const kept = spare.get(this.shape)?.pop()
     if (kept !== undefined) spareFloats -= floatsOf(kept)
     this.buffers = kept ?? this.allocate(4)
@@ -165,7 +169,7 @@ class Bucket {
   }
 }
 
-/** One `generate` call's rows (undefined once finished) and its decoding step waiting for a run. */
+/** One `generate` call's rows (undefined once finished). */
 interface Call {
   readonly rows: Array<Row | undefined>
 }
@@ -184,11 +188,8 @@ export class KvBatch {
   private scheduled = false
   /** Bucket changes and runs, one at a time. */
   private lock: Promise<unknown> = Promise.resolve()
-  private readonly D: number
 
-  constructor(private readonly config: ModelConfig, private readonly prefill: Prefill, private readonly decode: Onnx.Runner) {
-    this.D = headDim(config)
-  }
+  constructor(private readonly config: ModelConfig, private readonly prefill: Prefill, private readonly decode: Onnx.Runner) {}
 
   /** A Decoder for one `generate` call, whose rows join this batch's runs. */
   decoder(): Decoder {
@@ -253,7 +254,7 @@ export class KvBatch {
   private bucketFor(need: number): Bucket {
     const cap = Math.min(Math.ceil(need / CACHE_CHUNK) * CACHE_CHUNK, this.config.maxContext)
     let b = this.buckets.get(cap)
-    if (b === undefined) this.buckets.set(cap, (b = new Bucket(cap, this.config, this.config.nHeads, this.D)))
+    if (b === undefined) this.buckets.set(cap, (b = new Bucket(cap, this.config)))
     return b
   }
 
@@ -271,7 +272,7 @@ export class KvBatch {
     this.pending = []
     try {
       const { nLayers: L, nHeads: H, vocabSize: V, maxContext } = this.config
-      const D = this.D
+      const D = headDim(this.config)
       const token = new Map<Row, number>()
       for (const q of requests) {
         // Rows a call no longer lists have finished.

@@ -110,13 +110,16 @@ interface Slot {
 
 /**
  * A job's work in decoded tokens, to balance the workers: a generation decodes up to `maxTokens`
- * per row, teacher forcing runs all of an item's tokens in one pass (measured: about 8 times
- * cheaper per token than decoding).
+ * per row; teacher forcing runs all of an item's tokens in one pass, counted as an eighth of a
+ * decoded token each (a rough weight, not measured: it only decides which worker gets a job).
  */
-const workOf = (body: JobBody): number =>
-  body.kind === "generate"
-    ? body.prompts.reduce((n, _, r) => n + (Array.isArray(body.params) ? (body.params as ReadonlyArray<RowParams>)[r]!.params : (body.params as SamplingParams)).maxTokens, 0)
-    : body.items.reduce((n, it) => n + it.input.length, 0) / 8
+const workOf = (body: JobBody): number => {
+  if (body.kind === "score") return body.items.reduce((n, it) => n + it.input.length, 0) / 8
+  const params = body.params
+  return isRowParams(params) ? params.reduce((n, p) => n + p.params.maxTokens, 0) : body.prompts.length * params.maxTokens
+}
+
+const isRowParams = (p: SamplingParams | ReadonlyArray<RowParams>): p is ReadonlyArray<RowParams> => Array.isArray(p)
 
 /** The worker entry, loaded through tsx (the sources are TypeScript, bundled CLI or not). */
 const bootstrap = (): string => {

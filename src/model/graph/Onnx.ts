@@ -197,7 +197,7 @@ export interface TensorData {
 
 /** An int64 feed from plain numbers. */
 export const int64 = (values: ArrayLike<number>, dims: ReadonlyArray<number>): TensorData => ({
-  data: BigInt64Array.from(Array.from(values, (v) => BigInt(v))),
+  data: BigInt64Array.from(values, (v) => BigInt(v)),
   dims
 })
 
