@@ -101,7 +101,9 @@ const lazyNamespace = (index) => {
 const entry = [
   `import { useImporter } from "./src/dag/PipelineModule.ts"`,
   `import { importer } from "./src/cli/BundledImporter.ts"`,
+  `import { useWorkerScript } from "./src/model/WorkerScript.ts"`,
   `export { main } from "./src/cli/main.ts"`,
+  `useWorkerScript(require("node:path").join(__dirname, "sampler-worker.cjs"))`,
   `useImporter(importer({`,
   `  root: require("node:path").join(__dirname, "..", ".."),`,
   `  files: {`,
@@ -116,10 +118,8 @@ const entry = [
 
 rmSync(OUT, { recursive: true, force: true })
 mkdirSync(OUT, { recursive: true })
-const result = await build({
+const common = {
   absWorkingDir: ROOT,
-  stdin: { contents: entry, resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" },
-  outfile: join(OUT, "main.cjs"),
   bundle: true,
   format: "cjs",
   platform: "node",
@@ -131,7 +131,11 @@ const result = await build({
   metafile: true,
   logLevel: "warning",
   plugins: [ownModules]
-})
+}
+const main = await build({ ...common, stdin: { contents: entry, resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" }, outfile: join(OUT, "main.cjs") })
+// The sampling workers' own bundle (src/model/WorkerScript.ts): the model's modules only, no TypeScript loader.
+const worker = await build({ ...common, entryPoints: [join(ROOT, "src/model/SamplerWorker.ts")], outfile: join(OUT, "sampler-worker.cjs") })
+const result = { metafile: { inputs: { ...main.metafile.inputs, ...worker.metafile.inputs }, outputs: { ...main.metafile.outputs, ...worker.metafile.outputs } } }
 
 // The sources the bundle was built from, with their sizes and modification times: a changed
 // one makes bin/polaris.js run the sources instead.

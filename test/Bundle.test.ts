@@ -4,7 +4,7 @@
  * user's own), and what it cannot load goes to the sources, before anything is written.
  */
 import { execFileSync } from "node:child_process"
-import { statSync, utimesSync, writeFileSync } from "node:fs"
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { polaris, ROOT } from "./support/cli.ts"
@@ -18,6 +18,11 @@ const loader = (env: Record<string, string> = {}) => {
 const BUNDLE = loader()
 const SOURCES = loader({ POLARIS_SOURCES: "1" })
 const used = (stderr: string) => /polaris: loader (\w+)/.exec(stderr)?.[1]
+/** Each executed node's output object, from a store's run logs. */
+const outputs = (store: string) =>
+  new Map(readdirSync(join(store, "runs")).flatMap((run) =>
+    readFileSync(join(store, "runs", run, "events.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { type: string; node?: string; object?: string })
+      .filter((e) => e.type === "node_finished").map((e) => [e.node!, e.object!] as const)))
 
 
 // The smallest quickstart that has every stage of a training step and the evaluation.
@@ -47,12 +52,21 @@ describe("the prebuilt command", () => {
     expect(used((await polaris(["--help"], { env: BUNDLE })).stderr)).toBe("bundle")
   }, 60_000)
 
-  it("gives built-in stages the keys the sources give: a run by one is fully cached for the other", async () => {
+  it("gives built-in stages the keys and outputs the sources give (its sampling workers are bundled too): a run by one is fully cached for the other", async () => {
     const dir = tempDirInRepo("bundle-")
     const first = await polaris(["run", "recipes/quickstart.yaml", ...SMALL, "--store", dir, "--progress", "none"], { env: BUNDLE })
     expect(first.status, first.stderr).toBe(0)
     expect(used(first.stderr)).toBe("bundle")
+    expect(first.stderr).toContain("polaris: sampling worker bundle")
     expect(first.stdout).toMatch(/: [1-9]\d* executed/)
+    // The same run from the sources on a fresh store: every node's output is the same object.
+    const apart = tempDirInRepo("bundle-sources-")
+    const fresh = await polaris(["run", "recipes/quickstart.yaml", ...SMALL, "--store", apart, "--progress", "none"], { env: SOURCES })
+    expect(fresh.status, fresh.stderr).toBe(0)
+    expect(fresh.stderr).toContain("polaris: sampling worker sources")
+    const bundledOutputs = outputs(dir)
+    expect(bundledOutputs.size).toBeGreaterThan(20)
+    expect(outputs(apart)).toEqual(bundledOutputs)
     const second = await polaris(["run", "recipes/quickstart.yaml", ...SMALL, "--store", dir, "--progress", "none"], { env: SOURCES })
     expect(second.status, second.stderr).toBe(0)
     expect(second.stdout).toMatch(/: 0 executed, \d+ cached/)

@@ -29,6 +29,7 @@ import type { Generated, RowParams } from "./Generate.ts"
 import type { SamplingParams } from "./Sampling.ts"
 import type { Scored } from "./StoryModel.ts"
 import { paramShapes, type ModelConfig } from "./Transformer.ts"
+import { workerScript } from "./WorkerScript.ts"
 
 /** Versions whose sessions a worker keeps (the sampler's current weights, and off-policy older ones). */
 const KEEP = 3
@@ -121,7 +122,7 @@ const workOf = (body: JobBody): number => {
 
 const isRowParams = (p: SamplingParams | ReadonlyArray<RowParams>): p is ReadonlyArray<RowParams> => Array.isArray(p)
 
-/** The worker entry, loaded through tsx (the sources are TypeScript, bundled CLI or not). */
+/** The worker entry through tsx, when no prebuilt worker script is set (WorkerScript.ts). */
 const bootstrap = (): string => {
   // tsx's ESM entry, found from this file (the worker's own resolution starts at the working directory).
   const pkg = createRequire(import.meta.url).resolve("tsx/package.json")
@@ -218,8 +219,10 @@ export class SamplerPool {
   }
 
   private spawn(): Slot {
-    this.source ??= bootstrap()
-    const worker = new Worker(this.source, { eval: true })
+    const script = workerScript()
+    // POLARIS_DEBUG=loader: which code the workers run (as bin/polaris.js says for the command's own).
+    if (process.env.POLARIS_DEBUG === "loader") process.stderr.write(`polaris: sampling worker ${script !== undefined ? "bundle" : "sources"}\n`)
+    const worker = script !== undefined ? new Worker(script) : new Worker((this.source ??= bootstrap()), { eval: true })
     const slot: Slot = { worker, held: [], jobs: new Map(), load: 0 }
     worker.on("message", (reply: Reply) => {
       const job = slot.jobs.get(reply.id)
