@@ -56,12 +56,29 @@ describe("Tree", () => {
       expect(reads).toBe(0) // nothing read back, nothing re-hashed
       expect(readFileSync(join(dir, "onnx", "model.onnx"), "utf8")).toBe("graph")
       expect(statSync(join(dir, "onnx", "model.onnx")).mode & 0o777).toBe(0o444) // read-only, as laid-out copies are
+      // Its files are the objects themselves (linked, not copied), which verify like any object.
+      const manifest = JSON.parse(new TextDecoder().decode(yield* counted.get(ref.$tree))) as Tree.Manifest
+      const weights = ArtifactStore.objectPath(counted.paths, manifest.files["model.safetensors"]!.$blob)
+      expect(statSync(weights).ino).toBe(statSync(join(dir, "model.safetensors")).ino)
+      expect(statSync(weights).mode & 0o777).toBe(0o444)
+      expect(new TextDecoder().decode(yield* counted.get(manifest.files["model.safetensors"]!.$blob))).toBe("weights-v1")
       // The same bytes saved again: the copy in place stays, the new folder goes.
       const again = folder(join(tempDir(), "saved-again"))
       expect(yield* Tree.put(store, again, { move: true })).toEqual(ref)
       expect(existsSync(again)).toBe(false)
       // Another run (store handle) checks the moved copy against the manifest like any other.
       expect(yield* Tree.materialize(ArtifactStore.make(root), ref)).toBe(dir)
+    }))
+
+  it.effect("a moved tree's file damaged in place is damage to its object: caught by the hash, never used", () =>
+    Effect.gen(function*() {
+      const root = tempDir()
+      const ref = yield* Tree.put(ArtifactStore.make(root), folder(join(tempDir(), "saved")), { move: true })
+      const file = join(root, "trees", ref.$tree, "model.safetensors")
+      chmodSync(file, 0o644)
+      writeFileSync(file, "tampered!!") // the same length, written in place
+      const failed = yield* Effect.flip(Tree.materialize(ArtifactStore.make(root), ref))
+      expect(failed.message).toMatch(/corrupt|does not match/i)
     }))
 
   it.effect("concurrent lay-outs of one tree share one: its files are read once", () =>

@@ -8,7 +8,9 @@
  * Engines read folders, so `materialize` lays a tree out under `<store>/trees/<digest>/`: a
  * derived copy (temp folder, every object checksum-verified, then one rename), re-hashed
  * against its manifest once per store handle (a run) before use, that `gc` may delete at any time. Its path
- * is for this process only: never put it in an output.
+ * is for this process only: never put it in an output. A folder handed over with `move` becomes
+ * that copy, its files linked as the objects: one set of bytes, so damage to either is caught by
+ * the same hash and never used.
  *
  * @example
  * const ref = yield* ctx.putTree(savedFolder)   // { $tree: "9f2c…", bytes: 15731218 }
@@ -41,7 +43,8 @@ export interface PutOptions {
   /**
    * Move `dir` into the store as the tree's laid-out copy (what `materialize` returns, with no
    * copy or re-hash of its files) instead of leaving it: a folder written only to be stored (a
-   * checkpoint) is then read back from where it already is. `dir` is gone afterwards.
+   * checkpoint) is then read back from where it already is. Its files become the objects
+   * themselves (`ArtifactStore.putFile`: linked, not copied). `dir` is gone afterwards.
    */
   readonly move?: boolean
 }
@@ -53,9 +56,13 @@ export const put = (store: ArtifactStore["Service"], dir: string, options: PutOp
     const files: Record<string, BlobRef> = {}
     let bytes = 0
     for (const name of names) {
-      const data = yield* attempt("read", join(dir, name), () => fs.readFile(join(dir, name)))
-      files[name] = { $blob: yield* store.put(data), bytes: data.byteLength }
-      bytes += data.byteLength
+      const path = join(dir, name)
+      // A folder handed over is linked into the store, never copied (its files are the objects' bytes from now on).
+      const blob = options.move === true
+        ? { $blob: yield* store.putFile(path), bytes: (yield* attempt("stat", path, () => fs.stat(path))).size }
+        : yield* Effect.flatMap(attempt("read", path, () => fs.readFile(path)), (data) => Effect.map(store.put(data), ($blob) => ({ $blob, bytes: data.byteLength })))
+      files[name] = blob
+      bytes += blob.bytes
     }
     const manifest = new TextEncoder().encode(canonicalJson({ files }, "reject"))
     const ref = { $tree: yield* store.put(manifest), bytes }
