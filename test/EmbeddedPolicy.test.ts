@@ -2,7 +2,7 @@
  * The embedded PolicyEngine through its service interface: sampling, teacher forcing, the three
  * losses' values, publish semantics, save/load, and its errors.
  */
-import { rmSync } from "node:fs"
+import { readdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
@@ -133,6 +133,10 @@ describe("EmbeddedPolicy", () => {
         expect(published).not.toEqual(before)
         expect(published).toEqual(trainer)
         const saved = yield* e.save("step-1")
+        // A save killed half way left a temp file behind: saving again makes the folder afresh.
+        writeFileSync(join(saved.path, "4242-0123456789abcdef.tmp"), "half a file")
+        expect(yield* e.save("step-1")).toEqual(saved)
+        expect(readdirSync(saved.path).sort()).toEqual(["config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "tokenizer_config.json"])
         yield* train
         yield* e.publish()
         const afterTwo = yield* e.logprobs(probe)

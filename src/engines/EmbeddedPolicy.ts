@@ -16,6 +16,7 @@
  */
 import { Effect, Layer, Semaphore } from "effect"
 import { existsSync, readFileSync } from "node:fs"
+import { rm } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { sha256 } from "../dag/Canonical.ts"
 import { codeFingerprint } from "../dag/Fingerprint.ts"
@@ -263,6 +264,8 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
         serial(attempt("save", async () => {
           if (!NAME.test(name)) throw fail("BadInput", `checkpoint name ${JSON.stringify(name)}: letters, digits, '.', '_' or '-'`)
           const path = join(checkpointDir, name)
+          // Made afresh: a save killed half way leaves temp files that would become part of the stored folder.
+          await rm(path, { recursive: true, force: true })
           // Not fsynced: a saved folder goes into the artifact store (PolicyCheckpoint.ts), whose copy is durable.
           const { weights, optimizer } = trained()
           await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state() }, { durable: false })
