@@ -150,7 +150,7 @@ export class ArtifactStore extends Context.Service<ArtifactStore, {
    * written again (a folder handed over to the store, Tree.ts `move`). Falls back to a copy where
    * the file system cannot link.
    */
-  readonly putFile: (path: string) => Effect.Effect<string, StoreError>
+  readonly putFile: (path: string) => Effect.Effect<BlobRef, StoreError>
   /** Reads and verifies an object. */
   readonly get: (digest: string) => Effect.Effect<Uint8Array, StoreError | CorruptObject | MissingObject>
   /** Moves a corrupt object aside so it is recomputed. */
@@ -190,30 +190,30 @@ export const make = (root: string): ArtifactStore["Service"] => {
       // Hashed through one small buffer: reading a 16 MB checkpoint file into a fresh buffer of its
       // size measured 70 ms on a 2-core VM, where first-touching memory is slow (hashing it: 11 ms).
       const hash = createHash("sha256")
+      let bytes = 0
       const handle = await fs.open(file, "r")
       try {
         const chunk = Buffer.allocUnsafe(1 << 20)
-        for (let n; (n = (await handle.read(chunk, 0, chunk.length, null)).bytesRead) > 0;) hash.update(chunk.subarray(0, n))
+        for (let n; (n = (await handle.read(chunk, 0, chunk.length, null)).bytesRead) > 0; bytes += n) hash.update(chunk.subarray(0, n))
         await handle.sync()
       } finally {
         await handle.close()
       }
-      const digest = hash.digest("hex")
-      const path = objectPath(digest)
+      const ref: BlobRef = { $blob: hash.digest("hex"), bytes }
+      const path = objectPath(ref.$blob)
       await fs.chmod(file, 0o444)
-      const [existing, size] = await Promise.all([fs.stat(path).catch(() => undefined), fs.stat(file).then((s) => s.size)])
-      if (existing?.size === size) return digest
+      if ((await fs.stat(path).catch(() => undefined))?.size === bytes) return ref
       await ensureDir(paths.tmp)
       const tmp = tempName(paths.tmp)
       const linked = await fs.link(file, tmp).then(() => true, () => false)
       if (!linked) {
         await atomicWrite(paths.tmp, path, await fs.readFile(file), { mode: 0o444 })
-        return digest
+        return ref
       }
       await ensureDir(dirname(path))
       await fs.rename(tmp, path)
       await syncDir(dirname(path))
-      return digest
+      return ref
     })
 
   const get = (digest: string) => {

@@ -59,7 +59,7 @@ export const put = (store: ArtifactStore["Service"], dir: string, options: PutOp
       const path = join(dir, name)
       // A folder handed over is linked into the store, never copied (its files are the objects' bytes from now on).
       const blob = options.move === true
-        ? { $blob: yield* store.putFile(path), bytes: (yield* attempt("stat", path, () => fs.stat(path))).size }
+        ? yield* store.putFile(path)
         : yield* Effect.flatMap(attempt("read", path, () => fs.readFile(path)), (data) => Effect.map(store.put(data), ($blob) => ({ $blob, bytes: data.byteLength })))
       files[name] = blob
       bytes += blob.bytes
