@@ -99,6 +99,13 @@ describe("AdamW", () => {
     // The snapshot taken before the last step did not move with it.
     expect(saved.metadata["adamw_step"]).toBe("3")
     expect(Array.from(saved.tensors["m.layer.w"]!.data as Float32Array)).not.toEqual(Array.from(a.state().tensors["m.layer.w"]!.data as Float32Array))
+    // { views: true }: the same values, as the live arrays, which the next step changes.
+    const views = a.state({ views: true })
+    expect(views).toEqual(a.state())
+    const m = Float32Array.from(views.tensors["m.layer.w"]!.data as Float32Array)
+    a.step(pa, gradsAt(), hp)
+    expect(Array.from(views.tensors["m.layer.w"]!.data as Float32Array)).toEqual(Array.from(a.state().tensors["m.layer.w"]!.data as Float32Array))
+    expect(Array.from(views.tensors["m.layer.w"]!.data as Float32Array)).not.toEqual(Array.from(m))
   })
 
   it("minimizes sum((p - 3)²) under a cosine schedule", () => {

@@ -2,7 +2,7 @@
  * Safetensors: roundtrips of every supported dtype (incl. scalars and empty tensors), golden bytes
  * built by hand from the format spec, and rejection of corrupted files.
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -135,6 +135,24 @@ describe("Safetensors golden bytes", () => {
     shifted.set(raw, 3)
     const { tensors } = Safetensors.decode(shifted.subarray(3))
     expect(Array.from(tensors["x"]!.data as Int32Array)).toEqual([1])
+  })
+})
+
+describe("Safetensors chunks", () => {
+  it("encodeChunks is encode's bytes, the tensors' as views of their own memory; write goes through it", async () => {
+    const chunks = Safetensors.encodeChunks(all, { format: "pt" })
+    expect(Buffer.concat(chunks)).toEqual(Buffer.from(Safetensors.encode(all, { format: "pt" })))
+    const f32 = all["f32"]!.data
+    expect(chunks.some((c) => c.buffer === f32.buffer && c.byteOffset === f32.byteOffset)).toBe(true)
+    const dir = mkdtempSync(join(tmpdir(), "st-chunks-"))
+    try {
+      // More tensors than one writev takes (1,024 buffers): written in order all the same.
+      const many = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`t${i}`, { dtype: "F32", shape: [i % 3], data: Float32Array.from({ length: i % 3 }, (_, j) => i + j / 4) } satisfies Tensor]))
+      await Safetensors.write(join(dir, "many.safetensors"), many, { n: "1500" })
+      expect(Buffer.from(readFileSync(join(dir, "many.safetensors")))).toEqual(Buffer.from(Safetensors.encode(many, { n: "1500" })))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
 

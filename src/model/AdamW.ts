@@ -176,16 +176,19 @@ export class AdamW {
   /**
    * A snapshot of the optimizer state for Safetensors: F32 tensors `m.<name>` and `v.<name>`
    * (copies, so later steps do not change it) and metadata `{ adamw_step: "<t>" }`.
+   * `{ views: true }`: the live moment arrays instead of copies, for a caller that writes them
+   * before the next step (a checkpoint save: no second copy of the state in memory).
    *
    * @example
    * const { tensors, metadata } = opt.state()
    * await Safetensors.write("ckpt/optimizer.safetensors", tensors, metadata)
    */
-  state(): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
+  state(options: { readonly views?: boolean } = {}): { tensors: Record<string, Tensor>; metadata: Record<string, string> } {
     const tensors: Record<string, Tensor> = {}
+    const take = (a: Float32Array) => (options.views === true ? a : a.slice())
     for (const [name, n] of this.sizes) {
-      tensors[`m.${name}`] = { dtype: "F32", shape: [n], data: this.m.get(name)!.slice() }
-      tensors[`v.${name}`] = { dtype: "F32", shape: [n], data: this.v.get(name)!.slice() }
+      tensors[`m.${name}`] = { dtype: "F32", shape: [n], data: take(this.m.get(name)!) }
+      tensors[`v.${name}`] = { dtype: "F32", shape: [n], data: take(this.v.get(name)!) }
     }
     return { tensors, metadata: { [STEP_KEY]: String(this.t) } }
   }

@@ -44,14 +44,17 @@ const decodeConfig = Schema.decodeUnknownSync(Schema.fromJsonString(ModelConfig)
 
 /** Weights as safetensors bytes (shapes from the config). */
 export const encodeWeights = (config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): Uint8Array =>
-  Safetensors.encode(
+  Safetensors.encode(...weightTensors(config, weights))
+
+const weightTensors = (config: ModelConfig, weights: ReadonlyMap<string, Float32Array>) =>
+  [
     Object.fromEntries(paramShapes(config).map(([name, shape]) => {
       const data = weights.get(name)
       if (data === undefined) throw new CheckpointError(`weights: missing ${name}`)
-      return [name, { dtype: "F32", shape, data }]
+      return [name, { dtype: "F32", shape, data } satisfies Safetensors.Tensor]
     })),
     { format: "pt", producer: "polaris" }
-  )
+  ] as const
 
 /** Weights from safetensors bytes, checked against the config: every name present, shapes equal, no extras. */
 export const decodeWeights = (config: ModelConfig, bytes: Uint8Array, where: string = FILES.weights): Map<string, Float32Array> => {
@@ -74,16 +77,18 @@ export const decodeWeights = (config: ModelConfig, bytes: Uint8Array, where: str
 /**
  * Writes the folder; each file atomically, and durably (fsync) unless `durable` is false: for a
  * folder that is only a step on the way into the artifact store, whose copy is the durable one.
+ * Tensors are written from their own memory (Safetensors.encodeChunks): they must not change
+ * until the returned promise settles.
  */
 export const write = async (dir: string, ckpt: Checkpoint, options: { readonly durable?: boolean } = {}): Promise<void> => {
   await mkdir(dir, { recursive: true })
-  const put = (name: string, bytes: Uint8Array | string) =>
+  const put = (name: string, bytes: ReadonlyArray<Uint8Array> | string) =>
     atomicWrite(dir, join(dir, name), typeof bytes === "string" ? Buffer.from(bytes) : bytes, { durable: options.durable !== false })
   await put(FILES.config, `${JSON.stringify(ckpt.config, null, 2)}\n`)
-  await put(FILES.weights, encodeWeights(ckpt.config, ckpt.weights))
+  await put(FILES.weights, Safetensors.encodeChunks(...weightTensors(ckpt.config, ckpt.weights)))
   await put(FILES.tokenizer, ckpt.tokenizer.json)
   await put(FILES.tokenizerConfig, ckpt.tokenizer.config)
-  if (ckpt.optimizer !== undefined) await put(FILES.optimizer, Safetensors.encode(ckpt.optimizer.tensors, ckpt.optimizer.metadata))
+  if (ckpt.optimizer !== undefined) await put(FILES.optimizer, Safetensors.encodeChunks(ckpt.optimizer.tensors, ckpt.optimizer.metadata))
 }
 
 const fileIn = (dir: string) => async (name: string): Promise<Buffer> => {

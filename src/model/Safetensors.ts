@@ -105,6 +105,23 @@ const numel = (shape: unknown, what: string): number => {
  * const bytes = encode({ bias: { dtype: "F64", shape: [], data: Float64Array.of(0.5) } }, { format: "pt" })
  */
 export const encode = (tensors: Readonly<Record<string, Tensor>>, metadata?: Readonly<Record<string, string>>): Uint8Array => {
+  const chunks = encodeChunks(tensors, metadata)
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
+  let at = 0
+  for (const c of chunks) {
+    out.set(c, at)
+    at += c.byteLength
+  }
+  return out
+}
+
+/**
+ * `encode`'s bytes as chunks to write in order: the header, then a view of each tensor's own
+ * memory (no copy). Writing a checkpoint this way allocates no buffer of its size: on a host where
+ * first-touching fresh memory is slow, that copy cost more than the write (measured: 45 ms for
+ * 15 MB). The views alias the tensors: write them before the tensors change.
+ */
+export const encodeChunks = (tensors: Readonly<Record<string, Tensor>>, metadata?: Readonly<Record<string, string>>): Array<Uint8Array> => {
   if (!LITTLE_ENDIAN) fail("big-endian hosts are not supported")
   const names = Object.keys(tensors).sort(byCodePoint)
   // JSON is assembled by hand: an object would move integer-like keys ("0", "12") to the front,
@@ -137,17 +154,14 @@ export const encode = (tensors: Readonly<Record<string, Tensor>>, metadata?: Rea
   const json = new TextEncoder().encode(`{${parts.join(",")}}`)
   const pad = (8 - (json.length % 8)) % 8
   const headerLen = json.length + pad
-  const out = new Uint8Array(8 + headerLen + offset)
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerLen), true)
-  out.set(json, 8)
-  out.fill(0x20, 8 + json.length, 8 + headerLen)
-  let at = 8 + headerLen
-  for (const name of names) {
+  const header = new Uint8Array(8 + headerLen)
+  new DataView(header.buffer).setBigUint64(0, BigInt(headerLen), true)
+  header.set(json, 8)
+  header.fill(0x20, 8 + json.length, 8 + headerLen)
+  return [header, ...names.map((name) => {
     const d = tensors[name]!.data
-    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at)
-    at += d.byteLength
-  }
-  return out
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+  })]
 }
 
 /**
@@ -242,7 +256,7 @@ export const write = (
   path: string,
   tensors: Readonly<Record<string, Tensor>>,
   metadata?: Readonly<Record<string, string>>
-): Promise<void> => atomicWrite(dirname(path), path, encode(tensors, metadata))
+): Promise<void> => atomicWrite(dirname(path), path, encodeChunks(tensors, metadata))
 
 /**
  * Reads and decodes a safetensors file.

@@ -17,20 +17,21 @@ export const ensureDir = async (dir: string): Promise<void> => {
 export const tempName = (tmpDir: string): string => join(tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}.tmp`)
 
 /**
- * Writes `bytes` to `dest` so that a reader sees either the old file or the whole new one,
- * even across a crash: temp file, fsync, rename, fsync of the directory.
+ * Writes `bytes` (or chunks, in order) to `dest` so that a reader sees either the old file or the
+ * whole new one, even across a crash: temp file, fsync, rename, fsync of the directory.
  */
 export const atomicWrite = async (
   tmpDir: string,
   dest: string,
-  bytes: Uint8Array | string,
+  bytes: Uint8Array | string | ReadonlyArray<Uint8Array>,
   options: { readonly mode?: number; readonly durable?: boolean } = {}
 ): Promise<void> => {
   await ensureDir(tmpDir)
   const tmp = tempName(tmpDir)
   const handle = await fs.open(tmp, "wx", options.mode ?? 0o644)
   try {
-    await handle.writeFile(bytes)
+    if (typeof bytes !== "string" && !(bytes instanceof Uint8Array)) await writeAll(handle, bytes)
+    else await handle.writeFile(bytes)
     if (options.durable !== false) await handle.sync()
   } finally {
     await handle.close()
@@ -39,6 +40,19 @@ export const atomicWrite = async (
   await ensureDir(dir)
   await fs.rename(tmp, dest)
   if (options.durable !== false) await syncDir(dir)
+}
+
+/** Writes the chunks in order (writev may write part of them: it goes on from where it stopped). */
+const writeAll = async (handle: fs.FileHandle, chunks: ReadonlyArray<Uint8Array>): Promise<void> => {
+  let rest = chunks.filter((c) => c.byteLength > 0)
+  while (rest.length > 0) {
+    // Linux takes at most 1024 buffers per writev (IOV_MAX).
+    let { bytesWritten } = await handle.writev(rest.slice(0, 1024))
+    let i = 0
+    while (i < rest.length && bytesWritten >= rest[i]!.byteLength) bytesWritten -= rest[i++]!.byteLength
+    rest = rest.slice(i)
+    if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten)
+  }
 }
 
 /** fsync of a directory, so a rename in it survives power loss. */
