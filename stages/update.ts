@@ -4,7 +4,7 @@
  * weights become the old logprobs, the advantages carry TRL's importance weight), runs
  * forwardBackward on the step's datums (`ppo` with ratio bounds 1 − ε_low, 1 + ε_high;
  * `cross_entropy` for a luffy/sft reference) and an AdamW step, `inner_iterations` times, then
- * saves (a local checkpoint into the store, by content), publishes, and hands the next state
+ * publishes, saves (a local checkpoint into the store, by content), and hands the next state
  * (new checkpoint, sampler state) to the next step.
  */
 import { Effect, Schema } from "effect"
@@ -145,8 +145,10 @@ export const update = Stage.make({
       // the code that made it is worded, so an update that re-runs to the same weights changes
       // no byte of its output and every later step stays cached (early cutoff).
       const name = `step-${String(policy.step + 1).padStart(4, "0")}-${digest({ batch, policy, params: p }).slice(0, 12)}`
-      const checkpoint = yield* savePolicy(engine, ctx, name)
+      // Published first: the sampler (the embedded engine's workers, a vLLM server) loads the new
+      // weights while the checkpoint is saved and the next step's nodes start.
       const published = yield* engine.publish()
+      const checkpoint = yield* savePolicy(engine, ctx, name)
       const { sampler: _, ...rest } = policy
       return { policy: { ...rest, checkpoint, step: policy.step + 1, ...(published !== undefined ? { sampler: published.path } : {}) }, batch: next }
     })

@@ -175,6 +175,36 @@ describe("EmbeddedPolicy", () => {
       }))
   })
 
+  it("published before it is saved (as an update does), the weights are the saved folder's; published before more training, they are not", async () => {
+    await withEngine((e) =>
+      Effect.gen(function*() {
+        const prompt = e.promptIds("a lighthouse")
+        const s = (yield* e.sample([{ prompt, n: 1, params }]))[0]![0]!
+        const probe = [{ prompt, completion: s.tokens }]
+        const train = Effect.andThen(
+          e.forwardBackward([datumOf(prompt, s.tokens, { weights: s.tokens.map(() => 1) })], { name: "cross_entropy" }),
+          e.optimStep({ ...defaultAdamParams, learningRate: 1e-2, gradClipNorm: 1 })
+        )
+        yield* train
+        yield* e.publish()
+        const first = yield* e.save("step-1")
+        const trained = yield* e.trainerLogprobs(probe)
+        const gone = join(tempDirInRepo("moved"), "no-such-folder")
+        rmSync(first.path, { recursive: true })
+        yield* e.moved!(first.path, gone)
+        // The published weights are the saved ones: sampling with the (missing) folder reads nothing.
+        expect(yield* e.logprobs(probe, { checkpoint: gone })).toEqual(trained)
+        // Published, then trained, then saved: the folder holds newer weights than the published ones.
+        yield* e.publish()
+        yield* train
+        const second = yield* e.save("step-2")
+        const newer = yield* e.trainerLogprobs(probe)
+        expect(newer).not.toEqual(trained)
+        expect(yield* e.logprobs(probe)).toEqual(trained) // the last published
+        expect(yield* e.logprobs(probe, { checkpoint: second.path })).toEqual(newer) // read from the folder
+      }))
+  })
+
   it("fails clearly: missing loss inputs, too-long sequences, bad names", async () => {
     const dir = await checkpoint()
     const errorOf = (f: (e: PolicyEngineShape) => Effect.Effect<unknown, unknown>) =>

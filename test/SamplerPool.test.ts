@@ -2,7 +2,8 @@
  * The embedded engine's sampling workers (src/model/SamplerPool.ts): a request's tokens and
  * logprobs are bit-identical whichever worker runs it, alone or beside other requests, in any
  * order, and equal to the same sampler in this thread on one onnxruntime thread; weights are read
- * when a Map is first used; a failing request fails alone, with the model's message.
+ * when a Map is first used (or copied by `prepare`); a failing request fails alone, with the
+ * model's message.
  */
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
@@ -55,6 +56,15 @@ describe("SamplerPool", () => {
     weights.get("norm")!.fill(3)
     expect(fingerprint(await sample(weights, 5))).toBe(before)
     expect(fingerprint(await sample(new Map(weights), 5))).not.toBe(before)
+  })
+
+  it("prepare: a frozen copy the workers load at once, which samples as the weights it copied", async () => {
+    const weights = new Map([...ckpt.weights].map(([n, a]) => [n, a.slice()]))
+    const expected = fingerprint(await sample(ckpt.weights, 6))
+    const frozen = pool.prepare(config, weights)
+    weights.get("norm")!.fill(3) // after the copy: not seen
+    expect([...frozen.keys()]).toEqual([...ckpt.weights.keys()])
+    expect(fingerprint(await sample(frozen, 6))).toBe(expected)
   })
 
   it("a failing request fails alone, with the model's message; the pool goes on", async () => {

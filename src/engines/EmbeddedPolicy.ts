@@ -184,6 +184,8 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     let published: ReadonlyMap<string, Float32Array> = ckpt.weights
     // The checkpoint folder `published` was read from, or saved to; undefined when it holds weights no folder holds.
     let publishedFrom: string | undefined = options.checkpoint
+    // Whether `published` holds the trainer's weights (published or loaded, no training since): a save then names it too.
+    let publishedIsTrainer = true
     // The folder that holds the trainer's weights and optimizer state now: the last one saved or loaded, with no training since.
     let savedAt: string | undefined = options.checkpoint
     const swapping = Semaphore.makeUnsafe(1)
@@ -201,6 +203,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           if (JSON.stringify(next.config) !== JSON.stringify(config)) throw fail("Checkpoint", `${w.checkpoint}: a different architecture than the engine's model`)
           published = next.weights
           publishedFrom = w.checkpoint
+          publishedIsTrainer = false
           return published
         })
       )
@@ -216,7 +219,12 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     // Training calls share the gradient accumulators and the weights: one at a time.
     const trainer = Semaphore.makeUnsafe(1)
     const serial = <A, E>(e: Effect.Effect<A, E>) => trainer.withPermits(1)(e)
-    const training = <A, E>(e: Effect.Effect<A, E>) => serial(Effect.tap(e, () => Effect.sync(() => void (savedAt = undefined))))
+    const training = <A, E>(e: Effect.Effect<A, E>) =>
+      serial(Effect.tap(e, () =>
+        Effect.sync(() => {
+          savedAt = undefined
+          publishedIsTrainer = false
+        })))
 
     const engine: PolicyEngineShape = {
       // The base weights' content, not the folder path: the same model anywhere keys the same cache;
@@ -268,8 +276,10 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           await rm(path, { recursive: true, force: true })
           // Not fsynced: a saved folder goes into the artifact store (PolicyCheckpoint.ts), whose copy is durable.
           const { weights, optimizer } = trained()
-          await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state() }, { durable: false })
+          // The live arrays, written from their own memory: no training runs until this call returns.
+          await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state({ views: true }) }, { durable: false })
           savedAt = path
+          if (publishedIsTrainer) publishedFrom = path
           return { path } satisfies CheckpointRef
         })),
 
@@ -282,11 +292,15 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           state = trainerOf(next)
           published = next.weights
           publishedFrom = savedAt = ref.path
+          publishedIsTrainer = true
         })),
 
+      // The workers start loading the new weights at once (SamplerPool.prepare): a policy update
+      // publishes before it saves, so they build their sessions while the checkpoint is written.
       publish: () => serial(Effect.sync(() => {
-        published = copy(trained().weights)
+        published = pool.prepare(config, trained().weights)
         publishedFrom = savedAt
+        publishedIsTrainer = true
         return undefined // the sampler weights live in this process: no path
       })),
 

@@ -82,6 +82,7 @@ export type Job = {
     readonly stop: ReadonlyArray<number>
   }
   | { readonly kind: "score"; readonly items: ReadonlyArray<Scored> }
+  | { readonly kind: "load" }
 )
 
 /** A worker's answer to job `id`. */
@@ -115,6 +116,7 @@ interface Slot {
  * decoded token each (a rough weight, not measured: it only decides which worker gets a job).
  */
 const workOf = (body: JobBody): number => {
+  if (body.kind === "load") return 0
   if (body.kind === "score") return body.items.reduce((n, it) => n + it.input.length, 0) / 8
   const params = body.params
   return isRowParams(params) ? params.reduce((n, p) => n + p.params.maxTokens, 0) : body.prompts.length * params.maxTokens
@@ -160,6 +162,24 @@ export class SamplerPool {
   /** `StoryModel.sampler(weights).score(items)`'s logprobs on a worker. */
   score(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>, items: ReadonlyArray<Scored>): Promise<Array<Float32Array>> {
     return this.submit(config, weights, { kind: "score", items }) as Promise<Array<Float32Array>>
+  }
+
+  /**
+   * A frozen copy of `weights` (views of the shared memory the workers read), which every running
+   * worker starts loading now, before any job asks for it: a policy update publishes its new
+   * weights this way, and the workers build their sessions while the checkpoint is written, so
+   * the next step's first sampling call finds them ready. Sample with the returned Map.
+   */
+  prepare(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): ReadonlyMap<string, Float32Array> {
+    const version = { version: this.nextVersion++, config, buffer: pack(config, weights) }
+    const frozen = unpack(version)
+    this.versions.set(frozen, version)
+    for (const slot of this.slots) {
+      // Nothing waits on this: a load that fails is retried by the worker for the next job that
+      // uses the version, and that job reports the error.
+      this.start(slot, { weights: version, body: { kind: "load" }, work: 0, resolve: () => {}, reject: () => {} })
+    }
+    return frozen
   }
 
   /** Stops every worker; jobs in flight fail. The next job starts new ones. */

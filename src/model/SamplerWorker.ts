@@ -34,6 +34,7 @@ const run = async (job: Job): Promise<unknown> => {
   const sampler = samplers.get(job.version)
   if (sampler === undefined) throw new Error(`sampling worker: weights version ${job.version} was never sent`)
   const s = await sampler
+  if (job.kind === "load") return null
   if (job.kind === "generate") return s.generate(job.prompts, job.params, job.stop)
   return (await s.score(job.items)).map((r) => r.logprobs)
 }
