@@ -67,6 +67,24 @@ describe("SamplerPool", () => {
     expect(fingerprint(await sample(frozen, 6))).toBe(expected)
   })
 
+  it("close() while the workers build sessions and decode: the jobs in flight fail, the process lives, the next job starts new workers", async () => {
+    const own = new SamplerPool(2)
+    // Closed at several moments of the workers' session builds (they take about 30-300 ms here).
+    for (const [round, delayMs] of [0, 10, 25, 50, 100].entries()) {
+      // Both workers running, then a version each starts loading and a long decode on one of them.
+      await Promise.all([0, 1].map((i) => own.generate(config, ckpt.weights, [ids(10, i)], params(i), [])))
+      const fresh = own.prepare(config, new Map([...ckpt.weights].map(([n, a]) => [n, a.map((x) => x * (1 + round / 1000))])))
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+      const inFlight = expect(own.generate(config, fresh, [ids(30, round)], { ...params(round), maxTokens: 400 }, [])).rejects.toThrow(/sampling worker exited/)
+      // With worker.terminate() this aborted the whole process now and then (an onnxruntime call
+      // returned into a terminating thread): the pool asks its workers to exit between calls.
+      await own.close()
+      await inFlight
+    }
+    expect((await own.generate(config, ckpt.weights, [ids(10, 1)], params(1), [])).length).toBe(1)
+    await own.close()
+  })
+
   it("a failing request fails alone, with the model's message; the pool goes on", async () => {
     const tooLong = pool.generate(config, ckpt.weights, [ids(config.maxContext + 1, 1)], params(1), [])
     await expect(tooLong).rejects.toThrow(/exceeds the model's context/)

@@ -85,6 +85,9 @@ export type Job = {
   | { readonly kind: "load" }
 )
 
+/** Asks a worker to exit when it is between calls (SamplerPool.close). */
+export type Stop = { readonly kind: "stop" }
+
 /** A worker's answer to job `id`. */
 export type Reply =
   | { readonly id: number; readonly ok: true; readonly value: unknown }
@@ -108,6 +111,8 @@ interface Slot {
   readonly jobs: Map<number, Pending>
   /** Their estimated work (see `workOf`). */
   load: number
+  /** Asked to stop (`close`): kept referenced until it exits. */
+  stopping: boolean
 }
 
 /**
@@ -182,10 +187,23 @@ export class SamplerPool {
     return frozen
   }
 
-  /** Stops every worker; jobs in flight fail. The next job starts new ones. */
+  /**
+   * Stops every worker; jobs in flight fail. The next job starts new ones.
+   *
+   * A worker is asked to exit, not terminated: `worker.terminate()` during an onnxruntime call
+   * (a session being built, a run) aborts the whole process, as the call's result is thrown into
+   * a terminating thread (seen: a `prepare` load in flight at close). The worker handles the
+   * message between calls.
+   */
   async close(): Promise<void> {
     const slots = this.slots.splice(0)
-    await Promise.all(slots.map((s) => s.worker.terminate()))
+    await Promise.all(slots.map((s) =>
+      new Promise<void>((resolve) => {
+        s.worker.once("exit", () => resolve())
+        s.stopping = true
+        s.worker.ref() // the exit is awaited
+        s.worker.postMessage({ kind: "stop" } satisfies Stop)
+      })))
   }
 
   private submit(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>, body: JobBody): Promise<unknown> {
@@ -243,7 +261,7 @@ export class SamplerPool {
     // POLARIS_DEBUG=loader: which code the workers run (as bin/polaris.js says for the command's own).
     if (process.env.POLARIS_DEBUG === "loader") process.stderr.write(`polaris: sampling worker ${script !== undefined ? "bundle" : "sources"}\n`)
     const worker = script !== undefined ? new Worker(script) : new Worker((this.source ??= bootstrap()), { eval: true })
-    const slot: Slot = { worker, held: [], jobs: new Map(), load: 0 }
+    const slot: Slot = { worker, held: [], jobs: new Map(), load: 0, stopping: false }
     worker.on("message", (reply: Reply) => {
       const job = slot.jobs.get(reply.id)
       if (job === undefined) return
@@ -251,7 +269,7 @@ export class SamplerPool {
       slot.load -= job.work
       if (slot.jobs.size === 0) {
         slot.load = 0 // no rounding drift
-        worker.unref()
+        if (!slot.stopping) worker.unref()
       }
       if (reply.ok) job.resolve(reply.value)
       else job.reject(new Error(reply.message))

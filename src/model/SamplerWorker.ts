@@ -4,7 +4,7 @@
  * come: the generations in flight on one sampler are decoded together (KvDecoder.ts).
  */
 import { parentPort } from "node:worker_threads"
-import { unpack, type Job, type Reply, type WeightsVersion } from "./SamplerPool.ts"
+import { unpack, type Job, type Reply, type Stop, type WeightsVersion } from "./SamplerPool.ts"
 import { StoryModel, type Sampler } from "./StoryModel.ts"
 import type { ModelConfig } from "./Transformer.ts"
 
@@ -39,7 +39,10 @@ const run = async (job: Job): Promise<unknown> => {
   return (await s.score(job.items)).map((r) => r.logprobs)
 }
 
-parentPort!.on("message", async (job: Job) => {
+parentPort!.on("message", async (job: Job | Stop) => {
+  // Handled between onnxruntime calls (this thread runs one message handler at a time): exiting
+  // here never cuts a call short, as the pool's worker.terminate() could (SamplerPool.close).
+  if (job.kind === "stop") process.exit(0)
   let reply: Reply
   try {
     reply = { id: job.id, ok: true, value: await run(job) }
