@@ -124,7 +124,7 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
       sections[id] ?? `Not measured yet: run \`npm run bench -- ${id}\`.`,
       end(id),
       "",
-      ...(id === "engine" ? PROFILE_NOTES : [])
+      ...(NOTES[id] ?? [])
     ])
   ].join("\n")
 
@@ -154,6 +154,38 @@ const PROFILE_NOTES = [
   "  entry reused 489 ms, sync reads 298 ms, both 229 ms.",
   ""
 ]
+
+/** The start-up section measured on a faster host the same day. */
+const STARTUP_NOTES = [
+  "The same benchmark at 07:29 UTC that day, when this VM's host was about twice as fast",
+  "(`node -e 0` 61 ms instead of 123 ms), measured the bundle at 149 ms for `--help`, 226 ms for",
+  "`validate` quickstart, 247 ms for `dag`, 300 ms for `plan` quickstart and 391 ms for the cached",
+  "1,000-node run. The code's start-up did not change between the two runs (`--help` of the two",
+  "commits, interleaved at 17:57 UTC: 558–628 ms for both); the machine did.",
+  ""
+]
+
+/** The cold quickstart's speed, measured by hand as interleaved runs of two commits. */
+const SOAK_NOTES = [
+  "### The cold quickstart, interleaved with the code before (measured by hand, 2026-12-02)",
+  "",
+  "This VM's speed drifts by ±15% within minutes, so a speed-up is only shown by runs of the old",
+  "and the new code taken in turn, each in a fresh store (`npx polaris run recipes/quickstart.yaml",
+  "--store FRESH --progress none`, spawn to exit, the prebuilt bundle), with every node's output",
+  "object compared between the runs.",
+  "",
+  "| when (UTC) | change | old (s) | new (s) |",
+  "|---|---|---|---|",
+  "| 16:30–18:00 | the sampling workers' own bundle; checkpoints hard-linked into the store | 122.5, 132.9, 131.5, 108.9 | 122.0, 111.2, 90.7, 104.4 |",
+  "| 23:15–23:22 | an update publishes before it saves, the workers load the new weights meanwhile; checkpoints written from the tensors' memory | 87.1, 87.2 | 80.5, 82.9 |",
+  "",
+  "Every run's 1,827 node outputs were identical to the first run's. The host was much faster in",
+  "the evening (the same code: 127 s median at 16:30, 87 s at 23:15); compare within a row only.",
+  ""
+]
+
+/** Hand-written notes under a section; not regenerated. */
+const NOTES: Partial<Record<BenchId, ReadonlyArray<string>>> = { engine: PROFILE_NOTES, startup: STARTUP_NOTES, soak: SOAK_NOTES }
 
 const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
   `Measured ${when.toISOString().slice(0, 16).replace("T", " ")} UTC. Machine: ${machineLine(machine)}.`
