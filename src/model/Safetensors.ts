@@ -17,6 +17,7 @@
 import { open, readFile } from "node:fs/promises"
 import { dirname } from "node:path"
 import { atomicWrite } from "../dag/internal/files.ts"
+import { concatBytes } from "../internal/bytes.ts"
 
 /**
  * The element types supported here (a subset of what safetensors defines). `F16` and `BF16` are
@@ -104,16 +105,8 @@ const numel = (shape: unknown, what: string): number => {
  * @example
  * const bytes = encode({ bias: { dtype: "F64", shape: [], data: Float64Array.of(0.5) } }, { format: "pt" })
  */
-export const encode = (tensors: Readonly<Record<string, Tensor>>, metadata?: Readonly<Record<string, string>>): Uint8Array => {
-  const chunks = encodeChunks(tensors, metadata)
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
-  let at = 0
-  for (const c of chunks) {
-    out.set(c, at)
-    at += c.byteLength
-  }
-  return out
-}
+export const encode = (tensors: Readonly<Record<string, Tensor>>, metadata?: Readonly<Record<string, string>>): Uint8Array =>
+  concatBytes(encodeChunks(tensors, metadata))
 
 /**
  * `encode`'s bytes as chunks to write in order: the header, then a view of each tensor's own

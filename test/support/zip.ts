@@ -4,6 +4,7 @@
  */
 import { deflateRawSync } from "node:zlib"
 import { crc32 } from "../../src/data/internal/zip.ts"
+import { concatBytes } from "../../src/internal/bytes.ts"
 
 /** One file to put in an archive. */
 export interface ZipInput {
@@ -59,14 +60,7 @@ export const writeZip = (files: ReadonlyArray<ZipInput>): Uint8Array => {
   ev.setUint16(10, files.length, true)
   ev.setUint32(12, dirSize, true)
   ev.setUint32(16, offset, true)
-  const all = [...chunks, ...central, end]
-  const out = new Uint8Array(all.reduce((n, c) => n + c.length, 0))
-  let p = 0
-  for (const c of all) {
-    out.set(c, p)
-    p += c.length
-  }
-  return out
+  return concatBytes([...chunks, ...central, end])
 }
 
 /** One XHTML chapter of a test EPUB. */
