@@ -176,7 +176,7 @@ export class SamplerPool {
    * the next step's first sampling call finds them ready. Sample with the returned Map.
    */
   prepare(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): ReadonlyMap<string, Float32Array> {
-    const version = { version: this.nextVersion++, config, buffer: pack(config, weights) }
+    const version = this.newVersion(config, weights)
     const frozen = unpack(version)
     this.versions.set(frozen, version)
     for (const slot of this.slots) {
@@ -219,9 +219,14 @@ export class SamplerPool {
   private versionOf(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): WeightsVersion {
     const known = this.versions.get(weights)
     if (known !== undefined) return known
-    const version = { version: this.nextVersion++, config, buffer: pack(config, weights) }
+    const version = this.newVersion(config, weights)
     this.versions.set(weights, version)
     return version
+  }
+
+  /** The weights copied into shared memory as the next version. */
+  private newVersion(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>): WeightsVersion {
+    return { version: this.nextVersion++, config, buffer: pack(config, weights) }
   }
 
   /**
