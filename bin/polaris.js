@@ -43,13 +43,13 @@ const fromSources = async () => {
 }
 
 /**
- * Loads the bundle with V8's code cache (dist/cli/main.cjs.cache): parsing and compiling 2 MB of
+ * Loads a bundle with V8's code cache (`<bundle>.cache`): parsing and compiling megabytes of
  * JavaScript is most of what a bundled start costs, and the cache skips it. The cache is written
  * after a run that had none (or whose cache V8 rejected: another node version), through a
  * temporary file and a rename, so concurrent commands never read half of one.
  */
-const fromBundle = () => {
-  const file = fileURLToPath(new URL("dist/cli/main.cjs", root))
+const fromBundle = (name) => {
+  const file = fileURLToPath(new URL(`dist/cli/${name}`, root))
   const cacheFile = `${file}.cache`
   let cachedData
   try {
@@ -73,14 +73,23 @@ const fromBundle = () => {
   return { main: module.exports.main, writeCache }
 }
 
-if (!wantsSources && bundleIsCurrent(root)) {
-  say("loader bundle")
-  const { main, writeCache } = fromBundle()
+/** Runs a bundle's command; whether it ran, or left the recipe to the next loader. */
+const runBundle = async (name) => {
+  const { main, writeCache } = fromBundle(name)
   const outcome = await main()
   writeCache()
-  if (outcome === "needs-sources") {
-    say("the bundle cannot load this recipe's modules")
-    await fromSources()
+  return outcome !== "needs-sources"
+}
+
+if (!wantsSources && bundleIsCurrent(root)) {
+  // The lean bundle first: it carries everything but effect for a user's modules (build-cli.mjs).
+  say("loader bundle")
+  if (!(await runBundle("main.cjs"))) {
+    say("loader bundle full (this recipe's modules import packages the lean bundle does not carry)")
+    if (!(await runBundle("main-full.cjs"))) {
+      say("the bundle cannot load this recipe's modules")
+      await fromSources()
+    }
   }
 } else {
   await fromSources()

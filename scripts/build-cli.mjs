@@ -38,6 +38,7 @@ const ownModules = {
         }
         text = text.replace(/\bStage\.make\(\s*\{/g, "Stage.make({ source: import.meta.url,")
       }
+      text = importMembers(rel, text)
       const url = `__polarisUrl(${JSON.stringify(rel)})`
       // Not inside a string ("import.meta.url" as a key of esbuild's `define`).
       text = text
@@ -45,6 +46,46 @@ const ownModules = {
         .replace(/(?<!["'])\bimport\.meta\.dirname\b(?!["'])/g, `__polarisPath(${JSON.stringify(rel.split("/").slice(0, -1).join("/"))})`)
         .replace(/(?<!["'])\bimport\.meta\.filename\b(?!["'])/g, `__polarisPath(${JSON.stringify(rel)})`)
       return { contents: text, loader: "ts" }
+    })
+  }
+}
+
+/**
+ * `import { Effect, Schema } from "effect"` made into imports of the two modules themselves: in
+ * the bundle a module that imports a barrel initializes every module the barrel re-exports (all of
+ * effect: ~140 modules, a third of a command's start-up), where each module needs a few.
+ */
+const importMembers = (rel, text) =>
+  text.replace(/import\s*\{([^}]*)\}\s*from\s*"(effect(?:\/cli|\/http)?)"/g, (_, names, pkg) => {
+    const members = new Map(barrelMembers(BARRELS[pkg]).map(([name, file, member]) => [name, { file, member }]))
+    return names.split(",").map((part) => part.trim()).filter((part) => part !== "" && !part.startsWith("type ")).map((part) => {
+      const [name, alias = name] = part.split(/\s+as\s+/)
+      const m = members.get(name)
+      if (m === undefined) throw new Error(`${rel}: "${name}" is not a member of ${pkg}`)
+      const from = JSON.stringify(join(ROOT, m.file))
+      return m.member === null ? `import * as ${alias} from ${from};` : `import { ${m.member} as ${alias} } from ${from};`
+    }).join(" ")
+  })
+
+/**
+ * effect/cli's CliOutput makes an `Intl.Segmenter` when it loads: 13-15 ms of ICU set-up on this
+ * machine, paid by every command although only help text measures graphemes. The bundle makes it
+ * on first use. A new effect version that changes the declaration fails the build here.
+ */
+const lazySegmenter = {
+  name: "polaris-lazy-segmenter",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]effect[\\/]dist[\\/]cli[\\/]CliOutput\.js$/ }, (args) => {
+      const text = readFileSync(args.path, "utf8")
+      const declaration = /const graphemeSegmenter = \/\*#__PURE__\*\/new Intl\.Segmenter\(([^)]*)\);/
+      const uses = text.match(/graphemeSegmenter\.segment\(/g)?.length ?? 0
+      if (!declaration.test(text) || uses === 0) throw new Error(`${args.path}: the grapheme segmenter is not declared as the bundle expects`)
+      return {
+        contents: text
+          .replace(declaration, (_, options) => `let graphemeSegmenterMade;\nconst graphemeSegmenter = () => (graphemeSegmenterMade ??= new Intl.Segmenter(${options}));`)
+          .replace(/graphemeSegmenter\.segment\(/g, "graphemeSegmenter().segment("),
+        loader: "js"
+      }
     })
   }
 }
@@ -74,7 +115,8 @@ const BARRELS = {
 }
 const MODULES = { "@effect/platform-node/NodeServices": "node_modules/@effect/platform-node/dist/NodeServices.js" }
 
-const lazyNamespace = (index) => {
+/** A barrel's members: [name, file, member] (member null for `export * as name`). */
+const barrelMembers = (index) => {
   const text = readFileSync(join(ROOT, index), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/[^\n]*/g, "")
   const dir = index.split("/").slice(0, -1).join("/")
   const members = []
@@ -89,16 +131,25 @@ const lazyNamespace = (index) => {
   for (const m of text.matchAll(/^export\s+(?!type\b)/gm)) exports++
   const read = (text.match(/export\s+\*\s+as\s/g) ?? []).length + (text.match(/export\s*\{[^}]*\}\s*from/g) ?? []).length
   if (read !== exports) throw new Error(`${index}: ${exports - read} export(s) not of the forms "export * as X from" or "export { a } from"; the bundle's lazy namespace cannot carry them`)
-  return [
+  return members
+}
+
+const lazyNamespace = (index) =>
+  [
     `() => Object.defineProperties({}, {`,
     `      __esModule: { value: true },`,
-    ...members.map(([name, file, member]) =>
+    ...barrelMembers(index).map(([name, file, member]) =>
       `      ${JSON.stringify(name)}: { enumerable: true, get: () => require(${JSON.stringify(`./${file}`)})${member === null ? "" : `[${JSON.stringify(member)}]`} },`),
     `    })`
   ].join("\n")
-}
 
-const entry = [
+/**
+ * The command's entry. The lean bundle (main.cjs) carries no effect barrel for a user's module:
+ * all of effect would be 1.2 MB more to read, compile and set up at every start, ~40 ms of a
+ * command's ~250. A recipe whose modules import effect (bin/polaris.js learns it from the lean
+ * bundle, before anything is written) runs on the full bundle (main-full.cjs), which carries it.
+ */
+const entryOf = (full) => [
   `import { useImporter } from "./src/dag/PipelineModule.ts"`,
   `import { importer } from "./src/cli/BundledImporter.ts"`,
   `import { useWorkerScript } from "./src/model/WorkerScript.ts"`,
@@ -110,8 +161,8 @@ const entry = [
   ...own.map((f) => `    ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`),
   `  },`,
   `  packages: {`,
-  ...Object.entries(BARRELS).map(([name, index]) => `    ${JSON.stringify(name)}: ${lazyNamespace(index)},`),
-  ...Object.entries(MODULES).map(([name, file]) => `    ${JSON.stringify(name)}: () => require(${JSON.stringify(`./${file}`)}),`),
+  ...Object.entries(BARRELS).filter(([name]) => full || name === "polaris").map(([name, index]) => `    ${JSON.stringify(name)}: ${lazyNamespace(index)},`),
+  ...Object.entries(MODULES).filter(() => full).map(([name, file]) => `    ${JSON.stringify(name)}: () => require(${JSON.stringify(`./${file}`)}),`),
   `  }`,
   `}))`
 ].join("\n")
@@ -130,12 +181,14 @@ const common = {
   banner: { js: banner },
   metafile: true,
   logLevel: "warning",
-  plugins: [ownModules]
+  plugins: [ownModules, lazySegmenter]
 }
-const main = await build({ ...common, stdin: { contents: entry, resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" }, outfile: join(OUT, "main.cjs") })
+const buildMain = (full) =>
+  build({ ...common, stdin: { contents: entryOf(full), resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" }, outfile: join(OUT, full ? "main-full.cjs" : "main.cjs") })
+const [lean, full] = [await buildMain(false), await buildMain(true)]
 // The sampling workers' own bundle (src/model/WorkerScript.ts): the model's modules only, no TypeScript loader.
 const worker = await build({ ...common, entryPoints: [join(ROOT, "src/model/SamplerWorker.ts")], outfile: join(OUT, "sampler-worker.cjs") })
-const result = { metafile: { inputs: { ...main.metafile.inputs, ...worker.metafile.inputs }, outputs: { ...main.metafile.outputs, ...worker.metafile.outputs } } }
+const result = { metafile: { inputs: { ...lean.metafile.inputs, ...full.metafile.inputs, ...worker.metafile.inputs }, outputs: { ...lean.metafile.outputs, ...full.metafile.outputs, ...worker.metafile.outputs } } }
 
 // The sources the bundle was built from, with their sizes and modification times: a changed
 // one makes bin/polaris.js run the sources instead.

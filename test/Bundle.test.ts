@@ -35,6 +35,7 @@ describe("the prebuilt command", () => {
     const bundled = await polaris(["--help"], { env: BUNDLE })
     const sources = await polaris(["--help"], { env: SOURCES })
     expect(used(bundled.stderr)).toBe("bundle")
+    expect(bundled.stderr).not.toContain("loader bundle full")
     expect(used(sources.stderr)).toBe("sources")
     expect(bundled.stdout).toBe(sources.stdout)
     expect(bundled.stdout).toContain("polaris")
@@ -77,6 +78,8 @@ describe("the prebuilt command", () => {
     const bundled = await polaris(["run", "examples/word-stats/recipe.yaml", "--store", dir, "--progress", "none"], { env: BUNDLE })
     expect(bundled.status, bundled.stderr).toBe(0)
     expect(used(bundled.stderr)).toBe("bundle")
+    // Its modules import effect: the lean bundle hands them to the full one, which runs them.
+    expect(bundled.stderr).toContain("polaris: loader bundle full")
     expect(bundled.stderr).not.toContain("cannot load")
     expect(bundled.stdout).toMatch(/: 7 executed, 0 cached/)
     const sources = await polaris(["run", "examples/word-stats/recipe.yaml", "--store", dir, "--progress", "none"], { env: SOURCES })

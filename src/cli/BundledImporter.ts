@@ -5,8 +5,9 @@
  * imports of `polaris`, `effect` and the repository answered by the bundle, so that there is one
  * instance of each module in the process (a second copy of effect or of the framework would not
  * recognise the first's values). What the bundle cannot answer (top-level await, an effect entry
- * point it does not carry) raises `NeedsSources`: `bin/polaris.js` then runs the TypeScript sources
- * through tsx, before anything was written.
+ * point it does not carry, any of effect in the lean bundle) raises `NeedsSources`, before
+ * anything was written: `bin/polaris.js` then runs the full bundle, or the TypeScript sources
+ * through tsx.
  *
  * The module keeps its own file name, so `Stage.make` finds its source in the stack as under tsx,
  * and `import.meta.url`, `dirname` and `filename` are its own.

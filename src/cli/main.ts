@@ -351,7 +351,7 @@ const program = Command.run(polaris, { version: "0.1.0" }).pipe(Effect.provideSe
 /**
  * Runs the command line in `process.argv` and sets `process.exitCode`. Inside the prebuilt
  * command, resolves to "needs-sources" when the recipe needs a module the bundle does not carry
- * (nothing was done yet): `bin/polaris.js` then runs the TypeScript sources instead.
+ * (nothing was done yet): `bin/polaris.js` then runs the full bundle, or the TypeScript sources.
  */
 export const main = (): Promise<"done" | "needs-sources"> =>
   Effect.runPromiseExit(program).then((exit) => {
