@@ -6,7 +6,7 @@
  * const run = await Onnx.load(g)
  * const { y } = await run({ x: { data: new Float32Array(8), dims: [2, 4] } })
  */
-import protobuf from "protobufjs"
+import { createRequire } from "node:module"
 import type * as ort from "onnxruntime-node"
 import { GraphError, type DType, type Graph, type Node, type Value } from "./Graph.ts"
 import { onnxruntime } from "./OnnxRuntime.ts"
@@ -45,7 +45,11 @@ message ModelProto {
   repeated OperatorSetIdProto opset_import = 8;
 }
 `
-const ModelProto = protobuf.parse(ONNX_PROTO, { keepCase: true }).root.lookupType("onnx.ModelProto")
+// protobufjs and the parsed schema, on first use: ~25 ms that commands which only read a checkpoint
+// (`plan`, an engine's fingerprint) never need.
+let modelProto: import("protobufjs").Type | undefined
+const ModelProto = (): import("protobufjs").Type =>
+  (modelProto ??= (createRequire(import.meta.url)("protobufjs") as typeof import("protobufjs")).parse(ONNX_PROTO, { keepCase: true }).root.lookupType("onnx.ModelProto"))
 
 export const IR_VERSION = 8
 export const OPSET = 18
@@ -184,9 +188,10 @@ export const toModelProto = (graph: Graph, initializers: ReadonlyMap<string, Flo
       output: graph.outputs.map((o) => valueInfo(o.name, o.value))
     }
   }
-  const err = ModelProto.verify(model)
+  const proto = ModelProto()
+  const err = proto.verify(model)
   if (err !== null) throw new GraphError("BadArgument", "ModelProto", err)
-  return ModelProto.encode(ModelProto.fromObject(model)).finish()
+  return proto.encode(proto.fromObject(model)).finish()
 }
 
 /** A feed or a result: row-major data and dims. */
