@@ -168,8 +168,17 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
   Effect.gen(function*() {
     const ckpt = yield* attempt("load checkpoint", () => Checkpoint.read(options.checkpoint))
     const config = ckpt.config
-    const tokenizer = Checkpoint.tokenizerOf(ckpt)
-    const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`) })
+    // The tokenizer, made on first use (~15 ms of a `polaris plan`, which needs the fingerprint only).
+    let made: { readonly tokenizer: Tokenizer; readonly endToken: number } | undefined
+    const tokens = () =>
+      (made ??= (() => {
+        const tokenizer = Checkpoint.tokenizerOf(ckpt)
+        try {
+          return { tokenizer, endToken: endTokenOf(tokenizer) }
+        } catch (e) {
+          throw fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`)
+        }
+      })())
     const model = StoryModel.create(config, {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.tokenBudget !== undefined ? { tokenBudget: options.tokenBudget } : {})
@@ -230,12 +239,16 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       // The base weights' content, not the folder path: the same model anywhere keys the same cache;
       // and the code that samples and trains here (with onnxruntime's and the tokenizer's versions).
       fingerprint: `embedded:${sha256(Checkpoint.encodeWeights(config, ckpt.weights)).slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
-      tokenizer,
-      endToken,
+      get tokenizer() {
+        return tokens().tokenizer
+      },
+      get endToken() {
+        return tokens().endToken
+      },
       maxContext: config.maxContext,
-      promptIds: (prompt, options) => promptIds(tokenizer, prompt, options),
+      promptIds: (prompt, options) => promptIds(tokens().tokenizer, prompt, options),
 
-      sample: (requests, w) => Effect.flatMap(samplerWeights(w), (at) => sampler((rows, params) => pool.generate(config, at, rows, params, [endToken]))(requests)),
+      sample: (requests, w) => Effect.flatMap(samplerWeights(w), (at) => sampler((rows, params) => pool.generate(config, at, rows, params, [tokens().endToken]))(requests)),
       logprobs: (items, w) => Effect.flatMap(samplerWeights(w), (at) => teacherForcing((items) => pool.score(config, at, items))(items)),
       trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score(trained().weights, items)).map((s) => s.logprobs))(items)),
 

@@ -33,7 +33,7 @@ import { rm } from "node:fs/promises"
 import { join } from "node:path"
 import * as HubCache from "../model/HubCache.ts"
 import type { Recipe } from "../recipe/Recipe.ts"
-import { inferenceOnly, PolicyEngine, PolicyError, type PolicyEngineShape, type SamplingWeights } from "./PolicyEngine.ts"
+import { inferenceOnly, overriding, PolicyEngine, PolicyError, type PolicyEngineShape, type SamplingWeights } from "./PolicyEngine.ts"
 import { PolicyEngines } from "./PolicyEngines.ts"
 import * as Secret from "../dag/Secret.ts"
 import type { Pools } from "../dag/Executor.ts"
@@ -63,15 +63,14 @@ const loading = <A>(load: () => Promise<A>) => Effect.promise(load)
 export const trackCheckpoints = (engine: PolicyEngineShape, initial: string): PolicyEngineShape => {
   let held: string | undefined = initial
   const dirty = <A>(e: Effect.Effect<A, PolicyError>) => Effect.tap(e, () => Effect.sync(() => void (held = undefined)))
-  return {
-    ...engine,
+  return overriding(engine, {
     forwardBackward: (datums, loss) => dirty(engine.forwardBackward(datums, loss)),
     optimStep: (params) => dirty(engine.optimStep(params)),
     save: (name) => Effect.tap(engine.save(name), (ref) => Effect.sync(() => void (held = ref.path))),
     load: (ref) => (ref.path === held ? Effect.void : Effect.tap(engine.load(ref), () => Effect.sync(() => void (held = ref.path)))),
     moved: (from, to) =>
       Effect.andThen(Effect.sync(() => void (held === from && (held = to))), engine.moved?.(from, to) ?? Effect.void)
-  }
+  })
 }
 
 /** How published checkpoints reach the vLLM servers as adapter folders. */

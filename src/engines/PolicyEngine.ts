@@ -175,6 +175,14 @@ export class PolicyEngine extends Context.Service<PolicyEngine, PolicyEngineShap
 export type SamplingEngine = Pick<PolicyEngineShape, "fingerprint" | "tokenizer" | "endToken" | "maxContext" | "promptIds" | "sample" | "logprobs">
 
 /**
+ * `engine` with `methods` in place of its own. Its other properties are kept as they are
+ * defined, not read: an engine's lazy getter (the embedded tokenizer, made on first use) stays
+ * lazy, where `{ ...engine }` would make it at once.
+ */
+export const overriding = (engine: PolicyEngineShape, methods: Partial<PolicyEngineShape>): PolicyEngineShape =>
+  Object.defineProperties({}, { ...Object.getOwnPropertyDescriptors(engine), ...Object.getOwnPropertyDescriptors(methods) }) as PolicyEngineShape
+
+/**
  * An engine that samples and scores but cannot train (an ONNX export, a served model): every
  * training call fails `Unsupported`, saying `why`; `publish` has nothing to publish.
  */

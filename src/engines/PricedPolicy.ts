@@ -13,7 +13,7 @@
  * The wrapper changes no result and no fingerprint: prices are not part of what is computed.
  */
 import { charged } from "../dag/Budget.ts"
-import type { PolicyEngineShape, SampleRequest, SampledSequence } from "./PolicyEngine.ts"
+import { overriding, type PolicyEngineShape, type SampleRequest, type SampledSequence } from "./PolicyEngine.ts"
 
 /** USD per million tokens. */
 export interface PolicyPrice {
@@ -41,8 +41,7 @@ export const trainUsd = (datums: ReadonlyArray<{ readonly modelInput: ReadonlyAr
   perMillion(datums.reduce((s, d) => s + d.modelInput.length, 0), price.train)
 
 /** `engine` with its token-billed calls charged at `price`. */
-export const priced = (engine: PolicyEngineShape, price: PolicyPrice): PolicyEngineShape => ({
-  ...engine,
+export const priced = (engine: PolicyEngineShape, price: PolicyPrice): PolicyEngineShape => overriding(engine, {
   sample: (requests, weights) =>
     charged("sampler", expectedSampleUsd(requests, price), engine.sample(requests, weights), (result) => sampleUsd(requests, result, price)),
   logprobs: (items, weights) => {
