@@ -81,10 +81,28 @@ const runBundle = async (name) => {
   return outcome !== "needs-sources"
 }
 
+/**
+ * Whether the command names a user's TypeScript module: a .ts argument, or a recipe argument
+ * whose `pipeline:` or `uses:` is one. Those import effect, which only the full bundle carries;
+ * a guess that misses costs one false start of the lean bundle (it hands over before anything
+ * is written), never a wrong result.
+ */
+const namesUserModules = () =>
+  args.some((a) => {
+    if (/\.[cm]?tsx?$/.test(a)) return true
+    if (!/\.ya?ml$/.test(a)) return false
+    try {
+      return /^\s*-?\s*(pipeline|uses):\s*["']?[^\s"'#]+\.[cm]?tsx?\b/m.test(readFileSync(a, "utf8"))
+    } catch {
+      return false
+    }
+  })
+
 if (!wantsSources && bundleIsCurrent(root)) {
-  // The lean bundle first: it carries everything but effect for a user's modules (build-cli.mjs).
+  // The lean bundle first, unless the command names a user's module: it carries everything but
+  // effect for a user's modules (build-cli.mjs).
   say("loader bundle")
-  if (!(await runBundle("main.cjs"))) {
+  if (namesUserModules() || !(await runBundle("main.cjs"))) {
     say("loader bundle full (this recipe's modules import packages the lean bundle does not carry)")
     if (!(await runBundle("main-full.cjs"))) {
       say("the bundle cannot load this recipe's modules")
