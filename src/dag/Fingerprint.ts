@@ -19,7 +19,8 @@ import { dirname, extname, isAbsolute, join, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Loader } from "esbuild"
 import { sha256 } from "./Canonical.ts"
-import { cached } from "./internal/contentCache.ts"
+import { keep, lookup } from "./internal/contentCache.ts"
+import { fileDigest } from "./Location.ts"
 import { esbuild, esbuildVersion } from "./internal/esbuild.ts"
 
 /** Normalises a `file://` URL or a path to an absolute path. */
@@ -149,19 +150,28 @@ interface Normalized {
 // run) then transpiles nothing it transpiled before.
 const NORMAL_FORM_RULES = `esbuild@${esbuildVersion} minifyWhitespace legalComments=none es2023`
 
-const normalized = (file: string, bytes: Buffer): Normalized | undefined => {
+const normalFormKey = (loader: Loader, bytesDigest: string) => [NORMAL_FORM_RULES, loader, bytesDigest]
+
+// A module read before is looked up by the digest of its bytes, remembered by the file's
+// identity (Location.fileDigest), and not read again. One transpiled is keyed by the digest of
+// the very bytes it was made from.
+const normalized = (file: string): { readonly bytesDigest: string; readonly code: Normalized | undefined } => {
   const loader = LOADERS[extname(file)]
-  if (loader === undefined) return undefined
-  return cached("normal-forms", [NORMAL_FORM_RULES, loader, bytes], () => {
-    const code = normalForm(file, bytes.toString("utf8"))
-    return code === undefined ? undefined : { digest: sha256(code), specifiers: [...code.matchAll(IMPORT)].map((m) => m[1]!) }
-  }) ?? undefined
+  const remembered = fileDigest(file)
+  if (loader === undefined) return { bytesDigest: remembered, code: undefined }
+  const known = lookup<Normalized | null>("normal-forms", normalFormKey(loader, remembered))
+  if (known !== undefined) return { bytesDigest: remembered, code: known.value ?? undefined }
+  const bytes = readFileSync(file)
+  const bytesDigest = sha256(bytes)
+  const code = normalForm(file, bytes.toString("utf8"))
+  const value = code === undefined ? null : { digest: sha256(code), specifiers: [...code.matchAll(IMPORT)].map((m) => m[1]!) }
+  keep("normal-forms", normalFormKey(loader, bytesDigest), value)
+  return { bytesDigest, code: value ?? undefined }
 }
 
 const readModule = (file: string): Module => {
-  const bytes = readFileSync(file)
-  const code = normalized(file, bytes)
-  if (code === undefined) return { digest: sha256(bytes), imports: [], libraries: [] }
+  const { bytesDigest, code } = normalized(file)
+  if (code === undefined) return { digest: bytesDigest, imports: [], libraries: [] }
   const imports = new Set<string>()
   const libraries = new Set<string>()
   for (const specifier of code.specifiers) {

@@ -28,25 +28,61 @@ export const filesUnder = (dir: string): Array<string> => {
 }
 
 /**
- * A file's digest is remembered by the file's identity on disk (device, inode, size, change and
- * modification times in nanoseconds), as git's index and Bazel's digest cache do: new bytes
+ * Digests of files are remembered by the files' identities on disk (device, inode, size, change
+ * and modification times in nanoseconds), as git's index and Bazel's digest cache do: new bytes
  * change the change time at least, so every command need not re-hash a model and a corpus
- * (10 MB: ~20 ms, a tenth of a `validate`). A file written within RACY_MS of its hashing is
- * not remembered (git's "racy clean" case: a second write in the same clock tick would keep
- * every stamp): it is hashed again next time.
+ * (10 MB: ~20 ms, a tenth of a `validate`). A file written within RACY_MS of its reading is not
+ * remembered (git's "racy clean" case: a second write in the same clock tick would keep every
+ * stamp, and a write just after the bytes were read would pair them with the new stamps): it is
+ * read again next time.
  */
 export const RACY_MS = 2_000
 
-/** sha256 of the file at `path`; `now` (ms since the epoch) decides what is old enough to remember. */
-export const fileDigest = (path: string, now: number = Date.now()): string => {
-  const s = statSync(path, { bigint: true })
-  const identity = [resolve(path), String(s.dev), String(s.ino), String(s.size), String(s.mtimeNs), String(s.ctimeNs)]
-  const known = lookup<string>("file-digests", identity)
-  if (known !== undefined) return known.value
-  const digest = sha256(readFileSync(path))
-  if (Number(s.ctimeNs / 1_000_000n) < now - RACY_MS && Number(s.mtimeNs / 1_000_000n) < now - RACY_MS) keep("file-digests", identity, digest)
-  return digest
+/** What is remembered under the identities of some files, and how to remember a value there. */
+export interface Remembered<A> {
+  readonly known: { readonly value: A } | undefined
+  /** Keeps `value` unless a file is too recent to be trusted (RACY_MS). */
+  readonly keep: (value: A) => void
 }
+
+/**
+ * The value remembered under `kind` for the files as they are now: a value that depends on the
+ * bytes of `files` (read after this call, or just before it) and on `also` (the other things it
+ * is a function of: parameters, a code fingerprint), nothing else. `now` (ms since the epoch)
+ * decides which files are old enough to remember.
+ */
+export const remembered = <A>(
+  kind: string,
+  files: ReadonlyArray<string>,
+  options: { readonly also?: ReadonlyArray<string>; readonly now?: number } = {}
+): Remembered<A> => {
+  const now = options.now ?? Date.now()
+  const stats = files.map((f) => statSync(f, { bigint: true }))
+  const identity = [
+    ...(options.also ?? []),
+    ...stats.flatMap((s, i) => [resolve(files[i]!), String(s.dev), String(s.ino), String(s.size), String(s.mtimeNs), String(s.ctimeNs)])
+  ]
+  const settled = (ns: bigint) => Number(ns / 1_000_000n) < now - RACY_MS
+  return {
+    known: lookup<A>(kind, identity),
+    keep: (value) => {
+      if (stats.every((s) => settled(s.ctimeNs) && settled(s.mtimeNs))) keep(kind, identity, value)
+    }
+  }
+}
+
+/** `compute()`, remembered by the identities of `files` as `remembered` does. */
+export const byFileIdentity = <A>(kind: string, files: ReadonlyArray<string>, compute: () => A, options: { readonly also?: ReadonlyArray<string>; readonly now?: number } = {}): A => {
+  const memo = remembered<A>(kind, files, options)
+  if (memo.known !== undefined) return memo.known.value
+  const value = compute()
+  memo.keep(value)
+  return value
+}
+
+/** sha256 of the file at `path`, remembered by its identity (`byFileIdentity`). */
+export const fileDigest = (path: string, now?: number): string =>
+  byFileIdentity("file-digests", [path], () => sha256(readFileSync(path)), now === undefined ? {} : { now })
 
 /**
  * sha256 of a file's bytes, or of a folder's files (each relative name, then its bytes, in

@@ -15,11 +15,12 @@
  * ```
  */
 import { Effect, Layer, Semaphore } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync } from "node:fs"
 import { rm } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { sha256 } from "../dag/Canonical.ts"
 import { codeFingerprint } from "../dag/Fingerprint.ts"
+import * as Location from "../dag/Location.ts"
 import { AdamW, type AdamParams } from "../model/AdamW.ts"
 import * as Checkpoint from "../model/Checkpoint.ts"
 import { ExternalModel } from "../model/ExternalModel.ts"
@@ -151,7 +152,7 @@ const onnxExport = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, 
     const endToken = yield* Effect.try({ try: () => endTokenOf(tokenizer), catch: (e) => fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`) })
     const file = [join(options.checkpoint, "model.onnx"), join(options.checkpoint, "onnx", "model.onnx")].find((f) => existsSync(f))!
     return inferenceOnly({
-      fingerprint: `onnx:${sha256(readFileSync(file)).slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
+      fingerprint: `onnx:${Location.fileDigest(file).slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
       tokenizer,
       endToken,
       maxContext: model.maxContext,
@@ -168,6 +169,12 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
   Effect.gen(function*() {
     const ckpt = yield* attempt("load checkpoint", () => Checkpoint.read(options.checkpoint))
     const config = ckpt.config
+    // The weights' digest, a function of the two files just read: remembered by their identities.
+    const weightsDigest = Location.byFileIdentity(
+      "checkpoint-weights-digests",
+      [Checkpoint.FILES.config, Checkpoint.FILES.weights].map((f) => join(options.checkpoint, f)),
+      () => sha256(Checkpoint.encodeWeights(config, ckpt.weights))
+    )
     // The tokenizer, made on first use (~15 ms of a `polaris plan`, which needs the fingerprint only).
     let made: { readonly tokenizer: Tokenizer; readonly endToken: number } | undefined
     const tokens = () =>
@@ -238,7 +245,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     const engine: PolicyEngineShape = {
       // The base weights' content, not the folder path: the same model anywhere keys the same cache;
       // and the code that samples and trains here (with onnxruntime's and the tokenizer's versions).
-      fingerprint: `embedded:${sha256(Checkpoint.encodeWeights(config, ckpt.weights)).slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
+      fingerprint: `embedded:${weightsDigest.slice(0, 16)}@${codeFingerprint(import.meta.url).slice(0, 12)}`,
       get tokenizer() {
         return tokens().tokenizer
       },

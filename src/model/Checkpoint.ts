@@ -13,6 +13,7 @@ import { existsSync } from "node:fs"
 import { mkdir, readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { atomicWrite } from "../dag/internal/files.ts"
+import { byFileIdentity } from "../dag/Location.ts"
 import * as Safetensors from "./Safetensors.ts"
 import { Tokenizer } from "./tokenizer/Tokenizer.ts"
 import { ModelConfig, paramShapes, standardDecoderGraph } from "./Transformer.ts"
@@ -120,7 +121,10 @@ export const read = async (dir: string): Promise<Checkpoint> => {
     json: (await file(FILES.tokenizer)).toString("utf8"),
     config: existsSync(join(dir, FILES.tokenizerConfig)) ? (await file(FILES.tokenizerConfig)).toString("utf8") : "{}"
   }
-  const vocab = Tokenizer.fromJson(JSON.parse(tokenizer.json), JSON.parse(tokenizer.config)).vocabSize
+  // A function of the tokenizer's files, remembered by their identities: making the tokenizer to
+  // count its ids costs ~10 ms, and an engine that plans only never makes it otherwise.
+  const tokenizerFiles = [FILES.tokenizer, FILES.tokenizerConfig].map((f) => join(dir, f)).filter((f) => existsSync(f))
+  const vocab = byFileIdentity("tokenizer-vocab-sizes", tokenizerFiles, () => Tokenizer.fromJson(JSON.parse(tokenizer.json), JSON.parse(tokenizer.config)).vocabSize)
   if (vocab > config.vocabSize) throw new CheckpointError(`${dir}: the tokenizer has ${vocab} ids, the model ${config.vocabSize}`)
   const optimizer = existsSync(join(dir, FILES.optimizer)) ? Safetensors.decode(await file(FILES.optimizer)) : undefined
   return { config, weights, tokenizer, ...(optimizer !== undefined ? { optimizer } : {}) }

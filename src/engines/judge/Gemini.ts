@@ -11,8 +11,9 @@
  *   thinkingLevel: "LOW", limits: { requestsPerMinute: 1000 }, price: { input: 0.5, output: 3 } })
  * ```
  */
-import { ApiError, GoogleGenAI, type ThinkingLevel } from "@google/genai"
+import type { GoogleGenAI, ThinkingLevel } from "@google/genai"
 import { Effect, Layer, Redacted } from "effect"
+import { createRequire } from "node:module"
 import { classifyStatus, LlmError, readGeminiReply, trimSlash } from "../llm/Remote.ts"
 import { Judge } from "./Judge.ts"
 import { makeRemoteJudge, type RemoteJudgeOptions } from "./RemoteJudge.ts"
@@ -34,10 +35,15 @@ export interface GeminiJudgeOptions extends RemoteJudgeOptions {
 
 const DEFAULT_ORIGIN = "https://generativelanguage.googleapis.com"
 
+// The SDK (with google-auth) on first call: ~65 ms that `plan` and `validate`, which build the
+// judge for its fingerprint only, never need.
+let sdk: typeof import("@google/genai") | undefined
+const genai = (): typeof import("@google/genai") => (sdk ??= createRequire(import.meta.url)("@google/genai") as typeof import("@google/genai"))
+
 /** An SDK failure -> an LlmError: ApiError carries the status and the JSON error body as its message. */
 export const fromSdk = (origin: string, e: unknown): LlmError => {
   if (e instanceof LlmError) return e
-  if (e instanceof ApiError) return classifyStatus(origin, e.status, {}, e.message)
+  if (sdk !== undefined && e instanceof sdk.ApiError) return classifyStatus(origin, e.status, {}, e.message)
   return new LlmError({ reason: "Transport", origin, message: e instanceof Error ? e.message : String(e), retryable: true, cause: e })
 }
 
@@ -50,11 +56,14 @@ export const geminiClient = (options: Omit<GeminiJudgeOptions, "rubric" | "limit
   const version = options.apiVersion ?? "v1beta"
   const base = trimSlash(options.baseUrl ?? DEFAULT_ORIGIN)
   const temperature = options.temperature ?? 1
+  let ai: GoogleGenAI | undefined
   return {
     model,
     /** `POST <origin>/<version>/models/<model>:<method>`, for error messages. */
     origin: (method: string) => `POST ${base}${version === "" ? "" : `/${version}`}/models/${model}:${method}`,
-    ai: new GoogleGenAI({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } }),
+    get ai(): GoogleGenAI {
+      return (ai ??= new (genai().GoogleGenAI)({ apiKey: Redacted.value(options.apiKey), httpOptions: { baseUrl: base, apiVersion: version } }))
+    },
     settings: { temperature, thinkingLevel: options.thinkingLevel ?? null, maxOutputTokens: options.maxOutputTokens ?? null },
     request: (prompt: { readonly system: string; readonly user: string }, schema: unknown) => ({
       contents: [{ role: "user", parts: [{ text: prompt.user }] }],
