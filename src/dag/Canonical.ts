@@ -64,7 +64,13 @@ const normalise = (value: unknown, path: string, secrets: SecretPolicy): unknown
     }
     const out: Record<string, unknown> = {}
     for (const key of Object.keys(value).sort()) {
-      const n = normalise((value as Record<string, unknown>)[key], path ? `${path}.${key}` : key, secrets)
+      const v = (value as Record<string, unknown>)[key]
+      // Plain leaves as they are, without a path (made only to name where a bad value sits).
+      if (typeof v === "string" || typeof v === "boolean" || v === null || (typeof v === "number" && Number.isFinite(v) && !Object.is(v, -0))) {
+        out[key] = v
+        continue
+      }
+      const n = normalise(v, path ? `${path}.${key}` : key, secrets)
       if (n !== undefined) out[key] = n
     }
     return out
