@@ -19,8 +19,8 @@ import { dirname, extname, isAbsolute, join, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Loader } from "esbuild"
 import { sha256 } from "./Canonical.ts"
-import { keep, lookup } from "./internal/contentCache.ts"
-import { fileDigest } from "./Location.ts"
+import { cached } from "./internal/contentCache.ts"
+import { remembered } from "./Location.ts"
 import { esbuild, esbuildVersion } from "./internal/esbuild.ts"
 
 /** Normalises a `file://` URL or a path to an absolute path. */
@@ -150,23 +150,23 @@ interface Normalized {
 // run) then transpiles nothing it transpiled before.
 const NORMAL_FORM_RULES = `esbuild@${esbuildVersion} minifyWhitespace legalComments=none es2023`
 
-const normalFormKey = (loader: Loader, bytesDigest: string) => [NORMAL_FORM_RULES, loader, bytesDigest]
+type Read = { readonly bytesDigest: string; readonly code: Normalized | undefined }
 
-// A module read before is looked up by the digest of its bytes, remembered by the file's
-// identity (Location.fileDigest), and not read again. One transpiled is keyed by the digest of
-// the very bytes it was made from.
-const normalized = (file: string): { readonly bytesDigest: string; readonly code: Normalized | undefined } => {
+// A module is looked up by its file's identity (Location.remembered: one small read instead of
+// the module and its normal form); otherwise read, and its normal form found by the digest of
+// those very bytes, or made.
+const normalized = (file: string): Read => {
   const loader = LOADERS[extname(file)]
-  const remembered = fileDigest(file)
-  if (loader === undefined) return { bytesDigest: remembered, code: undefined }
-  const known = lookup<Normalized | null>("normal-forms", normalFormKey(loader, remembered))
-  if (known !== undefined) return { bytesDigest: remembered, code: known.value ?? undefined }
+  const memo = remembered<{ readonly bytesDigest: string; readonly code: Normalized | null }>("module-normal-forms", [file], { also: [NORMAL_FORM_RULES, loader ?? "raw"] })
+  if (memo.known !== undefined) return { bytesDigest: memo.known.value.bytesDigest, code: memo.known.value.code ?? undefined }
   const bytes = readFileSync(file)
   const bytesDigest = sha256(bytes)
-  const code = normalForm(file, bytes.toString("utf8"))
-  const value = code === undefined ? null : { digest: sha256(code), specifiers: [...code.matchAll(IMPORT)].map((m) => m[1]!) }
-  keep("normal-forms", normalFormKey(loader, bytesDigest), value)
-  return { bytesDigest, code: value ?? undefined }
+  const code = loader === undefined ? null : cached("normal-forms", [NORMAL_FORM_RULES, loader, bytesDigest], () => {
+    const js = normalForm(file, bytes.toString("utf8"))
+    return js === undefined ? null : { digest: sha256(js), specifiers: [...js.matchAll(IMPORT)].map((m) => m[1]!) }
+  })
+  memo.keep({ bytesDigest, code })
+  return { bytesDigest, code: code ?? undefined }
 }
 
 const readModule = (file: string): Module => {
