@@ -14,7 +14,8 @@
  * // sampling: engine.sample(prompt, ...); teacher forcing: engine.logprobs(prompt, target)
  * ```
  */
-import { Template } from "@huggingface/jinja"
+import type { Template } from "@huggingface/jinja"
+import { createRequire } from "node:module"
 import type { Tokenizer } from "./Tokenizer.ts"
 
 /** The embedded model's chat template (also written into tokenizer_config.json). */
@@ -30,6 +31,12 @@ export interface ChatMessage {
   readonly content: string
 }
 
+// The template engine on first render (a command that only builds a pipeline never renders).
+// Required by name, so the fingerprint still sees the value library it is.
+const require = createRequire(import.meta.url)
+let jinja: typeof import("@huggingface/jinja") | undefined
+const templateEngine = () => (jinja ??= require("@huggingface/jinja") as typeof import("@huggingface/jinja"))
+
 const compiled = new Map<string, Template>()
 
 /** Renders messages with a chat template (the tokenizer's own `chat_template` if it has one). */
@@ -41,7 +48,7 @@ export const renderChat = (
 ): string => {
   const source = typeof tokenizer.config.chat_template === "string" ? tokenizer.config.chat_template : CHAT_TEMPLATE
   let template = compiled.get(source)
-  if (template === undefined) compiled.set(source, (template = new Template(source)))
+  if (template === undefined) compiled.set(source, (template = new (templateEngine().Template)(source)))
   // The variables transformers' apply_chat_template passes: the special tokens, and
   // `enable_thinking` only when asked for (templates test `enable_thinking is defined`).
   const special = Object.fromEntries(["bos_token", "eos_token", "pad_token", "unk_token"].flatMap((k) => {

@@ -14,7 +14,14 @@
  */
 import { existsSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
-import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers"
+import type { Tokenizer as HfTokenizer } from "@huggingface/tokenizers"
+import { createRequire } from "node:module"
+
+// The tokenizer library when a tokenizer is first made (a command that only plans never makes
+// one). Required by name, so the fingerprint still sees the value library it is.
+const require = createRequire(import.meta.url)
+let library: typeof import("@huggingface/tokenizers") | undefined
+const tokenizers = () => (library ??= require("@huggingface/tokenizers") as typeof import("@huggingface/tokenizers"))
 
 /** tokenizer_config.json fields this loader reads (others are passed through untouched). */
 export interface TokenizerConfig {
@@ -49,7 +56,7 @@ export class Tokenizer {
   /** Builds from an already-parsed tokenizer.json (and tokenizer_config.json). */
   static fromJson(json: unknown, config: TokenizerConfig = DEFAULT_CONFIG): Tokenizer {
     if (typeof json !== "object" || json === null) throw new Error("tokenizer.json: not an object")
-    return new Tokenizer(new HfTokenizer(json, config), json, config)
+    return new Tokenizer(new (tokenizers().Tokenizer)(json, config), json, config)
   }
 
   /** Text -> ids. Literal special-token strings in the text become their special ids (as in HF). */
