@@ -44,9 +44,11 @@ const fromSources = async () => {
 
 /**
  * Loads a bundle with V8's code cache (`<bundle>.cache`): parsing and compiling megabytes of
- * JavaScript is most of what a bundled start costs, and the cache skips it. The cache is written
- * after a run that had none (or whose cache V8 rejected: another node version), through a
- * temporary file and a rename, so concurrent commands never read half of one.
+ * JavaScript is most of what a bundled start costs, and the cache skips it. A start with no
+ * cache (or one V8 rejected: another node version) writes it right after the modules' top level
+ * ran, before the command: a cache taken after a long command (a training run) made every later
+ * start's module set-up 70 ms slower (measured: 100 ms against 30). Written through a temporary
+ * file and a rename, so concurrent commands never read half of one.
  */
 const fromBundle = (name) => {
   const file = fileURLToPath(new URL(`dist/cli/${name}`, root))
@@ -60,8 +62,7 @@ const fromBundle = (name) => {
   const script = new vm.Script(Module.wrap(readFileSync(file, "utf8")), { filename: file, cachedData })
   const module = { exports: {} }
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file))
-  const writeCache = () => {
-    if (cachedData !== undefined && !script.cachedDataRejected) return
+  if (cachedData === undefined || script.cachedDataRejected) {
     try {
       const tmp = `${cacheFile}.${process.pid}.tmp`
       writeFileSync(tmp, script.createCachedData())
@@ -70,16 +71,11 @@ const fromBundle = (name) => {
       // a read-only installation: the next start compiles again
     }
   }
-  return { main: module.exports.main, writeCache }
+  return module.exports.main
 }
 
 /** Runs a bundle's command; whether it ran, or left the recipe to the next loader. */
-const runBundle = async (name) => {
-  const { main, writeCache } = fromBundle(name)
-  const outcome = await main()
-  writeCache()
-  return outcome !== "needs-sources"
-}
+const runBundle = async (name) => (await fromBundle(name)()) !== "needs-sources"
 
 /**
  * Whether the command names a user's TypeScript module: a .ts argument, or a recipe argument

@@ -15,7 +15,7 @@
  * ```
  */
 import { Effect, Layer, Semaphore } from "effect"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { rm } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { sha256 } from "../dag/Canonical.ts"
@@ -30,7 +30,7 @@ import type { Generated, RowParams } from "../model/Generate.ts"
 import { StoryModel, type Scored, type TrainItem } from "../model/StoryModel.ts"
 import { endToken, promptIds } from "../model/tokenizer/ChatTemplate.ts"
 import type { Tokenizer } from "../model/tokenizer/Tokenizer.ts"
-import { decays } from "../model/Transformer.ts"
+import { decays, paramShapes } from "../model/Transformer.ts"
 import {
   inferenceOnly,
   PolicyEngine,
@@ -167,23 +167,29 @@ export const make = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape,
 
 const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, PolicyError> =>
   Effect.gen(function*() {
-    const ckpt = yield* attempt("load checkpoint", () => Checkpoint.read(options.checkpoint))
-    const config = ckpt.config
-    // The weights' digest, a function of the two files just read: remembered by their identities.
-    const weightsDigest = Location.byFileIdentity(
-      "checkpoint-weights-digests",
-      [Checkpoint.FILES.config, Checkpoint.FILES.weights].map((f) => join(options.checkpoint, f)),
-      () => sha256(Checkpoint.encodeWeights(config, ckpt.weights))
-    )
-    // The tokenizer, made on first use (~15 ms of a `polaris plan`, which needs the fingerprint only).
+    const dir = options.checkpoint
+    const config = yield* attempt("load checkpoint", () => Checkpoint.readConfig(dir))
+    // The weights, the optimizer state and the tokenizer are read on first use: `polaris plan`
+    // builds the engine for its fingerprint only. Read once; a failed read fails every use.
+    let base: Promise<Checkpoint.Checkpoint> | undefined
+    const checkpoint = () => (base ??= Checkpoint.read(dir))
+    // The base weights' digest, a function of the two files: remembered by their identities.
+    const weightsFile = join(dir, Checkpoint.FILES.weights)
+    const weightsDigest = yield* Effect.try({
+      try: () =>
+        Location.byFileIdentity("checkpoint-weights-digests", [join(dir, Checkpoint.FILES.config), weightsFile], () =>
+          sha256(Checkpoint.encodeWeights(config, Checkpoint.decodeWeights(config, readFileSync(weightsFile), weightsFile)))),
+      catch: (e) => fail("Checkpoint", `${dir}: ${(e as Error).message}`)
+    })
+    // The tokenizer, made on first use (~15 ms).
     let made: { readonly tokenizer: Tokenizer; readonly endToken: number } | undefined
     const tokens = () =>
       (made ??= (() => {
-        const tokenizer = Checkpoint.tokenizerOf(ckpt)
         try {
+          const tokenizer = Checkpoint.tokenizerOf({ tokenizer: Checkpoint.readTokenizerFiles(dir) })
           return { tokenizer, endToken: endTokenOf(tokenizer) }
         } catch (e) {
-          throw fail("Checkpoint", `${options.checkpoint}: ${(e as Error).message}`)
+          throw fail("Checkpoint", `${dir}: ${(e as Error).message}`)
         }
       })())
     const model = StoryModel.create(config, {
@@ -193,11 +199,12 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
     // Sampling and teacher forcing under the sampler's weights run on the process's workers; the
     // trainer's calls run here, on every core.
     const pool = SamplerPool.shared()
-    const sizes = new Map([...ckpt.weights].map(([n, a]) => [n, a.length]))
+    const sizes = new Map(paramShapes(config).map(([n, shape]) => [n, shape.reduce((a, b) => a * b, 1)]))
     const checkpointDir = resolve(options.checkpointDir ?? join(".polaris", "checkpoints"))
 
     // The sampler's weights are never changed in place (a training step changes the trainer's copy).
-    let published: ReadonlyMap<string, Float32Array> = ckpt.weights
+    // Undefined while they are the base checkpoint's, not read yet.
+    let published: ReadonlyMap<string, Float32Array> | undefined
     // The checkpoint folder `published` was read from, or saved to; undefined when it holds weights no folder holds.
     let publishedFrom: string | undefined = options.checkpoint
     // Whether `published` holds the trainer's weights (published or loaded, no training since): a save then names it too.
@@ -210,19 +217,25 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
      * checkpoint folder into `published` (the trainer's weights and optimizer stay as they are).
      * A call in flight keeps the Map it started with.
      */
-    const samplerWeights = (w: SamplingWeights | undefined) =>
-      w === undefined || w.checkpoint === publishedFrom ? Effect.sync(() => published) : swapping.withPermits(1)(
+    const baseWeights = () => attempt("load checkpoint", async () => (await checkpoint()).weights)
+    const samplerWeights = (w: SamplingWeights | undefined): Effect.Effect<ReadonlyMap<string, Float32Array>, PolicyError> => {
+      if (w === undefined || w.checkpoint === publishedFrom) {
+        const now = published
+        return now !== undefined ? Effect.succeed(now) : baseWeights()
+      }
+      return swapping.withPermits(1)(
         attempt("load sampler weights", async () => {
-          if (w.checkpoint === publishedFrom) return published
+          if (w.checkpoint === publishedFrom) return published ?? (await checkpoint()).weights
           // Weights only: a step's first sampling call waits for this read (the optimizer state is twice the weights).
           const next = await Checkpoint.readWeights(w.checkpoint)
           if (JSON.stringify(next.config) !== JSON.stringify(config)) throw fail("Checkpoint", `${w.checkpoint}: a different architecture than the engine's model`)
           published = next.weights
           publishedFrom = w.checkpoint
           publishedIsTrainer = false
-          return published
+          return next.weights
         })
       )
+    }
     // The trainer's weights, optimizer and gradient accumulators, made on first use: a command that
     // only plans (engine fingerprints) or samples never allocates them (measured: `plan` 7% faster).
     const trainerOf = (from: Checkpoint.Checkpoint) => ({
@@ -231,7 +244,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       grads: new Map([...sizes].map(([n, size]) => [n, new Float32Array(size)]))
     })
     let state: ReturnType<typeof trainerOf> | undefined
-    const trained = () => (state ??= trainerOf(ckpt))
+    const trained = async () => (state ??= trainerOf(await checkpoint()))
     // Training calls share the gradient accumulators and the weights: one at a time.
     const trainer = Semaphore.makeUnsafe(1)
     const serial = <A, E>(e: Effect.Effect<A, E>) => trainer.withPermits(1)(e)
@@ -257,12 +270,12 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
 
       sample: (requests, w) => Effect.flatMap(samplerWeights(w), (at) => sampler((rows, params) => pool.generate(config, at, rows, params, [tokens().endToken]))(requests)),
       logprobs: (items, w) => Effect.flatMap(samplerWeights(w), (at) => teacherForcing((items) => pool.score(config, at, items))(items)),
-      trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score(trained().weights, items)).map((s) => s.logprobs))(items)),
+      trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score((await trained()).weights, items)).map((s) => s.logprobs))(items)),
 
       forwardBackward: (datums, loss) =>
         training(attempt("forward_backward", async () => {
           const items = datums.map((d, i) => trainItem(d, loss, i))
-          const { weights, grads } = trained()
+          const { weights, grads } = await trained()
           const outs = await model.forwardBackward(weights, items, clipOf(loss), grads)
           let lossSum = 0
           let clipped = 0
@@ -282,7 +295,7 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
 
       optimStep: (params: AdamParams) =>
         training(attempt("optim_step", async () => {
-          const { weights, optimizer, grads } = trained()
+          const { weights, optimizer, grads } = await trained()
           const r = optimizer.step(weights, grads, params)
           for (const g of grads.values()) g.fill(0)
           return r
@@ -295,9 +308,9 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
           // Made afresh: a save killed half way leaves temp files that would become part of the stored folder.
           await rm(path, { recursive: true, force: true })
           // Not fsynced: a saved folder goes into the artifact store (PolicyCheckpoint.ts), whose copy is durable.
-          const { weights, optimizer } = trained()
+          const { weights, optimizer } = await trained()
           // The live arrays, written from their own memory: no training runs until this call returns.
-          await Checkpoint.write(path, { config, weights, tokenizer: ckpt.tokenizer, optimizer: optimizer.state({ views: true }) }, { durable: false })
+          await Checkpoint.write(path, { config, weights, tokenizer: (await checkpoint()).tokenizer, optimizer: optimizer.state({ views: true }) }, { durable: false })
           savedAt = path
           if (publishedIsTrainer) publishedFrom = path
           return { path } satisfies CheckpointRef
@@ -317,8 +330,8 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
 
       // The workers start loading the new weights at once (SamplerPool.prepare): a policy update
       // publishes before it saves, so they build their sessions while the checkpoint is written.
-      publish: () => serial(Effect.sync(() => {
-        published = pool.prepare(config, trained().weights)
+      publish: () => serial(attempt("publish", async () => {
+        published = pool.prepare(config, (await trained()).weights)
         publishedFrom = savedAt
         publishedIsTrainer = true
         return undefined // the sampler weights live in this process: no path

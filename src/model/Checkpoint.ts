@@ -9,7 +9,7 @@
  * await Checkpoint.write("out/step-10", { ...ckpt, weights: trained })
  */
 import { Schema } from "effect"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { mkdir, readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { atomicWrite } from "../dag/internal/files.ts"
@@ -100,27 +100,39 @@ const fileIn = (dir: string) => async (name: string): Promise<Buffer> => {
   }
 }
 
-/** A checkpoint folder's config and weights only: what sampling needs (no tokenizer, no optimizer state). */
-export const readWeights = async (dir: string): Promise<Pick<Checkpoint, "config" | "weights">> => {
-  const file = fileIn(dir)
-  let config: ModelConfig
+/** A checkpoint folder's model config. */
+export const readConfig = async (dir: string): Promise<ModelConfig> => {
+  const bytes = await fileIn(dir)(FILES.config)
   try {
-    config = decodeConfig((await file(FILES.config)).toString("utf8"))
+    return decodeConfig(bytes.toString("utf8"))
   } catch (e) {
-    if (e instanceof CheckpointError) throw e
     throw new CheckpointError(`${join(dir, FILES.config)}: not a polaris model config (${String(e).split("\n")[0]})`)
   }
-  return { config, weights: decodeWeights(config, await file(FILES.weights), join(dir, FILES.weights)) }
+}
+
+/** A checkpoint folder's config and weights only: what sampling needs (no tokenizer, no optimizer state). */
+export const readWeights = async (dir: string): Promise<Pick<Checkpoint, "config" | "weights">> => {
+  const config = await readConfig(dir)
+  return { config, weights: decodeWeights(config, await fileIn(dir)(FILES.weights), join(dir, FILES.weights)) }
+}
+
+/** A checkpoint folder's tokenizer files, read at once (they are small; an engine's tokenizer getter is synchronous). */
+export const readTokenizerFiles = (dir: string): Checkpoint["tokenizer"] => {
+  const text = (name: string) => {
+    try {
+      return readFileSync(join(dir, name), "utf8")
+    } catch (e) {
+      throw new CheckpointError(`${join(dir, name)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
+    }
+  }
+  return { json: text(FILES.tokenizer), config: existsSync(join(dir, FILES.tokenizerConfig)) ? text(FILES.tokenizerConfig) : "{}" }
 }
 
 /** Reads and validates a checkpoint folder (the optimizer state when present). */
 export const read = async (dir: string): Promise<Checkpoint> => {
   const file = fileIn(dir)
   const { config, weights } = await readWeights(dir)
-  const tokenizer = {
-    json: (await file(FILES.tokenizer)).toString("utf8"),
-    config: existsSync(join(dir, FILES.tokenizerConfig)) ? (await file(FILES.tokenizerConfig)).toString("utf8") : "{}"
-  }
+  const tokenizer = readTokenizerFiles(dir)
   // A function of the tokenizer's files, remembered by their identities: making the tokenizer to
   // count its ids costs ~10 ms, and an engine that plans only never makes it otherwise.
   const tokenizerFiles = [FILES.tokenizer, FILES.tokenizerConfig].map((f) => join(dir, f)).filter((f) => existsSync(f))
@@ -131,7 +143,7 @@ export const read = async (dir: string): Promise<Checkpoint> => {
 }
 
 /** The checkpoint's tokenizer through THE loader. */
-export const tokenizerOf = (ckpt: Checkpoint): Tokenizer =>
+export const tokenizerOf = (ckpt: Pick<Checkpoint, "tokenizer">): Tokenizer =>
   Tokenizer.fromJson(JSON.parse(ckpt.tokenizer.json), JSON.parse(ckpt.tokenizer.config))
 
 /**
