@@ -71,7 +71,10 @@ export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?
     const waveOf = new Map<string, number>()
     const waves: Array<Array<PipelineNode>> = []
     for (const node of pipeline.nodes) {
-      const wave = Object.values(node.inputs).flatMap(wireIds).reduce((w, id) => Math.max(w, (waveOf.get(id) ?? -1) + 1), 0)
+      let wave = 0
+      for (const wire of Object.values(node.inputs)) {
+        for (const id of typeof wire === "string" ? [wire] : wire) wave = Math.max(wave, (waveOf.get(id) ?? -1) + 1)
+      }
       waveOf.set(node.id, wave)
       const same = waves[wave] ?? (waves[wave] = [])
       same.push(node)
