@@ -158,8 +158,8 @@ const PROFILE_NOTES = [
 /** The start-up section measured at other hours of the same day. */
 const STARTUP_NOTES = [
   "Start-up follows this VM's host speed that hour, which `node -e 0` tracks only roughly. The bundle's figures over",
-  "time (`--help` / `validate` quickstart / `dag` / `plan` quickstart / the cached 1,000-node run, ms; the last row is the",
-  "table above):",
+  "time (`--help` / `validate` quickstart / `dag` / `plan` quickstart / the cached 1,000-node run, ms); nearly the same code",
+  "15 minutes apart gave `dag` and `plan` medians of 249 / 262 and 312 / 315 ms:",
   "",
   "| when (UTC) | `node -e 0` | bundle |",
   "|---|---|---|",
@@ -168,6 +168,7 @@ const STARTUP_NOTES = [
   "| 2026-12-02 23:51 | 100 ms | 323 / 474 / 519 / 609 / 748 |",
   "| 2026-12-03 04:06 (effect's modules by name, lazy loads, remembered digests) | 88 ms | 200 / 260 / 298 / 294 / 602 |",
   "| 2026-12-03 04:23 (+ the engine's checkpoint on first use, the code cache taken before the command, plan in waves) | 79 ms | 145 / 207 / 249 / 262 / 541 |",
+  "| 2026-12-03 04:38 (and a plan wave from a plain loop; the table above) | 65 ms | 170 / 227 / 312 / 315 / 540 |",
   "",
   "What the 2026-12-03 changes bought, each measured by interleaved runs of the two builds (spawn to exit, or the",
   "phases inside one start): importing effect's modules by name instead of its barrel (every module of the bundle",
