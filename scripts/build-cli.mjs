@@ -55,9 +55,11 @@ const ownModules = {
  * the bundle a module that imports a barrel initializes every module the barrel re-exports (all of
  * effect: ~140 modules, a third of a command's start-up), where each module needs a few.
  */
+const membersOf = new Map()
 const importMembers = (rel, text) =>
   text.replace(/import\s*\{([^}]*)\}\s*from\s*"(effect(?:\/cli|\/http)?)"/g, (_, names, pkg) => {
-    const members = new Map(barrelMembers(BARRELS[pkg]).map(([name, file, member]) => [name, { file, member }]))
+    if (!membersOf.has(pkg)) membersOf.set(pkg, new Map(barrelMembers(BARRELS[pkg]).map(([name, file, member]) => [name, { file, member }])))
+    const members = membersOf.get(pkg)
     return names.split(",").map((part) => part.trim()).filter((part) => part !== "" && !part.startsWith("type ")).map((part) => {
       const [name, alias = name] = part.split(/\s+as\s+/)
       const m = members.get(name)

@@ -73,7 +73,7 @@ export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?
     for (const node of pipeline.nodes) {
       let wave = 0
       for (const wire of Object.values(node.inputs)) {
-        for (const id of typeof wire === "string" ? [wire] : wire) wave = Math.max(wave, (waveOf.get(id) ?? -1) + 1)
+        for (const id of wireIds(wire)) wave = Math.max(wave, (waveOf.get(id) ?? -1) + 1)
       }
       waveOf.set(node.id, wave)
       const same = waves[wave] ?? (waves[wave] = [])

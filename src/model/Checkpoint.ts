@@ -92,11 +92,14 @@ export const write = async (dir: string, ckpt: Checkpoint, options: { readonly d
   if (ckpt.optimizer !== undefined) await put(FILES.optimizer, Safetensors.encodeChunks(ckpt.optimizer.tensors, ckpt.optimizer.metadata))
 }
 
+const unreadable = (path: string, e: unknown) =>
+  new CheckpointError(`${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
+
 const fileIn = (dir: string) => async (name: string): Promise<Buffer> => {
   try {
     return await readFile(join(dir, name))
   } catch (e) {
-    throw new CheckpointError(`${join(dir, name)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
+    throw unreadable(join(dir, name), e)
   }
 }
 
@@ -122,7 +125,7 @@ export const readTokenizerFiles = (dir: string): Checkpoint["tokenizer"] => {
     try {
       return readFileSync(join(dir, name), "utf8")
     } catch (e) {
-      throw new CheckpointError(`${join(dir, name)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : String(e)}`)
+      throw unreadable(join(dir, name), e)
     }
   }
   return { json: text(FILES.tokenizer), config: existsSync(join(dir, FILES.tokenizerConfig)) ? text(FILES.tokenizerConfig) : "{}" }
