@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest"
 import { AdamW } from "../src/model/AdamW.ts"
 import { defaultSamplingParams, type SamplingParams } from "../src/model/Sampling.ts"
-import { microBatches, StoryModel } from "../src/model/StoryModel.ts"
+import { microBatches, runCost, StoryModel } from "../src/model/StoryModel.ts"
 import { decays, defaultConfig, initWeights, paramShapes, type ModelConfig } from "../src/model/Transformer.ts"
 
 const small: ModelConfig = { ...defaultConfig, vocabSize: 64, dModel: 32, nLayers: 2, nHeads: 4, dFF: 64, maxContext: 512 }
@@ -100,6 +100,28 @@ describe("StoryModel", () => {
     const batches = microBatches(items, 20)
     for (const b of batches) expect(b.length * b[0]!.item.input.length).toBeLessThanOrEqual(20)
     expect(batches.flat().map((e) => e.index).sort()).toEqual([0, 1, 2, 3, 4, 5])
+  })
+
+  it("micro-batches cost the least of every split of the sorted items (brute force over all 2^(n-1) splits)", () => {
+    const u = (seed: number) => () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+    const next = u(5)
+    for (let trial = 0; trial < 20; trial++) {
+      // A GRPO step's spread: 40..600 tokens, a budget of a few rows.
+      const lengths = Array.from({ length: 10 }, () => 40 + Math.floor(next() * 560))
+      const budget = 1500
+      const items = lengths.map((n) => ({ input: new Array<number>(n).fill(0) }))
+      const costOf = (batches: ReadonlyArray<ReadonlyArray<number>>) => batches.reduce((a, b) => a + runCost(b.length, b[0]!), 0)
+      const got = microBatches(items, budget)
+      for (const b of got) expect(b.length === 1 || b.length * b[0]!.item.input.length <= budget).toBe(true)
+      const sorted = [...lengths].sort((a, b) => b - a)
+      let best = Infinity
+      for (let mask = 0; mask < 1 << (sorted.length - 1); mask++) {
+        const batches: Array<Array<number>> = [[sorted[0]!]]
+        for (let i = 1; i < sorted.length; i++) (mask & (1 << (i - 1)) ? batches.push([sorted[i]!]) : batches.at(-1)!.push(sorted[i]!))
+        if (batches.every((b) => b.length === 1 || b.length * b[0]! <= budget)) best = Math.min(best, costOf(batches))
+      }
+      expect(costOf(got.map((b) => b.map((e) => e.item.input.length)))).toBeCloseTo(best, 6)
+    }
   })
 
   it("learns a synthetic task: 300 AdamW steps drive the loss near zero", async () => {

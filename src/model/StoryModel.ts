@@ -83,23 +83,44 @@ export const causalMask = (T: number): Float32Array => {
   return m
 }
 
-/** Groups items (longest first) into micro-batches whose rows × padded length fit the budget. */
+/**
+ * Cost of one run over `rows` rows padded to `T` tokens, in token-equivalents: a token's matmuls
+ * and elementwise work are fixed (about 2.65 MFLOP forward for story-1m) while its attention grows with T
+ * (4·L·d·T, 2,048·T), hence the factor 1 + T/1,300; plus a fixed cost per run (onnxruntime's call,
+ * the weight gradients copied out), measured as about 15 ms, about 120 tokens at 8,000 tokens/s.
+ */
+export const runCost = (rows: number, T: number): number => rows * T * (1 + T / 1300) + 120
+
+/**
+ * Groups items into micro-batches whose rows × padded length fit the budget, at the least total
+ * `runCost`: with the items sorted longest first, the best split into consecutive runs is a
+ * shortest path over the cut points (dynamic programming, O(n²) for n items). Greedily filling
+ * each batch to the budget padded a GRPO step's sequences (one group's lengths vary 3×) to 80% real tokens.
+ * Ties in length keep the items' order, so the batches are a function of the lengths alone.
+ */
 export const microBatches = <A extends { readonly input: ReadonlyArray<number> }>(
   items: ReadonlyArray<A>,
   budget: number
 ): Array<Array<{ readonly item: A; readonly index: number }>> => {
-  const order = items.map((item, index) => ({ item, index })).sort((a, b) => b.item.input.length - a.item.input.length)
-  const batches: Array<Array<{ item: A; index: number }>> = []
-  let current: Array<{ item: A; index: number }> = []
-  for (const entry of order) {
-    const T = current[0]?.item.input.length ?? entry.item.input.length
-    if (current.length > 0 && (current.length + 1) * T > budget) {
-      batches.push(current)
-      current = []
+  const order = items.map((item, index) => ({ item, index })).sort((a, b) => b.item.input.length - a.item.input.length || a.index - b.index)
+  const n = order.length
+  // best[i]: least cost of batching order[i..n); cut[i]: where the batch starting at i ends.
+  const best = new Float64Array(n + 1)
+  const cut = new Int32Array(n + 1)
+  for (let i = n - 1; i >= 0; i--) {
+    const T = order[i]!.item.input.length
+    best[i] = Infinity
+    // A batch of one row is always allowed, even over the budget.
+    for (let j = i + 1; j <= n && ((j - i) * T <= budget || j === i + 1); j++) {
+      const c = runCost(j - i, T) + best[j]!
+      if (c < best[i]!) {
+        best[i] = c
+        cut[i] = j
+      }
     }
-    current.push(entry)
   }
-  if (current.length > 0) batches.push(current)
+  const batches: Array<Array<{ item: A; index: number }>> = []
+  for (let i = 0; i < n; i = cut[i]!) batches.push(order.slice(i, cut[i]!))
   return batches
 }
 
