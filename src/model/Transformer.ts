@@ -186,8 +186,9 @@ const sequenceInputs = (g: Graph, dtype: DType) => ({
 
 const targetLogprobs = (g: Graph, c: ModelConfig, w: Weights, inputs: ReturnType<typeof sequenceInputs>) => {
   const { hidden } = backbone(g, c, w, inputs.tokens, inputs.positions, inputs.mask)
-  const logp = g.logSoftmax(logitsOf(g, w, hidden)) // [B, T, V]
-  return { logp, lp: g.gather(g.reshape(logp, [-1]), inputs.targets) }
+  const logits = logitsOf(g, w, hidden)
+  const logp = g.logSoftmax(logits) // [B, T, V]
+  return { logits, logp, lp: g.gather(g.reshape(logp, [-1]), inputs.targets) }
 }
 
 /** Teacher forcing: `logprobs` [B, T] of the targets and `entropy` [B, T] of each next-token distribution. */
@@ -222,7 +223,7 @@ export const trainGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
   const adv = g.input("advantages", dtype, ["B", "T"])
   const lo = g.input("clip_low", dtype, [])
   const hi = g.input("clip_high", dtype, [])
-  const { lp } = targetLogprobs(g, c, w, inputs)
+  const { logits, logp, lp } = targetLogprobs(g, c, w, inputs)
 
   const r = g.exp(g.sub(lp, oldLp))
   const clip = (x: Value): Value => {
@@ -239,7 +240,14 @@ export const trainGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
   g.output("logprobs", lp)
 
   const seed = g.neg(g.add(weight, g.where(active, zero, unclipped)))
-  const grads = gradients(g, { output: lp, seed, wrt: paramShapes(c).map(([name]) => w[name]!) })
+  // d(Σ seed·lp)/dlogits = seed·(onehot(target) − softmax(logits)), written out: −exp(logp)·seed,
+  // then seed added at each target. The generic rules (Gather, LogSoftmax) would scatter seed into
+  // zeros [B, T, V] and subtract a product from it: three more passes over the largest tensor.
+  const dlogits = g.reshape(
+    g.scatterNDAdd(g.reshape(g.mul(g.exp(logp), g.unsqueeze(g.neg(seed), [-1])), [-1]), g.unsqueeze(inputs.targets, [-1]), seed),
+    { shape: g.shapeOf(logits), as: logits.shape }
+  )
+  const grads = gradients(g, { output: logits, seed: dlogits, wrt: paramShapes(c).map(([name]) => w[name]!) })
   paramShapes(c).forEach(([name], i) => g.output(`grad.${name}`, grads[i]!))
   return g
 }

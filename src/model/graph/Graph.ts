@@ -25,7 +25,7 @@ export type OpType =
   | "Sin" | "Cos" | "Tanh" | "Sigmoid" | "Relu"
   | "ReduceSum" | "ReduceMean" | "Softmax" | "LogSoftmax"
   | "Reshape" | "Transpose" | "Gather" | "Unsqueeze" | "Concat" | "Slice" | "Where" | "Cast"
-  | "Shape" | "Size" | "Expand" | "ScatterNDAdd" | "Pad"
+  | "Shape" | "Size" | "Expand" | "ScatterNDAdd" | "ScatterElementsAdd" | "Pad"
   | "Greater" | "Less" | "Equal" | "Identity" | "Range"
 
 export interface Attrs {
@@ -323,6 +323,15 @@ export class Graph {
   /** A copy of data with updates added at rows indices[..., 0] (ONNX ScatterND, reduction "add"). */
   scatterNDAdd(data: Value, indices: Value, updates: Value): Value {
     return this.addNode("ScatterNDAdd", [data, indices, updates], data.dtype, data.shape)
+  }
+
+  /**
+   * A copy of data with updates[i][j] added at data[indices[i][j]][j] (ONNX ScatterElements on
+   * axis 0, reduction "add"): onnxruntime's CPU kernel adds the updates one by one in index
+   * order, so rows gathered several times sum in a fixed order (checked by Transformer.test.ts).
+   */
+  scatterElementsAdd(data: Value, indices: Value, updates: Value): Value {
+    return this.addNode("ScatterElementsAdd", [data, indices, updates], data.dtype, data.shape)
   }
 
   /** [start, start + delta, ...) below limit, from scalar values (no gradient: for index arithmetic). */

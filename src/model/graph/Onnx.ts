@@ -122,6 +122,8 @@ const emitNode = (node: Node, out: string, extra: (data: ReadonlyArray<number>) 
       return [n("Cast", ins, [int("to", ELEM_TYPE[a.to ?? "float32"])])]
     case "ScatterNDAdd":
       return [n("ScatterND", ins, [{ name: "reduction", s: new TextEncoder().encode("add"), type: 3 }])]
+    case "ScatterElementsAdd":
+      return [n("ScatterElements", ins, [int("axis", 0), { name: "reduction", s: new TextEncoder().encode("add"), type: 3 }])]
   }
 }
 
