@@ -89,8 +89,8 @@ export const rules: Partial<Record<OpType, Rule>> = {
   // A row gathered several times (a token embedding) must sum its gradients in a fixed order:
   // onnxruntime's ScatterND "add" runs in parallel and its float sums vary from run to run, while
   // its ScatterElements "add" walks the updates in order. A table [V, width] gets dy's rows added
-  // by ScatterElements (a one-hot matmul, the rule before, cost 2·N·V·width FLOP: a tenth of a
-  // training run's matmuls at story-1m's V = 4,096). Other gathers (unique indices into a flat
+  // by ScatterElements; the one-hot matmul it replaces cost 2·N·V·width FLOP, a tenth of a
+  // training run's matmuls at story-1m's V = 4,096. Other gathers (unique indices into a flat
   // tensor) scatter-add dy into zeros with ScatterND.
   Gather: (g, n, _y, dy) => {
     const [data, idx] = [n.inputs[0]!, n.inputs[1]!]
