@@ -274,6 +274,15 @@ export class KvBatch {
     }
   }
 
+  /** Moves a row's cache into a slot of `to` (the bucket it leaves is retired once empty). */
+  private move(row: Row, to: Bucket): void {
+    const from = row.bucket
+    const source = { keys: from.keys, values: from.values, cap: from.cap, slot: row.slot }
+    this.free(row)
+    to.take(row)
+    to.copyIn(row.slot, source, row.filled)
+  }
+
   /**
    * Moves the stepping rows of a bucket into the next larger bucket that steps too, from the
    * smallest up, while the rows' extra attention reads cost less than the run they save: rows ×
@@ -286,12 +295,7 @@ export class KvBatch {
       const [from, to] = [stepping[i]!, stepping[i + 1]!]
       const rows = from.slots.filter((r): r is Row => r !== undefined && token.has(r))
       if (rows.length * (to.cap - from.cap) >= MERGE_LIMIT) continue
-      for (const row of rows) {
-        const source = { keys: from.keys, values: from.values, cap: from.cap, slot: row.slot }
-        this.free(row)
-        to.take(row)
-        to.copyIn(row.slot, source, row.filled)
-      }
+      for (const row of rows) this.move(row, to)
     }
   }
 
@@ -314,14 +318,7 @@ export class KvBatch {
         })
         q.rows.forEach((r, i) => {
           const row = q.call.rows[r]!
-          if (row.filled + 1 > row.bucket.cap) {
-            const from = row.bucket
-            const source = { keys: from.keys, values: from.values, cap: from.cap, slot: row.slot }
-            const to = this.bucketFor(row.filled + 1)
-            this.free(row)
-            to.take(row)
-            to.copyIn(row.slot, source, row.filled)
-          }
+          if (row.filled + 1 > row.bucket.cap) this.move(row, this.bucketFor(row.filled + 1))
           token.set(row, q.tokens[i]!)
         })
       }

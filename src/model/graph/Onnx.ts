@@ -57,7 +57,7 @@ export const OPSET = 18
 /** onnx.TensorProto.DataType codes. */
 const ELEM_TYPE: Record<DType, number> = { float32: 1, int64: 7, bool: 9, float64: 11 }
 /** onnx.AttributeProto.AttributeType codes. */
-const ATTR = { FLOAT: 1, INT: 2, TENSOR: 4, INTS: 7 } as const
+const ATTR = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, INTS: 7 } as const
 
 type Attribute = Record<string, unknown>
 type NodeProto = { input: Array<string>; output: Array<string>; name: string; op_type: string; attribute: Array<Attribute> }
@@ -87,6 +87,7 @@ const valueInfo = (name: string, v: Value) => ({
 
 const ints = (name: string, xs: ReadonlyArray<number>): Attribute => ({ name, ints: [...xs], type: ATTR.INTS })
 const int = (name: string, i: number): Attribute => ({ name, i, type: ATTR.INT })
+const str = (name: string, text: string): Attribute => ({ name, s: new TextEncoder().encode(text), type: ATTR.STRING })
 
 /** Translates one IR node into ONNX nodes (plus int64 constant initializers for axes etc.). */
 const emitNode = (node: Node, out: string, extra: (data: ReadonlyArray<number>) => string): Array<NodeProto> => {
@@ -121,9 +122,9 @@ const emitNode = (node: Node, out: string, extra: (data: ReadonlyArray<number>) 
     case "Cast":
       return [n("Cast", ins, [int("to", ELEM_TYPE[a.to ?? "float32"])])]
     case "ScatterNDAdd":
-      return [n("ScatterND", ins, [{ name: "reduction", s: new TextEncoder().encode("add"), type: 3 }])]
+      return [n("ScatterND", ins, [str("reduction", "add")])]
     case "ScatterElementsAdd":
-      return [n("ScatterElements", ins, [int("axis", 0), { name: "reduction", s: new TextEncoder().encode("add"), type: 3 }])]
+      return [n("ScatterElements", ins, [int("axis", 0), str("reduction", "add")])]
   }
 }
 
