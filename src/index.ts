@@ -43,7 +43,7 @@ export * as Records from "./records/index.ts"
 
 // Engines and the embedded model (docs/model.md).
 export { datumOf, LossFn, PolicyEngine, PolicyError } from "./engines/PolicyEngine.ts"
-export type { CheckpointRef, Datum, ForwardBackwardResult, OptimStepResult, PolicyEngineShape, SampledSequence, SamplingWeights } from "./engines/PolicyEngine.ts"
+export type { CheckpointRef, Datum, ForwardBackwardOptions, ForwardBackwardResult, OptimStepResult, PolicyEngineShape, SampledSequence, SamplingWeights } from "./engines/PolicyEngine.ts"
 export * as EmbeddedPolicy from "./engines/EmbeddedPolicy.ts"
 export { Writer } from "./engines/Writer.ts"
 export { AdamW, defaultAdamParams } from "./model/AdamW.ts"

@@ -127,8 +127,9 @@ export const update = Stage.make({
       }
       const adam = { learningRate: p.learning_rate, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: p.weight_decay, gradClipNorm: p.max_grad_norm }
       for (let it = 0; it < p.inner_iterations; it++) {
-        const a = ppo.length > 0 ? yield* engine.forwardBackward(ppo, { name: "ppo", clipLow: 1 - p.epsilon_low, clipHigh: 1 + p.epsilon_high }) : undefined
-        const b = ce.length > 0 ? yield* engine.forwardBackward(ce, { name: "cross_entropy" }) : undefined
+        // Only the metrics are read: the engine may skip the LM head where no token has a loss.
+        const a = ppo.length > 0 ? yield* engine.forwardBackward(ppo, { name: "ppo", clipLow: 1 - p.epsilon_low, clipHigh: 1 + p.epsilon_high }, { logprobs: "loss" }) : undefined
+        const b = ce.length > 0 ? yield* engine.forwardBackward(ce, { name: "cross_entropy" }, { logprobs: "loss" }) : undefined
         const step = yield* engine.optimStep(adam)
         const tokens = a?.metrics["tokens:sum"] ?? 0
         yield* ctx.metric({

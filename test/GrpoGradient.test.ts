@@ -54,6 +54,23 @@ const feedsFor = (items: ReadonlyArray<Item>, perToken: Record<string, ReadonlyA
   return { feeds, T }
 }
 
+/**
+ * The training graph's feeds for `feedsFor`'s rows with the LM head at the completions' positions
+ * only, as the engine runs a GRPO step: `scored`, and the loss-head inputs at those positions.
+ */
+const trainFeedsFor = (items: ReadonlyArray<Item>, perToken: Record<string, ReadonlyArray<ReadonlyArray<number>>>) => {
+  const { feeds, T } = feedsFor(items, perToken)
+  const at = items.flatMap((it, b) => it.completion.map((_, k) => b * T + it.prompt.length - 1 + k))
+  const pick = (name: string) => ({ data: Float64Array.from(at, (i) => (feeds[name]!.data as Float64Array)[i]!), dims: [at.length] })
+  const target = feeds["target_index"]!.data as BigInt64Array
+  return {
+    ...feeds,
+    scored: { data: BigInt64Array.from(at, BigInt), dims: [at.length] },
+    target_index: { data: BigInt64Array.from(at, (i, n) => BigInt(n * c.vocabSize) + (target[i]! - BigInt(i * c.vocabSize))), dims: [at.length] },
+    ...Object.fromEntries(Object.keys(perToken).map((name) => [name, pick(name)]))
+  }
+}
+
 describe("GRPO gradient", () => {
   it("the engine's gradient equals the finite-difference gradient of the intended HRI loss", async () => {
     const u = lcg(11)
@@ -104,21 +121,21 @@ describe("GRPO gradient", () => {
 
     // Engine gradient: ppo over the rollouts + cross_entropy over the references, summed.
     const pad = (it: Item, values: ReadonlyArray<number>) => [...new Array<number>(it.prompt.length - 1).fill(0), ...values]
-    const ppo = feedsFor(flatRollouts, {
+    const ppo = trainFeedsFor(flatRollouts, {
       weights: flatRollouts.map((it) => pad(it, [])),
       old_logprobs: flatRollouts.map((it, i) => pad(it, old[i]!)),
       advantages: flatRollouts.map((it, i) => pad(it, it.completion.map(() => rolloutAdv[i]! / N)))
     })
     const ceItems = [...references, ...flatRollouts]
     const klWeights = flatRollouts.map((_, i) => current[i]!.map((lp, t) => (beta / N) * (Math.exp(initialLp[i]![t]! - lp) - 1)))
-    const ce = feedsFor(ceItems, {
+    const ce = trainFeedsFor(ceItems, {
       weights: [...references.map((it, i) => pad(it, luffy[i]!)), ...flatRollouts.map((it, i) => pad(it, klWeights[i]!))],
       old_logprobs: ceItems.map((it) => pad(it, [])),
       advantages: ceItems.map((it) => pad(it, []))
     })
     const bounds = (lo: number, hi: number) => ({ clip_low: { data: Float64Array.of(lo), dims: [] }, clip_high: { data: Float64Array.of(hi), dims: [] } })
-    const gPpo = await train({ ...wfeeds(), ...ppo.feeds, ...bounds(1 - epsLow, 1 + epsHigh) })
-    const gCe = await train({ ...wfeeds(), ...ce.feeds, ...bounds(0, 1e30) })
+    const gPpo = await train({ ...wfeeds(), ...ppo, ...bounds(1 - epsLow, 1 + epsHigh) })
+    const gCe = await train({ ...wfeeds(), ...ce, ...bounds(0, 1e30) })
     const clipped = Array.from(gPpo["clipped"]!.data as Float64Array).filter((x) => x === 1).length
     expect(clipped).toBeGreaterThan(0) // the clipped branch is part of what is checked
 

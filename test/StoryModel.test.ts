@@ -152,6 +152,45 @@ describe("StoryModel", () => {
     expect(after).toBeLessThan(0.05)
   }, 60_000)
 
+  it("forwardBackward with logprobs at the loss positions: NaN elsewhere, the same loss and gradients as every position", async () => {
+    const model = StoryModel.create(small)
+    const w = sharpWeights(small, "loss-only")
+    // A GRPO step's shape: prompts (no loss) then completions with advantages, or reference weights.
+    const items = prompts.map((p, i) => {
+      const full = [...p, ...Array.from({ length: 6 + i }, (_, t) => (t * 7 + i) % small.vocabSize)]
+      const n = full.length - 1
+      const loss = (t: number) => t >= p.length - 1
+      return {
+        input: full.slice(0, -1),
+        targets: full.slice(1),
+        weights: Array.from({ length: n }, (_, t) => (loss(t) && i % 2 === 0 ? 0.05 : 0)),
+        oldLogprobs: Array.from({ length: n }, (_, t) => (loss(t) ? -3 - 0.1 * t : 0)),
+        advantages: Array.from({ length: n }, (_, t) => (loss(t) && i % 2 === 1 ? 0.4 - 0.2 * i : 0))
+      }
+    })
+    const run = async (logprobs: "all" | "loss") => {
+      const grads = new Map([...w].map(([n, a]) => [n, new Float32Array(a.length)]))
+      const out = await model.forwardBackward(w, items, { low: 0.8, high: 1.28 }, grads, { logprobs })
+      return { out, grads }
+    }
+    const [all, some] = [await run("all"), await run("loss")]
+    items.forEach((it, i) => {
+      for (let t = 0; t < it.input.length; t++) {
+        const hasLoss = it.weights[t] !== 0 || it.advantages[t] !== 0
+        if (hasLoss) expect(some.out[i]!.logprobs[t]).toBeCloseTo(all.out[i]!.logprobs[t]!, 5)
+        else expect(some.out[i]!.logprobs[t]).toBeNaN()
+        expect(some.out[i]!.loss[t]).toBeCloseTo(all.out[i]!.loss[t]!, 5)
+        expect(some.out[i]!.clipped[t]).toBe(all.out[i]!.clipped[t])
+      }
+    })
+    for (const [name, g] of all.grads) {
+      const h = some.grads.get(name)!
+      const scale = Math.max(...g.map(Math.abs))
+      expect(scale).toBeGreaterThan(0)
+      g.forEach((v, k) => expect(Math.abs(h[k]! - v)).toBeLessThan(1e-5 * scale))
+    }
+  })
+
   it("rejects sequences longer than the context", async () => {
     const model = StoryModel.create({ ...small, maxContext: 8 })
     const w = initWeights(small, "x")

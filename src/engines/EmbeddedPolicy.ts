@@ -272,11 +272,11 @@ const trainable = (options: EmbeddedOptions): Effect.Effect<PolicyEngineShape, P
       logprobs: (items, w) => Effect.flatMap(samplerWeights(w), (at) => teacherForcing((items) => pool.score(config, at, items))(items)),
       trainerLogprobs: (items) => serial(teacherForcing(async (items) => (await model.score((await trained()).weights, items)).map((s) => s.logprobs))(items)),
 
-      forwardBackward: (datums, loss) =>
+      forwardBackward: (datums, loss, options) =>
         training(attempt("forward_backward", async () => {
           const items = datums.map((d, i) => trainItem(d, loss, i))
           const { weights, grads } = await trained()
-          const outs = await model.forwardBackward(weights, items, clipOf(loss), grads)
+          const outs = await model.forwardBackward(weights, items, clipOf(loss), grads, { logprobs: options?.logprobs ?? "all" })
           let lossSum = 0
           let clipped = 0
           let tokens = 0

@@ -64,7 +64,7 @@ export const trackCheckpoints = (engine: PolicyEngineShape, initial: string): Po
   let held: string | undefined = initial
   const dirty = <A>(e: Effect.Effect<A, PolicyError>) => Effect.tap(e, () => Effect.sync(() => void (held = undefined)))
   return overriding(engine, {
-    forwardBackward: (datums, loss) => dirty(engine.forwardBackward(datums, loss)),
+    forwardBackward: (datums, loss, options) => dirty(engine.forwardBackward(datums, loss, options)),
     optimStep: (params) => dirty(engine.optimStep(params)),
     save: (name) => Effect.tap(engine.save(name), (ref) => Effect.sync(() => void (held = ref.path))),
     load: (ref) => (ref.path === held ? Effect.void : Effect.tap(engine.load(ref), () => Effect.sync(() => void (held = ref.path)))),

@@ -80,6 +80,18 @@ export interface ForwardBackwardResult {
   readonly metrics: Readonly<Record<string, number>>
 }
 
+/** Options of `forwardBackward`. */
+export interface ForwardBackwardOptions {
+  /**
+   * Where the caller reads the result's `logprobs`: "all" positions (the default, Tinker's
+   * `loss_fn_outputs`), or only where a token has a loss (weight or advantage not 0), when an
+   * engine may skip the LM head elsewhere (the embedded engine does: a GRPO step's prompts are a
+   * quarter of its positions) and report NaN there. The loss, its gradients and the metrics are
+   * the same either way.
+   */
+  readonly logprobs?: "all" | "loss"
+}
+
 export interface OptimStepResult {
   /** Global gradient L2 norm before clipping. */
   readonly gradNorm: number
@@ -150,7 +162,8 @@ export interface PolicyEngineShape extends Fingerprinted {
   ) => Effect.Effect<Array<Float32Array>, PolicyError>
   readonly forwardBackward: (
     datums: ReadonlyArray<Datum>,
-    loss: LossFn
+    loss: LossFn,
+    options?: ForwardBackwardOptions
   ) => Effect.Effect<ForwardBackwardResult, PolicyError>
   readonly optimStep: (params: AdamParams) => Effect.Effect<OptimStepResult, PolicyError>
   readonly save: (name: string) => Effect.Effect<CheckpointRef, PolicyError>

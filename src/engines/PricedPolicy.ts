@@ -52,8 +52,8 @@ export const priced = (engine: PolicyEngineShape, price: PolicyPrice): PolicyEng
     const usd = forcedUsd(items, price)
     return charged("trainer", usd, engine.trainerLogprobs(items), () => usd)
   },
-  forwardBackward: (datums, loss) => {
+  forwardBackward: (datums, loss, options) => {
     const usd = trainUsd(datums, price)
-    return charged("trainer", usd, engine.forwardBackward(datums, loss), () => usd)
+    return charged("trainer", usd, engine.forwardBackward(datums, loss, options), () => usd)
   }
 })

@@ -177,24 +177,16 @@ export class StoryModel {
     }
   }
 
-  /** Feeds for a right-padded batch: tokens, flat target indices, positions, mask, and per-token floats. */
+  /** Feeds for a right-padded batch: tokens, positions and mask. */
   private sequenceFeeds(rows: ReadonlyArray<Scored>, T: number): Record<string, Onnx.TensorData> {
-    const B = rows.length
-    const V = this.config.vocabSize
-    const tokens = new BigInt64Array(B * T)
-    const targets = new BigInt64Array(B * T)
+    const tokens = new BigInt64Array(rows.length * T)
     rows.forEach((r, b) => {
       this.checkLength(r.input.length)
       if (r.targets.length !== r.input.length) throw new Error("targets must have the input's length")
-      for (let t = 0; t < T; t++) {
-        const i = b * T + t
-        tokens[i] = BigInt(r.input[t] ?? 0)
-        targets[i] = BigInt(i * V + (r.targets[t] ?? 0))
-      }
+      for (let t = 0; t < r.input.length; t++) tokens[b * T + t] = BigInt(r.input[t]!)
     })
     return {
-      tokens: { data: tokens, dims: [B, T] },
-      target_index: { data: targets, dims: [B, T] },
+      tokens: { data: tokens, dims: [rows.length, T] },
       positions: f32(Float32Array.from({ length: T }, (_, i) => i), [T]),
       mask: f32(this.mask(T), [T, T])
     }
@@ -210,7 +202,10 @@ export class StoryModel {
     const wf = this.weightFeeds(weights)
     for (const batch of microBatches(items, this.budget)) {
       const T = batch[0]!.item.input.length
-      const res = await run({ ...wf, ...this.sequenceFeeds(batch.map((e) => e.item), T) })
+      // Flat index (b*T + t)*V + target into the batch's log-softmax; padding scores token 0.
+      const targets = BigInt64Array.from({ length: batch.length * T }, (_, i) => BigInt(i * this.config.vocabSize))
+      batch.forEach((e, b) => e.item.targets.forEach((x, t) => (targets[b * T + t]! += BigInt(x))))
+      const res = await run({ ...wf, ...this.sequenceFeeds(batch.map((e) => e.item), T), target_index: { data: targets, dims: [batch.length, T] } })
       const lp = res["logprobs"]!.data as Float32Array
       const ent = res["entropy"]!.data as Float32Array
       batch.forEach((e, b) => {
@@ -224,34 +219,50 @@ export class StoryModel {
   /**
    * Forward and backward over the items with the loss head of `trainGraph`; parameter gradients
    * of the summed loss are ADDED into `grads` (accumulation until the optimizer step).
+   *
+   * `logprobs: "loss"` runs the LM head only where a token has a loss (weight or advantage not 0):
+   * a GRPO step's prompts are a quarter of its positions. Their `logprobs` are then NaN (not
+   * computed), their `loss` and `clipped` 0 as under "all". The gradients are the same sums
+   * either way, though not always to the last bit (the head's weight gradient sums fewer rows).
    */
   async forwardBackward(
     weights: ReadonlyMap<string, Float32Array>,
     items: ReadonlyArray<TrainItem>,
     clip: { readonly low: number; readonly high: number },
-    grads: ReadonlyMap<string, Float32Array>
+    grads: ReadonlyMap<string, Float32Array>,
+    options: { readonly logprobs?: "all" | "loss" } = {}
   ): Promise<Array<TrainOutput>> {
     const run = await this.session("train")
     const out = new Array<TrainOutput>(items.length)
     const wf = this.weightFeeds(weights)
+    const V = this.config.vocabSize
+    const all = (options.logprobs ?? "all") === "all"
     for (const batch of microBatches(items, this.budget)) {
       const T = batch[0]!.item.input.length
-      const B = batch.length
-      const perToken = (pick: (it: TrainItem) => ArrayLike<number>) => {
-        const a = new Float32Array(B * T) // padding positions stay 0: no loss, no gradient
-        batch.forEach((e, b) => {
-          const src = pick(e.item)
-          if (src.length !== e.item.input.length) throw new Error("per-token loss inputs must have the input's length")
-          for (let t = 0; t < src.length; t++) a[b * T + t] = src[t]!
-        })
-        return f32(a, [B, T])
+      // The scored positions, row by row: flat index b*T + t into the batch.
+      const at: Array<number> = []
+      batch.forEach((e, b) => {
+        const { input, targets, weights: w, advantages: a, oldLogprobs } = e.item
+        if (w.length !== input.length || a.length !== input.length || oldLogprobs.length !== input.length) {
+          throw new Error("per-token loss inputs must have the input's length")
+        }
+        if (targets.length !== input.length) throw new Error("targets must have the input's length")
+        for (let t = 0; t < input.length; t++) if (all || w[t] !== 0 || a[t] !== 0) at.push(b * T + t)
+      })
+      const N = at.length
+      const per = (pick: (it: TrainItem) => ArrayLike<number>) => {
+        const v = new Float32Array(N)
+        at.forEach((i, n) => (v[n] = pick(batch[Math.floor(i / T)]!.item)[i % T]!))
+        return f32(v, [N])
       }
       const res = await run({
         ...wf,
         ...this.sequenceFeeds(batch.map((e) => e.item), T),
-        weights: perToken((it) => it.weights),
-        old_logprobs: perToken((it) => it.oldLogprobs),
-        advantages: perToken((it) => it.advantages),
+        scored: { data: BigInt64Array.from(at, BigInt), dims: [N] },
+        target_index: { data: BigInt64Array.from(at, (i, n) => BigInt(n * V + batch[Math.floor(i / T)]!.item.targets[i % T]!)), dims: [N] },
+        weights: per((it) => it.weights),
+        old_logprobs: per((it) => it.oldLogprobs),
+        advantages: per((it) => it.advantages),
         clip_low: f32(Float32Array.of(clip.low), []),
         clip_high: f32(Float32Array.of(clip.high), [])
       })
@@ -260,11 +271,18 @@ export class StoryModel {
         const g = res[`grad.${name}`]!.data as Float32Array
         for (let i = 0; i < acc.length; i++) acc[i]! += g[i]!
       }
-      const pick = (key: string, b: number, n: number) => (res[key]!.data as Float32Array).slice(b * T, b * T + n)
-      batch.forEach((e, b) => {
+      const rows = batch.map((e) => {
         const n = e.item.input.length
-        out[e.index] = { logprobs: pick("logprobs", b, n), loss: pick("loss", b, n), clipped: pick("clipped", b, n) }
+        return { logprobs: new Float32Array(n).fill(NaN), loss: new Float32Array(n), clipped: new Float32Array(n) }
       })
+      const [lp, loss, clipped] = (["logprobs", "loss", "clipped"] as const).map((k) => res[k]!.data as Float32Array)
+      at.forEach((i, n) => {
+        const row = rows[Math.floor(i / T)]!
+        row.logprobs[i % T] = lp![n]!
+        row.loss[i % T] = loss![n]!
+        row.clipped[i % T] = clipped![n]!
+      })
+      batch.forEach((e, b) => (out[e.index] = rows[b]!))
     }
     return out
   }

@@ -176,12 +176,12 @@ const backbone = (g: Graph, c: ModelConfig, w: Weights, tokens: Value, positions
 const logitsOf = (g: Graph, w: Weights, hidden: Value): Value => g.matmul(hidden, g.transposeLast2(w["embed"]!))
 
 /** Inputs shared by the teacher-forced graphs: tokens [B, T], positions [T], mask [T, T]. */
-const sequenceInputs = (g: Graph, dtype: DType) => ({
+const sequenceInputs = (g: Graph, dtype: DType, targets: ReadonlyArray<string> = ["B", "T"]) => ({
   tokens: g.input("tokens", "int64", ["B", "T"]),
   positions: g.input("positions", dtype, ["T"]),
   mask: g.input("mask", dtype, ["T", "T"]),
-  // Flat index (b*T + t)*V + target into the [B*T*V] log-softmax: a gather that has a gradient rule.
-  targets: g.input("target_index", "int64", ["B", "T"])
+  // Flat index (position)*V + target into the flat log-softmax: a gather that has a gradient rule.
+  targets: g.input("target_index", "int64", targets)
 })
 
 const targetLogprobs = (g: Graph, c: ModelConfig, w: Weights, inputs: ReturnType<typeof sequenceInputs>) => {
@@ -211,19 +211,29 @@ export const scoreGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
  * dℓ/dlp = -w - [r·A ≤ clip(r)·A]·r·A is computed in the graph from lp and fed as the seed of the
  * backward pass of Σ seed·lp, so the backward pass itself never depends on the loss.
  *
- * Outputs: `logprobs` [B, T], `loss` [B, T], `clipped` [B, T] (1 where the clipped term is taken
- * and passes no gradient), and `grad.<name>` for every weight.
+ * The LM head runs only at the N positions `scored` names (flat indices b*T + t into the [B, T]
+ * batch): a GRPO step's prompts and padding carry no loss, and at story-1m's V = 4,096 the head
+ * and its softmax are a third of a position's work. The backbone still runs over every position
+ * (later positions attend to them). `target_index` [N] is the flat index n*V + target into the
+ * [N*V] log-softmax; `weights`, `old_logprobs` and `advantages` are [N].
+ *
+ * Outputs: `logprobs` [N], `loss` [N], `clipped` [N] (1 where the clipped term is taken and passes
+ * no gradient), and `grad.<name>` for every weight.
  */
 export const trainGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
   const g = new Graph()
   const w = weightInputs(g, c, dtype)
-  const inputs = sequenceInputs(g, dtype)
-  const weight = g.input("weights", dtype, ["B", "T"])
-  const oldLp = g.input("old_logprobs", dtype, ["B", "T"])
-  const adv = g.input("advantages", dtype, ["B", "T"])
+  const inputs = sequenceInputs(g, dtype, ["N"])
+  const scored = g.input("scored", "int64", ["N"])
+  const weight = g.input("weights", dtype, ["N"])
+  const oldLp = g.input("old_logprobs", dtype, ["N"])
+  const adv = g.input("advantages", dtype, ["N"])
   const lo = g.input("clip_low", dtype, [])
   const hi = g.input("clip_high", dtype, [])
-  const { logits, logp, lp } = targetLogprobs(g, c, w, inputs)
+  const { hidden } = backbone(g, c, w, inputs.tokens, inputs.positions, inputs.mask)
+  const logits = logitsOf(g, w, g.gather(g.reshape(hidden, [-1, c.dModel]), scored)) // [N, V]
+  const logp = g.logSoftmax(logits)
+  const lp = g.gather(g.reshape(logp, [-1]), inputs.targets)
 
   const r = g.exp(g.sub(lp, oldLp))
   const clip = (x: Value): Value => {
@@ -242,7 +252,7 @@ export const trainGraph = (c: ModelConfig, dtype: DType = "float32"): Graph => {
   const seed = g.neg(g.add(weight, g.where(active, zero, unclipped)))
   // d(Σ seed·lp)/dlogits = seed·(onehot(target) − softmax(logits)), written out: −exp(logp)·seed,
   // then seed added at each target. The generic rules (Gather, LogSoftmax) would scatter seed into
-  // zeros [B, T, V] and subtract a product from it: three more passes over the largest tensor.
+  // zeros [N, V] and subtract a product from it: three more passes over the largest tensor.
   const dlogits = g.reshape(
     g.scatterNDAdd(g.reshape(g.mul(g.exp(logp), g.unsqueeze(g.neg(seed), [-1])), [-1]), g.unsqueeze(inputs.targets, [-1]), seed),
     { shape: g.shapeOf(logits), as: logits.shape }
