@@ -51,7 +51,8 @@ const backends = {
   peft: () => import("../model/PeftAdapter.ts"),
   tokenizer: () => Promise.all([import("../model/tokenizer/Tokenizer.ts"), import("../model/tokenizer/ChatTemplate.ts")])
 }
-// The remote engines' HTTP client, loaded with them.
+// The remote engines' HTTP client, loaded with them (effect/http: ~12 ms of a command's start-up,
+// which an embedded or simulated engine never pays).
 const fetchClient = Layer.unwrap(Effect.promise(() => import("effect/http")).pipe(Effect.map((http) => http.FetchHttpClient.layer)))
 const loading = <A>(load: () => Promise<A>) => Effect.promise(load)
 
@@ -165,14 +166,15 @@ const vllmOnly = (policy: PolicySection, urls: ReadonlyArray<string>, tokenizerS
 export const make = (policy: PolicySection, context: { readonly store?: string }): Effect.Effect<PolicyEngineShape, PolicyError, Scope.Scope> => {
   // With prices, every token-billed call is charged to the node that makes it (PricedPolicy.ts).
   const price = policy.price_per_million
-  const tracked = (engine: Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope>) =>
-    engine.pipe(Effect.map((e) => trackCheckpoints(price === undefined ? e : priced(e, price), policy.model)), Effect.provide(fetchClient))
+  const local = (engine: Effect.Effect<PolicyEngineShape, PolicyError, Scope.Scope>) =>
+    Effect.map(engine, (e) => trackCheckpoints(price === undefined ? e : priced(e, price), policy.model))
+  const remote = (engine: Effect.Effect<PolicyEngineShape, PolicyError, HttpClient.HttpClient | Scope.Scope>) => local(Effect.provide(engine, fetchClient))
   if (policy.backend === "embedded") {
-    return tracked(Effect.flatMap(loading(backends.embedded), (EmbeddedPolicy) =>
+    return local(Effect.flatMap(loading(backends.embedded), (EmbeddedPolicy) =>
       EmbeddedPolicy.make({ checkpoint: policy.model, checkpointDir: join(context.store ?? ".polaris", "tmp", "checkpoints") })))
   }
   if (policy.backend === "simulated") {
-    return tracked(Effect.gen(function*() {
+    return local(Effect.gen(function*() {
       const SimulatedPolicy = yield* loading(backends.simulated)
       const tokenizer = policy.tokenizer === undefined ? undefined : join(yield* resolveTokenizer(policy.tokenizer), "tokenizer.json")
       return yield* SimulatedPolicy.make({
@@ -189,7 +191,7 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
   }
   const urls = policy.sampler_urls ?? []
   if (policy.backend === "vllm" && urls.length === 0) throw new Error("policy.sampler_urls is required for the vllm backend (the vLLM servers that sample)")
-  if (policy.backend === "vllm" && policy.base_url === undefined) return tracked(vllmOnly(policy, urls, need(policy.tokenizer, "tokenizer")))
+  if (policy.backend === "vllm" && policy.base_url === undefined) return remote(vllmOnly(policy, urls, need(policy.tokenizer, "tokenizer")))
   const baseUrl = need(policy.base_url, "base_url")
   const tokenizerSpec = need(policy.tokenizer, "tokenizer")
   const apiKey = policy.api_key !== undefined ? { apiKey: policy.api_key } : {}
@@ -202,9 +204,9 @@ export const make = (policy: PolicySection, context: { readonly store?: string }
     ...(policy.flavour !== undefined ? { flavour: policy.flavour } : {})
   })
   if (policy.backend === "tinker") {
-    return tracked(Effect.flatMap(Effect.all([resolveTokenizer(tokenizerSpec), loading(backends.tinker)]), ([dir, TinkerPolicy]) => TinkerPolicy.make(tinker(dir))))
+    return remote(Effect.flatMap(Effect.all([resolveTokenizer(tokenizerSpec), loading(backends.tinker)]), ([dir, TinkerPolicy]) => TinkerPolicy.make(tinker(dir))))
   }
-  return tracked(Effect.gen(function*() {
+  return remote(Effect.gen(function*() {
     const [TinkerPolicy, VllmSampler, Archive, PeftAdapter] = yield* Effect.all([loading(backends.tinker), loading(backends.vllm), loading(backends.archive), loading(backends.peft)])
     const tokenizerDir = yield* resolveTokenizer(tokenizerSpec)
     const rank = policy.lora_rank ?? 32 // TinkerPolicy's default
