@@ -200,6 +200,8 @@ const SOAK_NOTES = [
   "| 2026-12-03 03:48–04:00 | start-up work only (lazy loads, remembered digests): the run computes the same | 126.0, 135.4 | 127.0, 122.5 |",
   "| 2026-12-03 07:41–07:48 | decoding: a bucket's few rows join a larger bucket's run (KvDecoder `mergeUp`); the run computes the same | 106.1, 91.6 | 94.8, 89.3 |",
   "| 2026-12-03 08:04–08:15 | training: least-cost micro-batches, the embedding's gradient by ScatterElements, shared weights' gradients as one matmul, dlogits written out; with the row above (7c6c380 against d94d872) | 111.0, 116.5, 121.7 | 101.6, 99.6, 106.9 |",
+  "| 2026-12-03 10:36–10:44 | training: the LM head only where a token has a loss (30020f1 against df71422) | 93.1, 92.7 | 87.2, 93.2 |",
+  "| 2026-12-03 10:46–10:55 | the same two commits, in a slower period | 114.9, 120.2 | 122.0, 132.8 |",
   "",
   "Every run's 1,827 node outputs were identical to the first run's of the same code; the last row",
   "changed the training's float rounding, so its old and new runs train to different (equally",
@@ -214,6 +216,16 @@ const SOAK_NOTES = [
   "wall time on 2 cores (93% busy), so only less work makes it faster: training ran at onnxruntime's",
   "matmul peak for its matmuls (profiled: 312 of 470 ms of a 12 × 333 run), decoding spends",
   "0.96 ms per run plus 0.08 ms per row.",
+  "",
+  "The last two rows: replaying 8 of the quickstart's steps (their ppo and cross_entropy batches) through",
+  "`forwardBackward`, one step of each commit in turn, 32 pairs, took 5% less time with the head at the",
+  "loss positions only (median ratio 0.951); over whole runs the host's drift (the judge nodes, the",
+  "same work in both, took 10.5 to 14.8 s) hides a 5% change: in the faster period the update nodes",
+  "summed 43.0 and 46.6 s against 46.8 and 46.9 s. Decoding, measured on the decode session alone",
+  "(20 rows): 1.2 ms a run with 50 cache positions, 3.1 ms with 300; of the difference about 0.3 ms is",
+  "onnxruntime-node copying the 8 cache inputs into the run (a graph that only slices 8 such inputs:",
+  "0.12 against 0.43 ms) and about 0.5 ms the attention's batched matmuls, so a faster decode needs",
+  "the cache kept inside onnxruntime between runs, which its Node binding cannot do.",
   ""
 ]
 
