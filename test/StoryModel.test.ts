@@ -189,6 +189,16 @@ describe("StoryModel", () => {
       expect(scale).toBeGreaterThan(0)
       g.forEach((v, k) => expect(Math.abs(h[k]! - v)).toBeLessThan(1e-5 * scale))
     }
+    // A batch without a single loss token (a group whose rewards were all equal) runs nothing.
+    const none = items.map((it) => ({ ...it, weights: it.weights.map(() => 0), advantages: it.advantages.map(() => 0) }))
+    const grads = new Map([...w].map(([n, a]) => [n, new Float32Array(a.length)]))
+    const out = await model.forwardBackward(w, none, { low: 0.8, high: 1.28 }, grads, { logprobs: "loss" })
+    out.forEach((o, i) => {
+      expect(o.logprobs.length).toBe(none[i]!.input.length)
+      expect(o.logprobs.every(Number.isNaN)).toBe(true)
+      expect(o.loss.every((x) => x === 0)).toBe(true)
+    })
+    for (const g of grads.values()) expect(g.every((x) => x === 0)).toBe(true)
   })
 
   it("rejects sequences longer than the context", async () => {

@@ -247,9 +247,17 @@ export class StoryModel {
           throw new Error("per-token loss inputs must have the input's length")
         }
         if (targets.length !== input.length) throw new Error("targets must have the input's length")
+        this.checkLength(input.length)
         for (let t = 0; t < input.length; t++) if (all || w[t] !== 0 || a[t] !== 0) at.push(b * T + t)
       })
+      const rows = batch.map((e) => {
+        const n = e.item.input.length
+        return { logprobs: new Float32Array(n).fill(NaN), loss: new Float32Array(n), clipped: new Float32Array(n) }
+      })
+      batch.forEach((e, b) => (out[e.index] = rows[b]!))
       const N = at.length
+      // No token with a loss (a group whose rewards were all equal): no gradient, nothing to run.
+      if (N === 0) continue
       const per = (pick: (it: TrainItem) => ArrayLike<number>) => {
         const v = new Float32Array(N)
         at.forEach((i, n) => (v[n] = pick(batch[Math.floor(i / T)]!.item)[i % T]!))
@@ -271,10 +279,6 @@ export class StoryModel {
         const g = res[`grad.${name}`]!.data as Float32Array
         for (let i = 0; i < acc.length; i++) acc[i]! += g[i]!
       }
-      const rows = batch.map((e) => {
-        const n = e.item.input.length
-        return { logprobs: new Float32Array(n).fill(NaN), loss: new Float32Array(n), clipped: new Float32Array(n) }
-      })
       const [lp, loss, clipped] = (["logprobs", "loss", "clipped"] as const).map((k) => res[k]!.data as Float32Array)
       at.forEach((i, n) => {
         const row = rows[Math.floor(i / T)]!
@@ -282,7 +286,6 @@ export class StoryModel {
         row.loss[i % T] = loss![n]!
         row.clipped[i % T] = clipped![n]!
       })
-      batch.forEach((e, b) => (out[e.index] = rows[b]!))
     }
     return out
   }
