@@ -200,7 +200,7 @@ const SOAK_NOTES = [
   "| 2026-12-03 03:48–04:00 | start-up work only (lazy loads, remembered digests): the run computes the same | 126.0, 135.4 | 127.0, 122.5 |",
   "| 2026-12-03 07:41–07:48 | decoding: a bucket's few rows join a larger bucket's run (KvDecoder `mergeUp`); the run computes the same | 106.1, 91.6 | 94.8, 89.3 |",
   "| 2026-12-03 08:04–08:15 | training: least-cost micro-batches, the embedding's gradient by ScatterElements, shared weights' gradients as one matmul, dlogits written out; with the row above (7c6c380 against d94d872) | 111.0, 116.5, 121.7 | 101.6, 99.6, 106.9 |",
-  "| 2026-12-03 10:36–10:44 | training: the LM head only where a token has a loss (30020f1 against df71422) | 93.1, 92.7 | 87.2, 93.2 |",
+  "| 2026-12-03 10:36–10:44 | training: the LM head only where a token has a loss (30020f1 against a4fc896) | 93.1, 92.7 | 87.2, 93.2 |",
   "| 2026-12-03 10:46–10:55 | the same two commits, in a slower period | 114.9, 120.2 | 122.0, 132.8 |",
   "",
   "Every run's 1,827 node outputs were identical to the first run's of the same code; the last row",

@@ -239,16 +239,27 @@ export class StoryModel {
     const all = (options.logprobs ?? "all") === "all"
     for (const batch of microBatches(items, this.budget)) {
       const T = batch[0]!.item.input.length
-      // The scored positions, row by row: flat index b*T + t into the batch.
+      // The scored positions, row by row (flat index b*T + t into the batch), and the loss head's inputs there.
       const at: Array<number> = []
+      const target: Array<bigint> = []
+      const w: Array<number> = []
+      const old: Array<number> = []
+      const adv: Array<number> = []
       batch.forEach((e, b) => {
-        const { input, targets, weights: w, advantages: a, oldLogprobs } = e.item
-        if (w.length !== input.length || a.length !== input.length || oldLogprobs.length !== input.length) {
+        const { input, targets, weights, advantages, oldLogprobs } = e.item
+        if (weights.length !== input.length || advantages.length !== input.length || oldLogprobs.length !== input.length) {
           throw new Error("per-token loss inputs must have the input's length")
         }
         if (targets.length !== input.length) throw new Error("targets must have the input's length")
         this.checkLength(input.length)
-        for (let t = 0; t < input.length; t++) if (all || w[t] !== 0 || a[t] !== 0) at.push(b * T + t)
+        for (let t = 0; t < input.length; t++) {
+          if (!all && weights[t] === 0 && advantages[t] === 0) continue
+          target.push(BigInt(at.length * V + targets[t]!))
+          at.push(b * T + t)
+          w.push(weights[t]!)
+          old.push(oldLogprobs[t]!)
+          adv.push(advantages[t]!)
+        }
       })
       const rows = batch.map((e) => {
         const n = e.item.input.length
@@ -258,19 +269,14 @@ export class StoryModel {
       const N = at.length
       // No token with a loss (a group whose rewards were all equal): no gradient, nothing to run.
       if (N === 0) continue
-      const per = (pick: (it: TrainItem) => ArrayLike<number>) => {
-        const v = new Float32Array(N)
-        at.forEach((i, n) => (v[n] = pick(batch[Math.floor(i / T)]!.item)[i % T]!))
-        return f32(v, [N])
-      }
       const res = await run({
         ...wf,
         ...this.sequenceFeeds(batch.map((e) => e.item), T),
         scored: { data: BigInt64Array.from(at, BigInt), dims: [N] },
-        target_index: { data: BigInt64Array.from(at, (i, n) => BigInt(n * V + batch[Math.floor(i / T)]!.item.targets[i % T]!)), dims: [N] },
-        weights: per((it) => it.weights),
-        old_logprobs: per((it) => it.oldLogprobs),
-        advantages: per((it) => it.advantages),
+        target_index: { data: BigInt64Array.from(target), dims: [N] },
+        weights: f32(Float32Array.from(w), [N]),
+        old_logprobs: f32(Float32Array.from(old), [N]),
+        advantages: f32(Float32Array.from(adv), [N]),
         clip_low: f32(Float32Array.of(clip.low), []),
         clip_high: f32(Float32Array.of(clip.high), [])
       })
