@@ -190,6 +190,20 @@ const STARTUP_NOTES = [
   "a V8 start-up snapshot (`node --build-snapshot` aborts on this bundle in Node 20: a global handle it cannot",
   "serialize), a larger young generation (`--min-semi-space-size`: slower), an eagerly compiled code cache",
   "(`--no-lazy`: a 5 MB cache, no faster).",
+  "",
+  "Where a quick command's last 15-45 ms go (measured 2026-12-03 13:50-14:10): Node waits at exit for V8's",
+  "optimizing compiles still running on its helper threads (it joins them; `process.exit()` does too, which is why",
+  "an early exit bought nothing). Functions that turn hot in a command's last milliseconds are compiled after its",
+  "output is written: `dag`'s renderer (`sameShape`: 40 ms of TurboFan for 3 ms of work), the pipeline builder's",
+  "`node` (19-27 ms) in `validate`, a 35 ms job in `plan`. From the last write to `beforeExit`: `dag` quickstart",
+  "35-45 ms, `plan` quickstart 15-50, `validate` quickstart 15-28, the paper recipe's `plan` 3-6. Tried, 11-15",
+  "interleaved pairs each, every variant with its own code cache: TurboFan switched off at run time just before `dag`",
+  "renders (`v8.setFlagsFromString(\"--no-opt\")`): `dag` 0.90×, but it helps one command and Node's documentation",
+  "warns against changing V8's flags after start; a 4× interrupt budget (`--interrupt-budget=270336`): `dag` 0.89×,",
+  "`plan` quickstart 0.89×, but the paper recipe's `plan` 1.10× and `validate` 1.04×; a 2× budget: 0.97× / 0.93× /",
+  "1.08× / 1.09×; Maglev (`--maglev`, off by default in Node 20's V8): `dag` 0.91×, `plan` quickstart 1.06×, the paper",
+  "recipe's `plan` 0.97×, `validate` quickstart 0.89×. None landed: each trades the quickstart's commands against",
+  "the paper recipe's, or rests on a V8 setting Node does not support.",
   ""
 ]
 
@@ -268,6 +282,17 @@ const SOAK_NOTES = [
   "  inside today's micro-batches (rows sorted by length, so a batch holds many groups), padded prefixes and",
   "  suffixes come to 1.01× today's padded positions: nothing saved. Micro-batched by suffix length with the",
   "  ppo and cross_entropy rows of a step in one call: 0.93× (0.89× by `runCost`), about 0.1 s a step.",
+  "- Measured 2026-12-03 13:43–14:10, nothing landed. A cold run at a slow hour (115.5 s): rollout phases 54.8 s,",
+  "  update phases 55.9 s, 0.15 s between them. An 8-step run under `perf record` (499 Hz, per thread): each",
+  "  sampling worker spends 67% of its CPU in onnxruntime, 13% in node and V8 (GC, inline caches), 9% in libc",
+  "  (memmove, malloc), 5% in JIT code, 5% in the kernel. Its JavaScript (V8's profile, 14.6 s busy): the new",
+  "  key's transposed write into the cache 539 ms (3.7%), the decoding loop (`flush` 314 ms, `generate` 170),",
+  "  a decode session per policy version 0.8 s in 8 steps (built while the trainer saves, off the critical",
+  "  path). One decoding run alone (13 rows, 256 positions): 1.8–2.4 ms; 2 rows: 0.35–0.42 ms, so",
+  "  onnxruntime's own cost per run is about 0.3 ms and the rest of the 0.96 ms fitted from a run's decoding",
+  "  is the loop's JavaScript. The trainer's micro-batch budget (2,048 / 4,096 / 8,192 / 16,384 tokens, 4",
+  "  synthetic steps of 40 rows, 6 interleaved rounds): 1,034 / 1,050 / 1,100 / 1,044 ms a step, no better",
+  "  budget. Each of these is worth a few percent of a run at most.",
   ""
 ]
 
