@@ -1,7 +1,8 @@
 /**
  * `derive-prompts`: one prompt per story, `Write a N-word story about <premise>.`, with N the
  * story's length rounded to `round_to`. The premise comes from the Writer engine (extractive in
- * the embedded default, an LLM at real scale), memoized per story so no paid call repeats.
+ * the embedded default, an LLM at real scale), memoized per story so no paid call repeats (the
+ * extractive writer is `local`: called again, never stored).
  * In `excerpt` mode the reference is the story's opening, cut at a paragraph boundary to fit
  * `max_words`, and the prompt asks for that length.
  */
@@ -36,7 +37,7 @@ export const derivePrompts = Stage.make({
           // Keyed by what the writer reads (title and text); its model and settings are its fingerprint.
           // The memo keeps the premise alone; a paid call is charged to the run's budget first.
           const premise = yield* memoCall(ctx, "premise", { title: story.title, text: reference }, Schema.String, (source) =>
-            Effect.map(ctx.charge({ engine: "writer", expectedUsd: writer.expectedUsd(source) }, writer.premise(source), (p) => p.cost_usd), (p) => p.premise))
+            Effect.map(ctx.charge({ engine: "writer", expectedUsd: writer.expectedUsd(source) }, writer.premise(source), (p) => p.cost_usd), (p) => p.premise), { engine: writer })
           yield* ctx.progress(++done, stories.length)
           return {
             id: `${story.id}-${mode}`,

@@ -43,7 +43,7 @@ export const judge = Stage.make({
           const text = stripThinking(story.text)
           const verdicts = yield* Budget.forEachPaid(Array.from({ length: samples }, (_, k) => k), (sample) =>
             memoCall(ctx, "verdict", { prompt: story.prompt, story: text, sample }, Verdict, (item) =>
-              ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ verdict: item }) ?? 0 }, spend.track(judge.score(item)), (v) => v.cost_usd)),
+              ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ verdict: item }) ?? 0 }, spend.track(judge.score(item)), (v) => v.cost_usd), { engine: judge }),
             { concurrency: samples })
           return verdicts
         }).pipe(

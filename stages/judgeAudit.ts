@@ -45,10 +45,10 @@ const judgeWith = (name: string, tag: typeof Judge | typeof SecondJudge) =>
         let done = 0
         const verdict = (prompt: string, story: string, sample: number) =>
           memoCall(ctx, "verdict", { prompt, story, sample }, Verdict, (item) =>
-            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ verdict: item }) ?? 0 }, judge.score(item), (v) => v.cost_usd))
+            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ verdict: item }) ?? 0 }, judge.score(item), (v) => v.cost_usd), { engine: judge })
         const preference = (prompt: string, first: string, second: string) =>
           memoCall(ctx, "preference", { prompt, first, second, sample: 0 }, Preference, (item) =>
-            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ preference: item }) ?? 0 }, judge.compare(item), (p) => p.cost_usd))
+            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ preference: item }) ?? 0 }, judge.compare(item), (p) => p.cost_usd), { engine: judge })
         return yield* Budget.forEachPaid(stories, (s) =>
           Effect.gen(function*() {
             const verdicts = yield* Budget.forEachPaid(VARIANTS, (v) =>

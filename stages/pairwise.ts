@@ -74,7 +74,7 @@ export const pairwise = (systems: ReadonlyArray<string>) => {
         let done = 0
         const asked = (first: string, second: string, sample: number, prompt: string) =>
           memoCall(ctx, "preference", { prompt, first, second, sample }, Preference, (item) =>
-            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ preference: item }) ?? 0 }, spend.track(judge.compare(item)), (p) => p.cost_usd))
+            ctx.charge({ engine: "judge", expectedUsd: judge.expectedUsd?.({ preference: item }) ?? 0 }, spend.track(judge.compare(item)), (p) => p.cost_usd), { engine: judge })
         const toSystem = (w: Preference["winner"], firstIs: "a" | "b") => (w === "tie" ? "tie" : (w === "first") === (firstIs === "a") ? "a" : "b")
         const comparisons = yield* Budget.forEachPaid(plan, (c) =>
           Budget.forEachPaid([[c.ta, c.tb], [c.tb, c.ta]] as const, ([first, second]) => asked(first, second, c.sample, c.prompt), { concurrency: 2 }).pipe(

@@ -23,6 +23,7 @@ const stories = (prefix: string, n: number) =>
 // The proxy judge, each verdict priced at one cent and taking 2 calls (one failed attempt).
 const priced = Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({
   ...j,
+  local: false,
   score: (item) => Effect.map(Effect.andThen(Effect.sleep("5 millis"), j.score(item)), (v) => ({ ...v, cost_usd: 0.01, calls: 2 }))
 }))).pipe(Layer.provide(Judges.proxy()))
 

@@ -3,8 +3,10 @@
  * (premise, group, reference-logprobs, verdict, preference), changing one thing the engine
  * would see calls the engine again, and changing only what it does not see calls it never.
  * The engines are the real embedded ones (story model, extractive writer, proxy judge), wrapped
- * to record each request they receive.
+ * to record each request they receive; the writer and judge wrappers stand in for paid engines
+ * (not `local`), which are memoized. Local engines are called without a memo (last test).
  */
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Layer, Schema } from "effect"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
@@ -57,11 +59,13 @@ const recordingPolicy = (): PolicyEngineShape => ({
 })
 const recordingJudge = Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({
   ...j,
+  local: false,
   score: (item) => Effect.andThen(record("score", [item]), j.score(item)),
   compare: (item) => Effect.andThen(record("compare", [item]), j.compare(item))
 }))).pipe(Layer.provide(Judges.proxy()))
 const recordingWriter = Layer.effect(Writer, Effect.map(Writer, (w): WriterShape => ({
   ...w,
+  local: false,
   premise: (story) => Effect.andThen(record("premise", [story]), w.premise(story))
 }))).pipe(Layer.provide(Writer.extractive))
 
@@ -208,5 +212,32 @@ describe("memo keys are the request", () => {
     expect(count("compare")).toBe(2)
     await compare(A, [group("p1", "A fox, a song, and a long warm morning in the barn.")])
     expect(count("compare")).toBe(4)
+  }, 60_000)
+
+  it("local engines (the extractive writer, the proxy judge) are called directly: no memo item is stored, each execution calls again", async () => {
+    const root = tempDir()
+    // The real local engines, recording their calls and still `local`.
+    const localWriter = Layer.effect(Writer, Effect.map(Writer, (w): WriterShape => ({ ...w, premise: (story) => Effect.andThen(record("premise", [story]), w.premise(story)) })))
+      .pipe(Layer.provide(Writer.extractive))
+    const localJudge = Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({ ...j, score: (item) => Effect.andThen(record("score", [item]), j.score(item)) })))
+      .pipe(Layer.provide(Judges.proxy()))
+    const stories: ReadonlyArray<Story> = [
+      { id: "aaaaaaaaaaaaaaaa", anthology: "a1", title: "THE FOX", text: "The fox sang at dawn while the hens listened from the barn.", words: 12 },
+      { id: "bbbbbbbbbbbbbbbb", anthology: "a1", title: "THE LIGHT", text: "Rain fell on the old lighthouse all night and the keeper waited.", words: 12 }
+    ]
+    const candidates = stories.map((s) => ({ id: s.id, prompt: "Write a 10-word story about a fox.", text: s.text, requested_words: 10 }))
+    const pipeline = Pipeline.make("local-engines", (b) => ({
+      prompts: b.node(derivePrompts, { id: "prompts", inputs: { stories: b.node(givenStories, { id: "stories", params: { value: stories } }) }, params: { round_to: 10, mode: "full" as const } }),
+      judged: b.node(judge, { id: "judge", inputs: { stories: b.node(givenCandidates, { id: "candidates", params: { value: candidates } }) }, params: { samples: 1, length_factor: "longwriter" as const, concurrency: 2 } })
+    }))
+    const go = (force: ReadonlyArray<string>) =>
+      Effect.runPromise(Executor.run(pipeline, { force }).pipe(Effect.provide(Layer.mergeAll(ArtifactStore.layer(root), localWriter, localJudge))))
+    const first = await go([])
+    expect([count("premise"), count("score")]).toEqual([2, 2])
+    const again = await go(["prompts", "judge"])
+    expect([count("premise"), count("score")]).toEqual([4, 4])
+    expect(again.outputs).toEqual(first.outputs)
+    const memoStored = readFileSync(join(again.dir, "events.jsonl"), "utf8").split("\n").filter((l) => l.includes('"memo_stored"') || l.includes('"memo_hit"'))
+    expect(memoStored).toEqual([])
   }, 60_000)
 })

@@ -13,6 +13,13 @@ export interface Fingerprinted {
    * that lists the engine fails with `MissingSecret` when it would execute; cached, it is reused.
    */
   readonly missingSecrets?: ReadonlyArray<string>
+  /**
+   * The engine computes in this process, deterministically, for free, and faster than a memo item
+   * is stored and read back (the extractive writer, the proxy judge; not the embedded policy,
+   * whose rollouts take seconds): a crash that repeats a call loses nothing, so `memoCall` calls
+   * it directly.
+   */
+  readonly local?: boolean
 }
 
 /** A service key whose service has a fingerprint. */

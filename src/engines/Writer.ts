@@ -219,6 +219,7 @@ export class Writer extends Context.Service<Writer, WriterShape>()("polaris/Writ
   /** No network: the premise is extracted from the story (data/Premise.ts). */
   static readonly extractive: Layer.Layer<Writer> = Layer.succeed(Writer, {
     fingerprint: "extractive:1",
+    local: true,
     expectedUsd: () => 0,
     premise: (story) => Effect.sync(() => ({ premise: extractivePremise(story), cost_usd: 0 }))
   })

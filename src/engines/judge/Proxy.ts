@@ -239,6 +239,7 @@ export const makeProxy = (rubric: Rubric.Rubric): JudgeShape => {
   const fingerprint = `proxy@${codeFingerprint(import.meta.url).slice(0, 12)}:${rubricFingerprint}`
   return {
     fingerprint,
+    local: true,
     rubric,
     score: (item) =>
       Effect.sync((): Verdict => {
