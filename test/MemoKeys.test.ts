@@ -57,17 +57,20 @@ const recordingPolicy = (): PolicyEngineShape => ({
   sample: (requests, weights) => Effect.andThen(record("sample", requests), policy.sample(requests, weights)),
   logprobs: (items, weights) => Effect.andThen(record("logprobs", items), policy.logprobs(items, weights))
 })
-const recordingJudge = Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({
+// `local: false` makes the wrapper stand in for a paid engine (memoized); true keeps the real engine's `local`.
+const recordingJudgeOf = (local: boolean) => Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({
   ...j,
-  local: false,
+  local: local && j.local === true,
   score: (item) => Effect.andThen(record("score", [item]), j.score(item)),
   compare: (item) => Effect.andThen(record("compare", [item]), j.compare(item))
 }))).pipe(Layer.provide(Judges.proxy()))
-const recordingWriter = Layer.effect(Writer, Effect.map(Writer, (w): WriterShape => ({
+const recordingWriterOf = (local: boolean) => Layer.effect(Writer, Effect.map(Writer, (w): WriterShape => ({
   ...w,
-  local: false,
+  local: local && w.local === true,
   premise: (story) => Effect.andThen(record("premise", [story]), w.premise(story))
 }))).pipe(Layer.provide(Writer.extractive))
+const recordingJudge = recordingJudgeOf(false)
+const recordingWriter = recordingWriterOf(false)
 
 /** Runs `pipeline` on the store at `root` with the recording engines. */
 const run = <O>(root: string, pipeline: Pipeline.Pipeline<any, O>) =>
@@ -216,11 +219,6 @@ describe("memo keys are the request", () => {
 
   it("local engines (the extractive writer, the proxy judge) are called directly: no memo item is stored, each execution calls again", async () => {
     const root = tempDir()
-    // The real local engines, recording their calls and still `local`.
-    const localWriter = Layer.effect(Writer, Effect.map(Writer, (w): WriterShape => ({ ...w, premise: (story) => Effect.andThen(record("premise", [story]), w.premise(story)) })))
-      .pipe(Layer.provide(Writer.extractive))
-    const localJudge = Layer.effect(Judge, Effect.map(Judge, (j): JudgeShape => ({ ...j, score: (item) => Effect.andThen(record("score", [item]), j.score(item)) })))
-      .pipe(Layer.provide(Judges.proxy()))
     const stories: ReadonlyArray<Story> = [
       { id: "aaaaaaaaaaaaaaaa", anthology: "a1", title: "THE FOX", text: "The fox sang at dawn while the hens listened from the barn.", words: 12 },
       { id: "bbbbbbbbbbbbbbbb", anthology: "a1", title: "THE LIGHT", text: "Rain fell on the old lighthouse all night and the keeper waited.", words: 12 }
@@ -231,13 +229,13 @@ describe("memo keys are the request", () => {
       judged: b.node(judge, { id: "judge", inputs: { stories: b.node(givenCandidates, { id: "candidates", params: { value: candidates } }) }, params: { samples: 1, length_factor: "longwriter" as const, concurrency: 2 } })
     }))
     const go = (force: ReadonlyArray<string>) =>
-      Effect.runPromise(Executor.run(pipeline, { force }).pipe(Effect.provide(Layer.mergeAll(ArtifactStore.layer(root), localWriter, localJudge))))
+      Effect.runPromise(Executor.run(pipeline, { force }).pipe(Effect.provide(Layer.mergeAll(ArtifactStore.layer(root), recordingWriterOf(true), recordingJudgeOf(true)))))
     const first = await go([])
     expect([count("premise"), count("score")]).toEqual([2, 2])
     const again = await go(["prompts", "judge"])
     expect([count("premise"), count("score")]).toEqual([4, 4])
     expect(again.outputs).toEqual(first.outputs)
-    const memoStored = readFileSync(join(again.dir, "events.jsonl"), "utf8").split("\n").filter((l) => l.includes('"memo_stored"') || l.includes('"memo_hit"'))
-    expect(memoStored).toEqual([])
+    const memoEvents = readFileSync(join(again.dir, "events.jsonl"), "utf8").split("\n").filter((l) => l.includes('"memo_stored"') || l.includes('"memo_hit"'))
+    expect(memoEvents).toEqual([])
   }, 60_000)
 })
