@@ -1,9 +1,9 @@
 /** Scheduling limits, memo semantics, loops, run records and stale locks. */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { Effect, Schema } from "effect"
+import { Deferred, Effect, Layer, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { ArtifactStore, Pipeline, Retry, RunLog, Stage } from "polaris"
+import { ArtifactStore, Executor, Pipeline, Retry, RunLog, Stage } from "polaris"
 import { runOk, runOn, tempDir } from "./support/store.ts"
 
 /** Records how many bodies of each resource class run at once. */
@@ -77,6 +77,46 @@ describe("memo", () => {
     // ...so it is asked again next time, while 10 joins it.
     await runOk(root, pipeline([5, 10, 1]))
     expect(calls).toEqual([5, 10])
+  })
+})
+
+describe("durable writes", () => {
+  it("a dependent runs while its input is still being stored, and is indexed only after it", async () => {
+    const root = tempDir()
+    const store = ArtifactStore.make(root)
+    // The first node's index entry is held back until the second node's body has run: an
+    // executor that waits for an input's durable write before starting its dependents never
+    // opens the gate (the wait gives up after a while, and the order below then shows it).
+    const gate = Deferred.makeUnsafe<void>()
+    const order: Array<string> = []
+    let first = true
+    const held: ArtifactStore.ArtifactStore["Service"] = {
+      ...store,
+      writeNode: (entry) =>
+        Effect.suspend(() => {
+          const wait = first ? Deferred.await(gate).pipe(Effect.timeout("5 seconds"), Effect.ignore) : Effect.void
+          first = false
+          return Effect.andThen(wait, Effect.andThen(store.writeNode(entry), Effect.sync(() => order.push(`indexed ${entry.key}`))))
+        })
+    }
+    const a = Stage.make({ name: "a", version: "1", output: Schema.Number, run: () => Effect.succeed(2) })
+    const b = Stage.make({
+      name: "b",
+      version: "1",
+      inputs: { x: Schema.Number },
+      output: Schema.Number,
+      run: ({ x }) => Effect.andThen(Effect.sync(() => order.push("b ran")), Effect.as(Deferred.succeed(gate, undefined), x * 3))
+    })
+    const pipeline = Pipeline.make("durable", (p) => {
+      const x = p.node(a, { id: "a" })
+      return { y: p.node(b, { id: "b", inputs: { x } }) }
+    })
+    const result = await Effect.runPromise(Executor.run(pipeline).pipe(Effect.provide(Layer.succeed(ArtifactStore.ArtifactStore, held))))
+    expect(result.outputs.y).toBe(6)
+    expect(order).toEqual(["b ran", `indexed ${result.nodes.a!.key}`, `indexed ${result.nodes.b!.key}`])
+    expect(Object.keys(result.nodes)).toEqual(["a", "b"])
+    // The next run finds both indexed.
+    expect((await runOk(root, pipeline)).cached).toBe(2)
   })
 })
 

@@ -8,8 +8,13 @@
  *   2. a verified hit in the node index -> reuse the output (a corrupt object is quarantined
  *      and the node recomputed)
  *   3. otherwise take the key's lock (one computation per key across processes), look again,
- *      run the stage under its resource limit and retry Schedule, store the output bytes
- *      atomically, then index them
+ *      run the stage under its resource limit and retry Schedule, hand the encoded output to
+ *      the node's dependents, then (still holding the lock) store its bytes atomically and
+ *      index them
+ *
+ * Dependents start before their input is durable: the wait for a node's fsyncs is off the
+ * critical path. A node is indexed only after its inputs are (`committed`), so the index grows in
+ * topological order as before, and a crash loses only nodes that had not finished.
  *
  * Descendants see inputs by content digest, so a node that re-ran with byte-identical output
  * leaves them cached (early cutoff). A failed node fails its descendants (skipped) while
@@ -29,7 +34,7 @@ import { seeded } from "../internal/random.ts"
 import * as KeyLock from "./KeyLock.ts"
 import * as Memo from "./Memo.ts"
 import { type InputWire, type Pipeline, type PipelineNode, resourceOf, wireIds } from "./Pipeline.ts"
-import { digest } from "./Canonical.ts"
+import { digest, sha256 } from "./Canonical.ts"
 import * as Retry from "./Retry.ts"
 import * as RunLog from "./RunLog.ts"
 import { MissingSecret } from "./Secret.ts"
@@ -186,6 +191,8 @@ interface NodeValue {
    * in a run that executes little, most values are never needed, only their digests.
    */
   readonly value: Effect.Effect<unknown, InputError>
+  /** Done when the node is indexed (at once for a cached one); fails when its storing failed. */
+  readonly committed: Effect.Effect<void, UpstreamFailed>
 }
 
 /** A node's value, decoded from its verified bytes once, when first asked for. */
@@ -305,13 +312,18 @@ export const run = <R, O>(
       charge: (charged, call, actualUsd) => budget.charge({ node: node.id, ...charged }, call, actualUsd)
     })
 
-    /** Executes the stage body and stores its output. Called holding the key's lock. */
+    /**
+     * Executes the stage body, hands its output to `release` (the dependents), then stores and
+     * indexes it. Called holding the key's lock.
+     */
     const execute = (
       node: PipelineNode,
       key: string,
       components: KeyComponents,
       inputValues: Effect.Effect<Record<string, unknown>, InputError>,
-      missing: ReadonlyArray<{ readonly engine: string; readonly variables: ReadonlyArray<string> }>
+      missing: ReadonlyArray<{ readonly engine: string; readonly variables: ReadonlyArray<string> }>,
+      release: (value: NodeValue) => Effect.Effect<void>,
+      inputsCommitted: Effect.Effect<void, UpstreamFailed>
     ) =>
       Effect.gen(function*() {
         // An engine built without its secrets (Secret.ts) can key a cached result, never run one.
@@ -361,17 +373,25 @@ export const run = <R, O>(
         const { bytes, value } = yield* StoredValue.encode(node.stage.output, produced).pipe(
           Effect.mapError((e) => new OutputError({ node: node.id, reason: e.reason }))
         )
-        const object = yield* store.put(bytes)
         const durationMs = ranMs
         const waitedMs = Date.now() - t0 - ranMs
-        if (node.stage.cacheIf === undefined || node.stage.cacheIf(produced)) {
-          yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
-        }
-        yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs, waitedMs })
-        return { digest: object, value: Effect.succeed(value) } satisfies NodeValue
+        const committed = Deferred.makeUnsafe<void, UpstreamFailed>()
+        const result: NodeValue = { digest: sha256(bytes), value: Effect.succeed(value), committed: Deferred.await(committed) }
+        yield* release(result)
+        yield* Effect.gen(function*() {
+          const object = yield* store.put(bytes)
+          yield* inputsCommitted
+          if (node.stage.cacheIf === undefined || node.stage.cacheIf(produced)) {
+            yield* store.writeNode({ key, object, bytes: bytes.byteLength, components, metrics, memo: [...memoKeys], durationMs, createdAt: new Date().toISOString() })
+          }
+          yield* log.emit({ type: "node_finished", node: node.id, key, object, durationMs, waitedMs })
+        }).pipe(Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? Deferred.succeed(committed, undefined) : Deferred.fail(committed, new UpstreamFailed({ node: node.id }))
+        ))
+        return result
       })
 
-    const runNode = (node: PipelineNode) =>
+    const runNode = (node: PipelineNode, release: (value: NodeValue) => Effect.Effect<void>) =>
       Effect.gen(function*() {
         const wired: Array<{ readonly name: string; readonly wire: InputWire; readonly upstream: ReadonlyArray<NodeValue> }> = []
         const inputDigests: Record<string, string> = {}
@@ -408,6 +428,7 @@ export const run = <R, O>(
           }
           return inputs
         })
+        const inputsCommitted = Effect.forEach(wired, ({ upstream }) => Effect.forEach(upstream, (u) => u.committed, { discard: true }), { discard: true })
         const services = yield* Effect.context<never>()
         const engines: Record<string, string> = {}
         const missing: Array<{ readonly engine: string; readonly variables: ReadonlyArray<string> }> = []
@@ -432,7 +453,7 @@ export const run = <R, O>(
           const entry = yield* store.readNode(key)
           if (entry === undefined) return undefined
           const bytes = yield* StoredValue.readBytes(log, node.id, entry.object, quarantined)
-          return Option.isSome(bytes) ? { digest: entry.object, value: decodedOnce(node, entry.object, bytes.value), entry } : undefined
+          return Option.isSome(bytes) ? { digest: entry.object, value: decodedOnce(node, entry.object, bytes.value), committed: Effect.void, entry } : undefined
         })
         const reuse = (found: NodeValue & { readonly entry: NodeEntry }) =>
           Effect.gen(function*() {
@@ -441,7 +462,7 @@ export const run = <R, O>(
             // settle has seen its metrics.
             if (log.doneBefore.get(node.id) !== key) for (const m of found.entry.metrics) yield* log.metric(node.id, key, m)
             yield* log.emit({ type: "node_cached", node: node.id, key, object: found.digest })
-            return { digest: found.digest, value: found.value, status: "cached" as NodeStatus }
+            return { digest: found.digest, value: found.value, committed: found.committed, status: "cached" as NodeStatus }
           })
         const hit = yield* cachedValue
         const result = hit !== undefined
@@ -449,7 +470,7 @@ export const run = <R, O>(
           : yield* store.withLock(
             key,
             Effect.flatMap(cachedValue, (again) =>
-              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputValues, missing), (v) => ({ ...v, status: "executed" as NodeStatus }))),
+              again !== undefined ? reuse(again) : Effect.map(execute(node, key, components, inputValues, missing, release, inputsCommitted), (v) => ({ ...v, status: "executed" as NodeStatus }))),
             {
               onWait: (holder) => log.emit({ type: "lock_wait", node: node.id, key, holder }),
               onBreak: (holder) => log.emit({ type: "lock_broken", node: node.id, key, holder })
@@ -461,12 +482,12 @@ export const run = <R, O>(
     const settle = (node: PipelineNode) =>
       Effect.gen(function*() {
         const deferred = deferreds.get(node.id)!
-        const exit = yield* Effect.exit(runNode(node))
+        const exit = yield* Effect.exit(runNode(node, (value) => Effect.asVoid(Deferred.succeed(deferred, value))))
         if (Exit.isSuccess(exit)) {
-          const { key, digest, value, status } = exit.value
+          const { key, digest, value, committed, status } = exit.value
           statuses[node.id] = { status, key, object: digest }
           manifestNodes[node.id] = { stage: node.stage.name, key, object: digest, status }
-          yield* Deferred.succeed(deferred, { digest, value })
+          yield* Deferred.succeed(deferred, { digest, value, committed })
           yield* writeManifest("running", false)
           return
         }
@@ -509,5 +530,7 @@ export const run = <R, O>(
     }
     const outputs: Record<string, unknown> = {}
     for (const [name, id] of Object.entries(pipeline.outputs)) outputs[name] = yield* Effect.orDie((yield* Deferred.await(deferreds.get(id)!)).value)
-    return { runId, dir: log.dir, outputs: outputs as O, nodes: statuses, executed, cached }
+    // In the pipeline's order, which is topological (nodes settle in whatever order they finish).
+    const nodes = Object.fromEntries(pipeline.nodes.map((n) => [n.id, statuses[n.id]!]))
+    return { runId, dir: log.dir, outputs: outputs as O, nodes, executed, cached }
   })) as Effect.Effect<RunResult<O>, RunFailed | StoreError, R | ArtifactStore>
