@@ -26,7 +26,7 @@ export type RunEvent =
   | { readonly type: "run_finished"; readonly status: "succeeded" | "failed"; readonly executed: number; readonly cached: number; readonly failed: number; readonly durationMs: number }
   | { readonly type: "node_started"; readonly node: string; readonly stage: string; readonly key: string }
   | { readonly type: "node_cached"; readonly node: string; readonly key: string; readonly object: string }
-  /** `durationMs`: the time the node held its resource's slot (its attempts); `waitedMs`: queued for the slot, or between attempts, and storing its output. */
+  /** `durationMs`: the time the node held its resource's slot (its attempts); `waitedMs`: queued for the slot, or between attempts, and encoding its output. The event comes once the output is stored and indexed, which its dependents do not wait for. */
   | { readonly type: "node_finished"; readonly node: string; readonly key: string; readonly object: string; readonly durationMs: number; readonly waitedMs?: number }
   | { readonly type: "node_failed"; readonly node: string; readonly error: string }
   /** `because`: the upstream node that failed, or "budget" for a node a spent budget kept from starting. */
