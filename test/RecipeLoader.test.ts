@@ -2,12 +2,13 @@
  * Recipe loading: every malformed recipe is reported at the exact `file:line:col` (or `--set`)
  * with a message for people; valid recipes merge `extends`, apply `--set` and read secrets.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve, sep } from "node:path"
 import { Effect, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
 import * as RecipeLoader from "../src/recipe/RecipeLoader.ts"
+import { readYamlFile } from "../src/recipe/internal/yamlFile.ts"
 import * as Secret from "../src/dag/Secret.ts"
 import { schemaFile, schemaText } from "../src/recipe/writeSchema.ts"
 
@@ -471,5 +472,47 @@ describe("RecipeLoader: JSON Schema", () => {
   it("is what recipes/recipe.schema.json ships (regenerate: npx tsx src/recipe/writeSchema.ts)", () => {
     expect(readFileSync(schemaFile, "utf8")).toBe(schemaText())
     expect(JSON.parse(readFileSync(schemaFile, "utf8"))).toEqual(schema)
+  })
+})
+
+describe("the parse cache", () => {
+  const cacheDir = join(import.meta.dirname, "..", "node_modules", ".cache", "polaris", "recipe-yaml")
+  const entries = () => new Set(existsSync(cacheDir) ? readdirSync(cacheDir) : [])
+  const added = (before: ReadonlySet<string>) => [...entries()].filter((f) => !before.has(f))
+
+  it("remembers a file's parse by its bytes, origins and problems included, and reads an edited file afresh", () => {
+    const dir = scratch({ "recipe.yaml": "pipeline: polaris\nseed: 1\nseed: 2\n", "ok.yaml": "pipeline: polaris\ngrpo:\n  steps: 3\n" })
+    const before = entries()
+    const bad = readYamlFile(join(dir, "recipe.yaml"))
+    const ok = readYamlFile(join(dir, "ok.yaml"))
+    const stored = added(before)
+    expect(stored).toHaveLength(2)
+    // Read back from the cache: equal, Map of origins and all, the problem still at its line:col.
+    expect(readYamlFile(join(dir, "recipe.yaml"))).toEqual(bad)
+    expect(bad.problems[0]).toMatchObject({ where: { file: join(dir, "recipe.yaml"), line: 3, col: 1 }, message: 'duplicate key "seed"' })
+    expect(readYamlFile(join(dir, "ok.yaml"))).toEqual(ok)
+    expect(ok.tree!.origins.get(["grpo", "steps"].join("\u0000"))).toEqual({ key: { file: join(dir, "ok.yaml"), line: 3, col: 3 }, value: { file: join(dir, "ok.yaml"), line: 3, col: 10 } })
+    // Served from the cache: a planted entry is what the next read returns...
+    for (const f of stored) {
+      const path = join(cacheDir, f)
+      const entry = JSON.parse(readFileSync(path, "utf8"))
+      if (entry.value.tree === undefined) continue
+      entry.value.tree.value.grpo.steps = 99
+      writeFileSync(path, JSON.stringify(entry))
+    }
+    expect(readYamlFile(join(dir, "ok.yaml")).tree!.value).toEqual({ pipeline: "polaris", grpo: { steps: 99 } })
+    // ...and other bytes are another key.
+    writeFileSync(join(dir, "ok.yaml"), "pipeline: polaris\ngrpo:\n  steps: 4\n")
+    expect(readYamlFile(join(dir, "ok.yaml")).tree!.value).toEqual({ pipeline: "polaris", grpo: { steps: 4 } })
+  })
+
+  it("parses a file every time when JSON cannot hold its values (.inf, .nan, -0)", () => {
+    const dir = scratch({ "recipe.yaml": "a: .inf\nb: -0\nc: .nan\n" })
+    const before = entries()
+    for (let i = 0; i < 2; i++) {
+      const { a, b, c } = readYamlFile(join(dir, "recipe.yaml")).tree!.value as { a: number; b: number; c: number }
+      expect([a, Object.is(b, -0), Number.isNaN(c)]).toEqual([Infinity, true, true])
+    }
+    expect(added(before)).toEqual([])
   })
 })

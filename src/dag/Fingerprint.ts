@@ -120,7 +120,8 @@ const resolveModule = (from: string, specifier: string): string | undefined => {
 
 // `name@version` of a value library as Node resolves it from `from`: the nearest
 // node_modules/<name>/package.json up the tree (read directly: `exports` may hide it).
-const libraryVersion = (from: string, name: string): string => {
+/** `name@version` of the package `name` as a module at `from` resolves it (`name@unresolved` if none). */
+export const libraryVersion = (from: string, name: string): string => {
   for (let dir = dirname(from); ; dir = dirname(dir)) {
     const manifest = join(dir, "node_modules", name, "package.json")
     if (isFile(manifest)) return `${name}@${(JSON.parse(readFileSync(manifest, "utf8")) as { version?: string }).version ?? "?"}`
