@@ -172,7 +172,8 @@ const STARTUP_NOTES = [
   "| 2026-12-03 11:19 (the LM head at the loss positions, HTTP client only for remote engines; the table above) | 87 ms | 189 / 228 / 302 / 316 / 579 |",
   "| 2026-12-03 12:28 (the same code, medians of 9, a faster period) | 76 ms | – / – / 278 / 289 / – |",
   "| 2026-12-03 12:32 (the same code, this benchmark) | 97 ms | 160 / 255 / 312 / 341 / 655 |",
-  "| 2026-12-03 18:06 (+ a recipe file's parse remembered by its bytes; the table above) | 88 ms | 180 / 272 / 286 / 293 / 648 |",
+  "| 2026-12-03 18:06 (+ a recipe file's parse remembered by its bytes; the paper recipe's `plan` 392, `validate` 303) | 88 ms | 180 / 272 / 286 / 293 / 648 |",
+  "| 2026-12-03 18:55 (the same code, a faster period; the table above) | 58 ms | see the table |",
   "",
   "Tried on 2026-12-03 and dropped, measured by 13 interleaved pairs each (wall and user + sys CPU time): V8 without",
   "its optimizing compiler (`--no-opt`) for the commands that run nothing, with a code cache of its own (V8 rejects",
@@ -349,6 +350,16 @@ const SOAK_NOTES = [
   "  one process: 48.8 -> 37.8 ms and 82.6 -> 61.9 ms (0.78x, 0.75x) on an idle machine; beside two busy",
   "  processes, as the sampling workers are while an update saves: 125.8 -> 90.6 and 85.1 -> 68.0 ms (0.72x,",
   "  0.80x). About 40 ms of a step's 150–210, 1–1.5 s a run; every node's output identical.",
+  "- The code of f8f1347 unchanged, 2026-12-03 18:32–18:53 (spawn to exit, each in a fresh store): 97.0 s at",
+  "  18:32 (175 CPU-seconds), then, in a faster period (`node -e 0` 50–58 ms, the start-up table above), 75.5,",
+  "  77.7 and 80.7 s (the first: 137 CPU-seconds, 91% of 2 cores; its 40 updates 41.4 s, its 40 rollout phases",
+  "  29.6 s, 2.6 s between them, 2 s before the first step and after the last). Every node's output was",
+  "  identical in all four. Per update (timing probes, 40 steps): the `ppo` forward + backward 863 ms, the",
+  "  reference's `cross_entropy` 198 ms, AdamW 17 ms, publish 5 ms, save and store 103 ms. Under strace the run",
+  "  made 10,095 fsyncs (6.0 s, on libuv's threads): 176 over 4 ms (the checkpoints' files, 1.3 s in all),",
+  "  9,919 small ones (4.7 s), now off the critical path. Within the rollout phases (26.8 s of an 81-s run),",
+  "  a sampling worker sat idle while the other finished 4.4 s in all, about 110 ms a step: balancing the",
+  "  workers perfectly would save about 2 s a run.",
   ""
 ]
 
