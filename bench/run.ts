@@ -358,8 +358,9 @@ const SOAK_NOTES = [
   "  reference's `cross_entropy` 198 ms, AdamW 17 ms, publish 5 ms, save and store 103 ms. Under strace the run",
   "  made 10,095 fsyncs (6.0 s, on libuv's threads): 176 over 4 ms (the checkpoints' files, 1.3 s in all),",
   "  9,919 small ones (4.7 s), now off the critical path. Within the rollout phases (26.8 s of an 81-s run),",
-  "  a sampling worker sat idle while the other finished 4.4 s in all, about 110 ms a step: balancing the",
-  "  workers perfectly would save about 2 s a run.",
+  "  a sampling worker sat idle while the other finished 4.4 s in all, about 110 ms a step, at most 2 s of a",
+  "  run; but a step's tail is its longest rows decoding one token per run (about 1 ms a run, most of it fixed",
+  "  cost), which a second worker would not shorten.",
   ""
 ]
 
