@@ -208,35 +208,43 @@ interface TorchSample extends TorchRuntime {
 
 // ---- 1. onnxruntime MatMul peak -------------------------------------------------------------
 
-interface MatmulPoint {
+export interface MatmulPoint {
   readonly n: number
   readonly bestMs: number
   readonly gflops: number
 }
 
+/**
+ * onnxruntime's fp32 MatMul [n,n]×[n,n] on `threads` threads (2n³ FLOP), best of `runs` after 3
+ * warm-ups: the host's speed at that moment, for this benchmark's peak and for the quickstart's.
+ */
+export const matmulPoint = async (n: number, runs: number, threads: number = THREADS): Promise<MatmulPoint> => {
+  const g = new Graph()
+  const a = g.input("a", "float32", [n, n])
+  const b = g.input("b", "float32", [n, n])
+  g.output("c", g.matmul(a, b))
+  const run = await Onnx.load(g, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" })
+  const random = seeded(`bench:matmul:${n}`)
+  const feeds = {
+    a: { data: Float32Array.from({ length: n * n }, () => random() - 0.5), dims: [n, n] },
+    b: { data: Float32Array.from({ length: n * n }, () => random() - 0.5), dims: [n, n] }
+  }
+  for (let i = 0; i < 3; i++) await run(feeds)
+  let best = Infinity
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now()
+    await run(feeds)
+    best = Math.min(best, performance.now() - t0)
+  }
+  return { n, bestMs: best, gflops: (2 * n ** 3) / (best / 1000) / 1e9 }
+}
+
 const matmulPeak = async (s: Settings, log: ModelOptions["log"]): Promise<Array<MatmulPoint>> => {
   const out: Array<MatmulPoint> = []
   for (const n of s.matmulSizes) {
-    const g = new Graph()
-    const a = g.input("a", "float32", [n, n])
-    const b = g.input("b", "float32", [n, n])
-    g.output("c", g.matmul(a, b))
-    const run = await Onnx.load(g, { intraOpNumThreads: THREADS, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" })
-    const random = seeded(`bench:matmul:${n}`)
-    const feeds = {
-      a: { data: Float32Array.from({ length: n * n }, () => random() - 0.5), dims: [n, n] },
-      b: { data: Float32Array.from({ length: n * n }, () => random() - 0.5), dims: [n, n] }
-    }
-    for (let i = 0; i < 3; i++) await run(feeds)
-    let best = Infinity
-    for (let i = 0; i < s.matmulRuns; i++) {
-      const t0 = performance.now()
-      await run(feeds)
-      best = Math.min(best, performance.now() - t0)
-    }
-    const gflops = (2 * n ** 3) / (best / 1000) / 1e9
-    log(`model: ORT MatMul ${n}×${n}: best ${fmt(best, 2)} ms, ${fmt(gflops, 1)} GFLOP/s`)
-    out.push({ n, bestMs: best, gflops })
+    const p = await matmulPoint(n, s.matmulRuns)
+    log(`model: ORT MatMul ${n}×${n}: best ${fmt(p.bestMs, 2)} ms, ${fmt(p.gflops, 1)} GFLOP/s`)
+    out.push(p)
   }
   return out
 }

@@ -8,6 +8,7 @@
  *   npm run bench -- ingest         corpus ingest only (12 books, about 10 seconds)
  *   npm run bench -- model          story model vs PyTorch CPU 1.13 and 2.x (training, sampling, matmul peak; about 2.5 min)
  *   npm run bench -- judge          judge client overhead and throughput against local servers (about 30 seconds)
+ *   npm run bench -- quickstart     the cold quickstart, 3 runs beside the host's speed (about 5 minutes; not in "all")
  *   npm run bench -- soak           the full quickstart under 30 SIGKILLs, rerun and comment edits (about 10 minutes; not in "all")
  *   npm run bench -- async          off-policy GRPO k = 0, 1, 2 at paper-scale simulated latencies (about 7 minutes; not in "all")
  *   npm run bench -- soak-offpolicy the quickstart with off_policy_steps 1 under 20 SIGKILLs, and a twin run (about 10 minutes; not in "all")
@@ -26,16 +27,17 @@ import * as Engine from "./engine-overhead.ts"
 import * as Ingest from "./ingest.ts"
 import * as Judge from "./judge.ts"
 import * as Model from "./model.ts"
+import * as Quickstart from "./quickstart.ts"
 import { describeMachine, machineLine } from "./machine.ts"
 import { ROOT } from "./measure.ts"
 import * as Soak from "./quickstart-soak.ts"
 import * as Startup from "./startup.ts"
 import * as Store from "./store-throughput.ts"
 
-type BenchId = "engine" | "startup" | "store" | "ingest" | "model" | "judge" | "soak" | "soak-offpolicy" | "async" | "learning"
+type BenchId = "engine" | "startup" | "store" | "ingest" | "model" | "judge" | "quickstart" | "soak" | "soak-offpolicy" | "async" | "learning"
 
-const BENCHES: ReadonlyArray<BenchId> = ["engine", "startup", "store", "ingest", "model", "judge", "soak", "soak-offpolicy", "async", "learning"]
-/** What `npm run bench` runs with no names: all but the soaks (ten minutes each), async (seven minutes of mostly sleeping) and learning (half an hour). */
+const BENCHES: ReadonlyArray<BenchId> = ["engine", "startup", "store", "ingest", "model", "judge", "quickstart", "soak", "soak-offpolicy", "async", "learning"]
+/** What `npm run bench` runs with no names: all but the cold quickstart (five minutes), the soaks (ten minutes each), async (seven minutes of mostly sleeping) and learning (half an hour). */
 const DEFAULT: ReadonlyArray<BenchId> = ["engine", "startup", "store", "ingest", "model", "judge"]
 
 const USAGE = "usage: npm run bench -- [engine] [startup] [store] [ingest] [model] [judge] [soak] [soak-offpolicy] [async] [learning] [--repeats N] [--no-write]"
@@ -72,6 +74,7 @@ const TITLES: Record<BenchId, string> = {
   ingest: "Ingest: the bundled corpus (12 books) into Story records",
   model: "Story model: training and sampling against PyTorch CPU, 2 threads",
   judge: "Judge clients: overhead per call and throughput against local servers, 64 in flight",
+  quickstart: "The cold quickstart: spawn to exit in an empty store, beside the host's speed",
   soak: "Cache exactness at full scale: the quickstart under 30 SIGKILLs, a rerun, a comment in every stage",
   "soak-offpolicy": "Off-policy GRPO under fire: the quickstart with off_policy_steps 1 under 20 SIGKILLs",
   async: "Asynchronous GRPO: wall time per step at paper-scale simulated latencies, off_policy_steps k = 0, 1, 2",
@@ -104,6 +107,7 @@ const document = (sections: Record<BenchId, string | undefined>): string =>
     "npm run bench -- ingest        # corpus ingest only (about 10 seconds)",
     "npm run bench -- model         # story model vs PyTorch CPU, 1.13 and 2.x, about 2.5 min (apt-get install python3-torch libopenblas0-pthread; bench/torch/setup-torch2.sh)",
     "npm run bench -- judge         # judge client overhead and throughput against local servers (about 30 seconds)",
+    "npm run bench -- quickstart    # the cold quickstart, 3 runs, each beside a measure of the host's speed (about 5 minutes; not in the default run)",
     "npm run bench -- soak          # the full quickstart killed 30 times and resumed, rerun, comment edits (about 10 minutes; not in the default run)",
     "npm run bench -- async         # off-policy GRPO k = 0, 1, 2 on the simulated engines at paper-scale latencies (about 7 minutes; not in the default run)",
     "npm run bench -- soak-offpolicy # the quickstart with off_policy_steps 1 killed 20 times and resumed, and a second clean run (about 12 minutes; not in the default run)",
@@ -169,7 +173,7 @@ const STARTUP_NOTES = [
   "| 2026-12-03 04:06 (effect's modules by name, lazy loads, remembered digests) | 88 ms | 200 / 260 / 298 / 294 / 602 |",
   "| 2026-12-03 04:23 (+ the engine's checkpoint on first use, the code cache taken before the command, plan in waves) | 79 ms | 145 / 207 / 249 / 262 / 541 |",
   "| 2026-12-03 04:38 (and a plan wave from a plain loop) | 65 ms | 170 / 227 / 312 / 315 / 540 |",
-  "| 2026-12-03 11:19 (the LM head at the loss positions, HTTP client only for remote engines; the table above) | 87 ms | 189 / 228 / 302 / 316 / 579 |",
+  "| 2026-12-03 11:19 (the LM head at the loss positions, HTTP client only for remote engines) | 87 ms | 189 / 228 / 302 / 316 / 579 |",
   "| 2026-12-03 12:28 (the same code, medians of 9, a faster period) | 76 ms | – / – / 278 / 289 / – |",
   "| 2026-12-03 12:32 (the same code, this benchmark) | 97 ms | 160 / 255 / 312 / 341 / 655 |",
   "| 2026-12-03 18:06 (+ a recipe file's parse remembered by its bytes; the paper recipe's `plan` 392, `validate` 303) | 88 ms | 180 / 272 / 286 / 293 / 648 |",
@@ -218,7 +222,7 @@ const STARTUP_NOTES = [
 ]
 
 /** The cold quickstart's speed, measured by hand as interleaved runs of two commits. */
-const SOAK_NOTES = [
+const QUICKSTART_NOTES = [
   "### The cold quickstart, interleaved with the code before (measured by hand, 2026-12-02)",
   "",
   "This VM's speed drifts by ±15% within minutes, so a speed-up is only shown by runs of the old",
@@ -334,7 +338,7 @@ const SOAK_NOTES = [
   "  JavaScript. JavaScript glue is not where the time goes.",
   "- Landed 2026-12-03 (measured 17:00–17:50): a node's dependents start as soon as its output is encoded,",
   "  before its object and index entry are written; a node is indexed only after its inputs, so the index",
-  "  still grows in dependency order (the soak above, re-measured with it: 30 SIGKILLs, nothing differs).",
+  "  still grows in dependency order (the soak below, re-measured with it: 30 SIGKILLs, nothing differs).",
   "  Four interleaved pairs of cold quickstarts (before, after, before, after, then after, before, after,",
   "  before; every node's output identical): from an update to the next step's first rollout 1.28 / 1.48 /",
   "  1.12 / 1.26 s summed before, 0.56 / 0.61 / 0.48 / 0.51 s after; from a step's last rollout to its update",
@@ -365,7 +369,7 @@ const SOAK_NOTES = [
 ]
 
 /** Hand-written notes under a section; not regenerated. */
-const NOTES: Partial<Record<BenchId, ReadonlyArray<string>>> = { engine: PROFILE_NOTES, startup: STARTUP_NOTES, soak: SOAK_NOTES }
+const NOTES: Partial<Record<BenchId, ReadonlyArray<string>>> = { engine: PROFILE_NOTES, startup: STARTUP_NOTES, quickstart: QUICKSTART_NOTES }
 
 const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
   `Measured ${when.toISOString().slice(0, 16).replace("T", " ")} UTC. Machine: ${machineLine(machine)}.`
@@ -373,7 +377,7 @@ const stamp = (when: Date, machine: ReturnType<typeof describeMachine>) =>
 const main = async () => {
   const args = parseArgs(process.argv.slice(2))
   const log = (line: string) => console.log(line)
-  const sections: Record<BenchId, string | undefined> = { engine: undefined, startup: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, soak: undefined, "soak-offpolicy": undefined, async: undefined, learning: undefined }
+  const sections: Record<BenchId, string | undefined> = { engine: undefined, startup: undefined, store: undefined, ingest: undefined, model: undefined, judge: undefined, quickstart: undefined, soak: undefined, "soak-offpolicy": undefined, async: undefined, learning: undefined }
   const t0 = performance.now()
   for (const id of args.benches) {
     const machine = describeMachine()
@@ -392,6 +396,8 @@ const main = async () => {
       ? (await Judge.run({ repeats: args.repeats ?? 3, log })).markdown
       : id === "async"
       ? (await Async.run({ log })).markdown
+      : id === "quickstart"
+      ? (await Quickstart.run({ repeats: args.repeats ?? 3, log })).markdown
       : id === "learning"
       ? (await Learning.run({ log })).markdown
       : id === "soak-offpolicy"
