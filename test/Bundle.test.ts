@@ -41,6 +41,20 @@ describe("the prebuilt command", () => {
     expect(bundled.stdout).toContain("polaris")
   }, 60_000)
 
+  it("is plain ASCII (read as latin1) and splits stories as the sources do: the text rules' non-ASCII patterns survive the escaping", async () => {
+    for (const file of readdirSync(join(ROOT, "dist", "cli")).filter((f) => f.endsWith(".cjs"))) {
+      expect(/[^\x00-\x7f]/.test(readFileSync(join(ROOT, "dist", "cli", file), "utf8")), file).toBe(false)
+    }
+    const args = ["data", "split", "examples/anthologies", "--json"]
+    const bundled = await polaris(args, { env: BUNDLE })
+    const sources = await polaris(args, { env: SOURCES })
+    expect(used(bundled.stderr)).toBe("bundle")
+    expect(bundled.status).toBe(0)
+    expect(bundled.stdout).toBe(sources.stdout)
+    // Titles with curly quotes and em dashes: the rules that match them ran on this text.
+    expect(bundled.stdout).toMatch(/[\u2018\u2019\u201c\u201d\u2014]/)
+  }, 60_000)
+
   it("a changed source makes it stale: the sources run until it is rebuilt", async () => {
     const file = join(ROOT, "src", "text", "WordCount.ts")
     const { atime, mtime } = statSync(file)
