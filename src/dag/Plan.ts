@@ -56,85 +56,120 @@ export interface PlanResult {
   readonly unchecked: ReadonlyArray<string>
 }
 
-/** Plans `pipeline` against the store in context, with the engines in context (when provided). */
+/**
+ * The waves of a pipeline: each wave's nodes take inputs from earlier waves only. A node's key
+ * needs its inputs' digests, so nodes are looked up wave by wave, each wave's index entries read
+ * together (a 1,000-node DAG: 10 waves of concurrent reads, not 1,000 reads one after another).
+ */
+const wavesOf = (nodes: ReadonlyArray<PipelineNode>): Array<Array<PipelineNode>> => {
+  const waveOf = new Map<string, number>()
+  const waves: Array<Array<PipelineNode>> = []
+  for (const node of nodes) {
+    let wave = 0
+    for (const wire of Object.values(node.inputs)) {
+      for (const id of wireIds(wire)) wave = Math.max(wave, (waveOf.get(id) ?? -1) + 1)
+    }
+    waveOf.set(node.id, wave)
+    const same = waves[wave] ?? (waves[wave] = [])
+    same.push(node)
+  }
+  return waves
+}
+
+/** What one planning pass knows so far. */
+interface Known {
+  readonly services: Context.Context<never>
+  readonly fingerprints: Map<string, string>
+  readonly digests: Map<string, string>
+  readonly unchecked: Set<string>
+  readonly status: Map<string, NodeStatus>
+}
+
+/** A wave's nodes whose keys can be computed now; the others are marked `after`. */
+const keysOf = (wave: ReadonlyArray<PipelineNode>, known: Known): Array<{ readonly node: PipelineNode; readonly key: string }> => {
+  const keyed: Array<{ readonly node: PipelineNode; readonly key: string }> = []
+  for (const node of wave) {
+    const inputs: Record<string, string> = {}
+    let ready = true
+    for (const [name, wire] of Object.entries(node.inputs)) {
+      const ds = wireIds(wire).map((id) => known.digests.get(id))
+      if (ds.some((d) => d === undefined)) ready = false
+      else inputs[name] = typeof wire === "string" ? ds[0]! : digest({ list: ds })
+    }
+    const engines: Record<string, string> = {}
+    for (const engine of node.stage.engines) {
+      const service = Context.getOrUndefined(known.services, engine)
+      if (service === undefined) {
+        known.unchecked.add(engine.key)
+        ready = false
+      } else engines[engine.key] = service.fingerprint
+    }
+    if (!ready) {
+      known.status.set(node.id, "after")
+      continue
+    }
+    keyed.push({
+      node,
+      key: CacheKey.nodeKey(CacheKey.components({
+        stage: node.stage.name,
+        version: node.stage.version,
+        source: fingerprintStage(node.stage.source, known.fingerprints),
+        params: node.params,
+        inputs,
+        engines
+      }))
+    })
+  }
+  return keyed
+}
+
+/** Per engine, over the nodes that would run. */
+const totalsOf = (nodes: ReadonlyArray<NodePlan>) => {
+  const counts = { cached: 0, run: 0, after: 0 }
+  const totals: Record<string, { calls: number; input_tokens: number; output_tokens: number; usd: number }> = {}
+  for (const n of nodes) {
+    counts[n.status]++
+    for (const e of n.estimates) {
+      const t = totals[e.engine] ?? { calls: 0, input_tokens: 0, output_tokens: 0, usd: 0 }
+      totals[e.engine] = { calls: t.calls + e.calls, input_tokens: t.input_tokens + e.input_tokens, output_tokens: t.output_tokens + e.output_tokens, usd: t.usd + e.usd }
+    }
+  }
+  return { counts, totals }
+}
+
+/**
+ * Plans `pipeline` against the store in context, with the engines in context (when provided).
+ * The loops over nodes are plain functions, not the generator's body: V8 optimizes a hot loop
+ * while it runs (on-stack replacement) except in a generator, where a paper-scale plan's 7,387
+ * nodes ran interpreted (measured: the estimates pass took 29-35 ms in the generator, 10-15 ms here).
+ */
 export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?: Estimator } = {}): Effect.Effect<PlanResult, StoreError, ArtifactStore> =>
   Effect.gen(function*() {
     const store = yield* ArtifactStore
-    const services = yield* Effect.context<never>()
-    const fingerprints = new Map<string, string>()
-    const digests = new Map<string, string>()
-    const unchecked = new Set<string>()
-    const status = new Map<string, NodeStatus>()
-    // A node's key needs its inputs' digests, so nodes are looked up in waves: each wave's nodes
-    // take inputs from earlier waves only, and their index entries are read together (a 1,000-node
-    // DAG: 10 waves of concurrent reads, not 1,000 reads one after another).
-    const waveOf = new Map<string, number>()
-    const waves: Array<Array<PipelineNode>> = []
-    for (const node of pipeline.nodes) {
-      let wave = 0
-      for (const wire of Object.values(node.inputs)) {
-        for (const id of wireIds(wire)) wave = Math.max(wave, (waveOf.get(id) ?? -1) + 1)
-      }
-      waveOf.set(node.id, wave)
-      const same = waves[wave] ?? (waves[wave] = [])
-      same.push(node)
-    }
-    for (const wave of waves) {
-      const keyed: Array<{ readonly node: PipelineNode; readonly key: string }> = []
-      for (const node of wave) {
-        const inputs: Record<string, string> = {}
-        let known = true
-        for (const [name, wire] of Object.entries(node.inputs)) {
-          const ds = wireIds(wire).map((id) => digests.get(id))
-          if (ds.some((d) => d === undefined)) known = false
-          else inputs[name] = typeof wire === "string" ? ds[0]! : digest({ list: ds })
-        }
-        const engines: Record<string, string> = {}
-        for (const engine of node.stage.engines) {
-          const service = Context.getOrUndefined(services, engine)
-          if (service === undefined) {
-            unchecked.add(engine.key)
-            known = false
-          } else engines[engine.key] = service.fingerprint
-        }
-        if (!known) {
-          status.set(node.id, "after")
-          continue
-        }
-        keyed.push({
-          node,
-          key: CacheKey.nodeKey(CacheKey.components({
-            stage: node.stage.name,
-            version: node.stage.version,
-            source: fingerprintStage(node.stage.source, fingerprints),
-            params: node.params,
-            inputs,
-            engines
-          }))
-        })
-      }
+    const known: Known = { services: yield* Effect.context<never>(), fingerprints: new Map(), digests: new Map(), unchecked: new Set(), status: new Map() }
+    for (const wave of wavesOf(pipeline.nodes)) {
+      const keyed = keysOf(wave, known)
+      // Most waves of a plan on a new store have no known key: nothing to read.
+      if (keyed.length === 0) continue
       const entries = yield* Effect.forEach(keyed, ({ key }) => store.readNode(key), { concurrency: 32 })
       keyed.forEach(({ node }, i) => {
         const entry = entries[i]
-        if (entry !== undefined) digests.set(node.id, entry.object)
-        status.set(node.id, entry !== undefined ? "cached" : "run")
+        if (entry !== undefined) known.digests.set(node.id, entry.object)
+        known.status.set(node.id, entry !== undefined ? "cached" : "run")
       })
     }
-    const nodes: Array<NodePlan> = []
-    for (const node of pipeline.nodes) {
-      const s = status.get(node.id)!
-      const estimated = s === "cached" ? [] : options.estimate?.(node) ?? []
-      const estimates = Effect.isEffect(estimated) ? yield* estimated : estimated
-      nodes.push({ id: node.id, stage: node.stage.name, status: s, estimates })
+    const nodes = pipeline.nodes.map((node): NodePlan | { readonly effect: Effect.Effect<ReadonlyArray<Estimate>>; readonly plan: NodePlan } => {
+      const status = known.status.get(node.id)!
+      const plan = { id: node.id, stage: node.stage.name, status, estimates: [] }
+      const estimates = status === "cached" ? [] : options.estimate?.(node) ?? []
+      // An estimate that reads something is an Effect (asked only for nodes that would run).
+      return Effect.isEffect(estimates) ? { effect: estimates, plan } : { ...plan, estimates }
+    })
+    const reading = nodes.flatMap((n, i) => ("effect" in n ? [i] : []))
+    for (const i of reading) {
+      const n = nodes[i] as { readonly effect: Effect.Effect<ReadonlyArray<Estimate>>; readonly plan: NodePlan }
+      nodes[i] = { ...n.plan, estimates: yield* n.effect }
     }
-    const counts = { cached: 0, run: 0, after: 0 }
-    const totals: Record<string, { calls: number; input_tokens: number; output_tokens: number; usd: number }> = {}
-    for (const n of nodes) {
-      counts[n.status]++
-      for (const e of n.estimates) {
-        const t = totals[e.engine] ?? { calls: 0, input_tokens: 0, output_tokens: 0, usd: 0 }
-        totals[e.engine] = { calls: t.calls + e.calls, input_tokens: t.input_tokens + e.input_tokens, output_tokens: t.output_tokens + e.output_tokens, usd: t.usd + e.usd }
-      }
-    }
-    return { nodes, counts, totals, unchecked: [...unchecked] }
+    const planned = nodes as Array<NodePlan>
+    return { nodes: planned, ...totalsOf(planned), unchecked: [...known.unchecked] }
   })

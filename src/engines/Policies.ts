@@ -53,7 +53,7 @@ const backends = {
 }
 // The remote engines' HTTP client, loaded with them (effect/http: ~12 ms of a command's start-up,
 // which an embedded or simulated engine never pays).
-const fetchClient = Layer.unwrap(Effect.promise(() => import("effect/http")).pipe(Effect.map((http) => http.FetchHttpClient.layer)))
+const fetchClient = Layer.unwrap(Effect.promise(() => import("./FetchClient.ts")).pipe(Effect.map((client) => client.layer)))
 const loading = <A>(load: () => Promise<A>) => Effect.promise(load)
 
 /**
