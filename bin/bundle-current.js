@@ -1,10 +1,10 @@
 // Whether dist/cli/ was built from exactly the files on disk now (scripts/build-cli.mjs records
 // each input's size and mtime, and package-lock.json's): the one check bin/polaris.js, the
 // start-up benchmark and the bundle test share.
-import { readFileSync, statSync } from "node:fs"
+const { readFileSync, statSync } = require("node:fs")
 
 /** @param {URL} root the project's folder, as a file URL ending in "/" @returns {boolean} */
-export const bundleIsCurrent = (root) => {
+exports.bundleIsCurrent = (root) => {
   try {
     const { lock, inputs } = JSON.parse(readFileSync(new URL("dist/cli/inputs.json", root), "utf8"))
     /** @param {string} path @param {[number, number]} stamp */
