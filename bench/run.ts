@@ -239,6 +239,11 @@ const STARTUP_NOTES = [
 
 /** The cold quickstart's speed, measured by hand as interleaved runs of two commits. */
 const QUICKSTART_NOTES = [
+  "The VM moves between host generations from one session to the next: the table above ran on family 26 model 2",
+  "(2.1 GHz), where the start-up commands are slow (`node -e 0` 98-133 ms) but onnxruntime and the quickstart fast",
+  "(65.9-75.4 s); on family 25 model 17 (2.6 GHz) the quickstart took 75.5-80.7 s at 18:40-19:07 (`node -e 0` about",
+  "60 ms) and 97.0 s at 18:32 (a slow hour), with the same outputs.",
+  "",
   "### The cold quickstart, interleaved with the code before (measured by hand, 2026-12-02)",
   "",
   "This VM's speed drifts by ±15% within minutes, so a speed-up is only shown by runs of the old",
