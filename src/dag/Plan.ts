@@ -18,7 +18,7 @@ import { ArtifactStore, type StoreError } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
 import { digest } from "./Canonical.ts"
 import { fingerprintStage } from "./Fingerprint.ts"
-import { type Pipeline, type PipelineNode, wireIds } from "./Pipeline.ts"
+import { type InputWire, type Pipeline, type PipelineNode } from "./Pipeline.ts"
 
 /** What executing one node is expected to cost on one engine. */
 export interface Estimate {
@@ -64,10 +64,13 @@ export interface PlanResult {
 const wavesOf = (nodes: ReadonlyArray<PipelineNode>): Array<Array<PipelineNode>> => {
   const waveOf = new Map<string, number>()
   const waves: Array<Array<PipelineNode>> = []
+  const after = (id: string) => (waveOf.get(id) ?? -1) + 1
   for (const node of nodes) {
     let wave = 0
-    for (const wire of Object.values(node.inputs)) {
-      for (const id of wireIds(wire)) wave = Math.max(wave, (waveOf.get(id) ?? -1) + 1)
+    for (const name in node.inputs) {
+      const wire = node.inputs[name]!
+      if (typeof wire === "string") wave = Math.max(wave, after(wire))
+      else for (const id of wire) wave = Math.max(wave, after(id))
     }
     waveOf.set(node.id, wave)
     const same = waves[wave] ?? (waves[wave] = [])
@@ -85,16 +88,31 @@ interface Known {
   readonly status: Map<string, NodeStatus>
 }
 
+/** What a wire hands its node: its input's digest, or a list's; undefined while one is unknown. */
+const wireDigest = (wire: InputWire, digests: ReadonlyMap<string, string>): string | undefined => {
+  if (typeof wire === "string") return digests.get(wire)
+  const list: Array<string> = []
+  for (const id of wire) {
+    const d = digests.get(id)
+    if (d === undefined) return undefined
+    list.push(d)
+  }
+  return digest({ list })
+}
+
 /** A wave's nodes whose keys can be computed now; the others are marked `after`. */
 const keysOf = (wave: ReadonlyArray<PipelineNode>, known: Known): Array<{ readonly node: PipelineNode; readonly key: string }> => {
   const keyed: Array<{ readonly node: PipelineNode; readonly key: string }> = []
   for (const node of wave) {
     const inputs: Record<string, string> = {}
     let ready = true
-    for (const [name, wire] of Object.entries(node.inputs)) {
-      const ds = wireIds(wire).map((id) => known.digests.get(id))
-      if (ds.some((d) => d === undefined)) ready = false
-      else inputs[name] = typeof wire === "string" ? ds[0]! : digest({ list: ds })
+    for (const name in node.inputs) {
+      const d = wireDigest(node.inputs[name]!, known.digests)
+      if (d === undefined) {
+        ready = false
+        break
+      }
+      inputs[name] = d
     }
     const engines: Record<string, string> = {}
     for (const engine of node.stage.engines) {
