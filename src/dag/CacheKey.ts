@@ -31,6 +31,9 @@ export const components = (parts: {
   engines: parts.engines
 })
 
+/** A list input's digest in a key: its elements' digests, in order (the executor and `plan` alike). */
+export const listDigest = (digests: ReadonlyArray<string>): string => digest({ list: digests })
+
 /** The node key of its components. */
 export const nodeKey = (c: KeyComponents): string => digest({ kind: "node", ...c })
 

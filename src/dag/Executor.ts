@@ -401,8 +401,7 @@ export const run = <R, O>(
             upstream.push(yield* Deferred.await(deferreds.get(from)!).pipe(Effect.mapError(() => new UpstreamFailed({ node: from }))))
           }
           wired.push({ name, wire, upstream })
-          // A list enters the key as its elements' digests in order.
-          inputDigests[name] = typeof wire === "string" ? upstream[0]!.digest : digest({ list: upstream.map((u) => u.digest) })
+          inputDigests[name] = typeof wire === "string" ? upstream[0]!.digest : CacheKey.listDigest(upstream.map((u) => u.digest))
         }
         // The input values, wanted only when the node executes (the key needs the digests alone).
         const inputValues = Effect.gen(function*() {

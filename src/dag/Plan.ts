@@ -16,7 +16,6 @@
 import { Context, Effect } from "effect"
 import { ArtifactStore, type StoreError } from "./ArtifactStore.ts"
 import * as CacheKey from "./CacheKey.ts"
-import { digest } from "./Canonical.ts"
 import { fingerprintStage } from "./Fingerprint.ts"
 import { type InputWire, type Pipeline, type PipelineNode } from "./Pipeline.ts"
 
@@ -97,7 +96,7 @@ const wireDigest = (wire: InputWire, digests: ReadonlyMap<string, string>): stri
     if (d === undefined) return undefined
     list.push(d)
   }
-  return digest({ list })
+  return CacheKey.listDigest(list)
 }
 
 /** A wave's nodes whose keys can be computed now; the others are marked `after`. */
@@ -176,18 +175,13 @@ export const plan = (pipeline: Pipeline<any, any>, options: { readonly estimate?
         known.status.set(node.id, entry !== undefined ? "cached" : "run")
       })
     }
-    const nodes = pipeline.nodes.map((node): NodePlan | { readonly effect: Effect.Effect<ReadonlyArray<Estimate>>; readonly plan: NodePlan } => {
+    const pending = pipeline.nodes.map((node) => {
       const status = known.status.get(node.id)!
-      const plan = { id: node.id, stage: node.stage.name, status, estimates: [] }
-      const estimates = status === "cached" ? [] : options.estimate?.(node) ?? []
-      // An estimate that reads something is an Effect (asked only for nodes that would run).
-      return Effect.isEffect(estimates) ? { effect: estimates, plan } : { ...plan, estimates }
+      return { id: node.id, stage: node.stage.name, status, estimates: status === "cached" ? [] : options.estimate?.(node) ?? [] }
     })
-    const reading = nodes.flatMap((n, i) => ("effect" in n ? [i] : []))
-    for (const i of reading) {
-      const n = nodes[i] as { readonly effect: Effect.Effect<ReadonlyArray<Estimate>>; readonly plan: NodePlan }
-      nodes[i] = { ...n.plan, estimates: yield* n.effect }
-    }
-    const planned = nodes as Array<NodePlan>
+    // An estimate that reads something is an Effect (asked only for nodes that would run).
+    const reading = pending.flatMap((n, i) => (Effect.isEffect(n.estimates) ? [[i, n.estimates] as const] : []))
+    const planned = pending as Array<NodePlan>
+    for (const [i, estimates] of reading) planned[i] = { ...pending[i]!, estimates: yield* estimates }
     return { nodes: planned, ...totalsOf(planned), unchecked: [...known.unchecked] }
   })
