@@ -55,6 +55,20 @@ describe("the prebuilt command", () => {
     expect(bundled.stdout).toMatch(/[\u2018\u2019\u201c\u201d\u2014]/)
   }, 60_000)
 
+  it("exits as soon as its command is done, with all of its output and its exit status", async () => {
+    // 2.3 MB through a pipe, far past the pipe's buffer: the launcher's exit must not cut it short.
+    const args = ["dag", "recipes/polaris-qwen3.5-9b.yaml", "--format", "dot"]
+    const bundled = await polaris(args, { env: BUNDLE })
+    const sources = await polaris(args, { env: SOURCES })
+    expect(used(bundled.stderr)).toBe("bundle")
+    expect(bundled.status).toBe(0)
+    expect(bundled.stdout.length).toBeGreaterThan(1_000_000)
+    expect(bundled.stdout).toBe(sources.stdout)
+    const failed = await polaris(["validate", "no-such-recipe.yaml"], { env: BUNDLE })
+    expect(failed.status).toBe(2)
+    expect(failed.stderr).toContain("no-such-recipe.yaml: cannot read the recipe")
+  }, 60_000)
+
   it("a changed source makes it stale: the sources run until it is rebuilt", async () => {
     const file = join(ROOT, "src", "text", "WordCount.ts")
     const { atime, mtime } = statSync(file)
