@@ -95,37 +95,48 @@ const wireShape = (wire: InputWire, block: StepBlock, previous: StepBlock | unde
   typeof wire === "string" ? inputShape(wire, block, previous) : `[${wire.map((from) => inputShape(from, block, previous)).join(",")}]`
 
 /**
- * Whether step `block` repeats the shape of `ref`: the same nodes (local ids, stages, versions,
- * resources) wired the same way. An input `ref` takes from outside the loop may come from the
- * previous step in `block` (the loop's carried state); those are collected in `carried`.
+ * A step's shape, worked out once per step (comparing steps then only compares strings): per
+ * node its local id, stage, version and resource; per input of each node, in order, the input
+ * (`local.name`) and what its wire reads.
  */
-const sameShape = (
-  ref: { readonly block: StepBlock; readonly previous: StepBlock | undefined },
-  block: StepBlock,
-  previous: StepBlock,
-  carried: Set<string>
-): boolean => {
-  if (ref.block.nodes.length !== block.nodes.length) return false
-  const found: Array<string> = []
-  for (let i = 0; i < block.nodes.length; i++) {
-    const a = ref.block.nodes[i]!
-    const b = block.nodes[i]!
-    const local = b.id.slice(block.scope.length)
-    if (a.id.slice(ref.block.scope.length) !== local) return false
-    if (a.stage.name !== b.stage.name || a.stage.version !== b.stage.version || resourceOf(a) !== resourceOf(b)) return false
-    const namesA = Object.keys(a.inputs)
-    const namesB = Object.keys(b.inputs)
-    if (namesA.join("\u0000") !== namesB.join("\u0000")) return false
-    for (const name of namesB) {
-      const sa = wireShape(a.inputs[name]!, ref.block, ref.previous)
-      const sb = wireShape(b.inputs[name]!, block, previous)
-      if (sa === sb) continue
-      if (sb.startsWith("prev:") && sa.startsWith("ext:")) {
-        found.push(`${local}.${name} <- previous step's ${sb.slice("prev:".length)}`)
-        continue
-      }
-      return false
+interface StepShape {
+  readonly nodes: ReadonlyArray<string>
+  readonly inputs: ReadonlyArray<string>
+  readonly wires: ReadonlyArray<string>
+}
+
+const shapeOf = (block: StepBlock, previous: StepBlock | undefined): StepShape => {
+  const nodes: Array<string> = []
+  const inputs: Array<string> = []
+  const wires: Array<string> = []
+  for (const node of block.nodes) {
+    const local = node.id.slice(block.scope.length)
+    const names = Object.keys(node.inputs)
+    nodes.push(`${local}\u0000${node.stage.name}\u0000${node.stage.version}\u0000${resourceOf(node)}\u0000${names.length}`)
+    for (const name of names) {
+      inputs.push(`${local}.${name}`)
+      wires.push(wireShape(node.inputs[name]!, block, previous))
     }
+  }
+  return { nodes, inputs, wires }
+}
+
+/**
+ * Whether a step of shape `shape` repeats `ref`: the same nodes (local ids, stages, versions,
+ * resources) wired the same way. An input `ref` takes from outside the loop may come from the
+ * previous step (the loop's carried state); those are collected in `carried`.
+ */
+const sameShape = (ref: StepShape, shape: StepShape, carried: Set<string>): boolean => {
+  if (ref.nodes.length !== shape.nodes.length || ref.inputs.length !== shape.inputs.length) return false
+  for (let i = 0; i < shape.nodes.length; i++) if (ref.nodes[i] !== shape.nodes[i]) return false
+  const found: Array<string> = []
+  for (let i = 0; i < shape.inputs.length; i++) {
+    if (ref.inputs[i] !== shape.inputs[i]) return false
+    const a = ref.wires[i]!
+    const b = shape.wires[i]!
+    if (a === b) continue
+    if (!b.startsWith("prev:") || !a.startsWith("ext:")) return false
+    found.push(`${shape.inputs[i]} <- previous step's ${b.slice("prev:".length)}`)
   }
   for (const f of found) carried.add(f)
   return true
@@ -142,8 +153,8 @@ const textRows = (nodes: ReadonlyArray<PipelineNode>, base: string, depth: numbe
     }
     const { steps } = segment
     // Steps shown in full; a later step that repeats one of them (the latest first) is folded.
-    const shown: Array<{ readonly block: StepBlock; readonly previous: StepBlock | undefined }> = []
-    let run: { ref: StepBlock; blocks: Array<StepBlock>; carried: Set<string> } | undefined
+    const shown: Array<{ readonly block: StepBlock; readonly shape: StepShape }> = []
+    let run: { ref: StepBlock; refShape: StepShape; blocks: Array<StepBlock>; carried: Set<string> } | undefined
     const flush = () => {
       if (run === undefined) return
       const loopName = run.ref.loop.slice(0, -1)
@@ -154,28 +165,29 @@ const textRows = (nodes: ReadonlyArray<PipelineNode>, base: string, depth: numbe
     }
     steps.forEach((block, k) => {
       const previous = steps[k - 1]
+      const shape = shapeOf(block, previous)
       if (previous !== undefined) {
-        const repeats = (ref: StepBlock): Set<string> | undefined => {
+        const repeats = (ref: StepShape): Set<string> | undefined => {
           const carried = new Set<string>()
-          return sameShape(shown.find((s) => s.block === ref)!, block, previous, carried) ? carried : undefined
+          return sameShape(ref, shape, carried) ? carried : undefined
         }
-        const same = run === undefined ? undefined : repeats(run.ref)
+        const same = run === undefined ? undefined : repeats(run.refShape)
         if (run !== undefined && same !== undefined) {
           run.blocks.push(block)
           for (const c of same) run.carried.add(c)
           return
         }
-        for (const { block: ref } of [...shown].reverse()) {
-          const carried = repeats(ref)
+        for (let i = shown.length - 1; i >= 0; i--) {
+          const carried = repeats(shown[i]!.shape)
           if (carried === undefined) continue
           flush()
-          run = { ref, blocks: [block], carried }
+          run = { ref: shown[i]!.block, refShape: shown[i]!.shape, blocks: [block], carried }
           return
         }
       }
       flush()
       textRows(block.nodes, block.scope, depth + 1, rows)
-      shown.push({ block, previous })
+      shown.push({ block, shape })
     })
     flush()
   }
