@@ -33,4 +33,63 @@ describe("canonicalJson", () => {
     expect(canonicalJson({ headers: [key, "a"] })).toBe('{"headers":[null,"a"]}')
     expect(canonicalJson({ headers: [key] }, "mask")).toBe('{"headers":["${KEY}"]}')
   })
+
+  it("writes what a plain sort-every-object reference writes, on 2,000 random values (keys in and out of order, integer-like keys, -0, undefined, secrets, nesting)", () => {
+    // The reference: a fresh object per level with its keys inserted in sorted order, every time.
+    const reference = (v: unknown): unknown => {
+      if (Redacted.isRedacted(v) || v === undefined) return undefined
+      if (typeof v === "number") return Object.is(v, -0) ? 0 : v
+      if (Array.isArray(v)) return v.map((x) => reference(x) ?? null)
+      if (v !== null && typeof v === "object") {
+        const out: Record<string, unknown> = {}
+        for (const k of Object.keys(v).sort()) {
+          const r = reference((v as Record<string, unknown>)[k])
+          if (r !== undefined) out[k] = r
+        }
+        return out
+      }
+      return v
+    }
+    // mulberry32: integer arithmetic only, so every bit of the state is exact.
+    let seed = 7
+    const rand = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+      return ((t ^ (t >>> 14)) >>> 0) % n
+    }
+    let unsorted = 0
+    let sorted = 0
+    const KEYS = ["a", "b", "c", "z", "10", "2", "0", "a_b", "B", "\u00e9"]
+    const value = (depth: number): unknown => {
+      switch (rand(depth > 3 ? 6 : 9)) {
+        case 0: return rand(2) === 0 ? -0 : rand(1000) - 500
+        case 1: return ["x", "", "é"][rand(3)]
+        case 2: return [true, false, null][rand(3)]
+        case 3: return undefined
+        case 4: return Redacted.make("secret")
+        case 5: return rand(7) / 8
+        case 6: return Array.from({ length: rand(4) }, () => value(depth + 1))
+        default: {
+          const o: Record<string, unknown> = {}
+          const ks = Array.from({ length: rand(5) }, () => KEYS[rand(KEYS.length)]!)
+          if (rand(2) === 0) ks.sort()
+          for (const k of ks) o[k] = value(depth + 1)
+          if (Object.keys(o).join() !== Object.keys(o).sort().join()) unsorted++
+          else if (ks.length > 1) sorted++
+          return o
+        }
+      }
+    }
+    for (let i = 0; i < 2000; i++) {
+      const v = value(0)
+      const before = JSON.stringify(v)
+      expect(canonicalJson(v)).toBe(JSON.stringify(reference(v) ?? null))
+      // The value itself is never changed.
+      expect(JSON.stringify(v)).toBe(before)
+    }
+    // Both kinds were met: objects with their keys in order and out of it.
+    expect(unsorted).toBeGreaterThan(100)
+    expect(sorted).toBeGreaterThan(100)
+  })
 })
