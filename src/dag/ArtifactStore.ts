@@ -19,7 +19,7 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, join } from "node:path"
-import { Context, Data, Effect, Layer, Schema } from "effect"
+import { Context, Data, Effect, Layer, Option, Schema } from "effect"
 import { sha256 } from "./Canonical.ts"
 import { atomicWrite, ensureDir, readIfExists, syncDir, tempName } from "./internal/files.ts"
 import * as KeyLock from "./KeyLock.ts"
@@ -111,8 +111,25 @@ export type MemoEntry = typeof MemoEntry.Type
 /** Which index. */
 export type IndexKind = "nodes" | "memo"
 
-const decodeNode = Schema.decodeUnknownOption(Schema.fromJsonString(NodeEntry))
-const decodeMemo = Schema.decodeUnknownOption(Schema.fromJsonString(MemoEntry))
+/**
+ * An index entry's text decoded: JSON.parse, then the schema. What `Schema.fromJsonString` does,
+ * without its JSON step's machinery, which doubled the time a cached run of 1,000 nodes spends
+ * decoding their entries (they are decoded one by one, before V8 has optimized anything).
+ */
+const indexDecoder = <A>(schema: Schema.Decoder<A>) => {
+  const decode = Schema.decodeUnknownOption(schema)
+  return (text: string): Option.Option<A> => {
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch {
+      return Option.none()
+    }
+    return decode(json)
+  }
+}
+const decodeNode = indexDecoder(NodeEntry)
+const decodeMemo = indexDecoder(MemoEntry)
 
 /** The store's directories. */
 export interface StorePaths {
@@ -235,7 +252,7 @@ export const make = (root: string): ArtifactStore["Service"] => {
     })
   }
 
-  const readIndex = <A>(dir: string, key: string, decode: (s: string) => import("effect").Option.Option<A>) => {
+  const readIndex = <A>(dir: string, key: string, decode: (s: string) => Option.Option<A>) => {
     const path = shard(dir, key, ".json")
     return Effect.map(attempt("read", path, () => readIfExists(path)), (bytes) => {
       if (bytes === undefined) return undefined
