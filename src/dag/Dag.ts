@@ -154,11 +154,11 @@ const textRows = (nodes: ReadonlyArray<PipelineNode>, base: string, depth: numbe
     const { steps } = segment
     // Steps shown in full; a later step that repeats one of them (the latest first) is folded.
     const shown: Array<{ readonly block: StepBlock; readonly shape: StepShape }> = []
-    let run: { ref: StepBlock; refShape: StepShape; blocks: Array<StepBlock>; carried: Set<string> } | undefined
+    let run: { ref: (typeof shown)[number]; blocks: Array<StepBlock>; carried: Set<string> } | undefined
     const flush = () => {
       if (run === undefined) return
-      const loopName = run.ref.loop.slice(0, -1)
-      const shape = run.ref === shown[shown.length - 1]?.block ? "this shape" : `the shape of step ${run.ref.step}`
+      const loopName = run.ref.block.loop.slice(0, -1)
+      const shape = run.ref === shown[shown.length - 1] ? "this shape" : `the shape of step ${run.ref.block.step}`
       const note = run.carried.size > 0 ? ` (${[...run.carried].join(", ")})` : ""
       rows.push({ _tag: "note", depth: depth + 1, text: `... ${loopName}: ${stepRange(run.blocks)} ${shape}${note}` })
       run = undefined
@@ -171,7 +171,7 @@ const textRows = (nodes: ReadonlyArray<PipelineNode>, base: string, depth: numbe
           const carried = new Set<string>()
           return sameShape(ref, shape, carried) ? carried : undefined
         }
-        const same = run === undefined ? undefined : repeats(run.refShape)
+        const same = run === undefined ? undefined : repeats(run.ref.shape)
         if (run !== undefined && same !== undefined) {
           run.blocks.push(block)
           for (const c of same) run.carried.add(c)
@@ -181,7 +181,7 @@ const textRows = (nodes: ReadonlyArray<PipelineNode>, base: string, depth: numbe
           const carried = repeats(shown[i]!.shape)
           if (carried === undefined) continue
           flush()
-          run = { ref: shown[i]!.block, refShape: shown[i]!.shape, blocks: [block], carried }
+          run = { ref: shown[i]!, blocks: [block], carried }
           return
         }
       }
