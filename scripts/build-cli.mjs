@@ -96,8 +96,41 @@ const lazySegmenter = {
 const banner = [
   `const __polarisRoot = require("node:url").pathToFileURL(require("node:path").join(__dirname, "..", "..") + "/");`,
   `const __polarisUrl = (rel) => new URL(rel, __polarisRoot).href;`,
-  `const __polarisPath = (rel) => require("node:url").fileURLToPath(new URL(rel === "" ? "." : rel, __polarisRoot)).replace(/\\/$/, "");`
+  `const __polarisPath = (rel) => require("node:url").fileURLToPath(new URL(rel === "" ? "." : rel, __polarisRoot)).replace(/\\/$/, "");`,
+  // See lazyBuiltins below. `esm`: the namespace of `import * as X`, whose default is the module.
+  `const __polarisLazy = (id, esm) => {`,
+  `  let m;`,
+  `  const load = () => (m ??= require(id));`,
+  `  return new Proxy({}, {`,
+  `    get: (_, k) => (esm && k === "default" ? load() : load()[k]),`,
+  `    has: (_, k) => (esm && k === "default") || k in load(),`,
+  `    ownKeys: () => [...Reflect.ownKeys(load()), ...(esm ? ["default"] : [])],`,
+  `    getOwnPropertyDescriptor: (_, k) => (esm && k === "default" ? { value: load(), enumerable: true, configurable: true } : { ...Reflect.getOwnPropertyDescriptor(load(), k), configurable: true })`,
+  `  });`,
+  `};`
 ].join("\n")
+
+/**
+ * Node built-in modules that a command which runs nothing never calls, required on first use
+ * instead of when the bundle loads: node compiles a built-in's JavaScript the first time it is
+ * required, and these took 5-10 ms of every start on this VM (crypto with its cipher streams
+ * 4-7, zlib 1.5-3.5, child_process 2.4-3.3, readline 0.8-1.3, fs/promises 1-1.5), paid by
+ * `--help` as much as by a training run. The bundle reads them only through member accesses
+ * (`(0, import_node_zlib.gzipSync)(...)`, `Crypto.randomUUID()`), which the proxy forwards. A
+ * build whose bundle requires one another way fails here.
+ */
+const LAZY_BUILTINS = ["crypto", "zlib", "child_process", "readline", "fs/promises"]
+const lazyBuiltins = (name, text) => {
+  let out = text
+  for (const id of LAZY_BUILTINS) {
+    for (const spelling of [`node:${id}`, id]) {
+      const q = JSON.stringify(spelling)
+      out = out.split(`__toESM(require(${q}),1)`).join(`__polarisLazy(${q},1)`).split(`require(${q})`).join(`__polarisLazy(${q})`)
+      if (out.split(q).length !== out.split(`__polarisLazy(${q}`).length) throw new Error(`${name}: ${spelling} is named in a form the lazy built-ins do not rewrite`)
+    }
+  }
+  return out
+}
 
 // The repository's modules, each addressable by its path: a user's pipeline or stage module may
 // import any of them (relatively, or as `polaris/stages/...`), and must get the bundle's instance.
@@ -200,7 +233,7 @@ const result = { metafile: { inputs: { ...lean.metafile.inputs, ...full.metafile
 // and an identifier.
 for (const name of Object.keys(result.metafile.outputs)) {
   const file = join(ROOT, name)
-  const text = readFileSync(file, "utf8")
+  const text = lazyBuiltins(name, readFileSync(file, "utf8"))
   // `\’` (an identity escape) is `’` itself: its backslash goes, or it would escape the new one.
   const ascii = text.replace(/(\\*)([^\x00-\x7f])/g, (_, slashes, c) =>
     `${slashes.slice(slashes.length % 2)}\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
@@ -208,7 +241,7 @@ for (const name of Object.keys(result.metafile.outputs)) {
   for (const m of text.matchAll(/(new RegExp\()?String\.raw`([^`]*)`/g)) {
     if (m[1] === undefined && /[^\x00-\x7f]/.test(m[2])) throw new Error(`${name}: a String.raw template holds non-ASCII text, which the ASCII escape would change: ${m[0].slice(0, 80)}`)
   }
-  if (ascii !== text) writeFileSync(file, ascii)
+  writeFileSync(file, ascii)
 }
 
 // The sources the bundle was built from, with their sizes and modification times: a changed

@@ -9,6 +9,7 @@ import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { polaris, ROOT } from "./support/cli.ts"
 import { tempDirInRepo } from "./support/store.ts"
+import { writeEpub } from "./support/zip.ts"
 import { bundleIsCurrent } from "../bin/bundle-current.js"
 
 const loader = (env: Record<string, string> = {}) => {
@@ -53,6 +54,35 @@ describe("the prebuilt command", () => {
     expect(bundled.stdout).toBe(sources.stdout)
     // Titles with curly quotes and em dashes: the rules that match them ran on this text.
     expect(bundled.stdout).toMatch(/[\u2018\u2019\u201c\u201d\u2014]/)
+  }, 60_000)
+
+  it("requires node's heavier built-ins on first use: `--help` loads none of them; a deflated EPUB (zlib) splits as the sources split it", async () => {
+    const dir = tempDirInRepo("bundle-builtins-")
+    // Preloaded into the command's process: the built-ins it loaded, in its stderr at exit.
+    const preload = join(dir, "builtins.cjs")
+    writeFileSync(preload, [
+      `const Module = require("node:module")`,
+      `const seen = new Set()`,
+      `const load = Module._load`,
+      `Module._load = function (request, ...rest) { if (Module.isBuiltin(request)) seen.add(request.replace(/^node:/, "")); return load.call(this, request, ...rest) }`,
+      `process.on("exit", () => process.stderr.write("builtins: " + [...seen].sort().join(" ") + "\\n"))`
+    ].join("\n"))
+    const withPreload = { ...BUNDLE, NODE_OPTIONS: `--require ${preload}` }
+    const loaded = (stderr: string) => /builtins: (.*)/.exec(stderr)?.[1]?.split(" ") ?? []
+    const help = await polaris(["--help"], { env: withPreload })
+    expect(help.status, help.stderr).toBe(0)
+    expect(used(help.stderr)).toBe("bundle")
+    expect(loaded(help.stderr)).toContain("fs")
+    for (const lazy of ["crypto", "zlib", "child_process", "readline", "fs/promises"]) expect(loaded(help.stderr)).not.toContain(lazy)
+    const para = (word: string) => Array.from({ length: 120 }, () => word).join(" ")
+    const book = join(dir, "book.epub")
+    writeFileSync(book, writeEpub([{ file: "ch01.xhtml", title: "The First", paragraphs: [para("alpha")] }, { file: "ch02.xhtml", title: "The Second", paragraphs: [para("beta")] }], 8))
+    const bundled = await polaris(["data", "split", book, "--json"], { env: withPreload })
+    expect(bundled.status, bundled.stderr).toBe(0)
+    expect(used(bundled.stderr)).toBe("bundle")
+    expect(loaded(bundled.stderr)).toContain("zlib")
+    expect(JSON.parse(bundled.stdout).map((s: { title: string }) => s.title)).toEqual(["The First", "The Second"])
+    expect(bundled.stdout).toBe((await polaris(["data", "split", book, "--json"], { env: SOURCES })).stdout)
   }, 60_000)
 
   it("exits as soon as its command is done, with all of its output and its exit status", async () => {
