@@ -27,7 +27,16 @@ export interface StartupResult {
   readonly markdown: string
 }
 
-type Loader = "bundle" | "sources"
+/**
+ * `bundle-no-extra-ca`: the bundle with NODE_EXTRA_CA_CERTS unset for the command alone, measured
+ * only where the environment sets it. Node 20 builds its whole root certificate store while it
+ * starts when the variable is set, before any JavaScript runs (nodejs/node#40524): on this VM,
+ * which sets it for every process, 30-40 ms of every start, polaris's or not. polaris does not
+ * unset it itself: a remote engine behind a TLS-intercepting proxy needs those certificates.
+ */
+type Loader = "bundle" | "sources" | "bundle-no-extra-ca"
+const EXTRA_CA = process.env.NODE_EXTRA_CA_CERTS
+const LOADERS: ReadonlyArray<Loader> = EXTRA_CA !== undefined && EXTRA_CA !== "" ? ["bundle", "bundle-no-extra-ca", "sources"] : ["bundle", "sources"]
 
 interface Case {
   readonly label: string
@@ -54,8 +63,13 @@ const CASES: ReadonlyArray<Case> = [
 /** Spawn to exit, in ms; fails on a non-zero exit. */
 const timeCommand = (args: ReadonlyArray<string>, loader: Loader): Promise<number> =>
   new Promise((resolve, reject) => {
-    const { POLARIS_SOURCES: _, ...inherited } = process.env
-    const env = { ...inherited, POLARIS_DEBUG: "loader", ...(loader === "sources" ? { POLARIS_SOURCES: "1" } : {}) }
+    const { POLARIS_SOURCES: _, NODE_EXTRA_CA_CERTS: extraCa, ...inherited } = process.env
+    const env = {
+      ...inherited,
+      ...(loader !== "bundle-no-extra-ca" && extraCa !== undefined ? { NODE_EXTRA_CA_CERTS: extraCa } : {}),
+      POLARIS_DEBUG: "loader",
+      ...(loader === "sources" ? { POLARIS_SOURCES: "1" } : {})
+    }
     const t0 = performance.now()
     const child = spawn(process.execPath, [join(ROOT, "bin", "polaris.js"), ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
@@ -64,7 +78,8 @@ const timeCommand = (args: ReadonlyArray<string>, loader: Loader): Promise<numbe
       const ms = performance.now() - t0
       if (code !== 0) return reject(new Error(`polaris ${args.join(" ")} (${loader}) exited ${code}: ${stderr}`))
       // The loader that ran must be the one measured (a stale bundle would silently fall back).
-      if (!stderr.includes(`polaris: loader ${loader}`) || stderr.includes("cannot load")) return reject(new Error(`polaris ${args.join(" ")}: expected the ${loader} loader, stderr: ${stderr}`))
+      const expected = loader === "sources" ? "sources" : "bundle"
+      if (!stderr.includes(`polaris: loader ${expected}`) || stderr.includes("cannot load")) return reject(new Error(`polaris ${args.join(" ")}: expected the ${expected} loader, stderr: ${stderr}`))
       resolve(ms)
     })
   })
@@ -83,37 +98,46 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
     await timeCommand(["run", DAG, "--store", dagStore, "--progress", "none"], "bundle")
     const storeOf = (c: Case) => (c.label.includes("1,000-node") ? dagStore : empty)
     const samples = new Map<string, Record<Loader, Array<number>>>()
-    for (const c of CASES) samples.set(c.label, { bundle: [], sources: [] })
+    for (const c of CASES) samples.set(c.label, { bundle: [], sources: [], "bundle-no-extra-ca": [] })
     // One warm-up of each (the bundle's code cache, tsx's transform cache, the disk), then
     // `repeats` rounds, the two loaders alternating within each.
     for (let round = 0; round <= options.repeats; round++) {
       for (const c of CASES) {
-        for (const loader of ["bundle", "sources"] as const) {
+        for (const loader of LOADERS) {
           const ms = await timeCommand(c.args(storeOf(c)), loader)
           if (round > 0) samples.get(c.label)![loader].push(ms)
         }
       }
       options.log(`startup: round ${round}/${options.repeats}${round === 0 ? " (warm-up)" : ""}`)
     }
+    const noExtraCa = LOADERS.includes("bundle-no-extra-ca")
     const rows = CASES.map((c) => {
       const s = samples.get(c.label)!
       const bundle: Summary = summarize(s.bundle)
       const sources: Summary = summarize(s.sources)
-      return [c.label, fmtSummary(bundle), fmtSummary(sources), `${fmt(sources.median / bundle.median, 1)}×`]
+      return [c.label, fmtSummary(bundle), ...(noExtraCa ? [fmtSummary(summarize(s["bundle-no-extra-ca"]))] : []), fmtSummary(sources), `${fmt(sources.median / bundle.median, 1)}×`]
     })
+    // `node -e 0`, with the environment as it is and (where it sets one) without NODE_EXTRA_CA_CERTS, alternating.
     const nodeAlone: Array<number> = []
+    const nodeAloneNoExtraCa: Array<number> = []
+    const { NODE_EXTRA_CA_CERTS: _extraCa, ...withoutExtraCa } = process.env
     for (let i = 0; i < options.repeats; i++) {
-      const t0 = performance.now()
-      execFileSync(process.execPath, ["-e", "0"])
-      nodeAlone.push(performance.now() - t0)
+      for (const [env, into] of [[process.env, nodeAlone], ...(noExtraCa ? [[withoutExtraCa, nodeAloneNoExtraCa] as const] : [])] as const) {
+        const t0 = performance.now()
+        execFileSync(process.execPath, ["-e", "0"], { env })
+        into.push(performance.now() - t0)
+      }
     }
     const markdown = [
-      `Spawn to exit (ms), median (min–max) of ${options.repeats} runs after one warm-up, bundle and sources alternating; \`node -e 0\` alone: ${fmtSummary(summarize(nodeAlone))}.`,
+      `Spawn to exit (ms), median (min–max) of ${options.repeats} runs after one warm-up, ${noExtraCa ? "the three" : "bundle and sources"} alternating; \`node -e 0\` alone: ${fmtSummary(summarize(nodeAlone))}${noExtraCa ? ` (without NODE_EXTRA_CA_CERTS: ${fmtSummary(summarize(nodeAloneNoExtraCa))})` : ""}.`,
       "The bundle is `dist/cli/main.cjs` (built by `npm ci`, loaded with V8's code cache); sources is `POLARIS_SOURCES=1`: effect, then tsx and the TypeScript modules, as every command started before.",
       "The 1,000-node DAG is the engine benchmark's (10 layers × 100 trivial stages), a user's TypeScript pipeline: it runs on the full bundle (`dist/cli/main-full.cjs`, which carries all of effect for a user's modules), transpiled by esbuild (cached on disk), sharing the bundle's polaris and effect.",
       "Digests of files (the model, the corpus, source modules) are remembered by the files' identities on disk after the first command (`Location.remembered`); the warm-up run makes them.",
       "",
-      markdownTable(["command", "bundle", "sources (tsx)", "sources / bundle"], rows, ["l", "r", "r", "r"])
+      ...(noExtraCa
+        ? [`This environment sets NODE_EXTRA_CA_CERTS (\`${EXTRA_CA}\`) for every process: Node 20 then builds its whole root certificate store while it starts, before any JavaScript runs (nodejs/node#40524). The third column is the same bundle with the variable unset for the command alone; polaris keeps it (a remote engine behind a TLS-intercepting proxy needs those certificates).`, ""]
+        : []),
+      markdownTable(["command", "bundle", ...(noExtraCa ? ["bundle, NODE_EXTRA_CA_CERTS unset"] : []), "sources (tsx)", "sources / bundle"], rows, ["l", "r", ...(noExtraCa ? ["r" as const] : []), "r", "r"])
     ].join("\n")
     return { markdown }
   } finally {
