@@ -45,13 +45,26 @@ const fromSources = async () => {
   await main()
 }
 
+/** Writes V8's code cache of `script` through a temporary file and a rename, so concurrent commands never read half of one. */
+const writeCache = (script, cacheFile) => {
+  try {
+    const tmp = `${cacheFile}.${process.pid}.tmp`
+    writeFileSync(tmp, script.createCachedData())
+    renameSync(tmp, cacheFile)
+  } catch {
+    // a read-only installation: the next start compiles again
+  }
+}
+
 /**
  * Loads a bundle with V8's code cache (`<bundle>.cache`): parsing and compiling megabytes of
- * JavaScript is most of what a bundled start costs, and the cache skips it. A start with no
- * cache (or one V8 rejected: another node version) writes it right after the modules' top level
- * ran, before the command: a cache taken after a long command (a training run) made every later
- * start's module set-up 70 ms slower (measured: 100 ms against 30). Written through a temporary
- * file and a rename, so concurrent commands never read half of one.
+ * JavaScript is most of what a bundled start costs, and the cache skips it. The build makes the
+ * cache after a `plan` (scripts/build-cli.mjs, POLARIS_CODE_CACHE=after-command), so it holds the
+ * bytecode of what the commands that run nothing call, not only of the modules' top level. A
+ * start with no cache (or one V8 rejected: another node version) writes it right after the
+ * modules' top level ran, before the command: a cache taken after a long command (a training
+ * run) made every later start's module set-up 70 ms slower (measured: 100 ms against 30).
+ * Returns the bundle's `main` and what to do once it is done.
  */
 const fromBundle = (name) => {
   const file = fileURLToPath(new URL(`dist/cli/${name}`, root))
@@ -66,20 +79,18 @@ const fromBundle = (name) => {
   const script = new vm.Script(Module.wrap(readFileSync(file, "latin1")), { filename: file, cachedData })
   const module = { exports: {} }
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file))
-  if (cachedData === undefined || script.cachedDataRejected) {
-    try {
-      const tmp = `${cacheFile}.${process.pid}.tmp`
-      writeFileSync(tmp, script.createCachedData())
-      renameSync(tmp, cacheFile)
-    } catch {
-      // a read-only installation: the next start compiles again
-    }
-  }
-  return module.exports.main
+  if (process.env.POLARIS_CODE_CACHE === "after-command") return { main: module.exports.main, done: () => writeCache(script, cacheFile) }
+  if (cachedData === undefined || script.cachedDataRejected) writeCache(script, cacheFile)
+  return { main: module.exports.main, done: () => {} }
 }
 
 /** Runs a bundle's command; whether it ran, or left the recipe to the next loader. */
-const runBundle = async (name) => (await fromBundle(name)()) !== "needs-sources"
+const runBundle = async (name) => {
+  const bundle = fromBundle(name)
+  const result = await bundle.main()
+  bundle.done()
+  return result !== "needs-sources"
+}
 
 /**
  * Whether the command names a user's TypeScript module: a .ts argument, or a recipe argument

@@ -4,7 +4,7 @@
  * user's own), and what it cannot load goes to the sources, before anything is written.
  */
 import { execFileSync } from "node:child_process"
-import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { polaris, ROOT } from "./support/cli.ts"
@@ -83,6 +83,26 @@ describe("the prebuilt command", () => {
     expect(loaded(bundled.stderr)).toContain("zlib")
     expect(JSON.parse(bundled.stdout).map((s: { title: string }) => s.title)).toEqual(["The First", "The Second"])
     expect(bundled.stdout).toBe((await polaris(["data", "split", book, "--json"], { env: SOURCES })).stdout)
+  }, 60_000)
+
+  it("comes with a code cache made after a `plan`, which holds more than the modules' top level; a start with no cache writes one of the top level", async () => {
+    const cache = join(ROOT, "dist", "cli", "main.cjs.cache")
+    const built = readFileSync(cache)
+    try {
+      rmSync(cache)
+      const fresh = await polaris(["--help"], { env: BUNDLE })
+      expect(used(fresh.stderr)).toBe("bundle")
+      const topLevel = readFileSync(cache)
+      // The bytecode of the recipe loader, the pipeline builder, keys and plan on top of it.
+      expect(built.length).toBeGreaterThan(topLevel.length * 1.2)
+      writeFileSync(cache, built)
+      const warmed = await polaris(["--help"], { env: BUNDLE })
+      expect(warmed.stdout).toBe(fresh.stdout)
+      // V8 took it: a rejected cache is written anew, after the top level.
+      expect(readFileSync(cache).equals(built)).toBe(true)
+    } finally {
+      writeFileSync(cache, built)
+    }
   }, 60_000)
 
   it("exits as soon as its command is done, with all of its output and its exit status", async () => {
