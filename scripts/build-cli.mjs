@@ -108,7 +108,12 @@ const banner = [
   `    get: (_, k) => (esm && k === "default" ? load() : load()[k]),`,
   `    has: (_, k) => (esm && k === "default") || k in load(),`,
   `    ownKeys: () => [...Reflect.ownKeys(load()), ...(esm ? ["default"] : [])],`,
-  `    getOwnPropertyDescriptor: (_, k) => (esm && k === "default" ? { value: load(), enumerable: true, configurable: true } : { ...Reflect.getOwnPropertyDescriptor(load(), k), configurable: true })`,
+  `    getOwnPropertyDescriptor: (_, k) => {`,
+  `      if (esm && k === "default") return { value: load(), enumerable: true, configurable: true };`,
+  `      const d = Reflect.getOwnPropertyDescriptor(load(), k);`,
+  // A proxy may not report a property its (empty, extensible) target lacks as non-configurable.
+  `      return d === undefined ? undefined : { ...d, configurable: true };`,
+  `    }`,
   `  });`,
   `};`
 ].join("\n")
