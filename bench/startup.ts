@@ -37,6 +37,7 @@ export interface StartupResult {
 type Loader = "bundle" | "sources" | "bundle-no-extra-ca"
 const EXTRA_CA = process.env.NODE_EXTRA_CA_CERTS
 const LOADERS: ReadonlyArray<Loader> = EXTRA_CA !== undefined && EXTRA_CA !== "" ? ["bundle", "bundle-no-extra-ca", "sources"] : ["bundle", "sources"]
+const { NODE_EXTRA_CA_CERTS: _extraCa, ...withoutExtraCa } = process.env
 
 interface Case {
   readonly label: string
@@ -63,13 +64,8 @@ const CASES: ReadonlyArray<Case> = [
 /** Spawn to exit, in ms; fails on a non-zero exit. */
 const timeCommand = (args: ReadonlyArray<string>, loader: Loader): Promise<number> =>
   new Promise((resolve, reject) => {
-    const { POLARIS_SOURCES: _, NODE_EXTRA_CA_CERTS: extraCa, ...inherited } = process.env
-    const env = {
-      ...inherited,
-      ...(loader !== "bundle-no-extra-ca" && extraCa !== undefined ? { NODE_EXTRA_CA_CERTS: extraCa } : {}),
-      POLARIS_DEBUG: "loader",
-      ...(loader === "sources" ? { POLARIS_SOURCES: "1" } : {})
-    }
+    const { POLARIS_SOURCES: _, ...inherited } = loader === "bundle-no-extra-ca" ? withoutExtraCa : process.env
+    const env = { ...inherited, POLARIS_DEBUG: "loader", ...(loader === "sources" ? { POLARIS_SOURCES: "1" } : {}) }
     const t0 = performance.now()
     const child = spawn(process.execPath, [join(ROOT, "bin", "polaris.js"), ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
@@ -100,7 +96,7 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
     const samples = new Map<string, Record<Loader, Array<number>>>()
     for (const c of CASES) samples.set(c.label, { bundle: [], sources: [], "bundle-no-extra-ca": [] })
     // One warm-up of each (the bundle's code cache, tsx's transform cache, the disk), then
-    // `repeats` rounds, the two loaders alternating within each.
+    // `repeats` rounds, the loaders alternating within each.
     for (let round = 0; round <= options.repeats; round++) {
       for (const c of CASES) {
         for (const loader of LOADERS) {
@@ -117,16 +113,17 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
       const sources: Summary = summarize(s.sources)
       return [c.label, fmtSummary(bundle), ...(noExtraCa ? [fmtSummary(summarize(s["bundle-no-extra-ca"]))] : []), fmtSummary(sources), `${fmt(sources.median / bundle.median, 1)}×`]
     })
-    // `node -e 0`, with the environment as it is and (where it sets one) without NODE_EXTRA_CA_CERTS, alternating.
+    // `node -e 0`, with the environment as it is and without NODE_EXTRA_CA_CERTS, alternating.
     const nodeAlone: Array<number> = []
     const nodeAloneNoExtraCa: Array<number> = []
-    const { NODE_EXTRA_CA_CERTS: _extraCa, ...withoutExtraCa } = process.env
+    const timeNode = (env: NodeJS.ProcessEnv, into: Array<number>) => {
+      const t0 = performance.now()
+      execFileSync(process.execPath, ["-e", "0"], { env })
+      into.push(performance.now() - t0)
+    }
     for (let i = 0; i < options.repeats; i++) {
-      for (const [env, into] of [[process.env, nodeAlone], ...(noExtraCa ? [[withoutExtraCa, nodeAloneNoExtraCa] as const] : [])] as const) {
-        const t0 = performance.now()
-        execFileSync(process.execPath, ["-e", "0"], { env })
-        into.push(performance.now() - t0)
-      }
+      timeNode(process.env, nodeAlone)
+      if (noExtraCa) timeNode(withoutExtraCa, nodeAloneNoExtraCa)
     }
     const markdown = [
       `Spawn to exit (ms), median (min–max) of ${options.repeats} runs after one warm-up, ${noExtraCa ? "the three" : "bundle and sources"} alternating; \`node -e 0\` alone: ${fmtSummary(summarize(nodeAlone))}${noExtraCa ? ` (without NODE_EXTRA_CA_CERTS: ${fmtSummary(summarize(nodeAloneNoExtraCa))})` : ""}.`,

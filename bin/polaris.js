@@ -79,9 +79,9 @@ const fromBundle = (name) => {
   const script = new vm.Script(Module.wrap(readFileSync(file, "latin1")), { filename: file, cachedData })
   const module = { exports: {} }
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file))
-  if (process.env.POLARIS_CODE_CACHE === "after-command") return { main: module.exports.main, done: () => writeCache(script, cacheFile) }
-  if (cachedData === undefined || script.cachedDataRejected) writeCache(script, cacheFile)
-  return { main: module.exports.main, done: () => {} }
+  const afterCommand = process.env.POLARIS_CODE_CACHE === "after-command"
+  if (!afterCommand && (cachedData === undefined || script.cachedDataRejected)) writeCache(script, cacheFile)
+  return { main: module.exports.main, done: () => afterCommand && writeCache(script, cacheFile) }
 }
 
 /** Runs a bundle's command; whether it ran, or left the recipe to the next loader. */
