@@ -140,6 +140,34 @@ const lazyBuiltins = (name, text) => {
   return out
 }
 
+/**
+ * esbuild fills every module's export object (`__export(X_exports, { a: () => a, ... })`) at the
+ * bundle's top level, for each module the bundle carries, used or not: 5,515 getter closures made
+ * at every start of the full bundle (972 in the lean one), each in the code cache too. A module
+ * wrapped for lazy initialization (`init_X = __esm(...)`) has its export object read only once
+ * init_X() ran: esbuild's `(init_X(), __toCommonJS(X_exports))`, `(init_X(), X_exports)` for a
+ * dynamic import, and a barrel's `export * as X` getter (`X: () => X_exports`, whose module's init
+ * calls init_X). Such an object is filled as its init starts instead. A module whose export object
+ * is named any other way keeps esbuild's order.
+ */
+const lazyExports = (name, text) => {
+  const wrapped = /var ([\w$]+)={};__export\(\1,(\{[^{}]*\})\);(var [\w$,]*?(init_[\w$]+)=__esm\(\{"[^"]+"\(\)\{)/g
+  const offsets = (form, exports) => form.split(exports).slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join(exports).length)
+  const safe = (exports, init) => {
+    const forms = [`var ${exports}={};__export(${exports},`, `${init}(),__toCommonJS(${exports})`, `${init}(),${exports})`, `:()=>${exports},`, `:()=>${exports}}`]
+    const named = new RegExp(`(?<![\\w$])${exports.replaceAll("$", "\\$")}(?![\\w$])`, "g")
+    return [...text.matchAll(named)].every((m) => forms.some((f) => offsets(f, exports).some((k) => text.startsWith(f, m.index - k))))
+  }
+  let moved = 0
+  const out = text.replace(wrapped, (all, exports, getters, head, init) => {
+    if (!safe(exports, init)) return all
+    moved++
+    return `var ${exports}={};${head}__export(${exports},${getters});`
+  })
+  if (moved === 0 && /main(-full)?\.cjs$/.test(name)) throw new Error(`${name}: no module's export object could be filled lazily: esbuild's output is not as expected`)
+  return out
+}
+
 // The repository's modules, each addressable by its path: a user's pipeline or stage module may
 // import any of them (relatively, or as `polaris/stages/...`), and must get the bundle's instance.
 const OWN_FOLDERS = ["src", "stages", "pipelines"]
@@ -177,13 +205,22 @@ const barrelMembers = (index) => {
   return members
 }
 
+// One namespace per package, each member looked up once: a bundled require of a module makes a
+// new copy of its namespace (esbuild's __toCommonJS, ~600 getters for effect's Schema), and a
+// user's module compiled to CommonJS requires a package once per import statement and reads
+// `import_effect.Schema` at every use.
 const lazyNamespace = (index) =>
   [
-    `() => Object.defineProperties({}, {`,
+    `(() => {`,
+    `    const found = new Map()`,
+    `    const once = (name, load) => { if (!found.has(name)) found.set(name, load()); return found.get(name) }`,
+    `    let namespace`,
+    `    return () => (namespace ??= Object.defineProperties({}, {`,
     `      __esModule: { value: true },`,
     ...barrelMembers(index).map(([name, file, member]) =>
-      `      ${JSON.stringify(name)}: { enumerable: true, get: () => require(${JSON.stringify(`./${file}`)})${member === null ? "" : `[${JSON.stringify(member)}]`} },`),
-    `    })`
+      `      ${JSON.stringify(name)}: { enumerable: true, get: () => once(${JSON.stringify(name)}, () => require(${JSON.stringify(`./${file}`)})${member === null ? "" : `[${JSON.stringify(member)}]`}) },`),
+    `    }))`,
+    `  })()`
   ].join("\n")
 
 /**
@@ -241,7 +278,7 @@ const result = { metafile: { inputs: { ...lean.metafile.inputs, ...full.metafile
 // and an identifier.
 for (const name of Object.keys(result.metafile.outputs)) {
   const file = join(ROOT, name)
-  const text = lazyBuiltins(name, readFileSync(file, "utf8"))
+  const text = lazyExports(name, lazyBuiltins(name, readFileSync(file, "utf8")))
   // `\’` (an identity escape) is `’` itself: its backslash goes, or it would escape the new one.
   const ascii = text.replace(/(\\*)([^\x00-\x7f])/g, (_, slashes, c) =>
     `${slashes.slice(slashes.length % 2)}\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)

@@ -168,6 +168,27 @@ describe("the prebuilt command", () => {
     expect((await polaris(["run", "examples/word-stats/recipe.yaml", "--store", other, "--progress", "none"], { env: BUNDLE })).stdout).toMatch(/: 0 executed, 7 cached/)
   }, 120_000)
 
+  it("gives a user's module one instance of each module it imports, read as often as it likes", async () => {
+    const dir = tempDirInRepo("bundle-identity-")
+    const file = join(dir, "same.ts")
+    writeFileSync(file, [
+      `import * as effect from "effect"`,
+      `import { Effect, Schema } from "effect"`,
+      `import * as polaris from "polaris"`,
+      `import { PipelineModule, Stage } from "polaris"`,
+      // Each read of a namespace member was a fresh copy of the module's namespace in the bundle.
+      `const same = effect.Schema === effect.Schema && effect.Effect === Effect && polaris.Stage === polaris.Stage`,
+      `const one = Stage.make({ name: "same-instance", version: "1", output: Schema.Boolean, run: () => Effect.succeed(same) })`,
+      `export default PipelineModule.define("same", (b) => ({ same: b.node(one, { id: "same" }) }))`
+    ].join("\n") + "\n")
+    for (const env of [BUNDLE, SOURCES]) {
+      const r = await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env })
+      expect(r.status, r.stderr).toBe(0)
+      expect(JSON.parse(r.stdout).outputs.same).toBe(true)
+    }
+    expect((await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env: BUNDLE })).stderr).toContain("polaris: loader bundle full")
+  }, 60_000)
+
   it("hands a module it cannot load (top-level await, an effect entry point it does not carry) to the sources, which run it", async () => {
     const dir = tempDirInRepo("bundle-fallback-")
     const write = (name: string, head: string, value: string) => {
