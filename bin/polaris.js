@@ -76,7 +76,8 @@ const fromBundle = (name) => {
     cachedData = undefined
   }
   // latin1: the bundle is ASCII (build-cli.mjs), and Node 20 decodes latin1 in half utf8's time.
-  const script = new vm.Script(Module.wrap(readFileSync(file, "latin1")), { filename: file, cachedData })
+  // The file is already wrapped as a CommonJS module function (build-cli.mjs).
+  const script = new vm.Script(readFileSync(file, "latin1"), { filename: file, cachedData })
   const module = { exports: {} }
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file))
   const afterCommand = process.env.POLARIS_CODE_CACHE === "after-command"
