@@ -153,11 +153,10 @@ const lazyBuiltins = (name, text) => {
  */
 const lazyExports = (name, text) => {
   const wrapped = /var ([\w$]+)={};__export\(\1,(\{[^{}]*\})\);(var [\w$,]*?(init_[\w$]+)=__esm\(\{"[^"]+"\(\)\{)/g
-  const offsets = (form, exports) => form.split(exports).slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join(exports).length)
   const safe = (exports, init) => {
-    const forms = [`var ${exports}={};__export(${exports},`, `${init}(),__toCommonJS(${exports})`, `${init}(),${exports})`, `:()=>${exports},`, `:()=>${exports}}`]
+    const forms = [`var ${exports}={};`, `__export(${exports},`, `${init}(),__toCommonJS(${exports})`, `${init}(),${exports})`, `:()=>${exports},`, `:()=>${exports}}`]
     const named = new RegExp(`(?<![\\w$])${exports.replaceAll("$", "\\$")}(?![\\w$])`, "g")
-    return [...text.matchAll(named)].every((m) => forms.some((f) => offsets(f, exports).some((k) => text.startsWith(f, m.index - k))))
+    return [...text.matchAll(named)].every((m) => forms.some((f) => text.startsWith(f, m.index - f.indexOf(exports))))
   }
   let moved = 0
   const out = text.replace(wrapped, (all, exports, getters, head, init) => {
@@ -165,7 +164,7 @@ const lazyExports = (name, text) => {
     moved++
     return `var ${exports}={};${head}__export(${exports},${getters});`
   })
-  if (moved === 0 && /main(-full)?\.cjs$/.test(name)) throw new Error(`${name}: no module's export object could be filled lazily: esbuild's output is not as expected`)
+  if (moved === 0) throw new Error(`${name}: no module's export object could be filled lazily: esbuild's output is not as expected`)
   return out
 }
 
@@ -281,15 +280,16 @@ const WRAP = Module.wrap("\0").split("\0")
 // and an identifier.
 for (const name of Object.keys(result.metafile.outputs)) {
   const file = join(ROOT, name)
-  const rewritten = lazyExports(name, lazyBuiltins(name, readFileSync(file, "utf8")))
+  const command = /main(-full)?\.cjs$/.test(name)
+  const rewritten = lazyBuiltins(name, readFileSync(file, "utf8"))
   // A command bundle is stored as node's CommonJS loader would wrap it (`Module.wrap`), so
   // bin/polaris.js compiles the text as it was read: the wrapper added in memory made V8 copy the
   // whole source into one flat string first (1.8 MB, 3.2 for the full bundle). Inside the
   // function its names are local, and shortened: 1.8 -> 1.2 MB and 3.2 -> 2.0 MB to read at every
-  // start, a smaller code cache (after the rewrites above, which find esbuild's helpers by name).
+  // start, a smaller code cache (after the rewrites, which find esbuild's helpers by name).
   // Stack traces name shortened functions; POLARIS_SOURCES=1 runs the sources as written.
-  const text = /main(-full)?\.cjs$/.test(name)
-    ? transformSync(`${WRAP[0]}${rewritten}${WRAP[1]}`, { minifyIdentifiers: true, minifyWhitespace: true, treeShaking: false, target: "node20" }).code
+  const text = command
+    ? transformSync(`${WRAP[0]}${lazyExports(name, rewritten)}${WRAP[1]}`, { minifyIdentifiers: true, minifyWhitespace: true, treeShaking: false, target: "node20" }).code
     : rewritten
   // `\’` (an identity escape) is `’` itself: its backslash goes, or it would escape the new one.
   const ascii = text.replace(/(\\*)([^\x00-\x7f])/g, (_, slashes, c) =>
