@@ -1,9 +1,11 @@
 /**
  * Start-up of the `polaris` command, spawn to exit: the commands that run nothing (`--help`,
  * `status`, `validate`, `dag`, `plan`) and a cached run of the engine benchmark's 1,000-node DAG
- * (`bench/fixtures/dag-pipeline.ts`, a user's TypeScript pipeline), each through the prebuilt
- * bundle (`dist/cli`, what `npm ci` builds) and through the TypeScript sources with tsx
- * (`POLARIS_SOURCES=1`, what every command did before), in the same run, alternating.
+ * (`bench/fixtures/dag-pipeline.ts`, a user's TypeScript pipeline), each as the installed command
+ * runs (`bin/polaris.js` executed through its #! line, as `npx polaris` does), as `node
+ * bin/polaris.js` with the environment as it is (both the prebuilt bundle, `dist/cli`, what
+ * `npm ci` builds) and through the TypeScript sources with tsx (`POLARIS_SOURCES=1`, what every
+ * command did before), in the same run, alternating.
  *
  *   npm run bench -- startup        (about 2 minutes)
  *
@@ -28,15 +30,15 @@ export interface StartupResult {
 }
 
 /**
- * `bundle-no-extra-ca`: the bundle with NODE_EXTRA_CA_CERTS unset for the command alone, measured
- * only where the environment sets it. Node 20 builds its whole root certificate store while it
- * starts when the variable is set, before any JavaScript runs (nodejs/node#40524): on this VM,
- * which sets it for every process, 30-40 ms of every start, polaris's or not. polaris does not
- * unset it itself: a remote engine behind a TLS-intercepting proxy needs those certificates.
+ * `command`: bin/polaris.js executed, as the installed `polaris` runs: its #! line's sh starts
+ * node without NODE_EXTRA_CA_CERTS for the commands that never connect (Node 20 builds its whole
+ * root certificate store before any JavaScript when the variable is set, nodejs/node#40524: on
+ * this VM, which sets it for every process, 35-40 ms of every start) and with it for the others
+ * (`run`). `node`: `node bin/polaris.js`, the same bundle with the environment as it is.
  */
-type Loader = "bundle" | "sources" | "bundle-no-extra-ca"
+type Loader = "command" | "node" | "sources"
+const LOADERS: ReadonlyArray<Loader> = ["command", "node", "sources"]
 const EXTRA_CA = process.env.NODE_EXTRA_CA_CERTS
-const LOADERS: ReadonlyArray<Loader> = EXTRA_CA !== undefined && EXTRA_CA !== "" ? ["bundle", "bundle-no-extra-ca", "sources"] : ["bundle", "sources"]
 const { NODE_EXTRA_CA_CERTS: _extraCa, ...withoutExtraCa } = process.env
 
 interface Case {
@@ -64,10 +66,13 @@ const CASES: ReadonlyArray<Case> = [
 /** Spawn to exit, in ms; fails on a non-zero exit. */
 const timeCommand = (args: ReadonlyArray<string>, loader: Loader): Promise<number> =>
   new Promise((resolve, reject) => {
-    const { POLARIS_SOURCES: _, ...inherited } = loader === "bundle-no-extra-ca" ? withoutExtraCa : process.env
+    const { POLARIS_SOURCES: _, ...inherited } = process.env
     const env = { ...inherited, POLARIS_DEBUG: "loader", ...(loader === "sources" ? { POLARIS_SOURCES: "1" } : {}) }
+    const bin = join(ROOT, "bin", "polaris.js")
     const t0 = performance.now()
-    const child = spawn(process.execPath, [join(ROOT, "bin", "polaris.js"), ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
+    const child = loader === "command"
+      ? spawn(bin, args, { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
+      : spawn(process.execPath, [bin, ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
     child.stderr.on("data", (d) => (stderr += d))
     child.on("exit", (code) => {
@@ -91,10 +96,10 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
     const empty = join(scratch, "empty")
     const dagStore = join(scratch, "dag")
     // The DAG's store is filled once; every measured run of it is then fully cached.
-    await timeCommand(["run", DAG, "--store", dagStore, "--progress", "none"], "bundle")
+    await timeCommand(["run", DAG, "--store", dagStore, "--progress", "none"], "node")
     const storeOf = (c: Case) => (c.label.includes("1,000-node") ? dagStore : empty)
     const samples = new Map<string, Record<Loader, Array<number>>>()
-    for (const c of CASES) samples.set(c.label, { bundle: [], sources: [], "bundle-no-extra-ca": [] })
+    for (const c of CASES) samples.set(c.label, { command: [], node: [], sources: [] })
     // One warm-up of each (the bundle's code cache, tsx's transform cache, the disk), then
     // `repeats` rounds, the loaders alternating within each.
     for (let round = 0; round <= options.repeats; round++) {
@@ -106,12 +111,12 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
       }
       options.log(`startup: round ${round}/${options.repeats}${round === 0 ? " (warm-up)" : ""}`)
     }
-    const noExtraCa = LOADERS.includes("bundle-no-extra-ca")
+    const extraCa = EXTRA_CA !== undefined && EXTRA_CA !== ""
     const rows = CASES.map((c) => {
       const s = samples.get(c.label)!
-      const bundle: Summary = summarize(s.bundle)
+      const node: Summary = summarize(s.node)
       const sources: Summary = summarize(s.sources)
-      return [c.label, fmtSummary(bundle), ...(noExtraCa ? [fmtSummary(summarize(s["bundle-no-extra-ca"]))] : []), fmtSummary(sources), `${fmt(sources.median / bundle.median, 1)}×`]
+      return [c.label, fmtSummary(summarize(s.command)), fmtSummary(node), fmtSummary(sources), `${fmt(sources.median / node.median, 1)}×`]
     })
     // `node -e 0`, with the environment as it is and without NODE_EXTRA_CA_CERTS, alternating.
     const nodeAlone: Array<number> = []
@@ -123,18 +128,18 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
     }
     for (let i = 0; i < options.repeats; i++) {
       timeNode(process.env, nodeAlone)
-      if (noExtraCa) timeNode(withoutExtraCa, nodeAloneNoExtraCa)
+      if (extraCa) timeNode(withoutExtraCa, nodeAloneNoExtraCa)
     }
     const markdown = [
-      `Spawn to exit (ms), median (min–max) of ${options.repeats} runs after one warm-up, ${noExtraCa ? "the three" : "bundle and sources"} alternating; \`node -e 0\` alone: ${fmtSummary(summarize(nodeAlone))}${noExtraCa ? ` (without NODE_EXTRA_CA_CERTS: ${fmtSummary(summarize(nodeAloneNoExtraCa))})` : ""}.`,
-      "The bundle is `dist/cli/main.cjs` (built by `npm ci`, loaded with V8's code cache); sources is `POLARIS_SOURCES=1`: effect, then tsx and the TypeScript modules, as every command started before.",
+      `Spawn to exit (ms), median (min–max) of ${options.repeats} runs after one warm-up, the three alternating; \`node -e 0\` alone: ${fmtSummary(summarize(nodeAlone))}${extraCa ? ` (without NODE_EXTRA_CA_CERTS: ${fmtSummary(summarize(nodeAloneNoExtraCa))})` : ""}.`,
+      "`polaris` is the installed command as `npx polaris` runs it: `bin/polaris.js` executed through its #! line, whose sh starts node on it. `node bin/polaris.js` is the same file given to node directly. Both run the bundle, `dist/cli/main.cjs` (built by `npm ci`, loaded with V8's code cache); sources is `node bin/polaris.js` with `POLARIS_SOURCES=1`: effect, then tsx and the TypeScript modules, as every command started before.",
       "The 1,000-node DAG is the engine benchmark's (10 layers × 100 trivial stages), a user's TypeScript pipeline: it runs on the full bundle (`dist/cli/main-full.cjs`, which carries all of effect for a user's modules), transpiled by esbuild (cached on disk), sharing the bundle's polaris and effect.",
       "Digests of files (the model, the corpus, source modules) are remembered by the files' identities on disk after the first command (`Location.remembered`); the warm-up run makes them.",
       "",
-      ...(noExtraCa
-        ? [`This environment sets NODE_EXTRA_CA_CERTS (\`${EXTRA_CA}\`) for every process: Node 20 then builds its whole root certificate store while it starts, before any JavaScript runs (nodejs/node#40524). The third column is the same bundle with the variable unset for the command alone; polaris keeps it (a remote engine behind a TLS-intercepting proxy needs those certificates).`, ""]
+      ...(extraCa
+        ? [`This environment sets NODE_EXTRA_CA_CERTS (\`${EXTRA_CA}\`) for every process: Node 20 then builds its whole root certificate store while it starts, before any JavaScript runs (nodejs/node#40524). \`polaris\` starts node without it for the commands that never connect (all here but \`run\`), and with it for the others: a remote engine behind a TLS-intercepting proxy needs those certificates. \`node bin/polaris.js\` keeps it for all.`, ""]
         : []),
-      markdownTable(["command", "bundle", ...(noExtraCa ? ["bundle, NODE_EXTRA_CA_CERTS unset"] : []), "sources (tsx)", "sources / bundle"], rows, ["l", "r", ...(noExtraCa ? ["r" as const] : []), "r", "r"])
+      markdownTable(["command", "`polaris`", "`node bin/polaris.js`", "sources (tsx)", "sources / node"], rows, ["l", "r", "r", "r", "r"])
     ].join("\n")
     return { markdown }
   } finally {

@@ -1,4 +1,15 @@
-#!/usr/bin/env node
+#!/bin/sh
+':' //; [ -n "$POLARIS_KEEP_EXTRA_CA_CERTS" ] || case "$1" in plan|validate|status|dag|explain|compare|report|schema|cache|export-metrics|-h|--help|-v|--version|"") unset NODE_EXTRA_CA_CERTS;; esac; exec node "$0" "$@"
+// The line above is sh, and to node a string and a comment: the #! line runs this file with /bin/sh
+// as the installed `polaris` command (npx polaris, node_modules/.bin/polaris), which then starts
+// node on it. For the commands that never connect anywhere it starts node without
+// NODE_EXTRA_CA_CERTS: when that is set, Node 20 reads the file and builds its whole root
+// certificate store before any JavaScript runs (nodejs/node#40524), 35-40 ms of every start on a
+// machine that sets it for every process (this VM does). Every other command keeps it: a remote
+// engine behind a TLS-intercepting proxy needs those certificates. POLARIS_KEEP_EXTRA_CA_CERTS=1
+// keeps it for all (a user's pipeline module that connects somewhere while it is imported).
+// `node bin/polaris.js` runs the same code with the environment as it is.
+//
 // The polaris command. It runs the prebuilt bundle (dist/cli/, made by `npm ci` through
 // scripts/build-cli.mjs) while every source it was built from is unchanged: plain node, no
 // TypeScript loader, a fraction of the start-up. Otherwise (an edited checkout, no bundle,

@@ -3,7 +3,7 @@
  * used only while current, it runs the same code (the same cache keys for built-in stages and a
  * user's own), and what it cannot load goes to the sources, before anything is written.
  */
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -211,4 +211,42 @@ describe("the prebuilt command", () => {
       expect(JSON.parse(r.stdout).outputs.one).toBe(42)
     }
   }, 120_000)
+})
+
+describe("the installed command (bin/polaris.js run through its #! line, as `npx polaris` runs it)", () => {
+  it("starts node without NODE_EXTRA_CA_CERTS for the commands that never connect, and with it for every other", () => {
+    // A `node` first on PATH that prints what it was started with: the #! line's sh is what is tested.
+    const dir = tempDirInRepo("installed-")
+    const fake = join(dir, "node")
+    writeFileSync(fake, `#!/bin/sh\nprintf '%s\\n' "\${NODE_EXTRA_CA_CERTS-unset}" "$@"\n`, { mode: 0o755 })
+    const started = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}) => {
+      const lines = execFileSync(join(ROOT, "bin", "polaris.js"), args, {
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, NODE_EXTRA_CA_CERTS: "/etc/extra.crt", ...env },
+        encoding: "utf8"
+      }).trimEnd().split("\n")
+      return { extraCa: lines[0], argv: lines.slice(1) }
+    }
+    for (const offline of [["--help"], [], ["plan", "recipes/quickstart.yaml"], ["validate", "r.yaml"], ["status"], ["dag", "r.yaml"], ["compare", "a"], ["report"], ["cache", "ls"], ["explain"]]) {
+      expect(started(offline).extraCa, offline.join(" ")).toBe("unset")
+    }
+    for (const online of [["run", "recipes/quickstart.yaml"], ["resume"], ["sweep", "r.yaml"], ["serve"], ["data", "stats", "r.yaml"], ["human-eval"], ["--log-level", "debug", "plan", "r.yaml"]]) {
+      expect(started(online).extraCa, online.join(" ")).toBe("/etc/extra.crt")
+    }
+    expect(started(["plan", "r.yaml"], { POLARIS_KEEP_EXTRA_CA_CERTS: "1" }).extraCa).toBe("/etc/extra.crt")
+    // node gets this very file and the arguments as given, spaces and all.
+    expect(started(["plan", "my recipe.yaml", "--set", "a=b c"]).argv).toEqual([join(ROOT, "bin", "polaris.js"), "plan", "my recipe.yaml", "--set", "a=b c"])
+  })
+
+  it("runs the same command as `node bin/polaris.js`, with its output and exit status", () => {
+    const run = (file: string, args: ReadonlyArray<string>) => {
+      const r = spawnSync(file, args, { cwd: ROOT, env: BUNDLE, encoding: "utf8" })
+      return { status: r.status, stdout: r.stdout, loader: used(r.stderr) }
+    }
+    for (const args of [["--help"], ["dag", "recipes/judge-references.yaml"], ["validate", "no-such-recipe.yaml"]]) {
+      const installed = run(join(ROOT, "bin", "polaris.js"), args)
+      expect(installed).toEqual(run(process.execPath, [join(ROOT, "bin", "polaris.js"), ...args]))
+      expect(installed.loader).toBe("bundle")
+    }
+    expect(run(join(ROOT, "bin", "polaris.js"), ["validate", "no-such-recipe.yaml"]).status).toBe(2)
+  }, 60_000)
 })
