@@ -133,7 +133,7 @@ export const run = async (options: StartupOptions): Promise<StartupResult> => {
     const markdown = [
       `Spawn to exit (ms), median (min–max) of ${options.repeats} runs after one warm-up, the three alternating; \`node -e 0\` alone: ${fmtSummary(summarize(nodeAlone))}${extraCa ? ` (without NODE_EXTRA_CA_CERTS: ${fmtSummary(summarize(nodeAloneNoExtraCa))})` : ""}.`,
       "`polaris` is the installed command as `npx polaris` runs it: `bin/polaris.js` executed through its #! line, whose sh starts node on it. `node bin/polaris.js` is the same file given to node directly. Both run the bundle, `dist/cli/main.cjs` (built by `npm ci`, loaded with V8's code cache); sources is `node bin/polaris.js` with `POLARIS_SOURCES=1`: effect, then tsx and the TypeScript modules, as every command started before.",
-      "The 1,000-node DAG is the engine benchmark's (10 layers × 100 trivial stages), a user's TypeScript pipeline: it runs on the full bundle (`dist/cli/main-full.cjs`, which carries all of effect for a user's modules), transpiled by esbuild (cached on disk), sharing the bundle's polaris and effect.",
+      "The 1,000-node DAG is the engine benchmark's (10 layers × 100 trivial stages), a user's TypeScript pipeline importing effect's Effect and Schema: it runs on the core bundle (`dist/cli/main-core.cjs`, which carries effect's common modules for a user's modules), transpiled by esbuild (cached on disk), sharing the bundle's polaris and effect.",
       "Digests of files (the model, the corpus, source modules) are remembered by the files' identities on disk after the first command (`Location.remembered`); the warm-up run makes them.",
       "",
       ...(extraCa

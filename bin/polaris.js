@@ -101,12 +101,14 @@ const runBundle = async (name) => {
   const bundle = fromBundle(name)
   const result = await bundle.main()
   bundle.done()
-  return result !== "needs-sources"
+  if (result === "needs-sources") return false
+  say(`ran ${name}`)
+  return true
 }
 
 /**
  * Whether the command names a user's TypeScript module: a .ts argument, or a recipe argument
- * whose `pipeline:` or `uses:` is one. Those import effect, which only the full bundle carries;
+ * whose `pipeline:` or `uses:` is one. Those import effect, which the lean bundle does not carry;
  * a guess that misses costs one false start of the lean bundle (it hands over before anything
  * is written), never a wrong result.
  */
@@ -124,15 +126,16 @@ const namesUserModules = () =>
 const start = async () => {
   if (wantsSources || !bundleIsCurrent(root)) return fromSources()
   // The lean bundle first, unless the command names a user's module: it carries everything but
-  // effect for a user's modules (build-cli.mjs).
+  // effect for a user's modules. Then the core bundle (effect's common modules), then the full
+  // one (build-cli.mjs); each hands over before anything is written.
   say("loader bundle")
-  if (namesUserModules() || !(await runBundle("main.cjs"))) {
-    say("loader bundle full (this recipe's modules import packages the lean bundle does not carry)")
-    if (!(await runBundle("main-full.cjs"))) {
-      say("the bundle cannot load this recipe's modules")
-      await fromSources()
-    }
-  }
+  if (!namesUserModules() && (await runBundle("main.cjs"))) return
+  say("loader bundle core (this recipe's modules import effect)")
+  if (await runBundle("main-core.cjs")) return
+  say("loader bundle full (this recipe's modules import what the core bundle does not carry)")
+  if (await runBundle("main-full.cjs")) return
+  say("the bundle cannot load this recipe's modules")
+  await fromSources()
 }
 
 /**

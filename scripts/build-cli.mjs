@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Builds the `polaris` command into CommonJS bundles (dist/cli/: the lean main.cjs, main-full.cjs
-// for a user's modules, the sampling workers' own), so a command that runs nothing starts in plain
-// node instead of loading ~300 effect modules through tsx's hooks. `npm ci` runs it (`prepare`);
+// Builds the `polaris` command into CommonJS bundles (dist/cli/: the lean main.cjs, main-core.cjs
+// and main-full.cjs for a user's modules, the sampling workers' own), so a command that runs
+// nothing starts in plain node instead of loading ~300 effect modules through tsx's hooks. `npm ci` runs it (`prepare`);
 // bin/polaris.js uses the bundle only while every source file it was built from is unchanged
 // (dist/cli/inputs.json), and runs the TypeScript through tsx otherwise, or when a recipe's
 // modules need what no bundle carries.
@@ -209,7 +209,7 @@ const barrelMembers = (index) => {
 // new copy of its namespace (esbuild's __toCommonJS, ~600 getters for effect's Schema), and a
 // user's module compiled to CommonJS requires a package once per import statement and reads
 // `import_effect.Schema` at every use.
-const lazyNamespace = (index) =>
+const lazyNamespace = (index, only) =>
   [
     `(() => {`,
     `    const found = new Map()`,
@@ -217,19 +217,33 @@ const lazyNamespace = (index) =>
     `    let namespace`,
     `    return () => (namespace ??= Object.defineProperties({}, {`,
     `      __esModule: { value: true },`,
-    ...barrelMembers(index).map(([name, file, member]) =>
+    ...barrelMembers(index).filter(([name]) => only === undefined || only.includes(name)).map(([name, file, member]) =>
       `      ${JSON.stringify(name)}: { enumerable: true, get: () => once(${JSON.stringify(name)}, () => require(${JSON.stringify(`./${file}`)})${member === null ? "" : `[${JSON.stringify(member)}]`}) },`),
     `    }))`,
     `  })()`
   ].join("\n")
 
 /**
- * The command's entry. The lean bundle (main.cjs) carries no effect barrel for a user's module:
- * all of effect would be 1.2 MB more to read, compile and set up at every start, ~40 ms of a
- * command's ~250. A recipe whose modules import effect (bin/polaris.js learns it from the lean
- * bundle, before anything is written) runs on the full bundle (main-full.cjs), which carries it.
+ * The members of effect that main-core.cjs carries for a user's module, whole: what stages and
+ * pipelines import (every module in examples/, docs/ and the tests' fixtures imports only
+ * Effect, Schema, Context, Layer, Data, Duration) and a few common companions. Each module
+ * carried whole is no longer cut down to what polaris uses, so it costs every start of that bundle
+ * (its read, compile and set-up, in one process: lean 67 ms, these 12 about 81, 29 modules 87,
+ * all of effect 110).
  */
-const entryOf = (full) => [
+const CORE = ["Config", "Console", "Context", "Data", "Duration", "Effect", "Function", "Layer", "Option", "Redacted", "Schedule", "Schema"]
+
+/**
+ * The command's entry, for each bundle (bin/polaris.js runs the first that can load the recipe's
+ * modules; each learns that it cannot before anything is written):
+ * - `lean` (main.cjs) carries no effect for a user's module: all of it would be 1.2 MB more to
+ *   read, compile and set up at every start, ~40 ms of a command's ~250;
+ * - `core` (main-core.cjs) carries effect's CORE members, and only them: a user's module that
+ *   reads any other member, or reads its namespace some other way, is left to the next bundle
+ *   (src/cli/BundledImporter.ts checks the module's code before it runs);
+ * - `full` (main-full.cjs) carries all of effect, `effect/http`, `effect/cli`.
+ */
+const entryOf = (kind) => [
   `import { useImporter } from "./src/dag/PipelineModule.ts"`,
   `import { importer } from "./src/cli/BundledImporter.ts"`,
   `import { useWorkerScript } from "./src/model/WorkerScript.ts"`,
@@ -241,9 +255,11 @@ const entryOf = (full) => [
   ...own.map((f) => `    ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`),
   `  },`,
   `  packages: {`,
-  ...Object.entries(BARRELS).filter(([name]) => full || name === "polaris").map(([name, index]) => `    ${JSON.stringify(name)}: ${lazyNamespace(index)},`),
-  ...Object.entries(MODULES).filter(() => full).map(([name, file]) => `    ${JSON.stringify(name)}: () => require(${JSON.stringify(`./${file}`)}),`),
-  `  }`,
+  ...Object.entries(BARRELS).filter(([name]) => kind === "full" || name === "polaris").map(([name, index]) => `    ${JSON.stringify(name)}: ${lazyNamespace(index)},`),
+  ...(kind === "core" ? [`    "effect": ${lazyNamespace(BARRELS.effect, CORE)},`] : []),
+  ...Object.entries(MODULES).filter(() => kind === "full").map(([name, file]) => `    ${JSON.stringify(name)}: () => require(${JSON.stringify(`./${file}`)}),`),
+  `  },`,
+  `  partial: ${JSON.stringify(kind === "core" ? { effect: CORE } : {})}`,
   `}))`
 ].join("\n")
 
@@ -263,12 +279,14 @@ const common = {
   logLevel: "warning",
   plugins: [ownModules, lazySegmenter]
 }
-const buildMain = (full) =>
-  build({ ...common, stdin: { contents: entryOf(full), resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" }, outfile: join(OUT, full ? "main-full.cjs" : "main.cjs") })
-const [lean, full] = [await buildMain(false), await buildMain(true)]
+const BUNDLES = { lean: "main.cjs", core: "main-core.cjs", full: "main-full.cjs" }
+const buildMain = (kind) =>
+  build({ ...common, stdin: { contents: entryOf(kind), resolveDir: ROOT, sourcefile: "cli-entry.js", loader: "js" }, outfile: join(OUT, BUNDLES[kind]) })
+const [lean, core, full] = [await buildMain("lean"), await buildMain("core"), await buildMain("full")]
 // The sampling workers' own bundle (src/model/WorkerScript.ts): the model's modules only, no TypeScript loader.
 const worker = await build({ ...common, entryPoints: [join(ROOT, "src/model/SamplerWorker.ts")], outfile: join(OUT, "sampler-worker.cjs") })
-const result = { metafile: { inputs: { ...lean.metafile.inputs, ...full.metafile.inputs, ...worker.metafile.inputs }, outputs: { ...lean.metafile.outputs, ...full.metafile.outputs, ...worker.metafile.outputs } } }
+const built = [lean, core, full, worker]
+const result = { metafile: { inputs: Object.assign({}, ...built.map((b) => b.metafile.inputs)), outputs: Object.assign({}, ...built.map((b) => b.metafile.outputs)) } }
 
 const WRAP = Module.wrap("\0").split("\0")
 
@@ -280,7 +298,7 @@ const WRAP = Module.wrap("\0").split("\0")
 // and an identifier.
 for (const name of Object.keys(result.metafile.outputs)) {
   const file = join(ROOT, name)
-  const command = /main(-full)?\.cjs$/.test(name)
+  const command = /main(-core|-full)?\.cjs$/.test(name)
   const rewritten = lazyBuiltins(name, readFileSync(file, "utf8"))
   // A command bundle is stored as node's CommonJS loader would wrap it (`Module.wrap`), so
   // bin/polaris.js compiles the text as it was read: the wrapper added in memory made V8 copy the
@@ -326,12 +344,22 @@ process.stdout.write(`polaris: built dist/cli (${Object.keys(result.metafile.out
  * 1,000-node DAG 0.973x on the full bundle, its `run` 1.007x (12). A warm-up that fails leaves no
  * cache: the first start writes one, as before.
  */
+const scratch = mkdtempSync(join(tmpdir(), "polaris-build-"))
+// A user's module that reads a member of effect main-core.cjs does not carry: it runs on the full bundle.
+const outsideCore = join(scratch, "stream.ts")
+writeFileSync(outsideCore, [
+  `import { Schema, Stream } from "effect"`,
+  `import { PipelineModule, Stage } from "polaris"`,
+  `const count = Stage.make({ name: "count", version: "1", output: Schema.Number, run: () => Stream.runCount(Stream.make(1, 2)) })`,
+  `export default PipelineModule.define("warm-up", (b) => ({ n: b.node(count, { id: "n" }) }))`
+].join("\n") + "\n")
+// The full bundle's before the core one's: a start of the core bundle that hands over writes its cache too.
 const warmUps = [
   ["main.cjs", ["plan", "recipes/polaris-qwen3.5-9b.yaml"]],
-  // A recipe whose pipeline is a user's module: it runs on the full bundle.
-  ["main-full.cjs", ["plan", "examples/word-stats/recipe.yaml"]]
+  ["main-full.cjs", ["plan", outsideCore]],
+  // A recipe whose pipeline is a user's module importing effect's core members.
+  ["main-core.cjs", ["plan", "examples/word-stats/recipe.yaml"]]
 ]
-const scratch = mkdtempSync(join(tmpdir(), "polaris-build-"))
 try {
   const { POLARIS_SOURCES: _, ...env } = process.env
   for (const [bundle, args] of warmUps) {
@@ -341,7 +369,7 @@ try {
       encoding: "utf8"
     })
     const cached = statSync(join(OUT, `${bundle}.cache`), { throwIfNoEntry: false })
-    if (r.status !== 0 || cached === undefined) process.stderr.write(`polaris: the code cache of ${bundle} was not made (polaris ${args.join(" ")} exited ${r.status}): ${r.stderr}\n`)
+    if (r.status !== 0 || cached === undefined || !r.stderr.includes(`polaris: ran ${bundle}`)) process.stderr.write(`polaris: the code cache of ${bundle} was not made (polaris ${args.join(" ")} exited ${r.status}): ${r.stderr}\n`)
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true })

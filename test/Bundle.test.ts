@@ -156,8 +156,8 @@ describe("the prebuilt command", () => {
     const bundled = await polaris(["run", "examples/word-stats/recipe.yaml", "--store", dir, "--progress", "none"], { env: BUNDLE })
     expect(bundled.status, bundled.stderr).toBe(0)
     expect(used(bundled.stderr)).toBe("bundle")
-    // Its modules import effect: the lean bundle hands them to the full one, which runs them.
-    expect(bundled.stderr).toContain("polaris: loader bundle full")
+    // Its modules import effect's Effect and Schema: the core bundle runs them.
+    expect(bundled.stderr).toContain("polaris: ran main-core.cjs")
     expect(bundled.stderr).not.toContain("cannot load")
     expect(bundled.stdout).toMatch(/: 7 executed, 0 cached/)
     const sources = await polaris(["run", "examples/word-stats/recipe.yaml", "--store", dir, "--progress", "none"], { env: SOURCES })
@@ -186,10 +186,39 @@ describe("the prebuilt command", () => {
       expect(r.status, r.stderr).toBe(0)
       expect(JSON.parse(r.stdout).outputs.same).toBe(true)
     }
-    expect((await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env: BUNDLE })).stderr).toContain("polaris: loader bundle full")
+    expect((await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env: BUNDLE })).stderr).toContain("polaris: ran main-core.cjs")
   }, 60_000)
 
-  it("hands a module it cannot load (top-level await, an effect entry point it does not carry) to the sources, which run it", async () => {
+  it("runs a module that reads a member of effect the core bundle does not carry on the full one, under the keys the sources give", async () => {
+    const dir = tempDirInRepo("bundle-full-")
+    const write = (name: string, lines: ReadonlyArray<string>) => {
+      const file = join(dir, name)
+      writeFileSync(file, [
+        `import { Effect, Schema } from "effect"`,
+        ...lines,
+        `import { PipelineModule, Stage } from "polaris"`,
+        `const count = Stage.make({ name: "count-${name.replace(/\W/g, "")}", version: "1", output: Schema.Number, run: () => counted })`,
+        `export default PipelineModule.define("full", (b) => ({ n: b.node(count, { id: "n" }) }))`
+      ].join("\n") + "\n")
+      return file
+    }
+    const modules = [
+      write("stream.ts", [`import { Stream } from "effect"`, `const counted = Stream.runCount(Stream.make(1, 2, 3))`]),
+      // A namespace read by a computed key: what it reads is not in the text.
+      write("computed.ts", [`import * as E from "effect"`, `const pick = (k: string) => (E as any)[k]`, `const counted = Effect.succeed(pick("Effect") === Effect ? 3 : 0)`])
+    ]
+    for (const file of modules) {
+      const bundled = await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env: BUNDLE })
+      expect(bundled.status, bundled.stderr).toBe(0)
+      expect(bundled.stderr).toContain("polaris: loader bundle core")
+      expect(bundled.stderr).toContain("polaris: ran main-full.cjs")
+      expect(JSON.parse(bundled.stdout).outputs.n).toBe(3)
+      const sources = await polaris(["run", file, "--store", join(dir, "store"), "--progress", "none"], { env: SOURCES })
+      expect(sources.stdout).toMatch(/: 0 executed, 1 cached/)
+    }
+  }, 120_000)
+
+  it("hands a module it cannot load (top-level await, a dynamic import, an effect entry point it does not carry) to the sources, which run it", async () => {
     const dir = tempDirInRepo("bundle-fallback-")
     const write = (name: string, head: string, value: string) => {
       const file = join(dir, name)
@@ -202,7 +231,13 @@ describe("the prebuilt command", () => {
       ].join("\n") + "\n")
       return file
     }
-    for (const file of [write("tla.ts", "const n = await Promise.resolve(41)", "n + 1"), write("deep.ts", `import * as Order from "effect/Order"`, "Order.max(Order.Number)(41, 42)")]) {
+    const modules = [
+      write("tla.ts", "const n = await Promise.resolve(41)", "n + 1"),
+      write("deep.ts", `import * as Order from "effect/Order"`, "Order.max(Order.Number)(41, 42)"),
+      // Inside the bundle a dynamic import would fail only when the stage runs.
+      write("dynamic.ts", `const later = () => import("node:path")`, "typeof later === \"function\" ? 42 : 0")
+    ]
+    for (const file of modules) {
       const r = await polaris(["run", file, "--store", join(dir, "store"), "--json"], { env: BUNDLE })
       expect(r.status, r.stderr).toBe(0)
       expect(r.stderr).toContain("polaris: loader bundle")

@@ -4,10 +4,11 @@
  * `.ts` file (a pipeline, a custom stage) is transpiled with esbuild and evaluated in place, its
  * imports of `polaris`, `effect` and the repository answered by the bundle, so that there is one
  * instance of each module in the process (a second copy of effect or of the framework would not
- * recognise the first's values). What the bundle cannot answer (top-level await, an effect entry
- * point it does not carry, any of effect in the lean bundle) raises `NeedsSources`, before
- * anything was written: `bin/polaris.js` then runs the full bundle, or the TypeScript sources
- * through tsx.
+ * recognise the first's values). What the bundle cannot answer raises `NeedsSources` before
+ * anything was written: top-level await, a dynamic import, an effect entry point it does not
+ * carry, any of effect in the lean bundle, a member of effect the core bundle does not carry (or
+ * a read of effect its code does not show). `bin/polaris.js` then runs the next bundle (core,
+ * full), or the TypeScript sources through tsx.
  *
  * The module keeps its own file name, so `Stage.make` finds its source in the stack as under tsx,
  * and `import.meta.url`, `dirname` and `filename` are its own.
@@ -30,9 +31,30 @@ export interface Carried {
   readonly files: Readonly<Record<string, () => Record<string, unknown>>>
   /** Packages by specifier (`polaris`, `effect`, `effect/http`...). */
   readonly packages: Readonly<Record<string, () => Record<string, unknown>>>
+  /** Packages whose namespace carries only these members. */
+  readonly partial: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 const TYPESCRIPT = new Set([".ts", ".mts", ".cts", ".tsx"])
+
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/**
+ * Whether `code`, a module esbuild compiled to CommonJS, reads package `name` only through
+ * `members`. esbuild binds each import of it to a variable (`var import_effect = require("effect")`,
+ * `var E = __toESM(require("effect"))`) and reads a member at each use (`import_effect.Schema`).
+ * Any other use of the package or of such a variable (`E[key]`, `E` passed along, `export * from`,
+ * a dynamic import) cannot be checked from the text, so the answer is no.
+ */
+export const readsOnly = (code: string, name: string, members: ReadonlyArray<string>): boolean => {
+  const required = `require(${JSON.stringify(name)})`
+  const bindings = [...code.matchAll(new RegExp(`var ([\\w$]+) = (?:__toESM\\()?${literal(required)}`, "g"))].map((m) => m[1]!)
+  if (code.split(required).length - 1 !== bindings.length) return false
+  return bindings.every((binding) =>
+    // Not a property named so, nor a string's first word (`require("effect")` itself).
+    [...code.matchAll(new RegExp(`(?<![\\w$."'\`])${literal(binding)}(?![\\w$])(?:\\.([\\w$]+))?`, "g"))].every((use) =>
+      use[1] !== undefined ? members.includes(use[1]) : code.startsWith(`var ${binding} = `, use.index - "var ".length)))
+}
 
 // `./x.ts` as written, or `./x.js` meaning `./x.ts` (TypeScript's convention).
 const candidates = (path: string) => [path, path.replace(/\.([cm]?)js$/, ".$1ts"), path.replace(/\.jsx$/, ".tsx")]
@@ -75,6 +97,11 @@ export const importer = (carried: Carried) => {
       // Top-level await and other module-only syntax: tsx runs it as a module.
       if (/top-level await|not supported with the "cjs" output format/i.test(String(e))) throw new NeedsSources({ file })
       throw e
+    }
+    // A dynamic import has no loader inside vm.Script (it would fail when it runs, not here).
+    if (/(?<![\w$.])import\(/.test(code)) throw new NeedsSources({ file })
+    for (const [name, members] of Object.entries(carried.partial)) {
+      if (!readsOnly(code, name, members)) throw new NeedsSources({ file })
     }
     const module = { exports: {} as Record<string, unknown> }
     evaluated.set(file, module)
