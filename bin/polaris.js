@@ -21,7 +21,7 @@
 // loader for itself alone, 5-8 ms of every start (`--help` 0.965x, 20 interleaved pairs).
 const { readFileSync, renameSync, writeFileSync } = require("node:fs")
 const Module = require("node:module")
-const { dirname } = require("node:path")
+const { dirname, resolve } = require("node:path")
 const { fileURLToPath, pathToFileURL } = require("node:url")
 const vm = require("node:vm")
 const { bundleIsCurrent } = require("./bundle-current.js")
@@ -107,21 +107,50 @@ const runBundle = async (name) => {
 }
 
 /**
- * Whether the command names a user's TypeScript module: a .ts argument, or a recipe argument
- * whose `pipeline:` or `uses:` is one. Those import effect, which the lean bundle does not carry;
- * a guess that misses costs one false start of the lean bundle (it hands over before anything
- * is written), never a wrong result.
+ * The user's TypeScript modules the command names: a .ts argument, or a recipe argument's
+ * `pipeline:` and `uses:` modules (relative to the recipe). Those import effect, which the lean
+ * bundle does not carry. A guess from the text: a module it misses costs one false start of a
+ * bundle (each hands over before anything is written), never a wrong result.
  */
-const namesUserModules = () =>
-  args.some((a) => {
-    if (/\.[cm]?tsx?$/.test(a)) return true
-    if (!/\.ya?ml$/.test(a)) return false
+const userModules = () =>
+  args.flatMap((a) => {
+    if (/\.[cm]?tsx?$/.test(a)) return [resolve(a)]
+    if (!/\.ya?ml$/.test(a)) return []
     try {
-      return /^\s*-?\s*(pipeline|uses):\s*["']?[^\s"'#]+\.[cm]?tsx?\b/m.test(readFileSync(a, "utf8"))
+      return [...readFileSync(a, "utf8").matchAll(/^\s*-?\s*(?:pipeline|uses):\s*["']?([^\s"'#]+\.[cm]?tsx?)\b/gm)].map((m) => resolve(dirname(a), m[1]))
+    } catch {
+      return []
+    }
+  })
+
+/**
+ * Whether one of `files` imports by name a member of effect the core bundle does not carry
+ * (dist/cli/core.json), or an entry point of effect other than its index: then the core bundle's
+ * false start is skipped. Its own check of each module's compiled code stays the rule.
+ */
+const importsBeyondCore = (files) => {
+  let core
+  try {
+    core = JSON.parse(readFileSync(fileURLToPath(new URL("dist/cli/core.json", root)), "utf8")).effect
+  } catch {
+    return false
+  }
+  return files.some((file) => {
+    let text
+    try {
+      text = readFileSync(file, "utf8")
     } catch {
       return false
     }
+    if (/["']effect\//.test(text)) return true
+    for (const m of text.matchAll(/\b(?:import|export)\s+(type\s+)?\{([^}]*)\}\s*from\s*["']effect["']/g)) {
+      if (m[1] !== undefined) continue
+      const names = m[2].split(",").map((part) => part.trim()).filter((part) => part !== "" && !part.startsWith("type "))
+      if (names.some((part) => !core.includes(part.split(/\s+as\s+/)[0]))) return true
+    }
+    return false
   })
+}
 
 const start = async () => {
   if (wantsSources || !bundleIsCurrent(root)) return fromSources()
@@ -129,9 +158,12 @@ const start = async () => {
   // effect for a user's modules. Then the core bundle (effect's common modules), then the full
   // one (build-cli.mjs); each hands over before anything is written.
   say("loader bundle")
-  if (!namesUserModules() && (await runBundle("main.cjs"))) return
-  say("loader bundle core (this recipe's modules import effect)")
-  if (await runBundle("main-core.cjs")) return
+  const modules = userModules()
+  if (modules.length === 0 && (await runBundle("main.cjs"))) return
+  if (!importsBeyondCore(modules)) {
+    say("loader bundle core (this recipe's modules import effect)")
+    if (await runBundle("main-core.cjs")) return
+  }
   say("loader bundle full (this recipe's modules import what the core bundle does not carry)")
   if (await runBundle("main-full.cjs")) return
   say("the bundle cannot load this recipe's modules")

@@ -329,6 +329,8 @@ const inputs = [...Object.keys(result.metafile.inputs), "scripts/build-cli.mjs",
     const s = statSync(join(ROOT, p))
     return [p, s.size, Math.round(s.mtimeMs)]
   })
+// What the core bundle carries, for bin/polaris.js's guess of which bundle a user's module needs.
+writeFileSync(join(OUT, "core.json"), JSON.stringify({ effect: CORE }) + "\n")
 const lock = statSync(join(ROOT, "package-lock.json"))
 writeFileSync(join(OUT, "inputs.json"), JSON.stringify({ lock: [lock.size, Math.round(lock.mtimeMs)], inputs }) + "\n")
 const bytes = Object.values(result.metafile.outputs).reduce((s, o) => s + o.bytes, 0)
