@@ -70,9 +70,8 @@ const timeCommand = (args: ReadonlyArray<string>, loader: Loader): Promise<numbe
     const env = { ...inherited, POLARIS_DEBUG: "loader", ...(loader === "sources" ? { POLARIS_SOURCES: "1" } : {}) }
     const bin = join(ROOT, "bin", "polaris.js")
     const t0 = performance.now()
-    const child = loader === "command"
-      ? spawn(bin, args, { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
-      : spawn(process.execPath, [bin, ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
+    const [file, argv] = loader === "command" ? [bin, args] : [process.execPath, [bin, ...args]]
+    const child = spawn(file, argv, { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] })
     let stderr = ""
     child.stderr.on("data", (d) => (stderr += d))
     child.on("exit", (code) => {

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Builds the `polaris` command into CommonJS bundles (dist/cli/: the lean main.cjs, main-core.cjs
 // and main-full.cjs for a user's modules, the sampling workers' own), so a command that runs
-// nothing starts in plain node instead of loading ~300 effect modules through tsx's hooks. `npm ci` runs it (`prepare`);
-// bin/polaris.js uses the bundle only while every source file it was built from is unchanged
-// (dist/cli/inputs.json), and runs the TypeScript through tsx otherwise, or when a recipe's
-// modules need what no bundle carries.
+// nothing starts in plain node instead of loading ~300 effect modules through tsx's hooks. `npm ci`
+// runs it (`prepare`); bin/polaris.js uses the bundle only while every source file it was built
+// from is unchanged (dist/cli/inputs.json), and runs the TypeScript through tsx otherwise, or when
+// a recipe's modules need what no bundle carries.
 //
 // The bundle must behave exactly as the sources do, cache keys included:
 // - `import.meta.url` / `dirname` / `filename` in a bundled module stand for that module's own
